@@ -1,0 +1,1 @@
+"""Starlette routes of the HTTP API: thin (decode, call a service, encode)."""

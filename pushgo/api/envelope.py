@@ -1,0 +1,162 @@
+"""The response envelope ``{"success", "data"?, "error"?, "error_code"?, "problem"?}`` (null
+fields omitted) and JSON body decoding with msgspec.
+
+Owns: the one place where a GatewayError becomes an HTTP response.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pushgo.errors import GatewayError, InvalidInput, PayloadTooLarge
+
+T = TypeVar("T")
+
+MAX_BODY = 32 * 1024
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    category: str
+    status: int
+    title: str
+    detail: str
+    localized_message: str
+    locale: str
+    retryable: bool
+    code: str | None = None
+    request_id: str | None = None
+
+
+class Envelope(msgspec.Struct, omit_defaults=True):
+    success: bool
+    data: Any = None
+    error: str | None = None
+    error_code: str | None = None
+    problem: Problem | None = None
+
+
+_CATEGORY = {400: "validation", 401: "auth", 403: "permission", 404: "not_found",
+             405: "validation", 409: "conflict", 413: "validation", 429: "rate_limit",
+             502: "upstream", 503: "too_busy"}
+_TEXT = {
+    "en": {
+        "validation": ("Validation failed", "The request is invalid. Please check the input and retry."),
+        "auth": ("Authentication failed", "Gateway authentication failed. Please verify the server token."),
+        "permission": ("Permission denied", "The channel password is incorrect."),
+        "not_found": ("Resource not found", "The resource does not exist or is no longer available."),
+        "conflict": ("Conflict", "The request conflicts with an earlier one."),
+        "rate_limit": ("Too many requests", "Too many requests. Please retry later."),
+        "upstream": ("Upstream error", "A push provider failed. Please retry later."),
+        "too_busy": ("Server busy", "The server is busy. Please retry later."),
+        "internal": ("Internal error", "Something went wrong on the gateway. Please retry later."),
+    },
+    "zh-CN": {
+        "validation": ("请求参数有误", "请求无效，请检查输入后重试。"),
+        "auth": ("认证失败", "网关认证失败，请检查服务端令牌。"),
+        "permission": ("权限不足", "频道密码不正确。"),
+        "not_found": ("资源不存在", "资源不存在或已不可用。"),
+        "conflict": ("请求冲突", "请求与之前的请求冲突。"),
+        "rate_limit": ("请求过多", "请求过于频繁，请稍后重试。"),
+        "upstream": ("上游错误", "推送服务商出错，请稍后重试。"),
+        "too_busy": ("服务繁忙", "服务繁忙，请稍后重试。"),
+        "internal": ("内部错误", "网关出现错误，请稍后重试。"),
+    },
+}
+
+
+def locale_of(accept_language: str | None) -> str:
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag == "zh" or tag.startswith(("zh-cn", "zh-sg", "zh-hans", "zh_cn")):
+            return "zh-CN"
+        if tag == "en" or tag.startswith(("en-", "en_")):
+            return "en"
+    return "en"
+
+
+def json_bytes(value: Any) -> bytes:
+    return _encoder.encode(value)
+
+
+def ok(data: Any = None, status: int = 200) -> Response:
+    return Response(_encoder.encode(Envelope(True, data)), status_code=status,
+                    media_type="application/json")
+
+
+def error_body(exc: GatewayError, request_id: str | None, locale: str = "en") -> bytes:
+    category = _CATEGORY.get(exc.status, "internal" if exc.status >= 500 else "validation")
+    title, text = _TEXT[locale][category]
+    problem = Problem(category=category, status=exc.status, title=title, detail=exc.message,
+                      localized_message=text, locale=locale,
+                      retryable=exc.status in (429, 502, 503) or exc.status >= 500,
+                      code=exc.code, request_id=request_id)
+    return _encoder.encode(Envelope(False, None, exc.message, exc.code, problem))
+
+
+def error_response(exc: GatewayError, request: Request | None = None) -> Response:
+    rid = request.scope.get("state", {}).get("request_id") if request is not None else None
+    locale = locale_of(request.headers.get("accept-language")) if request is not None else "en"
+    headers = {"content-language": locale}
+    if exc.status == 401:
+        headers["www-authenticate"] = "Bearer"
+    return Response(error_body(exc, rid, locale), status_code=exc.status,
+                    media_type="application/json", headers=headers)
+
+
+def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
+    dec = _decoders.get(kind)
+    if dec is None:
+        dec = _decoders[kind] = msgspec.json.Decoder(kind)
+    return dec
+
+
+def decode(raw: bytes, kind: type[T]) -> T:
+    """Decode a JSON body into ``kind``; every failure is an InvalidInput with a code."""
+    try:
+        return _decoder(kind).decode(raw)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid JSON data: {exc}", code="invalid_json_data") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"invalid JSON syntax: {exc}", code="invalid_json_syntax") from None
+
+
+def convert(obj: Any, kind: type[T]) -> T:
+    """Like decode, for already-parsed values (query strings)."""
+    try:
+        return msgspec.convert(obj, kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid query: {exc}", code="invalid_query") from None
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """Read the request body, refusing more than ``limit`` bytes without buffering them."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def is_json_type(content_type: str | None) -> bool:
+    mime = (content_type or "").split(";")[0].strip().lower()
+    return mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+async def body_as(request: Request, kind: type[T]) -> T:
+    if not is_json_type(request.headers.get("content-type")):
+        raise InvalidInput("missing Content-Type: application/json",
+                           code="missing_json_content_type")
+    return decode(await read_body(request), kind)

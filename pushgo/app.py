@@ -1,0 +1,126 @@
+"""Wiring: settings → store → services → senders → routes, and the root task group that owns
+every background task for the life of the gateway (the lifespan).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pushgo.api.envelope import error_response
+from pushgo.api.front import Front
+from pushgo.api.routes import build_routes
+from pushgo.errors import GatewayError
+from pushgo.push.private import Hub, PrivateStreams
+from pushgo.service import Services
+from pushgo.service.context import Context, wall_ms
+from pushgo.settings import Settings
+from pushgo.store import Store
+from pushgo.store import outbox as O
+
+log = logging.getLogger("pushgo.app")
+
+#: How often expired deliveries are swept out of the outbox and inboxes.
+SWEEP_INTERVAL_S = 60.0
+
+
+class Gateway:
+    """One gateway: its store, services and ASGI app. ``running()`` owns its background work."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms,
+                 store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or Store(settings.db_url)
+        self.hub = Hub()
+        self.ctx = Context(settings, self.store, listeners=[self.hub], clock=clock)
+        self.services = Services.build(self.ctx)
+        self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox)
+        self._started = False
+        routes = build_routes(self.services, self.streams, self.ready)
+        self.starlette = Starlette(
+            routes=routes,
+            exception_handlers={
+                GatewayError: _on_gateway_error,
+                HTTPException: _on_http_error,
+                Exception: _on_unhandled,
+            },
+            lifespan=self._lifespan,
+        )
+        self.asgi = Front(self.starlette, self.starlette.router, token=settings.token,
+                          exempt=self._auth_exempt)
+
+    def _auth_exempt(self, path: str) -> bool:
+        if not self.settings.mcp_enabled:
+            return False
+        return (path == "/mcp" or path.startswith(("/mcp/", "/oauth/", "/.well-known/")))
+
+    async def ready(self) -> bool:
+        return self._started and await self.store.ping()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Gateway]:
+        """Migrate the store, start background tasks; on exit stop them and flush the store."""
+        await anyio.to_thread.run_sync(self.store.migrate)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._sweep_forever)
+                self._started = True
+                try:
+                    yield self
+                finally:
+                    self._started = False
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.store.dispose)
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: Any) -> AsyncIterator[None]:
+        async with self.running():
+            yield
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                expired = await self.store.run(O.expire, self.ctx.now())
+                if expired:
+                    log.info("expired deliveries", extra={"fields": {"count": expired}})
+            except Exception:
+                log.exception("expiry sweep failed")
+            await anyio.sleep(SWEEP_INTERVAL_S)
+
+
+async def _on_gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc, request)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        err = GatewayError("method not allowed", code="method_not_allowed", status=405)
+        resp = error_response(err, request)
+        if exc.headers:
+            resp.headers.update(exc.headers)
+        return resp
+    if exc.status_code == 404:
+        return error_response(GatewayError("404 Not Found", code="route_not_found", status=404),
+                              request)
+    return error_response(GatewayError(str(exc.detail), code="http_error",
+                                       status=exc.status_code), request)
+
+
+async def _on_unhandled(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc,
+              extra={"fields": {"request_id": request.scope.get("state", {}).get("request_id")}})
+    return error_response(GatewayError("internal error", code="internal_error", status=500),
+                          request)

@@ -1,0 +1,352 @@
+"""Field rules shared by messages, events and things (SPEC §1): ids, images, tags, metadata,
+attrs, external ids, locations, timestamps. Each check raises FieldError(code, message).
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pushgo.errors import InvalidInput
+from pushgo.protocol.ids import is_token_id, parse_channel_id
+from pushgo.protocol.timeparse import to_epoch_ms
+
+OP_ID_MAX = 128
+ENTITY_ID_MAX = 64
+IMAGES_MAX = 32
+IMAGE_URL_MAX = 2048
+TAGS_MAX = 32
+TAG_MAX = 64
+METADATA_KEY_MAX = 64
+METADATA_VALUE_MAX = 512
+EVENT_STATUS_MAX = 24
+EVENT_MESSAGE_MAX = 512
+EXTERNAL_ID_KEY_MAX = 64
+EXTERNAL_ID_VALUE_MAX = 256
+LOCATION_TEXT_MAX = 256
+LOCATION_TOKEN_MAX = 64
+MAX_TTL_MS = 30 * 24 * 3600 * 1000
+SEVERITIES = ("critical", "high", "normal", "low")
+LOCATION_TYPES = ("physical", "geo", "cloud", "datacenter", "logical")
+
+Scalar = str | int | float | bool
+
+
+class FieldError(InvalidInput):
+    """A field that breaks its rule: 400 with a specific ``error_code``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+
+
+def blank_to_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def channel_id(raw: str) -> str:
+    if not raw.strip():
+        raise FieldError("channel_id_required", "channel id must not be empty")
+    # Readers often paste ids with separators; they are not part of the id.
+    parsed = parse_channel_id(re.sub(r"[\s\-]", "", raw))
+    if parsed is None:
+        raise FieldError("invalid_channel_id", "invalid channel id")
+    return parsed
+
+
+def device_key(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise FieldError("device_key_required", "device_key is required")
+    if len(value) > 128 or not value.isprintable():
+        raise FieldError("invalid_device_key", "device_key is invalid")
+    return value
+
+
+def token_id(raw: str | None, field: str, max_len: int, *, required: bool) -> str | None:
+    if raw is None:
+        if required:
+            raise FieldError(f"{field}_required", f"{field} is required")
+        return None
+    value = raw.strip()
+    if not value:
+        if required:
+            raise FieldError(f"{field}_required", f"{field} must not be empty")
+        return None
+    if len(value.encode()) > max_len:
+        raise FieldError(f"invalid_{field}", f"{field} is too long (max {max_len})")
+    if not is_token_id(value, max_len):
+        raise FieldError(f"invalid_{field}", f"{field} may only contain A-Z a-z 0-9 _ : -")
+    return value
+
+
+def op_id(raw: str | None) -> str | None:
+    return token_id(raw, "op_id", OP_ID_MAX, required=False)
+
+
+def timestamp(raw: object, field: str, *, required: bool = False) -> int | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if required:
+            raise FieldError(f"{field}_required", f"{field} is required")
+        return None
+    ms = to_epoch_ms(raw)
+    if ms is None:
+        raise FieldError(f"invalid_{field}", f"{field} must be Unix seconds or milliseconds")
+    return ms
+
+
+def _string_list(values: list[str] | None, field: str, max_items: int, max_len: int,
+                 code: str) -> list[str]:
+    if not values:
+        return []
+    if len(values) > max_items:
+        raise FieldError(code, f"{field} exceeds max length {max_items}")
+    out: list[str] = []
+    seen: set[str] = set()
+    for raw in values:
+        value = raw.strip()
+        if not value:
+            raise FieldError(code, f"{field} contains an empty entry")
+        if len(value.encode()) > max_len:
+            raise FieldError(code, f"{field} contains an entry over {max_len} bytes")
+        if value not in seen:
+            seen.add(value)
+            out.append(value)
+    return out
+
+
+def images(values: list[str] | None) -> list[str]:
+    return _string_list(values, "images", IMAGES_MAX, IMAGE_URL_MAX, "images_format_invalid")
+
+
+def tags(values: list[str] | None) -> list[str]:
+    return _string_list(values, "tags", TAGS_MAX, TAG_MAX, "tags_format_invalid")
+
+
+def csv_list(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    return [piece.strip() for piece in raw.split(",") if piece.strip()]
+
+
+def scalar_text(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def metadata(raw: Mapping[str, Any] | None) -> dict[str, Scalar]:
+    """Flat scalar map: key trimmed, 1..64 bytes; value a non-blank string, number or bool whose
+    text is ≤512 bytes. Keys come out sorted."""
+    if not raw:
+        return {}
+    out: dict[str, Scalar] = {}
+    for key_raw, value in raw.items():
+        key = key_raw.strip()
+        if not key:
+            raise FieldError("metadata_key_required", "metadata key must not be empty")
+        if key in out:
+            raise FieldError("metadata_key_duplicate", f"metadata key {key!r} is duplicated")
+        if len(key.encode()) > METADATA_KEY_MAX:
+            raise FieldError("metadata_key_too_long", "metadata key is too long (max 64 bytes)")
+        if not isinstance(value, str | int | float | bool) or value is None:
+            raise FieldError("metadata_value_scalar_required", f"metadata.{key} must be a scalar")
+        if isinstance(value, float) and value != value:  # NaN never arrives from JSON; guard
+            raise FieldError("metadata_value_scalar_required", f"metadata.{key} must be a scalar")
+        if isinstance(value, str) and not value.strip():
+            raise FieldError("metadata_value_required", f"metadata.{key} must not be empty")
+        if len(scalar_text(value).encode()) > METADATA_VALUE_MAX:
+            raise FieldError("metadata_value_too_long", "metadata value is too long (max 512 bytes)")
+        out[key] = value
+    return dict(sorted(out.items()))
+
+
+def metadata_from_query(raw: str | None) -> dict[str, Scalar]:
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise FieldError("metadata_object_required", "metadata must be a JSON object") from None
+    if parsed is None:
+        return {}
+    if not isinstance(parsed, dict):
+        raise FieldError("metadata_object_required", "metadata must be a JSON object")
+    return metadata(parsed)
+
+
+def attrs(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Patch object: values are null (delete), scalars, or one-level objects of scalars/null."""
+    if not raw:
+        return {}
+    out: dict[str, Any] = {}
+    for key_raw, value in raw.items():
+        key = key_raw.strip()
+        if not key:
+            raise FieldError("extension_object_key_required", "attrs contains empty key")
+        if isinstance(value, list):
+            raise FieldError("extension_object_arrays_unsupported", "attrs does not support arrays")
+        if isinstance(value, dict):
+            for inner in value.values():
+                if isinstance(inner, dict | list):
+                    raise FieldError("extension_object_nested_object_unsupported",
+                                     "attrs only supports one-level objects")
+        out[key] = value
+    return dict(sorted(out.items()))
+
+
+def severity_lenient(raw: str | None) -> str:
+    value = (raw or "").strip().lower()
+    return value if value in SEVERITIES else "normal"
+
+
+def severity_strict(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    value = raw.strip().lower()
+    if value not in SEVERITIES:
+        raise FieldError("invalid_severity", "severity must be one of critical/high/normal/low")
+    return value
+
+
+def bounded_text(raw: str | None, field: str, max_chars: int) -> str | None:
+    if raw is None:
+        return None
+    value = raw.strip()
+    if not value:
+        raise FieldError(f"invalid_{field}", f"{field} must not be empty")
+    if len(value) > max_chars:
+        raise FieldError(f"invalid_{field}", f"{field} is too long (max {max_chars})")
+    return value
+
+
+def image_url(raw: str | None, field: str) -> str | None:
+    value = blank_to_none(raw)
+    if value is not None and len(value.encode()) > IMAGE_URL_MAX:
+        raise FieldError("images_format_invalid", f"{field} is longer than 2048 bytes")
+    return value
+
+
+_EXT_KEY = re.compile(r"[A-Za-z0-9_:.\-]+")
+_LOC_TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def external_ids(raw: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """Patch of external ids: key lowercased; value a string (set) or null (remove)."""
+    if not raw:
+        return {}
+    out: dict[str, str | None] = {}
+    for key_raw, value in raw.items():
+        key = key_raw.strip().lower()
+        if not key:
+            raise FieldError("external_ids_key_invalid", "external_ids contains empty key")
+        if len(key.encode()) > EXTERNAL_ID_KEY_MAX or not _EXT_KEY.fullmatch(key):
+            raise FieldError("external_ids_key_invalid", "external_ids key format is invalid")
+        if value is None:
+            out[key] = None
+            continue
+        if not isinstance(value, str):
+            raise FieldError("external_ids_value_invalid",
+                             "external_ids only supports string or null values")
+        text = value.strip()
+        if not text:
+            raise FieldError("external_ids_value_required", "external_ids contains empty value")
+        if len(text.encode()) > EXTERNAL_ID_VALUE_MAX:
+            raise FieldError("external_ids_value_too_long", "external_ids value is too long")
+        out[key] = text
+    return dict(sorted(out.items()))
+
+
+def _loc_tokens(value: str, sep: str, lo: int, hi: int, kind: str) -> str:
+    parts = [p.strip().lower() for p in value.split(sep)]
+    if not lo <= len(parts) <= hi:
+        raise FieldError("invalid_location", f"{kind} location_value has the wrong number of parts")
+    for p in parts:
+        if not p or len(p) > LOCATION_TOKEN_MAX or not _LOC_TOKEN.fullmatch(p):
+            raise FieldError("invalid_location", "location_value token format is invalid")
+    return sep.join(parts)
+
+
+def location(type_raw: str | None, value_raw: str | None) -> tuple[str, str] | None:
+    ltype, lvalue = blank_to_none(type_raw), blank_to_none(value_raw)
+    if ltype is None and lvalue is None:
+        return None
+    if ltype is None or lvalue is None:
+        raise FieldError("invalid_location",
+                         "location_type and location_value must be provided together")
+    ltype = ltype.lower()
+    if ltype not in LOCATION_TYPES:
+        raise FieldError("invalid_location", "location_type must be one of " + "|".join(LOCATION_TYPES))
+    if ltype == "physical":
+        if len(lvalue.encode()) > LOCATION_TEXT_MAX:
+            raise FieldError("invalid_location", "physical location_value is too long")
+        return ltype, lvalue
+    if ltype == "geo":
+        lat_s, sep, lng_s = lvalue.partition(",")
+        if not sep:
+            raise FieldError("invalid_location", "geo location_value must be <lat>,<lng>")
+        try:
+            lat, lng = float(lat_s), float(lng_s)
+        except ValueError:
+            raise FieldError("invalid_location", "geo location_value must be numbers") from None
+        if not (-90 <= lat <= 90) or not (-180 <= lng <= 180):
+            raise FieldError("invalid_location", "geo location_value out of range")
+        return ltype, f"{round(lat, 6):.6f},{round(lng, 6):.6f}"
+    if ltype == "cloud":
+        return ltype, _loc_tokens(lvalue, ":", 2, 3, "cloud")
+    if ltype == "datacenter":
+        return ltype, _loc_tokens(lvalue, ":", 1, 3, "datacenter")
+    return ltype, _loc_tokens(lvalue, "/", 1, 64, "logical")
+
+
+def channel_name(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise FieldError("invalid_channel_name", "channel name must not be empty")
+    if len(value) > 128:
+        raise FieldError("invalid_channel_name", "channel name too long (max 128)")
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
+        raise FieldError("invalid_channel_name", "channel name contains invalid characters")
+    return value
+
+
+PLATFORMS = {"ios": "ios", "ipados": "ios", "macos": "macos", "watchos": "watchos",
+             "android": "android", "windows": "windows", "win": "windows"}
+CHANNEL_TYPES = ("apns", "fcm", "wns", "private")
+APPLE = ("ios", "macos", "watchos")
+
+
+def platform(raw: str) -> str:
+    value = PLATFORMS.get(raw.strip().lower())
+    if value is None:
+        raise FieldError("invalid_platform", "invalid platform")
+    return value
+
+
+def channel_type(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in CHANNEL_TYPES:
+        raise FieldError("invalid_channel_type", "invalid channel_type")
+    return value
+
+
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
+def provider_token(raw: str, plat: str) -> str:
+    value = raw.strip()
+    if plat in APPLE:
+        ok = len(value) % 2 == 0 and 64 <= len(value) <= 256 and _HEX.fullmatch(value) is not None
+    else:
+        ok = 16 <= len(value.encode()) <= 4096
+    if not ok:
+        raise FieldError("invalid_provider_token", "invalid provider_token")
+    return value

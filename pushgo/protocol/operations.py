@@ -1,0 +1,295 @@
+"""Send operations (message, event create/update/close, thing create/update/archive/delete):
+their wire request Structs, validation into an :class:`OpSpec`, and the request fingerprint
+used for op_id idempotency.
+
+Pure: the caller supplies ids and time when the spec is rendered (see payload.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from pushgo.protocol import fields as F
+
+Ts = int | float | str | None
+Meta = dict[str, Any] | None
+
+
+class _Req(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    channel_id: str
+    password: str | None = None
+    op_id: str | None = None
+
+
+class MessageIn(_Req, kw_only=True):
+    title: str
+    body: str | None = None
+    thing_id: str | None = None
+    occurred_at: Ts = None
+    severity: str | None = None
+    ttl: Ts = None
+    url: str | None = None
+    images: list[str] = msgspec.field(default_factory=list)
+    ciphertext: str | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    metadata: Meta = None
+
+
+class MessageQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """GET /message: everything is text; images/tags are CSV, metadata a JSON string."""
+
+    channel_id: str
+    password: str
+    title: str
+    op_id: str | None = None
+    body: str | None = None
+    thing_id: str | None = None
+    occurred_at: str | None = None
+    severity: str | None = None
+    ttl: str | None = None
+    url: str | None = None
+    images: str | None = None
+    ciphertext: str | None = None
+    tags: str | None = None
+    metadata: str | None = None
+
+
+class _EventBody(_Req, kw_only=True):
+    thing_id: str | None = None
+    event_time: Ts = None
+    title: str | None = None
+    description: str | None = None
+    status: str | None = None
+    message: str | None = None
+    severity: str | None = None
+    tags: list[str] | None = None
+    images: list[str] = msgspec.field(default_factory=list)
+    ciphertext: str | None = None
+    started_at: Ts = None
+    ended_at: Ts = None
+    attrs: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: Meta = None
+
+
+class EventCreateIn(_EventBody, kw_only=True):
+    pass
+
+
+class EventUpdateIn(_EventBody, kw_only=True):
+    event_id: str
+
+
+class EventCloseIn(_EventBody, kw_only=True):
+    event_id: str
+
+
+class _ThingBody(_Req, kw_only=True):
+    observed_at: Ts = None
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    primary_image: str | None = None
+    images: list[str] = msgspec.field(default_factory=list)
+    external_ids: dict[str, Any] = msgspec.field(default_factory=dict)
+    location_type: str | None = None
+    location_value: str | None = None
+    ciphertext: str | None = None
+    attrs: dict[str, Any] = msgspec.field(default_factory=dict)
+    metadata: Meta = None
+
+
+class ThingCreateIn(_ThingBody, kw_only=True):
+    created_at: Ts = None
+
+
+class ThingUpdateIn(_ThingBody, kw_only=True):
+    thing_id: str
+
+
+class ThingArchiveIn(_ThingBody, kw_only=True):
+    thing_id: str
+
+
+class ThingDeleteIn(_ThingBody, kw_only=True):
+    thing_id: str
+    deleted_at: Ts = None
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A validated operation, independent of ids, time and the channel password."""
+
+    route: str
+    entity_type: str
+    channel_id: str
+    op_id: str | None
+    entity_id: str | None  # given (update/close/...); None: generated on accept
+    thing_id: str | None
+    severity: str  # delivery priority: messages use theirs, events/things "normal"
+    ttl_ms: int | None  # absolute expiry asked for (messages)
+    occurred_at: int | None  # None: the accept time
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """What makes two requests with one op_id "the same payload"."""
+        doc = {
+            "route": self.route, "entity_id": self.entity_id, "thing_id": self.thing_id,
+            "ttl": self.ttl_ms, "occurred_at": self.occurred_at, "fields": self.fields,
+        }
+        raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def require_password(raw: str | None) -> str:
+    if raw is None or not raw.strip():
+        raise F.FieldError("password_required", "password is required")
+    return raw
+
+
+def message_spec(req: MessageIn) -> OpSpec:
+    thing_id = F.token_id(req.thing_id, "thing_id", F.ENTITY_ID_MAX, required=False) \
+        if req.thing_id is not None else None
+    if req.thing_id is not None and thing_id is None:
+        raise F.FieldError("invalid_thing_id", "thing_id must not be empty")
+    cid = F.channel_id(req.channel_id)
+    op = F.op_id(req.op_id)
+    title = req.title.strip()
+    if not title:
+        raise F.FieldError("title_required", "title must not be empty")
+    meta = F.metadata(req.metadata)
+    occurred = F.timestamp(req.occurred_at, "occurred_at")
+    if thing_id is not None and occurred is None:
+        raise F.FieldError("occurred_at_required_for_thing_scoped_message",
+                           "occurred_at is required when message is scoped to thing_id")
+    fields = {
+        "title": title,
+        "body": F.blank_to_none(req.body),
+        "url": F.blank_to_none(req.url),
+        "images": F.images(req.images),
+        "tags": F.tags(req.tags),
+        "ciphertext": F.blank_to_none(req.ciphertext),
+        "metadata": meta,
+    }
+    return OpSpec(
+        route="message", entity_type="message", channel_id=cid, op_id=op, entity_id=None,
+        thing_id=thing_id, severity=F.severity_lenient(req.severity),
+        ttl_ms=F.timestamp(req.ttl, "ttl"), occurred_at=occurred, fields=fields,
+    )
+
+
+def message_from_query(q: MessageQuery) -> MessageIn:
+    meta = F.metadata_from_query(q.metadata)
+    return MessageIn(
+        channel_id=q.channel_id, password=q.password, title=q.title, op_id=F.blank_to_none(q.op_id),
+        body=q.body, thing_id=F.blank_to_none(q.thing_id), occurred_at=q.occurred_at,
+        severity=q.severity, ttl=q.ttl, url=q.url, images=F.csv_list(q.images) or [],
+        ciphertext=q.ciphertext, tags=F.csv_list(q.tags) or [], metadata=meta,
+    )
+
+
+def event_spec(req: _EventBody, action: str) -> OpSpec:
+    cid = F.channel_id(req.channel_id)
+    op = F.op_id(req.op_id)
+    thing_id = F.token_id(req.thing_id, "thing_id", F.ENTITY_ID_MAX, required=False)
+    event_id = None
+    if isinstance(req, EventUpdateIn | EventCloseIn):
+        event_id = F.token_id(req.event_id, "event_id", F.ENTITY_ID_MAX, required=True)
+    tags = F.tags(req.tags) if req.tags is not None else None
+    severity = F.severity_strict(req.severity)
+    status = F.bounded_text(req.status, "status", F.EVENT_STATUS_MAX)
+    message = F.bounded_text(req.message, "message", F.EVENT_MESSAGE_MAX)
+    images = F.images(req.images)
+    attrs = F.attrs(req.attrs)
+    meta = F.metadata(req.metadata)
+    started = F.timestamp(req.started_at, "started_at")
+    ended = F.timestamp(req.ended_at, "ended_at")
+    if action == "create" and ended is not None:
+        raise F.FieldError("ended_at_forbidden_on_create", "ended_at is only allowed on /event/close")
+    if action == "update" and (started is not None or ended is not None):
+        raise F.FieldError("event_temporal_fields_forbidden_on_update",
+                           "started_at and ended_at are not allowed on /event/update")
+    if action == "close" and started is not None:
+        raise F.FieldError("started_at_forbidden_on_close",
+                           "started_at is only allowed on /event/create")
+    if action == "create":
+        if req.title is None or status is None or message is None or severity is None:
+            raise F.FieldError("event_create_required_fields_missing",
+                               "title, status, message and severity are required on /event/create")
+    elif status is None or message is None or severity is None:
+        raise F.FieldError("event_update_required_fields_missing",
+                           "status, message and severity are required on /event/update and "
+                           "/event/close")
+    event_time = F.timestamp(req.event_time, "event_time", required=True)
+    assert event_time is not None
+    if action == "create":
+        started = started if started is not None else event_time
+    if action == "close":
+        ended = ended if ended is not None else event_time
+    fields = {
+        "title": req.title, "description": F.blank_to_none(req.description), "status": status,
+        "message": message, "event_severity": severity, "tags": tags, "images": images,
+        "ciphertext": F.blank_to_none(req.ciphertext), "started_at": started, "ended_at": ended,
+        "event_time": event_time, "attrs": attrs, "metadata": meta,
+    }
+    return OpSpec(
+        route=f"event.{action}", entity_type="event", channel_id=cid, op_id=op,
+        entity_id=event_id, thing_id=thing_id, severity="normal", ttl_ms=None,
+        occurred_at=event_time, fields=fields,
+    )
+
+
+def thing_spec(req: _ThingBody, action: str) -> OpSpec:
+    cid = F.channel_id(req.channel_id)
+    op = F.op_id(req.op_id)
+    thing_id = None
+    if isinstance(req, ThingUpdateIn | ThingArchiveIn | ThingDeleteIn):
+        thing_id = F.token_id(req.thing_id, "thing_id", F.ENTITY_ID_MAX, required=True)
+    tags = F.tags(req.tags) if req.tags is not None else None
+    images = F.images(req.images)
+    primary = F.image_url(req.primary_image, "primary_image")
+    attrs = F.attrs(req.attrs)
+    manufacturer = attrs.get("manufacturer")
+    if "manufacturer" in attrs and manufacturer is not None:
+        if not isinstance(manufacturer, dict):
+            raise F.FieldError("manufacturer_attr_invalid", "attrs.manufacturer must be object or null")
+        for key in manufacturer:
+            if not key.strip():
+                raise F.FieldError("manufacturer_attr_key_required",
+                                   "attrs.manufacturer contains empty key")
+            if len(key.strip().encode()) > 64:
+                raise F.FieldError("manufacturer_attr_key_too_long",
+                                   "attrs.manufacturer key is too long")
+    ext = F.external_ids(req.external_ids)
+    loc = F.location(req.location_type, req.location_value)
+    meta = F.metadata(req.metadata)
+    observed = F.timestamp(req.observed_at, "observed_at", required=True)
+    assert observed is not None
+    created = F.timestamp(req.created_at, "created_at") if isinstance(req, ThingCreateIn) else None
+    deleted = F.timestamp(req.deleted_at, "deleted_at") if isinstance(req, ThingDeleteIn) else None
+    if action == "create":
+        created = created if created is not None else observed
+    if action == "delete":
+        deleted = deleted if deleted is not None else observed
+    fields = {
+        "title": req.title, "description": F.blank_to_none(req.description), "tags": tags,
+        "primary_image": primary, "images": [i for i in images if i != primary],
+        "external_ids": ext, "location": list(loc) if loc else None,
+        "ciphertext": F.blank_to_none(req.ciphertext), "attrs": attrs, "metadata": meta,
+        "observed_at": observed, "created_at": created, "deleted_at": deleted,
+    }
+    return OpSpec(
+        route=f"thing.{action}", entity_type="thing", channel_id=cid, op_id=op,
+        entity_id=thing_id, thing_id=thing_id, severity="normal", ttl_ms=None,
+        occurred_at=observed, fields=fields,
+    )
+
+
+#: route name → (request Struct, spec builder)
+EVENT_ACTIONS = {"create": EventCreateIn, "update": EventUpdateIn, "close": EventCloseIn}
+THING_ACTIONS = {"create": ThingCreateIn, "update": ThingUpdateIn, "archive": ThingArchiveIn,
+                 "delete": ThingDeleteIn}

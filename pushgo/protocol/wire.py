@@ -1,0 +1,155 @@
+"""Request and response Structs of the device/channel/inbox routes (SPEC §2).
+
+Unknown fields are rejected everywhere. Optional strings where v1.2.9 treats "" as absent are
+normalized by the services, not here. Pure.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class _In(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class _Out(msgspec.Struct, omit_defaults=True, kw_only=True):
+    pass
+
+
+class DeviceRegisterIn(_In):
+    platform: str
+    device_key: str | None = None
+
+
+class DeviceRegisterOut(_Out):
+    device_key: str
+    issued_new_key: bool
+    issue_reason: str | None = None
+
+
+class DeviceRouteIn(_In):
+    device_key: str
+    channel_type: str
+    platform: str | None = None
+    provider_token: str | None = None
+
+
+class DeviceRouteDeleteIn(_In):
+    device_key: str
+    channel_type: str
+
+
+class DeviceRouteOut(_Out):
+    device_key: str
+    channel_type: str
+    provider_token: str | None = None
+    issued_new_key: bool = False
+
+
+class TokenRetireIn(_In):
+    platform: str
+    provider_token: str
+
+
+class TokenRetireOut(_Out):
+    retired: bool
+
+
+class SubscribeIn(_In):
+    device_key: str
+    password: str
+    channel_id: str | None = None
+    channel_name: str | None = None
+
+
+class SubscribeOut(_Out):
+    channel_id: str
+    channel_name: str
+    created: bool
+    subscribed: bool
+
+
+class UnsubscribeIn(_In):
+    device_key: str
+    channel_id: str
+
+
+class UnsubscribeOut(_Out):
+    channel_id: str
+    removed: bool
+
+
+class SyncItemIn(_In):
+    channel_id: str
+    password: str
+
+
+class SyncIn(_In):
+    device_key: str
+    channels: list[SyncItemIn]
+
+
+class SyncItemOut(_Out):
+    channel_id: str
+    subscribed: bool
+    created: bool = False
+    channel_name: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+
+
+class SyncOut(_Out):
+    total: int
+    success: int
+    failed: int
+    channels: list[SyncItemOut]
+
+
+class ExistsOut(_Out):
+    channel_id: str
+    exists: bool
+    channel_name: str | None = None
+
+
+class RenameIn(_In):
+    channel_id: str
+    channel_name: str
+    password: str
+
+
+class RenameOut(_Out):
+    channel_id: str
+    channel_name: str
+
+
+class PullIn(_In):
+    device_key: str
+    delivery_id: str | None = None
+
+
+class PullItem(_Out):
+    delivery_id: str
+    payload: msgspec.Raw
+
+
+class PullOut(_Out):
+    items: list[PullItem]
+
+
+class AckIn(_In):
+    device_key: str
+    delivery_id: str
+
+
+class AckOut(_Out):
+    removed: bool
+
+
+class SendOut(_Out):
+    channel_id: str
+    op_id: str
+    accepted: bool
+    message_id: str | None = None
+    event_id: str | None = None
+    thing_id: str | None = None

@@ -1,0 +1,1 @@
+"""Delivery: the private stream hub, and (later) provider senders and the dispatcher."""

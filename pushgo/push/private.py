@@ -1,0 +1,119 @@
+"""The private route: devices without APNs/FCM receive their deliveries live over SSE.
+
+Owns the hub (which connected stream to wake when a channel gets work) and the stream loop:
+first every pending delivery of the device, oldest first, then live ones; a keep-alive comment
+every 15 s, which is also when the stream re-reads its inbox in case another process wrote it.
+Must not import pushgo.api or starlette.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import anyio
+
+from pushgo.protocol.payload import with_delivery_id
+from pushgo.protocol.sse import encode_comment, encode_event
+from pushgo.service.context import Context
+from pushgo.service.inbox import Inbox
+from pushgo.store import channels as C
+
+KEEPALIVE_S = 15.0
+PAGE = 200
+RETRY_MS = 3000
+
+
+@dataclass(eq=False)
+class _Waiter:
+    device_key: str
+    event: anyio.Event = field(default_factory=anyio.Event)
+    channels: set[str] = field(default_factory=set)
+    stale: bool = True
+
+    def wake(self) -> None:
+        self.event.set()
+
+
+class Hub:
+    """In-process registry of open streams, keyed by device and by subscribed channel."""
+
+    def __init__(self) -> None:
+        self._by_device: dict[str, set[_Waiter]] = {}
+        self._by_channel: dict[str, set[_Waiter]] = {}
+
+    @property
+    def connected(self) -> int:
+        return sum(len(ws) for ws in self._by_device.values())
+
+    # DeliveryListener
+    def operation_accepted(self, channel_id: str) -> None:
+        for waiter in self._by_channel.get(channel_id, ()):
+            waiter.wake()
+
+    def subscriptions_changed(self, device_key: str) -> None:
+        for waiter in self._by_device.get(device_key, ()):
+            waiter.stale = True
+            waiter.wake()
+
+    def _add(self, waiter: _Waiter) -> None:
+        self._by_device.setdefault(waiter.device_key, set()).add(waiter)
+
+    def _remove(self, waiter: _Waiter) -> None:
+        self._set_channels(waiter, set())
+        peers = self._by_device.get(waiter.device_key)
+        if peers is not None:
+            peers.discard(waiter)
+            if not peers:
+                del self._by_device[waiter.device_key]
+
+    def _set_channels(self, waiter: _Waiter, channels: set[str]) -> None:
+        for cid in waiter.channels - channels:
+            group = self._by_channel.get(cid)
+            if group is not None:
+                group.discard(waiter)
+                if not group:
+                    del self._by_channel[cid]
+        for cid in channels - waiter.channels:
+            self._by_channel.setdefault(cid, set()).add(waiter)
+        waiter.channels = channels
+
+
+class PrivateStreams:
+    def __init__(self, ctx: Context, hub: Hub, inbox: Inbox,
+                 keepalive_s: float = KEEPALIVE_S) -> None:
+        self.ctx = ctx
+        self.hub = hub
+        self.inbox = inbox
+        self.keepalive_s = keepalive_s
+
+    async def stream(self, device_key: str, last_event_id: str | None) -> AsyncIterator[bytes]:
+        """SSE bytes for one connected device until the client goes away."""
+        waiter = _Waiter(device_key)
+        self.hub._add(waiter)
+        try:
+            cursor = await self.inbox.cursor_after(device_key, last_event_id)
+            yield encode_comment("pushgo private stream") + f"retry: {RETRY_MS}\n\n".encode()
+            while True:
+                # A fresh event before reading: a wake-up during the read is not lost.
+                waiter.event = anyio.Event()
+                if waiter.stale:
+                    waiter.stale = False
+                    chans = await self.ctx.store.read(C.subscribed_channels, device_key)
+                    self.hub._set_channels(waiter, set(chans))
+                items = await self.inbox.page(device_key, cursor, PAGE)
+                if items:
+                    chunk = b"".join(
+                        encode_event(with_delivery_id(i.payload_json, i.delivery_id).encode(),
+                                     event_id=i.delivery_id)
+                        for i in items)
+                    cursor = items[-1].seq
+                    yield chunk
+                    if len(items) == PAGE:
+                        continue
+                with anyio.move_on_after(self.keepalive_s) as scope:
+                    await waiter.event.wait()
+                if scope.cancelled_caught:
+                    yield encode_comment("keep-alive")
+        finally:
+            self.hub._remove(waiter)

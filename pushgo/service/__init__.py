@@ -1,0 +1,29 @@
+"""The gateway's operations, one place for each. The HTTP API, MCP tools, the bulk endpoint and
+the CLI all call these; none of them re-implements one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pushgo.service.channels import Channels
+from pushgo.service.context import Context
+from pushgo.service.devices import Devices
+from pushgo.service.inbox import Inbox
+from pushgo.service.send import Sender
+
+
+@dataclass
+class Services:
+    ctx: Context
+    devices: Devices
+    channels: Channels
+    sender: Sender
+    inbox: Inbox
+
+    @classmethod
+    def build(cls, ctx: Context) -> Services:
+        channels = Channels(ctx)
+        return cls(ctx, Devices(ctx), channels, Sender(ctx, channels), Inbox(ctx))
+
+
+__all__ = ["Context", "Services"]

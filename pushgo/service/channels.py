@@ -1,0 +1,175 @@
+"""Channels: create-by-subscribing, subscribe/unsubscribe/sync, exists, rename, and the one
+channel-password check every sender goes through."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from pushgo.errors import GatewayError, InvalidInput, NotFound, PasswordMismatch
+from pushgo.protocol import fields as F
+from pushgo.protocol import wire as W
+from pushgo.protocol.ids import encode_channel_id
+from pushgo.service.context import Context
+from pushgo.service.devices import require_device
+from pushgo.service.passwords import hash_password, normalize_password
+from pushgo.store import channels as C
+
+SYNC_LIMIT = 2000
+
+
+def channel_not_found() -> NotFound:
+    return NotFound("channel not found", code="channel_not_found")
+
+
+def limit_exceeded() -> InvalidInput:
+    return InvalidInput("channel subscriber limit exceeded",
+                        code="channel_subscriber_limit_exceeded")
+
+
+def _check_route(row: Any) -> None:
+    if row.channel_type != "private" and row.provider_token is None:
+        raise InvalidInput("device route is provider; provider_token required (switch route "
+                           "to private for private channel ops)", code="provider_token_required")
+
+
+class Channels:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def authorize(self, channel_id: str, password: str) -> Any:
+        """The channel row if ``password`` opens it; 404 / 403 otherwise."""
+        password = normalize_password(password)
+        row = await self.ctx.store.read(C.get, channel_id)
+        if row is None:
+            raise channel_not_found()
+        if not await self.ctx.verifier.verify(password, row.password_hash):
+            raise PasswordMismatch("invalid channel password", code="password_mismatch")
+        return row
+
+    async def subscribe(self, req: W.SubscribeIn) -> W.SubscribeOut:
+        key = F.device_key(req.device_key)
+        cid_raw, name_raw = F.blank_to_none(req.channel_id), F.blank_to_none(req.channel_name)
+        cid = F.channel_id(cid_raw) if cid_raw is not None else None
+        name = F.channel_name(name_raw) if name_raw is not None else None
+        if (cid is None) == (name is None):
+            raise InvalidInput("must provide either channel_id or channel_name",
+                               code="channel_binding_invalid")
+        password = normalize_password(req.password)
+        device = await self.ctx.store.read(require_device_ro, key)
+        _check_route(device)
+        limit = self.ctx.settings.channel_subscriber_limit
+        now = self.ctx.now()
+        if name is not None:
+            new_id = encode_channel_id(secrets.token_bytes(16))
+            pw_hash = await hash_password(password)
+
+            def create(conn: Connection) -> W.SubscribeOut:
+                require_device(conn, key)
+                C.create(conn, new_id, name, pw_hash, now)
+                try:
+                    C.subscribe(conn, new_id, key, now, limit)
+                except C.SubscriberLimitReached:
+                    raise limit_exceeded() from None
+                return W.SubscribeOut(channel_id=new_id, channel_name=name, created=True,
+                                      subscribed=True)
+
+            out = await self.ctx.store.run(create)
+        else:
+            assert cid is not None
+            row = await self.authorize(cid, password)
+
+            def join(conn: Connection) -> W.SubscribeOut:
+                require_device(conn, key)
+                try:
+                    C.subscribe(conn, cid, key, now, limit)
+                except C.SubscriberLimitReached:
+                    raise limit_exceeded() from None
+                return W.SubscribeOut(channel_id=cid, channel_name=row.channel_name,
+                                      created=False, subscribed=True)
+
+            out = await self.ctx.store.run(join)
+        self.ctx.subscriptions_changed(key)
+        return out
+
+    async def unsubscribe(self, req: W.UnsubscribeIn) -> W.UnsubscribeOut:
+        key = F.device_key(req.device_key)
+        cid = F.channel_id(req.channel_id)
+
+        def work(conn: Connection) -> bool:
+            require_device(conn, key)
+            return C.unsubscribe(conn, cid, key)
+
+        removed = await self.ctx.store.run(work)
+        self.ctx.subscriptions_changed(key)
+        return W.UnsubscribeOut(channel_id=cid, removed=removed)
+
+    async def sync(self, req: W.SyncIn) -> W.SyncOut:
+        key = F.device_key(req.device_key)
+        if len(req.channels) > SYNC_LIMIT:
+            raise InvalidInput(f"channels exceeds max limit {SYNC_LIMIT}",
+                               code="channels_limit_exceeded")
+        device = await self.ctx.store.read(require_device_ro, key)
+        results: list[W.SyncItemOut] = []
+        ok_ids: list[str] = []
+        limit = self.ctx.settings.channel_subscriber_limit
+        for item in req.channels:
+            shown = item.channel_id.strip()
+            try:
+                if device.channel_type != "private" and device.provider_token is None:
+                    raise InvalidInput("provider channel requires provider_token",
+                                       code="provider_token_missing")
+                cid = F.channel_id(item.channel_id) if shown else None
+                if cid is None:
+                    raise InvalidInput("channel_id is required", code="invalid_channel_id")
+                shown = cid
+                row = await self.authorize(cid, item.password)
+                now = self.ctx.now()
+
+                def join(conn: Connection, cid: str = cid) -> None:
+                    require_device(conn, key)
+                    try:
+                        C.subscribe(conn, cid, key, now, limit)
+                    except C.SubscriberLimitReached:
+                        raise limit_exceeded() from None
+
+                await self.ctx.store.run(join)
+                ok_ids.append(cid)
+                results.append(W.SyncItemOut(channel_id=cid, channel_name=row.channel_name,
+                                             subscribed=True))
+            except GatewayError as exc:
+                code = "invalid_channel_id" if exc.code == "channel_id_required" else exc.code
+                results.append(W.SyncItemOut(channel_id=shown, subscribed=False,
+                                             error=exc.message, error_code=code))
+        failed = len(results) - len(ok_ids)
+        if failed == 0:
+            keep = set(ok_ids)
+
+            def reconcile(conn: Connection) -> None:
+                for cid in C.subscribed_channels(conn, key):
+                    if cid not in keep:
+                        C.unsubscribe(conn, cid, key)
+
+            await self.ctx.store.run(reconcile)
+        self.ctx.subscriptions_changed(key)
+        return W.SyncOut(total=len(results), success=len(ok_ids), failed=failed,
+                         channels=results)
+
+    async def exists(self, channel_id: str) -> W.ExistsOut:
+        cid = F.channel_id(channel_id)
+        row = await self.ctx.store.read(C.get, cid)
+        return W.ExistsOut(channel_id=cid, exists=row is not None,
+                           channel_name=row.channel_name if row is not None else None)
+
+    async def rename(self, req: W.RenameIn) -> W.RenameOut:
+        cid = F.channel_id(req.channel_id)
+        name = F.channel_name(req.channel_name)
+        await self.authorize(cid, req.password)
+        await self.ctx.store.run(C.rename, cid, name, self.ctx.now())
+        return W.RenameOut(channel_id=cid, channel_name=name)
+
+
+def require_device_ro(conn: Connection, key: str) -> Any:
+    return require_device(conn, key)

@@ -1,0 +1,250 @@
+"""Settings: SPEC §7 environment variables (each also a ``pushgo serve`` flag) decoded into one
+typed, frozen msgspec Struct.
+
+A bad value raises :class:`SettingsError` whose message is one line naming the variable; the CLI
+prints it and exits 2, so nothing half-starts. Secret values are never echoed back.
+Imports nothing from pushgo but the version.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+RuntimeProfile = Literal["small", "public"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+Backend = Literal["trio", "asyncio"]
+
+
+class SettingsError(ValueError):
+    """One line naming the variable that is wrong and why."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    http_host: str = "127.0.0.1"
+    http_port: int = 6666
+    db_url: str = "sqlite:///./pushgo-data/pushgo.db"
+    token: str | None = None
+    runtime_profile: RuntimeProfile = "small"
+    mcp_enabled: bool = False
+    public_base_url: str | None = None
+    mcp_dcr_enabled: bool = True
+    mcp_predefined_clients: str | None = None
+    apns_key_file: str | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    sandbox_mode: bool = False
+    fcm_credentials_file: str | None = None
+    apns_endpoint: str | None = None
+    fcm_endpoint: str | None = None
+    provider_ca_file: str | None = None
+    token_service_url: str | None = None
+    channel_subscriber_limit: int = 10000
+    log_level: LogLevel = "info"
+    async_backend: Backend = "trio"
+    private_ttl_seconds: int = 7 * 24 * 3600
+
+    @property
+    def http_addr(self) -> str:
+        host = f"[{self.http_host}]" if ":" in self.http_host else self.http_host
+        return f"{host}:{self.http_port}"
+
+    @property
+    def apns_configured(self) -> bool:
+        return self.apns_key_file is not None
+
+    @property
+    def fcm_configured(self) -> bool:
+        return self.fcm_credentials_file is not None
+
+
+# --- parsers: each takes the raw text and returns the value or raises ValueError(reason) ---
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        low = raw.strip().lower()
+        if low not in allowed:
+            raise ValueError("expected one of " + ", ".join(allowed))
+        return low
+
+    return parse
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _file(raw: str) -> str:
+    path = _text(raw)
+    if not os.path.isfile(path):
+        raise ValueError(f"no readable file at {path}")
+    return path
+
+
+def _origin(raw: str) -> str:
+    value = _text(raw).rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.path or parts.query:
+        raise ValueError("expected an origin like https://host:port")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ValueError("invalid port") from None
+    return value
+
+
+def _http_url(raw: str) -> str:
+    value = _text(raw).rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or fragment")
+    return value
+
+
+def _db_url(raw: str) -> str:
+    value = _text(raw)
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme.split("+", 1)[0] not in ("sqlite", "postgresql", "postgres"):
+        raise ValueError("expected sqlite:///path or postgresql://…")
+    return value
+
+
+def _addr(raw: str) -> tuple[str, int]:
+    value = raw.strip()
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", value)
+    if not m:
+        raise ValueError("expected host:port")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError("port out of range")
+    return host, port
+
+
+@dataclass(frozen=True)
+class Option:
+    env: str
+    field: str | None  # None: special handling (http addr)
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.env.removeprefix("PUSHGO_").lower().replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("PUSHGO_HTTP_ADDR", None, _addr, "listen address host:port (default 127.0.0.1:6666)"),
+    Option("PUSHGO_DB_URL", "db_url", _db_url, "sqlite:///path or postgresql://… "
+           "(default: SQLite file under ./pushgo-data/)", secret=True),
+    Option("PUSHGO_TOKEN", "token", _text, "gateway token (Bearer) for every API route",
+           secret=True),
+    Option("PUSHGO_RUNTIME_PROFILE", "runtime_profile", _choice("small", "public"),
+           "small or public: queue sizes, lifetimes, retention"),
+    Option("PUSHGO_MCP_ENABLED", "mcp_enabled", _bool, "serve /mcp and OAuth"),
+    Option("PUSHGO_PUBLIC_BASE_URL", "public_base_url", _http_url,
+           "external root URL (issuer, bind links)"),
+    Option("PUSHGO_MCP_DCR_ENABLED", "mcp_dcr_enabled", _bool, "dynamic client registration"),
+    Option("PUSHGO_MCP_PREDEFINED_CLIENTS", "mcp_predefined_clients", _text,
+           "id:secret list, newline or ; separated", secret=True),
+    Option("PUSHGO_APNS_KEY_FILE", "apns_key_file", _file, "APNs .p8 key file"),
+    Option("PUSHGO_APNS_KEY_ID", "apns_key_id", _text, "APNs key id"),
+    Option("PUSHGO_APNS_TEAM_ID", "apns_team_id", _text, "APNs team id"),
+    Option("PUSHGO_APNS_TOPIC", "apns_topic", _text, "APNs topic (bundle id)"),
+    Option("PUSHGO_SANDBOX_MODE", "sandbox_mode", _bool, "use the APNs sandbox host"),
+    Option("PUSHGO_FCM_CREDENTIALS_FILE", "fcm_credentials_file", _file,
+           "FCM service-account JSON"),
+    Option("PUSHGO_APNS_ENDPOINT", "apns_endpoint", _origin, "override the APNs origin"),
+    Option("PUSHGO_FCM_ENDPOINT", "fcm_endpoint", _origin, "override the FCM origin"),
+    Option("PUSHGO_PROVIDER_CA_FILE", "provider_ca_file", _file,
+           "extra CA bundle for provider TLS"),
+    Option("PUSHGO_TOKEN_SERVICE_URL", "token_service_url", _http_url,
+           "remote provider-token service"),
+    Option("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "channel_subscriber_limit",
+           _int_range(1, 100_000_000), "subscribers per channel (default 10000)"),
+    Option("PUSHGO_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"),
+           "log level (JSON logs on stdout)"),
+    Option("PUSHGO_ASYNC_BACKEND", "async_backend", _choice("trio", "asyncio"),
+           "trio (default) or asyncio"),
+    Option("PUSHGO_PRIVATE_TTL_SECONDS", "private_ttl_seconds", _int_range(60, 30 * 86400),
+           "how long an unacknowledged private delivery is kept (default 7 days)"),
+)
+
+OPTIONS_BY_ENV = {opt.env: opt for opt in OPTIONS}
+
+
+def load(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from an environment mapping, then ``overrides`` (flags, keyed by env name).
+
+    Empty environment values count as unset (as shells often export ``VAR=``).
+    """
+    values: dict[str, Any] = {}
+    merged = {k: v for k, v in env.items() if k in OPTIONS_BY_ENV and v != ""}
+    if overrides:
+        merged.update(overrides)
+    for name, raw in merged.items():
+        opt = OPTIONS_BY_ENV[name]
+        try:
+            parsed = opt.parse(raw)
+        except ValueError as exc:
+            shown = "" if opt.secret else f"={raw.strip()[:80]!r}"
+            raise SettingsError(f"invalid {name}{shown}: {exc}") from None
+        if opt.field is None:
+            values["http_host"], values["http_port"] = parsed
+        else:
+            values[opt.field] = parsed
+    settings = Settings(**values)
+    _check_together(settings)
+    return settings
+
+
+def _check_together(s: Settings) -> None:
+    apns = {
+        "PUSHGO_APNS_KEY_FILE": s.apns_key_file,
+        "PUSHGO_APNS_KEY_ID": s.apns_key_id,
+        "PUSHGO_APNS_TEAM_ID": s.apns_team_id,
+        "PUSHGO_APNS_TOPIC": s.apns_topic,
+    }
+    given = [k for k, v in apns.items() if v is not None]
+    if given and len(given) != len(apns):
+        missing = next(k for k, v in apns.items() if v is None)
+        raise SettingsError(f"missing {missing}: APNs needs " + ", ".join(apns))

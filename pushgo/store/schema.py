@@ -1,0 +1,177 @@
+"""The tables. One ``MetaData``; every store module builds its queries from these objects.
+
+Times are epoch milliseconds (BigInteger). JSON-shaped columns are Text holding JSON.
+Must not import anything from pushgo but the protocol package.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import expression
+
+metadata = sa.MetaData()
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL gets a real bigint.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Ms = sa.BigInteger
+
+schema_info = sa.Table(
+    "pushgo_schema", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("migrated_at", Ms, nullable=False),
+)
+
+channels = sa.Table(
+    "channels", metadata,
+    sa.Column("channel_id", sa.String(26), primary_key=True),
+    sa.Column("channel_name", sa.String(512), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+)
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("device_key", sa.String(128), primary_key=True),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("channel_type", sa.String(16), nullable=False),
+    sa.Column("provider_token", sa.String(4096), nullable=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index("ix_devices_token", "platform", "provider_token"),
+)
+
+subscriptions = sa.Table(
+    "subscriptions", metadata,
+    sa.Column("channel_id", sa.String(26),
+              sa.ForeignKey("channels.channel_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("device_key", sa.String(128),
+              sa.ForeignKey("devices.device_key", ondelete="CASCADE"), primary_key=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Index("ix_subscriptions_device", "device_key"),
+)
+
+#: One row per accepted operation (message, event or thing change): the op_id registry, the
+#: payload shared by every delivery of the fan-out, and what the caller was answered.
+operations = sa.Table(
+    "operations", metadata,
+    sa.Column("op_pk", BigId, primary_key=True, autoincrement=True),
+    sa.Column("channel_id", sa.String(26), nullable=False),
+    sa.Column("op_id", sa.String(128), nullable=False),
+    sa.Column("route", sa.String(32), nullable=False),
+    sa.Column("entity_type", sa.String(16), nullable=False),
+    sa.Column("entity_id", sa.String(64), nullable=False),
+    sa.Column("thing_id", sa.String(64), nullable=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("recipients", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("expires_at", Ms, nullable=False),
+    sa.UniqueConstraint("channel_id", "op_id", name="uq_operations_op"),
+)
+
+messages = sa.Table(
+    "messages", metadata,
+    sa.Column("message_id", sa.String(32), primary_key=True),
+    sa.Column("channel_id", sa.String(26), nullable=False),
+    sa.Column("op_pk", BigId, nullable=False),
+    sa.Column("thing_id", sa.String(64), nullable=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("url", sa.Text, nullable=True),
+    sa.Column("tags", sa.Text, nullable=True),
+    sa.Column("occurred_at", Ms, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("expires_at", Ms, nullable=False),
+    sa.Index("ix_messages_channel", "channel_id", "created_at"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("channel_id", sa.String(26), primary_key=True),
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("thing_id", sa.String(64), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("status", sa.String(64), nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("severity", sa.String(16), nullable=True),
+    sa.Column("tags", sa.Text, nullable=True),
+    sa.Column("images", sa.Text, nullable=True),
+    sa.Column("attrs", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("started_at", Ms, nullable=True),
+    sa.Column("ended_at", Ms, nullable=True),
+    sa.Column("event_time", Ms, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index("ix_events_channel_state", "channel_id", "state", "updated_at"),
+)
+
+things = sa.Table(
+    "things", metadata,
+    sa.Column("channel_id", sa.String(26), primary_key=True),
+    sa.Column("thing_id", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("tags", sa.Text, nullable=True),
+    sa.Column("primary_image", sa.Text, nullable=True),
+    sa.Column("images", sa.Text, nullable=True),
+    sa.Column("external_ids", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("location_type", sa.String(16), nullable=True),
+    sa.Column("location_value", sa.String(512), nullable=True),
+    sa.Column("attrs", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("observed_at", Ms, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Column("archived_at", Ms, nullable=True),
+    sa.Column("deleted_at", Ms, nullable=True),
+    sa.Index("ix_things_channel_state", "channel_id", "state", "updated_at"),
+)
+
+#: The outbox: one row per (operation, device). ``state`` is the provider send state
+#: (queued → sent / failed / expired); ``inbox`` says the device can still fetch the payload
+#: (private stream, /messages/pull) until it acknowledges or pulls it, or it expires.
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("op_pk", BigId, nullable=False),
+    sa.Column("channel_id", sa.String(26), nullable=False),
+    sa.Column("device_key", sa.String(128), nullable=False),
+    sa.Column("route", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("inbox", sa.Boolean, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Ms, nullable=False),
+    sa.Column("last_error", sa.String(255), nullable=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Column("expires_at", Ms, nullable=False),
+    sa.Index("ix_deliveries_inbox", "device_key", "inbox", "seq"),
+    sa.Index("ix_deliveries_due", "state", "route", "next_attempt_at"),
+    sa.Index("ix_deliveries_op", "op_pk"),
+)
+
+
+class random_hex_id(expression.FunctionElement[str]):  # noqa: N801 - SQL function style
+    """128 random bits as 32 lowercase hex characters, generated by the database (fan-out
+    inserts make one per row without a round-trip)."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(random_hex_id, "sqlite")
+def _hex_sqlite(_element: random_hex_id, _compiler: object, **_kw: object) -> str:
+    return "lower(hex(randomblob(16)))"
+
+
+@compiles(random_hex_id, "postgresql")
+def _hex_pg(_element: random_hex_id, _compiler: object, **_kw: object) -> str:
+    return "replace(gen_random_uuid()::text, '-', '')"
