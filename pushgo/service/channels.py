@@ -14,7 +14,7 @@ from pushgo.protocol import wire as W
 from pushgo.protocol.ids import encode_channel_id
 from pushgo.service.context import Context
 from pushgo.service.devices import require_device
-from pushgo.service.passwords import hash_password, normalize_password
+from pushgo.service.passwords import normalize_password
 from pushgo.store import channels as C
 
 SYNC_LIMIT = 2000
@@ -64,7 +64,7 @@ class Channels:
         now = self.ctx.now()
         if name is not None:
             new_id = encode_channel_id(secrets.token_bytes(16))
-            pw_hash = await hash_password(password)
+            pw_hash = await self.ctx.verifier.hash(password)
 
             def create(conn: Connection) -> W.SubscribeOut:
                 require_device(conn, key)

@@ -31,17 +31,6 @@ PASSWORD_MAX = 128
 CACHE_TTL_S = 60.0
 CACHE_SIZE = 4096
 
-# Hashing is CPU-bound; keep it from taking every worker thread the store needs.
-_KDF_LIMITER: anyio.CapacityLimiter | None = None
-
-
-def _kdf_limiter() -> anyio.CapacityLimiter:
-    global _KDF_LIMITER
-    if _KDF_LIMITER is None:
-        _KDF_LIMITER = anyio.CapacityLimiter(2)
-    return _KDF_LIMITER
-
-
 def normalize_password(raw: str) -> str:
     """Trim and check the length in bytes (8–128)."""
     value = raw.strip()
@@ -81,10 +70,6 @@ def verify_password_sync(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
-async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(hash_password_sync, password, limiter=_kdf_limiter())
-
-
 class PasswordVerifier:
     """Verifies channel passwords; remembers successes for CACHE_TTL_S (runtime clock)."""
 
@@ -92,6 +77,17 @@ class PasswordVerifier:
         self._ttl = ttl
         self._size = size
         self._cache: OrderedDict[bytes, float] = OrderedDict()
+        # Hashing is CPU-bound: two threads at most, so it never takes every worker thread
+        # the store needs. Made on first use, inside the running event loop.
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def _kdf(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(2)
+        return self._limiter
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(hash_password_sync, password, limiter=self._kdf())
 
     @staticmethod
     def _key(stored: str, password: str) -> bytes:
@@ -106,7 +102,7 @@ class PasswordVerifier:
         if expires is not None and expires > now:
             return True
         ok = await anyio.to_thread.run_sync(verify_password_sync, password, stored,
-                                            limiter=_kdf_limiter())
+                                            limiter=self._kdf())
         if ok:
             self._cache[key] = anyio.current_time() + self._ttl
             self._cache.move_to_end(key)

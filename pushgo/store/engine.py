@@ -68,6 +68,12 @@ class Store:
             self.limiter = anyio.CapacityLimiter(pool_size)
         else:
             options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+            url_obj = sa.engine.make_url(sa_url)
+            # connect_args would replace an ``options`` given in the URL: carry it over.
+            if "options" in url_obj.query:
+                options += " " + str(url_obj.query["options"])
+                sa_url = url_obj.difference_update_query(["options"]).render_as_string(
+                    hide_password=False)
             if pg_options:
                 options += " " + pg_options
             self.engine = sa.create_engine(
