@@ -49,7 +49,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     channel_subscriber_limit: int = 10000
     log_level: LogLevel = "info"
     async_backend: Backend = "trio"
-    private_ttl_seconds: int = 7 * 24 * 3600
+    private_ttl_seconds: int | None = None
+
+    @property
+    def private_ttl_s(self) -> int:
+        """Unacknowledged deliveries wait this long: set explicitly, else by profile."""
+        if self.private_ttl_seconds is not None:
+            return self.private_ttl_seconds
+        return 30 * 86400 if self.runtime_profile == "public" else 7 * 86400
 
     @property
     def http_addr(self) -> str:
@@ -206,7 +213,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("PUSHGO_ASYNC_BACKEND", "async_backend", _choice("trio", "asyncio"),
            "trio (default) or asyncio"),
     Option("PUSHGO_PRIVATE_TTL_SECONDS", "private_ttl_seconds", _int_range(60, 30 * 86400),
-           "how long an unacknowledged private delivery is kept (default 7 days)"),
+           "how long an unacknowledged delivery is kept (7 days small, 30 days public)"),
 )
 
 OPTIONS_BY_ENV = {opt.env: opt for opt in OPTIONS}

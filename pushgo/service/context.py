@@ -63,4 +63,4 @@ class Context:
 
     @property
     def default_ttl_ms(self) -> int:
-        return self.settings.private_ttl_seconds * 1000
+        return self.settings.private_ttl_s * 1000
