@@ -19,10 +19,11 @@ _TOKEN_ID = re.compile(r"[A-Za-z0-9_:\-]+")
 
 
 def encode_channel_id(raw: bytes) -> str:
-    """16 random bytes → 26 uppercase Crockford base32 characters."""
+    """16 random bytes → 26 uppercase Crockford base32 characters, as v1.2.9: the 128 bits are
+    shifted left by 2, so the last symbol carries 3 bits and its low 2 bits are always 0."""
     if len(raw) != 16:
         raise ValueError("a channel id is 16 bytes")
-    value = int.from_bytes(raw, "big")
+    value = int.from_bytes(raw, "big") << 2
     out = []
     for _ in range(CHANNEL_ID_LEN):
         out.append(_CROCKFORD[value & 31])
@@ -41,9 +42,9 @@ def parse_channel_id(text: str) -> str | None:
         if digit is None:
             return None
         value = (value << 5) | digit
-    if value >> 128:
+    if value & 3:  # not the canonical form v1.2.9 issues
         return None
-    return encode_channel_id(value.to_bytes(16, "big"))
+    return encode_channel_id((value >> 2).to_bytes(16, "big"))
 
 
 def hex_id(raw: bytes) -> str:
