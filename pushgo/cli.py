@@ -70,7 +70,7 @@ def serve(settings: Settings) -> int:
     options: dict[str, Any] = {}
     if backend == "asyncio":
         try:
-            import uvloop  # noqa: F401
+            import uvloop  # type: ignore[import-not-found]  # noqa: F401
 
             options["use_uvloop"] = True
         except ImportError:

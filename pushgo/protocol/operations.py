@@ -289,7 +289,11 @@ def thing_spec(req: _ThingBody, action: str) -> OpSpec:
     )
 
 
-#: route name → (request Struct, spec builder)
-EVENT_ACTIONS = {"create": EventCreateIn, "update": EventUpdateIn, "close": EventCloseIn}
-THING_ACTIONS = {"create": ThingCreateIn, "update": ThingUpdateIn, "archive": ThingArchiveIn,
-                 "delete": ThingDeleteIn}
+#: action → request Struct
+EVENT_ACTIONS: dict[str, type[_EventBody]] = {
+    "create": EventCreateIn, "update": EventUpdateIn, "close": EventCloseIn,
+}
+THING_ACTIONS: dict[str, type[_ThingBody]] = {
+    "create": ThingCreateIn, "update": ThingUpdateIn, "archive": ThingArchiveIn,
+    "delete": ThingDeleteIn,
+}

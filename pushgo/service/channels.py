@@ -128,7 +128,7 @@ class Channels:
                 row = await self.authorize(cid, item.password)
                 now = self.ctx.now()
 
-                def join(conn: Connection, cid: str = cid) -> None:
+                def join(conn: Connection, cid: str = cid, now: int = now) -> None:
                     require_device(conn, key)
                     try:
                         C.subscribe(conn, cid, key, now, limit)

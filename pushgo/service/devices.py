@@ -61,7 +61,8 @@ class Devices:
     async def set_route(self, req: W.DeviceRouteIn) -> W.DeviceRouteOut:
         key = F.device_key(req.device_key)
         ctype = F.channel_type(req.channel_type)
-        asked_platform = F.platform(req.platform) if F.blank_to_none(req.platform) else None
+        platform_raw = F.blank_to_none(req.platform)
+        asked_platform = F.platform(platform_raw) if platform_raw is not None else None
         token_raw = F.blank_to_none(req.provider_token)
         now = self.ctx.now()
 

@@ -23,7 +23,7 @@ class InboxItem:
     payload_json: str
 
 
-def find_operation(conn: Connection, channel_id: str, op_id: str) -> sa.Row[Any] | None:
+def find_operation(conn: Connection, channel_id: str, op_id: str) -> Any:
     return conn.execute(sa.select(
         operations.c.op_pk, operations.c.route, operations.c.entity_id, operations.c.thing_id,
         operations.c.fingerprint, operations.c.recipients,
