@@ -20,7 +20,10 @@ from pushgo.api.envelope import error_response
 from pushgo.api.front import Front
 from pushgo.api.routes import build_routes
 from pushgo.errors import GatewayError
+from pushgo.push.dispatcher import Dispatcher
 from pushgo.push.private import Hub, PrivateStreams
+from pushgo.push.providers import build_senders
+from pushgo.push.sender import ResultBuffer
 from pushgo.service import Services
 from pushgo.service.context import Context, wall_ms
 from pushgo.settings import Settings
@@ -42,6 +45,10 @@ class Gateway:
         self.store = store or Store(settings.db_url)
         self.hub = Hub()
         self.ctx = Context(settings, self.store, listeners=[self.hub], clock=clock)
+        self.results = ResultBuffer()
+        self.senders = build_senders(settings, self.results)
+        self.dispatcher = Dispatcher(self.ctx, self.senders, self.results)
+        self.ctx.listeners.append(self.dispatcher)
         self.services = Services.build(self.ctx)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox)
         self._started = False
@@ -64,7 +71,7 @@ class Gateway:
         return (path == "/mcp" or path.startswith(("/mcp/", "/oauth/", "/.well-known/")))
 
     async def ready(self) -> bool:
-        return self._started and await self.store.ping()
+        return self._started and self.dispatcher.ready and await self.store.ping()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:
@@ -73,6 +80,7 @@ class Gateway:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._sweep_forever)
+                await tg.start(self.dispatcher.run)
                 self._started = True
                 try:
                     yield self

@@ -65,7 +65,11 @@ def serve(settings: Settings) -> int:
     except Exception as exc:  # the one place a bad database stops start-up
         print(f"pushgo: cannot open PUSHGO_DB_URL: {_reason(exc)}", file=sys.stderr)
         return 2
-    gateway = Gateway(settings, store=store)
+    try:
+        gateway = Gateway(settings, store=store)
+    except SettingsError as exc:
+        print(f"pushgo: {exc}", file=sys.stderr)
+        return 2
     backend = settings.async_backend
     options: dict[str, Any] = {}
     if backend == "asyncio":

@@ -47,6 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     provider_ca_file: str | None = None
     token_service_url: str | None = None
     channel_subscriber_limit: int = 10000
+    provider_connections: int = 2
     log_level: LogLevel = "info"
     async_backend: Backend = "trio"
     private_ttl_seconds: int | None = None
@@ -120,7 +121,7 @@ def _text(raw: str) -> str:
 def _file(raw: str) -> str:
     path = _text(raw)
     if not os.path.isfile(path):
-        raise ValueError(f"no readable file at {path}")
+        raise ValueError("no readable file at that path")  # the path is shown quoted already
     return path
 
 
@@ -208,6 +209,8 @@ OPTIONS: tuple[Option, ...] = (
            "remote provider-token service"),
     Option("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "channel_subscriber_limit",
            _int_range(1, 100_000_000), "subscribers per channel (default 10000)"),
+    Option("PUSHGO_PROVIDER_CONNECTIONS", "provider_connections", _int_range(1, 64),
+           "HTTP/2 connections per provider (default 2)"),
     Option("PUSHGO_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"),
            "log level (JSON logs on stdout)"),
     Option("PUSHGO_ASYNC_BACKEND", "async_backend", _choice("trio", "asyncio"),

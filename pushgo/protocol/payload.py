@@ -45,6 +45,10 @@ class Rendered:
     def payload_json(self) -> str:
         return json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
 
+    def alert_json(self) -> str:
+        return json.dumps({"title": self.alert_title, "body": self.alert_body,
+                           "thread": self.thread_id}, separators=(",", ":"), ensure_ascii=False)
+
 
 def with_delivery_id(payload_json: str, delivery_id: str) -> str:
     """Splice ``delivery_id`` into a stored payload object (which never carries that key)."""

@@ -87,7 +87,8 @@ class Sender:
                 conn, channel_id=spec.channel_id, op_id=op_id, route=spec.route,
                 entity_type=kind, entity_id=entity_id, thing_id=thing_id,
                 fingerprint=fingerprint, severity=spec.severity,
-                payload=rendered.payload_json(), created_at=now, expires_at=rendered.expires_at,
+                payload=rendered.payload_json(), alert=rendered.alert_json(), created_at=now,
+                expires_at=rendered.expires_at,
             )
             if kind == "message":
                 E.insert_message(conn, message_id=entity_id, channel_id=spec.channel_id,

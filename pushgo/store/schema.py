@@ -67,6 +67,8 @@ operations = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("severity", sa.String(16), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
+    # {"title", "body", "thread"}: the notification texts providers show.
+    sa.Column("alert", sa.Text, nullable=False, server_default="{}"),
     sa.Column("recipients", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("expires_at", Ms, nullable=False),
@@ -149,6 +151,8 @@ deliveries = sa.Table(
     sa.Column("inbox", sa.Boolean, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", Ms, nullable=False),
+    # Set while a dispatcher holds the delivery; a dead process's leases run out.
+    sa.Column("lease_until", Ms, nullable=True),
     sa.Column("last_error", sa.String(255), nullable=True),
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("updated_at", Ms, nullable=False),

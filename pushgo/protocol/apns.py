@@ -1,0 +1,192 @@
+"""APNs provider API: request building (pre-encoded header blocks, payload templates built once
+per operation) and response interpretation (the reason table).
+
+Pure: the JWT and time are passed in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from pushgo.protocol.h2client import encode_header, encode_headers
+
+PAYLOAD_LIMIT = 4096
+PRODUCTION_HOST = "api.push.apple.com"
+SANDBOX_HOST = "api.sandbox.push.apple.com"
+
+Kind = Literal["dead_token", "retry", "provider_token", "permanent"]
+
+#: reason → (usual status, what to do)
+REASONS: dict[str, tuple[int, Kind]] = {
+    "BadCollapseId": (400, "permanent"),
+    "BadDeviceToken": (400, "dead_token"),
+    "BadExpirationDate": (400, "permanent"),
+    "BadMessageId": (400, "permanent"),
+    "BadPriority": (400, "permanent"),
+    "BadTopic": (400, "permanent"),
+    "DeviceTokenNotForTopic": (400, "dead_token"),
+    "DuplicateHeaders": (400, "permanent"),
+    "IdleTimeout": (400, "retry"),
+    "InvalidPushType": (400, "permanent"),
+    "MissingDeviceToken": (400, "permanent"),
+    "MissingTopic": (400, "permanent"),
+    "PayloadEmpty": (400, "permanent"),
+    "TopicDisallowed": (400, "permanent"),
+    "BadCertificate": (403, "permanent"),
+    "BadCertificateEnvironment": (403, "permanent"),
+    "ExpiredProviderToken": (403, "provider_token"),
+    "Forbidden": (403, "permanent"),
+    "InvalidProviderToken": (403, "permanent"),
+    "MissingProviderToken": (403, "permanent"),
+    "UnrelatedKeyIdInToken": (403, "permanent"),
+    "BadEnvironmentKeyIdInToken": (403, "permanent"),
+    "BadPath": (404, "permanent"),
+    "MethodNotAllowed": (405, "permanent"),
+    "ExpiredToken": (410, "dead_token"),
+    "Unregistered": (410, "dead_token"),
+    "PayloadTooLarge": (413, "permanent"),
+    "TooManyProviderTokenUpdates": (429, "retry"),
+    "TooManyRequests": (429, "retry"),
+    "InternalServerError": (500, "retry"),
+    "ServiceUnavailable": (503, "retry"),
+    "Shutdown": (503, "retry"),
+}
+
+_BY_STATUS: dict[int, Kind] = {410: "dead_token", 429: "retry", 500: "retry", 503: "retry"}
+
+INTERRUPTION = {"critical": "critical", "high": "time-sensitive", "normal": "active",
+                "low": "passive"}
+SOUND: dict[str, object] = {
+    "critical": {"name": "alert.caf", "critical": 1, "volume": 1.0},
+    "high": "level-up.caf",
+    "normal": "bubble-pop.caf",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    apns_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    status: int
+    kind: Kind
+    timestamp_ms: int | None = None
+    retry_after_s: float | None = None
+
+
+Outcome = Accepted | Rejected
+
+
+def interpret(status: int, headers: dict[bytes, bytes], body: bytes) -> Outcome:
+    if status == 200:
+        return Accepted(headers.get(b"apns-id", b"").decode())
+    reason = ""
+    timestamp = None
+    try:
+        doc = json.loads(body) if body else {}
+        if isinstance(doc, dict):
+            reason = str(doc.get("reason") or "")
+            ts = doc.get("timestamp")
+            timestamp = int(ts) if isinstance(ts, int | float) else None
+    except ValueError:
+        pass
+    known = REASONS.get(reason)
+    kind: Kind = known[1] if known else _BY_STATUS.get(status, "retry" if status >= 500
+                                                        else "permanent")
+    return Rejected(reason or f"HTTP {status}", status, kind, timestamp,
+                    retry_after(headers.get(b"retry-after")))
+
+
+def retry_after(raw: bytes | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        value = float(raw.decode().strip())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if 0 <= value <= 3600 else None
+
+
+def apns_id_of(delivery_id: str) -> str:
+    """A delivery id (32 hex) as the UUID APNs wants: resends of one delivery share it."""
+    d = delivery_id
+    return f"{d[0:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}"
+
+
+class HeaderBuilder:
+    """Header blocks for one (authority, topic, JWT): the static part encoded once per JWT."""
+
+    def __init__(self, authority: str, topic: str, jwt: str) -> None:
+        self.jwt = jwt
+        self._static = encode_headers([
+            (b":method", b"POST"), (b":scheme", b"https"), (b":authority", authority.encode()),
+            (b"authorization", b"bearer " + jwt.encode()), (b"apns-topic", topic.encode()),
+            (b"apns-push-type", b"alert"),
+        ])
+        self._prio = {p: encode_header(b"apns-priority", p) for p in (b"10", b"5")}
+
+    def block(self, device_token: str, delivery_id: str, *, low_priority: bool,
+              expiration_s: int | None) -> bytes:
+        parts = [
+            self._static,
+            encode_header(b":path", b"/3/device/" + device_token.encode()),
+            encode_header(b"apns-id", apns_id_of(delivery_id).encode()),
+            encode_header(b"apns-collapse-id", delivery_id.encode()),
+            self._prio[b"5" if low_priority else b"10"],
+        ]
+        if expiration_s is not None:
+            parts.append(encode_header(b"apns-expiration", str(expiration_s).encode()))
+        return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadTemplate:
+    """A payload with a hole for delivery_id: ``head + delivery_id + tail`` (bytes, built once
+    per operation). ``wakeup`` is set when the full payload exceeds the limit."""
+
+    head: bytes
+    tail: bytes
+    wakeup: bool
+
+    def render(self, delivery_id: str) -> bytes:
+        return self.head + delivery_id.encode() + self.tail
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + 32 + len(self.tail)
+
+
+def _template(aps: dict[str, object], data: dict[str, str]) -> PayloadTemplate | None:
+    doc: dict[str, object] = {"aps": aps}
+    doc.update({k: v for k, v in data.items() if k not in ("aps", "delivery_id")})
+    rest = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    # '{"aps":…}' → '{"delivery_id":"<id>",' + '"aps":…}'
+    tpl = PayloadTemplate(b'{"delivery_id":"', b'",' + rest[1:].encode(), False)
+    return tpl if tpl.size <= PAYLOAD_LIMIT else None
+
+
+def build_payload(data: dict[str, str], *, title: str, body: str, severity: str,
+                  thread_id: str, wakeup_data: dict[str, str]) -> PayloadTemplate | None:
+    """The alert payload (gateway fields flattened beside ``aps``), or its wake-up form when it
+    would exceed 4096 bytes; None when even the wake-up does not fit."""
+    aps: dict[str, object] = {"alert": {"title": title, "body": body}}
+    sound = SOUND.get(severity)
+    if sound is not None:
+        aps["sound"] = sound
+    aps["mutable-content"] = 1
+    aps["thread-id"] = thread_id
+    aps["interruption-level"] = INTERRUPTION.get(severity, "active")
+    full = _template(aps, data)
+    if full is not None:
+        return full
+    wake_aps: dict[str, object] = {
+        "alert": {"title": title, "body": wakeup_data.get("body", "")},
+        "mutable-content": 1, "thread-id": data.get("channel_id", ""),
+    }
+    wake = _template(wake_aps, wakeup_data)
+    return None if wake is None else PayloadTemplate(wake.head, wake.tail, True)

@@ -1,0 +1,116 @@
+"""FCM HTTP v1: request building (data-only messages) and error mapping.
+
+Pure: the access token and time are passed in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pushgo.protocol.apns import Accepted, Kind, Rejected, retry_after
+from pushgo.protocol.h2client import encode_header, encode_headers
+
+PAYLOAD_LIMIT = 4096
+HOST = "fcm.googleapis.com"
+SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+MAX_TTL_S = 2_592_000
+
+#: FCM errorCode / status → what to do
+ERRORS: dict[str, Kind] = {
+    "UNREGISTERED": "dead_token",
+    "SENDER_ID_MISMATCH": "dead_token",
+    "INVALID_ARGUMENT": "permanent",
+    "THIRD_PARTY_AUTH_ERROR": "permanent",
+    "QUOTA_EXCEEDED": "retry",
+    "UNAVAILABLE": "retry",
+    "INTERNAL": "retry",
+    "UNAUTHENTICATED": "provider_token",
+    "NOT_FOUND": "dead_token",
+    "RESOURCE_EXHAUSTED": "retry",
+    "PERMISSION_DENIED": "permanent",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    name: str
+
+
+def interpret(status: int, headers: dict[bytes, bytes], body: bytes) -> Accepted | Rejected:
+    if status == 200:
+        try:
+            name = str(json.loads(body).get("name", ""))
+        except (ValueError, AttributeError):
+            name = ""
+        return Accepted(name)
+    code = ""
+    try:
+        err = json.loads(body).get("error", {})
+        code = str(err.get("status") or "")
+        for detail in err.get("details") or []:
+            if isinstance(detail, dict) and detail.get("errorCode"):
+                code = str(detail["errorCode"])
+                break
+    except (ValueError, AttributeError):
+        pass
+    by_status: dict[int, Kind] = {401: "provider_token", 404: "dead_token", 429: "retry"}
+    kind: Kind = ERRORS.get(code) or by_status.get(status) or (
+        "retry" if status >= 500 else "permanent")
+    return Rejected(code or f"HTTP {status}", status, kind, None,
+                    retry_after(headers.get(b"retry-after")))
+
+
+class HeaderBuilder:
+    """The header block for one (authority, project, access token), encoded once per token."""
+
+    def __init__(self, authority: str, project_id: str, access_token: str) -> None:
+        self.access_token = access_token
+        path = f"/v1/projects/{project_id}/messages:send".encode()
+        self.block = encode_headers([
+            (b":method", b"POST"), (b":scheme", b"https"), (b":authority", authority.encode()),
+            (b":path", path), (b"authorization", b"Bearer " + access_token.encode()),
+            (b"content-type", b"application/json"),
+        ])
+
+    def with_length(self, n: int) -> bytes:
+        return self.block + encode_header(b"content-length", str(n).encode())
+
+
+def data_json(data: dict[str, str]) -> str:
+    return json.dumps({k: v for k, v in data.items() if k != "delivery_id"},
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTemplate:
+    """Data (without delivery_id) pre-encoded once per operation; per device only the token,
+    delivery id and remaining TTL change."""
+
+    data_json: str  # '{"k":"v",...}'
+    priority: str  # HIGH | NORMAL
+    wakeup: bool
+
+    def render(self, token: str, delivery_id: str, ttl_s: int | None) -> bytes:
+        rest = self.data_json[1:]
+        data = '{"delivery_id":"' + delivery_id + ('",' + rest if rest != "}" else '"}')
+        android = '{"priority":"' + self.priority + '"'
+        if ttl_s is not None:
+            android += ',"ttl":"' + str(max(0, min(ttl_s, MAX_TTL_S))) + 's"'
+        android += "}"
+        return ('{"message":{"token":' + json.dumps(token) + ',"data":' + data
+                + ',"android":' + android + "}}").encode()
+
+
+def build_message(data: dict[str, str], wakeup_data: dict[str, str], *,
+                  severity: str, token_len: int) -> MessageTemplate | None:
+    """The full data message, or the wake-up form when the request would exceed 4096 bytes
+    (measured on the whole request, token included); None when neither fits."""
+    priority = "NORMAL" if severity == "low" else "HIGH"
+    full = MessageTemplate(data_json(data), priority, False)
+    if len(full.render("x" * token_len, "0" * 32, MAX_TTL_S)) <= PAYLOAD_LIMIT:
+        return full
+    wake = MessageTemplate(data_json(wakeup_data), "HIGH", True)
+    if len(wake.render("x" * token_len, "0" * 32, MAX_TTL_S)) <= PAYLOAD_LIMIT:
+        return wake
+    return None

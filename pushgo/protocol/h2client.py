@@ -1,0 +1,440 @@
+"""A sans-I/O HTTP/2 client core for provider traffic (APNs, FCM).
+
+Bytes in, events out, bytes to send: ``submit()`` queues a request and returns its stream id,
+``receive_data()`` turns received bytes into events, ``data_to_send()`` hands back everything
+to write in one piece. No I/O, no clock.
+
+Why not python-hyper ``h2`` on this path: its per-request costs (outbound header validation,
+HPACK encoding with Huffman of never-indexed values, an O(open streams) count per new stream)
+bound it near 2k requests/s per core. Requests here are self-built and trusted, so their header
+blocks are encoded once into bytes (literals, no dynamic table: nothing depends on encoder
+state) and frames are written directly. Inbound header blocks are decoded with ``hpack`` since
+peers do use their dynamic table. The state kept is what a client needs: stream ids, an O(1)
+open-stream count, both flow-control windows, peer settings, GOAWAY.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from hpack import Decoder
+from hpack.exceptions import HPACKError
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
+    CONTINUATION = range(10)
+END_STREAM = 0x1
+ACK = 0x1
+END_HEADERS = 0x4
+PADDED = 0x8
+PRIORITY_FLAG = 0x20
+
+S_HEADER_TABLE_SIZE = 0x1
+S_ENABLE_PUSH = 0x2
+S_MAX_CONCURRENT_STREAMS = 0x3
+S_INITIAL_WINDOW_SIZE = 0x4
+S_MAX_FRAME_SIZE = 0x5
+S_MAX_HEADER_LIST_SIZE = 0x6
+
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
+FLOW_CONTROL_ERROR = 0x3
+REFUSED_STREAM = 0x7
+CANCEL = 0x8
+
+DEFAULT_WINDOW = 65_535
+MAX_WINDOW = 2**31 - 1
+MAX_STREAM_ID = 2**31 - 1
+#: Our receive window: responses are small; a big window means we never throttle a peer.
+RECEIVE_WINDOW = 1 << 24
+MAX_HEADER_BLOCK = 64 * 1024
+
+_frame_header = struct.Struct(">HBBBL")  # length is 24 bits: split as 16 + 8
+
+
+def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    n = len(payload)
+    return _frame_header.pack(n >> 8, n & 0xFF, ftype, flags, stream_id) + payload
+
+
+# --- HPACK encoding: literals only (no dynamic table), no Huffman ---------------------------
+
+def _hpack_int(value: int, prefix_bits: int, first_byte: int) -> bytes:
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first_byte | value])
+    out = bytearray([first_byte | limit])
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _hpack_str(value: bytes) -> bytes:
+    return _hpack_int(len(value), 7, 0x00) + value
+
+
+#: HPACK static table entries we use by index.
+_STATIC_FULL = {(b":method", b"POST"): 3, (b":method", b"GET"): 2, (b":scheme", b"https"): 7,
+                (b":scheme", b"http"): 6, (b":path", b"/"): 4}
+_STATIC_NAME = {b":authority": 1, b":path": 4, b"authorization": 23, b"content-type": 31,
+                b"content-length": 28, b"user-agent": 58, b"accept": 19}
+#: Sensitive headers go as "never indexed" so no intermediary stores them.
+_SENSITIVE = {b"authorization"}
+
+
+def encode_header(name: bytes, value: bytes) -> bytes:
+    """One header field as a self-contained HPACK representation."""
+    full = _STATIC_FULL.get((name, value))
+    if full is not None:
+        return bytes([0x80 | full])
+    first = 0x10 if name in _SENSITIVE else 0x00  # never-indexed vs without-indexing
+    index = _STATIC_NAME.get(name)
+    if index is not None:
+        return _hpack_int(index, 4, first) + _hpack_str(value)
+    return bytes([first]) + _hpack_str(name) + _hpack_str(value)
+
+
+def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(encode_header(n, v) for n, v in headers)
+
+
+# --- events --------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Response:
+    """A complete response on a stream."""
+
+    stream_id: int
+    status: int
+    headers: dict[bytes, bytes]
+    body: bytes
+
+
+@dataclass(slots=True)
+class StreamReset:
+    """The peer reset the stream; REFUSED_STREAM means it was never processed."""
+
+    stream_id: int
+    error_code: int
+
+    @property
+    def refused(self) -> bool:
+        return self.error_code == REFUSED_STREAM
+
+
+@dataclass(slots=True)
+class GoAway:
+    """The peer is closing. Streams above ``last_stream_id`` were not processed (safe to resend
+    elsewhere); ``unprocessed`` lists those that were open here."""
+
+    last_stream_id: int
+    error_code: int
+    debug: bytes
+    unprocessed: list[int]
+
+
+@dataclass(slots=True)
+class SettingsChanged:
+    max_concurrent_streams: int
+
+
+Event = Response | StreamReset | GoAway | SettingsChanged
+
+
+class H2ProtocolError(Exception):
+    """The peer broke HTTP/2; the connection is unusable."""
+
+
+@dataclass(slots=True)
+class _Stream:
+    send_window: int
+    headers: dict[bytes, bytes] | None = None
+    status: int = 0
+    body: bytearray = field(default_factory=bytearray)
+    pending: memoryview | None = None  # request body bytes waiting for flow-control window
+
+
+class H2Client:
+    """Client side of one HTTP/2 connection."""
+
+    def __init__(self, *, stream_cap: int = 1000, initial_streams: int = 1) -> None:
+        self.stream_cap = stream_cap
+        #: Until the peer's SETTINGS arrive we allow ``initial_streams`` (APNs admits one
+        #: stream until its first success).
+        self.peer_max_streams = initial_streams
+        self.peer_initial_window = DEFAULT_WINDOW
+        self.peer_max_frame = 16_384
+        self.send_window = DEFAULT_WINDOW
+        self.open_streams = 0
+        self.goaway: GoAway | None = None
+        self._next_id = 1
+        self._streams: dict[int, _Stream] = {}
+        self._blocked: dict[int, None] = {}  # ordered set of streams waiting for window
+        self._decoder = Decoder()
+        self._decoder.max_header_list_size = MAX_HEADER_BLOCK
+        self._inbuf = bytearray()
+        self._recv_unacked = 0
+        self._hblock: bytearray | None = None  # a header block awaiting CONTINUATION
+        self._hblock_stream = 0
+        self._hblock_end_stream = False
+        self._settings_seen = False
+        settings = struct.pack(">HLHLHL", S_ENABLE_PUSH, 0, S_INITIAL_WINDOW_SIZE,
+                               RECEIVE_WINDOW, S_MAX_HEADER_LIST_SIZE, MAX_HEADER_BLOCK)
+        self._out = bytearray(PREFACE)
+        self._out += frame(SETTINGS, 0, 0, settings)
+        self._out += frame(WINDOW_UPDATE, 0, 0, struct.pack(">L", RECEIVE_WINDOW - DEFAULT_WINDOW))
+
+    # -- sending -----------------------------------------------------------------------------
+
+    @property
+    def max_streams(self) -> int:
+        return min(self.peer_max_streams, self.stream_cap)
+
+    @property
+    def available(self) -> int:
+        """How many more requests may be submitted now."""
+        if self.goaway is not None or self._next_id > MAX_STREAM_ID:
+            return 0
+        return max(0, self.max_streams - self.open_streams)
+
+    def submit(self, header_block: bytes, body: bytes = b"") -> int:
+        """Queue one request; ``header_block`` comes from ``encode_headers``."""
+        if self.available <= 0:
+            raise RuntimeError("no stream available")
+        sid = self._next_id
+        self._next_id += 2
+        stream = _Stream(self.peer_initial_window)
+        self._streams[sid] = stream
+        self.open_streams += 1
+        out = self._out
+        max_frame = self.peer_max_frame
+        if len(header_block) <= max_frame:
+            out += frame(HEADERS, END_HEADERS | (0 if body else END_STREAM), sid, header_block)
+        else:
+            out += frame(HEADERS, 0 if body else END_STREAM, sid, header_block[:max_frame])
+            rest = memoryview(header_block)[max_frame:]
+            while rest:
+                chunk, rest = rest[:max_frame], rest[max_frame:]
+                out += frame(CONTINUATION, 0 if rest else END_HEADERS, sid, bytes(chunk))
+        if body:
+            stream.pending = memoryview(body)
+            self._send_body(sid, stream)
+        return sid
+
+    def _send_body(self, sid: int, stream: _Stream) -> None:
+        data = stream.pending
+        assert data is not None
+        while data:
+            room = min(self.send_window, stream.send_window, self.peer_max_frame)
+            if room <= 0:
+                stream.pending = data
+                self._blocked[sid] = None
+                return
+            chunk, data = data[:room], data[room:]
+            self.send_window -= len(chunk)
+            stream.send_window -= len(chunk)
+            self._out += frame(DATA, 0 if data else END_STREAM, sid, bytes(chunk))
+        stream.pending = None
+        self._blocked.pop(sid, None)
+
+    def _flush_blocked(self) -> None:
+        for sid in list(self._blocked):
+            if self.send_window <= 0:
+                return
+            stream = self._streams.get(sid)
+            if stream is None or stream.pending is None:
+                self._blocked.pop(sid, None)
+                continue
+            self._send_body(sid, stream)
+
+    def cancel(self, stream_id: int) -> None:
+        """Abandon a stream (its caller gave up)."""
+        if self._close_stream(stream_id):
+            self._out += frame(RST_STREAM, 0, stream_id, struct.pack(">L", CANCEL))
+
+    def ping(self, opaque: bytes = b"pushgo!!") -> None:
+        self._out += frame(PING, 0, 0, opaque[:8].ljust(8, b"\0"))
+
+    def close(self, error_code: int = NO_ERROR) -> None:
+        """Say goodbye: a client never accepts streams, so the last stream id is 0."""
+        self._out += frame(GOAWAY, 0, 0, struct.pack(">LL", 0, error_code))
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def pending_stream_ids(self) -> list[int]:
+        return list(self._streams)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        buf = self._inbuf
+        buf += data
+        events: list[Event] = []
+        pos = 0
+        end = len(buf)
+        while end - pos >= 9:
+            hi, lo, ftype, flags, sid = _frame_header.unpack_from(buf, pos)
+            length = (hi << 8) | lo
+            if end - pos - 9 < length:
+                break
+            payload = bytes(buf[pos + 9 : pos + 9 + length])
+            pos += 9 + length
+            self._on_frame(ftype, flags, sid & MAX_STREAM_ID, payload, events)
+        del buf[:pos]
+        if self._recv_unacked >= RECEIVE_WINDOW // 2:
+            self._out += frame(WINDOW_UPDATE, 0, 0, struct.pack(">L", self._recv_unacked))
+            self._recv_unacked = 0
+        return events
+
+    def _on_frame(self, ftype: int, flags: int, sid: int, payload: bytes,
+                  events: list[Event]) -> None:
+        if self._hblock is not None and ftype != CONTINUATION:
+            raise H2ProtocolError("expected CONTINUATION")
+        if ftype == DATA:
+            self._recv_unacked += len(payload)
+            if flags & PADDED:
+                payload = _unpad(payload)
+            stream = self._streams.get(sid)
+            if stream is not None:
+                stream.body += payload
+                if flags & END_STREAM:
+                    self._finish(sid, stream, events)
+        elif ftype == HEADERS:
+            if flags & PADDED:
+                payload = _unpad(payload)
+            if flags & PRIORITY_FLAG:
+                payload = payload[5:]
+            self._hblock = bytearray(payload)
+            self._hblock_stream = sid
+            self._hblock_end_stream = bool(flags & END_STREAM)
+            if flags & END_HEADERS:
+                self._header_block_done(events)
+        elif ftype == CONTINUATION:
+            if self._hblock is None or sid != self._hblock_stream:
+                raise H2ProtocolError("unexpected CONTINUATION")
+            self._hblock += payload
+            if len(self._hblock) > MAX_HEADER_BLOCK:
+                raise H2ProtocolError("header block too large")
+            if flags & END_HEADERS:
+                self._header_block_done(events)
+        elif ftype == RST_STREAM:
+            if len(payload) != 4:
+                raise H2ProtocolError("bad RST_STREAM")
+            if self._close_stream(sid):
+                events.append(StreamReset(sid, struct.unpack(">L", payload)[0]))
+        elif ftype == SETTINGS:
+            if flags & ACK:
+                return
+            self._apply_settings(payload, events)
+            self._out += frame(SETTINGS, ACK, 0)
+        elif ftype == PING:
+            if not flags & ACK:
+                self._out += frame(PING, ACK, 0, payload)
+        elif ftype == GOAWAY:
+            last, code = struct.unpack(">LL", payload[:8])
+            last &= MAX_STREAM_ID
+            unprocessed = [s for s in self._streams if s > last]
+            for s in unprocessed:
+                self._close_stream(s)
+            self.goaway = GoAway(last, code, payload[8:], unprocessed)
+            events.append(self.goaway)
+        elif ftype == WINDOW_UPDATE:
+            (inc,) = struct.unpack(">L", payload[:4])
+            inc &= MAX_WINDOW
+            if sid == 0:
+                self.send_window += inc
+                if self.send_window > MAX_WINDOW:
+                    raise H2ProtocolError("connection window overflow")
+            else:
+                stream = self._streams.get(sid)
+                if stream is None:
+                    return
+                stream.send_window += inc
+            if self._blocked:
+                self._flush_blocked()
+        elif ftype == PUSH_PROMISE:
+            raise H2ProtocolError("push is disabled")
+        # PRIORITY and unknown frame types are ignored, as the protocol asks.
+
+    def _header_block_done(self, events: list[Event]) -> None:
+        block, sid, end_stream = self._hblock, self._hblock_stream, self._hblock_end_stream
+        self._hblock = None
+        assert block is not None
+        try:
+            fields = self._decoder.decode(bytes(block), raw=True)
+        except HPACKError as exc:
+            raise H2ProtocolError(f"HPACK: {exc}") from None
+        stream = self._streams.get(sid)
+        if stream is None:
+            return  # a stream we already gave up on; the decoder state is kept in step
+        headers: dict[bytes, bytes] = stream.headers if stream.headers is not None else {}
+        status = stream.status
+        for name, value in fields:
+            if name == b":status":
+                status = int(value)
+            else:
+                headers[bytes(name)] = bytes(value)
+        if 100 <= status < 200 and not end_stream:
+            return  # informational: the real response follows
+        stream.status = status
+        stream.headers = headers
+        if end_stream:
+            self._finish(sid, stream, events)
+
+    def _finish(self, sid: int, stream: _Stream, events: list[Event]) -> None:
+        self._close_stream(sid)
+        events.append(Response(sid, stream.status, stream.headers or {}, bytes(stream.body)))
+
+    def _close_stream(self, sid: int) -> bool:
+        if self._streams.pop(sid, None) is None:
+            return False
+        self.open_streams -= 1
+        self._blocked.pop(sid, None)
+        return True
+
+    def _apply_settings(self, payload: bytes, events: list[Event]) -> None:
+        if len(payload) % 6:
+            raise H2ProtocolError("bad SETTINGS length")
+        max_streams = None
+        for off in range(0, len(payload), 6):
+            ident, value = struct.unpack_from(">HL", payload, off)
+            if ident == S_MAX_CONCURRENT_STREAMS:
+                max_streams = value
+            elif ident == S_INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise H2ProtocolError("initial window too large")
+                delta = value - self.peer_initial_window
+                self.peer_initial_window = value
+                for stream in self._streams.values():
+                    stream.send_window += delta
+            elif ident == S_MAX_FRAME_SIZE:
+                if not 16_384 <= value <= 16_777_215:
+                    raise H2ProtocolError("bad MAX_FRAME_SIZE")
+                self.peer_max_frame = value
+        if max_streams is None and not self._settings_seen:
+            # The peer's first SETTINGS without a limit means no limit.
+            max_streams = MAX_STREAM_ID
+        self._settings_seen = True
+        if max_streams is not None:
+            self.peer_max_streams = max_streams
+            events.append(SettingsChanged(max_streams))
+        if self._blocked:
+            self._flush_blocked()
+
+
+def _unpad(payload: bytes) -> bytes:
+    if not payload:
+        raise H2ProtocolError("bad padding")
+    pad = payload[0]
+    if pad >= len(payload):
+        raise H2ProtocolError("bad padding")
+    return payload[1 : len(payload) - pad]

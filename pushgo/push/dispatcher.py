@@ -1,0 +1,212 @@
+"""The dispatcher: outbox → provider senders → recorded outcomes.
+
+One task claims due provider deliveries in pages (under a lease), builds each operation's
+payload template once, and feeds the senders' bounded queues (backpressure: a full queue stops
+the claiming). Another takes results in batches and writes them in one transaction: sent;
+dead token (the device route loses it, its pending provider work fails); retryable (429, 5xx,
+transport) → next attempt at an exponential backoff honouring Retry-After, at most
+``MAX_ATTEMPTS``; permanent → failed with the reason. Routes with no configured provider fail
+at once with ``provider_not_configured`` (the payload stays pullable).
+
+It wakes when an operation is accepted (DeliveryListener) and otherwise at the next due time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import OrderedDict
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from pushgo.protocol import apns as A
+from pushgo.protocol import fcm as FC
+from pushgo.protocol.payload import wakeup_data
+from pushgo.push.sender import Expired, Job, Result, ResultBuffer, Sender, TransportFailure
+from pushgo.service.context import Context
+from pushgo.store import dispatch as S
+from pushgo.store.dispatch import Due, OpInfo, Outcomes
+
+log = logging.getLogger("pushgo.dispatch")
+
+PAGE = 1000
+LEASE_MS = 5 * 60 * 1000
+IDLE_POLL_S = 1.0
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 15 * 60.0
+RESULT_BATCH = 2000
+TEMPLATE_CACHE = 4096
+PROVIDER_ROUTES = ("apns", "fcm", "wns")
+
+
+def backoff_ms(attempts: int, retry_after_s: float | None) -> int:
+    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempts))
+    delay *= 0.5 + random.random() / 2  # jitter: retries of one burst spread out
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return int(delay * 1000)
+
+
+class Dispatcher:
+    def __init__(self, ctx: Context, senders: dict[str, Sender], results: ResultBuffer) -> None:
+        self.ctx = ctx
+        self.senders = senders
+        self.results = results
+        self._wake = anyio.Event()
+        self._templates: OrderedDict[tuple[int, str], Any] = OrderedDict()
+        self._held: set[int] = set()  # seqs handed to a sender and not yet resolved
+        self.stats = {"sent": 0, "failed": 0, "retried": 0, "expired": 0, "dead_token": 0}
+        self.ready = False
+
+    # DeliveryListener
+    def operation_accepted(self, channel_id: str) -> None:
+        self._wake.set()
+
+    def subscriptions_changed(self, device_key: str) -> None:
+        pass
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+                  ) -> None:
+        if self.ctx.store.dialect == "sqlite":
+            # The only process: every lease left behind belonged to a dead one.
+            await self.ctx.store.run(S.release_leases)
+        async with anyio.create_task_group() as tg:
+            for sender in self.senders.values():
+                await tg.start(sender.run)
+            tg.start_soon(self._apply_results)
+            self.ready = True
+            task_status.started()
+            await self._claim_forever()
+
+    async def _claim_forever(self) -> None:
+        while True:
+            self._wake = anyio.Event()
+            try:
+                page = await self.ctx.store.run(S.claim_due, PROVIDER_ROUTES, self.ctx.now(),
+                                                PAGE, LEASE_MS)
+            except Exception:
+                log.exception("claiming deliveries failed")
+                page = []
+            if page:
+                await self._hand_out(page)
+            if len(page) < PAGE:
+                with anyio.move_on_after(IDLE_POLL_S):
+                    await self._wake.wait()
+
+    async def _hand_out(self, page: list[Due]) -> None:
+        missing = {d.op_pk for d in page if (d.op_pk, d.route) not in self._templates}
+        infos: dict[int, OpInfo] = {}
+        if missing:
+            infos = await self.ctx.store.read(S.op_infos, sorted(missing))
+        failures: list[Result] = []
+        now = self.ctx.now()
+        for due in page:
+            if due.seq in self._held:
+                continue
+            sender = self.senders.get(due.route)
+            job = Job(due.seq, due.delivery_id, due.device_key, due.token or "", None,
+                      due.expires_at, False, attempts=due.attempts)
+            if sender is None:
+                failures.append(Result(job, A.Rejected("provider_not_configured", 0,
+                                                       "permanent")))
+                continue
+            if due.token is None:
+                failures.append(Result(job, A.Rejected("no_provider_token", 0, "permanent")))
+                continue
+            if due.expires_at <= now:
+                failures.append(Result(job, Expired()))
+                continue
+            entry = self._template(due, infos)
+            if entry is None:
+                failures.append(Result(job, A.Rejected("PayloadTooLarge", 413, "permanent")))
+                continue
+            job.template, job.low_priority = entry
+            self._held.add(due.seq)
+            await sender.jobs_in.send(job)
+        for result in failures:
+            self.results.add(result)
+
+    def _template(self, due: Due, infos: dict[int, OpInfo]) -> tuple[Any, bool] | None:
+        key = (due.op_pk, due.route)
+        cached = self._templates.get(key)
+        if cached is not None:
+            self._templates.move_to_end(key)
+            return cached  # type: ignore[no-any-return]
+        info = infos.get(due.op_pk)
+        if info is None:
+            return None
+        data: dict[str, str] = json.loads(info.payload)
+        alert: dict[str, str] = json.loads(info.alert or "{}")
+        wake = wakeup_data({**data, "delivery_id": ""})
+        wake.pop("delivery_id", None)
+        template: Any
+        if due.route == "apns":
+            template = A.build_payload(data, title=alert.get("title", data.get("title", "")),
+                                       body=alert.get("body", data.get("body", "")),
+                                       severity=info.severity,
+                                       thread_id=alert.get("thread", ""), wakeup_data=wake)
+        else:
+            template = (FC.MessageTemplate(FC.data_json(data),
+                                           "NORMAL" if info.severity == "low" else "HIGH",
+                                           False),
+                        FC.MessageTemplate(FC.data_json(wake), "HIGH", True))
+        if template is None:
+            return None
+        entry = (template, info.severity == "low")
+        self._templates[key] = entry
+        while len(self._templates) > TEMPLATE_CACHE:
+            self._templates.popitem(last=False)
+        return entry
+
+    async def _apply_results(self) -> None:
+        while True:
+            batch = await self.results.take(RESULT_BATCH)
+            now = self.ctx.now()
+            out = Outcomes()
+            for result in batch:
+                self._classify(result, now, out)
+            try:
+                await self.ctx.store.run(S.apply_outcomes, out, now)
+            except Exception:
+                # The leases stay: these deliveries are tried again when they run out.
+                log.exception("recording send results failed")
+            for result in batch:
+                self._held.discard(result.job.seq)
+            if out.retry:
+                self._wake.set()
+
+    def _classify(self, result: Result, now: int, out: Outcomes) -> None:
+        job, outcome = result.job, result.outcome
+        if isinstance(outcome, A.Accepted):
+            out.sent.append(job.seq)
+            self.stats["sent"] += 1
+        elif isinstance(outcome, Expired):
+            out.expired.append(job.seq)
+            self.stats["expired"] += 1
+        elif isinstance(outcome, TransportFailure):
+            self._retry_or_fail(job, outcome.reason, None, now, out)
+        elif outcome.kind == "dead_token":
+            out.dead.append((job.seq, job.device_key, job.token, outcome.reason))
+            self.stats["dead_token"] += 1
+        elif outcome.kind == "retry":
+            self._retry_or_fail(job, outcome.reason, outcome.retry_after_s, now, out)
+        else:
+            out.failed.append((job.seq, outcome.reason))
+            self.stats["failed"] += 1
+
+    def _retry_or_fail(self, job: Job, reason: str, retry_after: float | None, now: int,
+                       out: Outcomes) -> None:
+        attempts = job.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            out.failed.append((job.seq, reason))
+            self.stats["failed"] += 1
+            return
+        out.retry.append((job.seq, now + backoff_ms(attempts, retry_after), reason))
+        self.stats["retried"] += 1

@@ -1,0 +1,288 @@
+"""Provider senders: take jobs (one delivery each) from a bounded stream, put each on a pooled
+HTTP/2 connection, and report one :class:`Result` per job.
+
+A rejection is a value (``Rejected``), a transport failure is retried here on a fresh stream
+(REFUSED_STREAM, GOAWAY-unprocessed, lost connection) up to ``LOCAL_TRIES`` times before it is
+handed to the dispatcher as a retryable failure. Expired jobs are never sent.
+APNs: an ``ExpiredProviderToken`` renews the JWT once, drains that connection and retries.
+FCM: a 401 invalidates the access token once and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from pushgo.protocol import apns as A
+from pushgo.protocol import fcm as FC
+from pushgo.protocol.h2client import Response
+from pushgo.push.connection import Connection, Origin
+from pushgo.push.pool import Pool
+from pushgo.push.tokens import ApnsJwtSource, CredentialError, FcmTokenSource
+
+log = logging.getLogger("pushgo.push")
+
+LOCAL_TRIES = 3
+QUEUE_SIZE = 2048
+
+
+@dataclass(slots=True)
+class Job:
+    seq: int
+    delivery_id: str
+    device_key: str
+    token: str
+    template: Any  # apns.PayloadTemplate | tuple[fcm.MessageTemplate, fcm.MessageTemplate|None]
+    expires_at_ms: int
+    low_priority: bool
+    attempts: int = 0  # recorded attempts before this one
+    tries: int = 0  # transport retries within this attempt
+    auth_retried: bool = False
+    sent_at: float = 0.0
+    credential: str = ""  # the JWT / access token the request carried
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailure:
+    reason: str
+
+
+Outcome = A.Accepted | A.Rejected | Expired | TransportFailure
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    job: Job
+    outcome: Outcome
+    latency_s: float = 0.0
+
+
+class ResultBuffer:
+    """Sync ``add`` from connection readers; async ``take`` for the dispatcher."""
+
+    def __init__(self) -> None:
+        self._items: deque[Result] = deque()
+        self._event = anyio.Event()
+
+    def add(self, result: Result) -> None:
+        self._items.append(result)
+        self._event.set()
+
+    async def take(self, max_items: int = 1000) -> list[Result]:
+        while not self._items:
+            self._event = anyio.Event()
+            if self._items:
+                break
+            await self._event.wait()
+        out: list[Result] = []
+        while self._items and len(out) < max_items:
+            out.append(self._items.popleft())
+        return out
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Sender:
+    """Shared machinery; subclasses build requests and read responses."""
+
+    name = "sender"
+    stream_cap = 1000
+    initial_streams = 1
+
+    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, results: ResultBuffer, *,
+                 connections: int = 1, clock_ms: Callable[[], int] | None = None,
+                 queue_size: int = QUEUE_SIZE) -> None:
+        self.origin = origin
+        self.results = results
+        self.pool = Pool(origin, ssl_context, self, size=connections,
+                         stream_cap=self.stream_cap, initial_streams=self.initial_streams,
+                         tag_factory=self._connection_tag)
+        self.jobs_in: MemoryObjectSendStream[Job]
+        self._jobs: MemoryObjectReceiveStream[Job]
+        self.jobs_in, self._jobs = anyio.create_memory_object_stream[Job](queue_size)
+        self._retry: deque[Job] = deque()
+        self._retry_event = anyio.Event()
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self.inflight = 0
+
+    def _connection_tag(self) -> Any:
+        return None
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+                  ) -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.pool.run)
+            task_status.started()
+            await self._feed()
+
+    async def _next_job(self) -> Job:
+        while True:
+            if self._retry:
+                return self._retry.popleft()
+            try:
+                return self._jobs.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            self._retry_event = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                async def wait_retry() -> None:
+                    await self._retry_event.wait()
+                    tg.cancel_scope.cancel()
+
+                async def wait_job() -> None:
+                    job = await self._jobs.receive()
+                    self._retry.appendleft(job)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(wait_retry)
+                tg.start_soon(wait_job)
+
+    async def _feed(self) -> None:
+        while True:
+            job = await self._next_job()
+            if job.expires_at_ms <= self._clock_ms():
+                self.results.add(Result(job, Expired()))
+                continue
+            conn = await self.pool.slot()
+            try:
+                block, body = await self.build(job, conn)
+            except CredentialError as exc:
+                self.results.add(Result(job, TransportFailure(f"credentials: {exc}")))
+                continue
+            if body is None:
+                self.results.add(Result(job, A.Rejected("PayloadTooLarge", 413, "permanent")))
+                continue
+            if conn.available <= 0:  # the await above let others take the slot
+                self._requeue(job)
+                continue
+            job.sent_at = anyio.current_time()
+            conn.submit(block, body, (job, conn))
+            self.inflight += 1
+
+    async def build(self, job: Job, conn: Connection) -> tuple[bytes, bytes | None]:
+        raise NotImplementedError
+
+    def interpret(self, job: Job, conn: Connection, response: Response) -> Outcome | None:
+        """The outcome, or None when the job was requeued (credential renewal)."""
+        raise NotImplementedError
+
+    def _requeue(self, job: Job) -> None:
+        self._retry.append(job)
+        self._retry_event.set()
+
+    # -- Sink --------------------------------------------------------------------------------
+
+    def on_response(self, tag: Any, response: Response) -> None:
+        job, conn = tag
+        self.inflight -= 1
+        outcome = self.interpret(job, conn, response)
+        if outcome is not None:
+            self.results.add(Result(job, outcome, anyio.current_time() - job.sent_at))
+
+    def on_unsent(self, tag: Any) -> None:
+        job, _conn = tag
+        self.inflight -= 1
+        self._requeue(job)  # never processed: resending is free
+
+    def on_lost(self, tag: Any) -> None:
+        job, _conn = tag
+        self.inflight -= 1
+        job.tries += 1
+        if job.tries < LOCAL_TRIES:
+            self._requeue(job)
+        else:
+            self.results.add(Result(job, TransportFailure("connection lost")))
+
+
+class ApnsSender(Sender):
+    name = "apns"
+    stream_cap = 1000
+    initial_streams = 1
+
+    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, results: ResultBuffer,
+                 jwt_source: ApnsJwtSource, topic: str, **kw: Any) -> None:
+        super().__init__(origin, ssl_context, results, **kw)
+        self.jwt_source = jwt_source
+        self.topic = topic
+        self._headers: A.HeaderBuilder | None = None
+
+    def _header_builder(self) -> A.HeaderBuilder:
+        jwt = self.jwt_source.current()
+        hb = self._headers
+        if hb is None or hb.jwt != jwt:
+            hb = self._headers = A.HeaderBuilder(self.origin.authority, self.topic, jwt)
+        return hb
+
+    async def build(self, job: Job, conn: Connection) -> tuple[bytes, bytes | None]:
+        hb = self._header_builder()
+        template: A.PayloadTemplate = job.template
+        block = hb.block(job.token, job.delivery_id, low_priority=job.low_priority,
+                         expiration_s=job.expires_at_ms // 1000)
+        job.credential = hb.jwt
+        return block, template.render(job.delivery_id)
+
+    def interpret(self, job: Job, conn: Connection, response: Response) -> Outcome | None:
+        outcome = A.interpret(response.status, response.headers, response.body)
+        if isinstance(outcome, A.Rejected) and outcome.kind == "provider_token":
+            if not job.auth_retried:
+                job.auth_retried = True
+                self.jwt_source.expired(job.credential)
+                conn.drain()
+                self._requeue(job)
+                return None
+            return A.Rejected(outcome.reason, outcome.status, "permanent")
+        return outcome
+
+
+class FcmSender(Sender):
+    name = "fcm"
+    stream_cap = 100
+    initial_streams = 100
+
+    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, results: ResultBuffer,
+                 token_source: FcmTokenSource, **kw: Any) -> None:
+        super().__init__(origin, ssl_context, results, **kw)
+        self.token_source = token_source
+        self._headers: FC.HeaderBuilder | None = None
+
+    async def build(self, job: Job, conn: Connection) -> tuple[bytes, bytes | None]:
+        token = await self.token_source.current()
+        hb = self._headers
+        if hb is None or hb.access_token != token:
+            hb = self._headers = FC.HeaderBuilder(self.origin.authority,
+                                                  self.token_source.account.project_id, token)
+        full, wake = job.template
+        ttl_s = max(0, (job.expires_at_ms - self._clock_ms()) // 1000)
+        body = full.render(job.token, job.delivery_id, ttl_s)
+        if len(body) > FC.PAYLOAD_LIMIT:
+            body = wake.render(job.token, job.delivery_id, ttl_s) if wake is not None else None
+            if body is not None and len(body) > FC.PAYLOAD_LIMIT:
+                body = None
+        job.credential = token
+        return hb.with_length(len(body) if body else 0), body
+
+    def interpret(self, job: Job, conn: Connection, response: Response) -> Outcome | None:
+        outcome = FC.interpret(response.status, response.headers, response.body)
+        if isinstance(outcome, A.Rejected) and outcome.kind == "provider_token":
+            if not job.auth_retried:
+                job.auth_retried = True
+                self.token_source.invalidate(job.credential)
+                self._requeue(job)
+                return None
+            return A.Rejected(outcome.reason, outcome.status, "permanent")
+        return outcome

@@ -1,0 +1,147 @@
+"""Provider credentials shared by every connection of a provider.
+
+- APNs: one ES256 JWT per key (``kid`` = key id, ``iss`` = team id, ``iat``), renewed every
+  30 minutes (Apple wants 20-60), never more often than every 20 minutes unless Apple says it
+  expired, and then at most once a minute.
+- FCM: an OAuth access token from the service account (RS256 assertion to its ``token_uri``),
+  cached until 5 minutes before expiry; a 401 invalidates it once.
+- Remote: both fetched from PUSHGO_TOKEN_SERVICE_URL when no local credentials are given.
+
+``now`` is injected (wall-clock seconds) so tests control ``iat``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+from pushgo.protocol.fcm import SCOPE
+
+APNS_RENEW_S = 30 * 60
+APNS_MIN_RENEW_S = 20 * 60
+APNS_FORCED_MIN_S = 60
+FCM_EARLY_S = 5 * 60
+
+Clock = Callable[[], float]
+PostForm = Callable[[str, dict[str, str]], Awaitable[dict[str, Any]]]
+
+
+class CredentialError(Exception):
+    """Credentials could not be loaded or a token could not be obtained."""
+
+
+class ApnsJwtSource:
+    def __init__(self, key_pem: bytes, key_id: str, team_id: str, *,
+                 clock: Clock = time.time) -> None:
+        try:
+            self._key = ECKey.import_key(key_pem)
+        except Exception as exc:
+            raise CredentialError(f"cannot read the APNs key: {exc}") from None
+        self.key_id = key_id
+        self.team_id = team_id
+        self._clock = clock
+        self._jwt: str | None = None
+        self._iat = 0.0
+        self.generation = 0
+
+    @classmethod
+    def from_file(cls, path: str, key_id: str, team_id: str, *,
+                  clock: Clock = time.time) -> ApnsJwtSource:
+        with open(path, "rb") as f:
+            return cls(f.read(), key_id, team_id, clock=clock)
+
+    def _mint(self, now: float) -> str:
+        self._iat = now
+        self._jwt = jwt.encode({"alg": "ES256", "kid": self.key_id},
+                               {"iss": self.team_id, "iat": int(now)}, self._key)
+        self.generation += 1
+        return self._jwt
+
+    def current(self) -> str:
+        now = self._clock()
+        if self._jwt is None or now - self._iat >= APNS_RENEW_S:
+            return self._mint(now)
+        return self._jwt
+
+    def expired(self, jwt_seen: str) -> str:
+        """Apple said ``jwt_seen`` expired: renew once (not again within a minute)."""
+        now = self._clock()
+        if self._jwt == jwt_seen and now - self._iat >= APNS_FORCED_MIN_S:
+            return self._mint(now)
+        return self.current()
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    project_id: str
+    client_email: str
+    private_key: str
+    private_key_id: str | None
+    token_uri: str
+
+    @classmethod
+    def from_file(cls, path: str) -> ServiceAccount:
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+            return cls(project_id=str(doc["project_id"]), client_email=str(doc["client_email"]),
+                       private_key=str(doc["private_key"]),
+                       private_key_id=doc.get("private_key_id"),
+                       token_uri=str(doc.get("token_uri")
+                                     or "https://oauth2.googleapis.com/token"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CredentialError(f"cannot read the FCM service account: {exc}") from None
+
+
+class FcmTokenSource:
+    def __init__(self, account: ServiceAccount, post_form: PostForm, *,
+                 clock: Clock = time.time) -> None:
+        self.account = account
+        try:
+            self._key = RSAKey.import_key(account.private_key)
+        except Exception as exc:
+            raise CredentialError(f"cannot read the FCM private key: {exc}") from None
+        self._post = post_form
+        self._clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock: anyio.Lock | None = None
+
+    def assertion(self, now: float) -> str:
+        header: dict[str, Any] = {"alg": "RS256"}
+        if self.account.private_key_id:
+            header["kid"] = self.account.private_key_id
+        claims = {"iss": self.account.client_email, "scope": SCOPE,
+                  "aud": self.account.token_uri, "iat": int(now), "exp": int(now) + 3600}
+        return jwt.encode(header, claims, self._key)
+
+    async def current(self) -> str:
+        if self._token is not None and self._clock() < self._expires - FCM_EARLY_S:
+            return self._token
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            now = self._clock()
+            if self._token is not None and now < self._expires - FCM_EARLY_S:
+                return self._token
+            doc = await self._post(self.account.token_uri, {
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "assertion": self.assertion(now),
+            })
+            token = doc.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise CredentialError("token endpoint answered without access_token")
+            self._token = token
+            self._expires = now + float(doc.get("expires_in", 3600))
+            return token
+
+    def invalidate(self, token: str) -> None:
+        if self._token == token:
+            self._token = None

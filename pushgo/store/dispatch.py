@@ -1,0 +1,127 @@
+"""The dispatcher's side of the outbox: claim due provider deliveries under a lease, and apply
+send outcomes in batches. Plain functions of a Connection.
+
+A claimed delivery has ``lease_until`` set; it is due again only when its lease runs out (the
+process holding it died) or when a result clears it. Backoff lives in ``next_attempt_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pushgo.store.schema import deliveries, devices, operations
+
+CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    seq: int
+    delivery_id: str
+    route: str
+    device_key: str
+    platform: str
+    token: str | None
+    op_pk: int
+    expires_at: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpInfo:
+    op_pk: int
+    payload: str
+    alert: str
+    severity: str
+
+
+def claim_due(conn: Connection, routes: Sequence[str], now: int, limit: int,
+              lease_ms: int) -> list[Due]:
+    d = deliveries
+    q = sa.select(
+        d.c.seq, d.c.delivery_id, d.c.route, d.c.device_key, devices.c.platform,
+        devices.c.provider_token, d.c.op_pk, d.c.expires_at, d.c.attempts,
+    ).select_from(
+        d.outerjoin(devices, devices.c.device_key == d.c.device_key)
+    ).where(
+        d.c.state == "queued", d.c.route.in_(list(routes)), d.c.next_attempt_at <= now,
+        sa.or_(d.c.lease_until.is_(None), d.c.lease_until <= now),
+    ).order_by(d.c.next_attempt_at, d.c.seq).limit(limit)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=d, skip_locked=True)
+    rows = [Due(r.seq, r.delivery_id, r.route, r.device_key, r.platform or "",
+                r.provider_token, r.op_pk, r.expires_at, r.attempts) for r in conn.execute(q)]
+    seqs = [r.seq for r in rows]
+    for start in range(0, len(seqs), CHUNK):
+        conn.execute(d.update().where(d.c.seq.in_(seqs[start:start + CHUNK]))
+                     .values(lease_until=now + lease_ms))
+    return rows
+
+
+def op_infos(conn: Connection, op_pks: Sequence[int]) -> dict[int, OpInfo]:
+    out: dict[int, OpInfo] = {}
+    pks = list(op_pks)
+    for start in range(0, len(pks), CHUNK):
+        rows = conn.execute(sa.select(
+            operations.c.op_pk, operations.c.payload, operations.c.alert, operations.c.severity
+        ).where(operations.c.op_pk.in_(pks[start:start + CHUNK])))
+        for r in rows:
+            out[r.op_pk] = OpInfo(r.op_pk, r.payload, r.alert, r.severity)
+    return out
+
+
+def release_leases(conn: Connection) -> int:
+    """At start of the only process: nothing is held by anyone."""
+    return conn.execute(deliveries.update().where(deliveries.c.lease_until.is_not(None))
+                        .values(lease_until=None)).rowcount
+
+
+@dataclass
+class Outcomes:
+    """One batch of results to write."""
+
+    sent: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    retry: list[tuple[int, int, str]] = field(default_factory=list)  # seq, next_at, reason
+    dead: list[tuple[int, str, str, str]] = field(default_factory=list)  # seq, key, token, why
+
+    def __len__(self) -> int:
+        return (len(self.sent) + len(self.expired) + len(self.failed) + len(self.retry)
+                + len(self.dead))
+
+
+def apply_outcomes(conn: Connection, out: Outcomes, now: int) -> None:
+    d = deliveries
+    for start in range(0, len(out.sent), CHUNK):
+        conn.execute(d.update().where(d.c.seq.in_(out.sent[start:start + CHUNK])).values(
+            state="sent", attempts=d.c.attempts + 1, lease_until=None, last_error=None,
+            updated_at=now))
+    for start in range(0, len(out.expired), CHUNK):
+        conn.execute(d.update().where(d.c.seq.in_(out.expired[start:start + CHUNK])).values(
+            state="expired", lease_until=None, last_error="expired", updated_at=now))
+    if out.failed:
+        conn.execute(d.update().where(d.c.seq == sa.bindparam("s")).values(
+            state="failed", attempts=d.c.attempts + 1, lease_until=None,
+            last_error=sa.bindparam("r"), updated_at=now),
+            [{"s": seq, "r": reason[:255]} for seq, reason in out.failed])
+    if out.retry:
+        conn.execute(d.update().where(d.c.seq == sa.bindparam("s")).values(
+            attempts=d.c.attempts + 1, lease_until=None, next_attempt_at=sa.bindparam("n"),
+            last_error=sa.bindparam("r"), updated_at=now),
+            [{"s": seq, "n": at, "r": reason[:255]} for seq, at, reason in out.retry])
+    for seq, device_key, token, reason in out.dead:
+        # The token is dead: the device route loses it (if it still holds it) and no pending
+        # provider work for this device goes out on it.
+        conn.execute(devices.update().where(
+            devices.c.device_key == device_key, devices.c.provider_token == token
+        ).values(provider_token=None, updated_at=now))
+        conn.execute(d.update().where(
+            d.c.device_key == device_key, d.c.state == "queued", d.c.route != "private",
+            sa.or_(d.c.seq == seq, d.c.lease_until.is_(None)),
+        ).values(state="failed", lease_until=None, last_error=reason[:255], updated_at=now))
+        conn.execute(d.update().where(d.c.seq == seq).values(attempts=d.c.attempts + 1))
