@@ -46,3 +46,94 @@ async def send(client: httpx.AsyncClient, channel_id: str, **fields: Any) -> dic
 async def pull(client: httpx.AsyncClient, device_key: str) -> list[dict[str, Any]]:
     data = await call(client, "/messages/pull", {"device_key": device_key})
     return list(data["items"])
+
+
+def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """An error envelope with exactly this status and error_code, and a ``problem`` whose
+    request_id is the response's x-request-id."""
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    doc: dict[str, Any] = resp.json()
+    assert doc["success"] is False
+    assert doc["error_code"] == code, doc
+    assert "data" not in doc
+    assert isinstance(doc["error"], str) and doc["error"]
+    problem = doc["problem"]
+    assert problem["code"] == code
+    assert problem["status"] == status
+    assert problem["request_id"] == resp.headers["x-request-id"]
+    return doc
+
+
+async def fails(client: httpx.AsyncClient, path: str, body: Any, status: int,
+                code: str) -> dict[str, Any]:
+    """POST ``body`` (GET when None) and expect an error envelope with ``status``/``code``."""
+    resp = await (client.get(path) if body is None else client.post(path, json=body))
+    return assert_error(resp, status, code)
+
+
+# --- added for the send / events / things / inbox API tests -----------------------------------
+
+
+async def fail(client: httpx.AsyncClient, path: str, body: Any, status: int,
+               code: str) -> dict[str, Any]:
+    """POST ``body`` (a dict) to ``path`` and check the error envelope: exact status and code."""
+    resp = await client.post(path, json=body)
+    assert (resp.status_code, _code_of(resp)) == (status, code), resp.text
+    doc: dict[str, Any] = resp.json()
+    assert doc["success"] is False and "data" not in doc
+    return doc
+
+
+def _code_of(resp: httpx.Response) -> str | None:
+    try:
+        return str(resp.json().get("error_code"))
+    except ValueError:
+        return None
+
+
+_HASHES: dict[str, str] = {}
+
+
+async def stored_channel(gateway: Any, *device_keys: str, name: str = "ops",
+                         password: str = PASSWORD) -> str:
+    """A channel written straight into the store (no KDF on the request path), with these
+    devices subscribed. The first send still verifies the password once."""
+    import secrets as _secrets
+
+    from pushgo.protocol.ids import encode_channel_id
+    from pushgo.service.passwords import hash_password_sync
+    from pushgo.store import channels as C
+
+    if password not in _HASHES:
+        _HASHES[password] = hash_password_sync(password)
+    cid = encode_channel_id(_secrets.token_bytes(16))
+    now = gateway.ctx.now()
+
+    def work(conn: Any) -> None:
+        C.create(conn, cid, name, _HASHES[password], now)
+        for key in device_keys:
+            C.subscribe(conn, cid, key, now, 10_000)
+
+    await gateway.store.run(work)
+    return cid
+
+
+async def rows(gateway: Any, table: Any, **where: Any) -> list[Any]:
+    """Rows of a pushgo.store.schema table matching column == value for each keyword."""
+    import sqlalchemy as _sa
+
+    query = _sa.select(table).where(*[table.c[k] == v for k, v in where.items()])
+    return await gateway.store.read(lambda conn: list(conn.execute(query).all()))
+
+
+async def refusals(client: httpx.AsyncClient, path: str,
+                   cases: list[tuple[str, dict[str, Any], int, str]]) -> list[str]:
+    """POST each case's body to ``path``; one line per case not refused with exactly its
+    (status, error_code), so a table of validation rules runs on one gateway."""
+    wrong: list[str] = []
+    for name, body, status, code in cases:
+        resp = await client.post(path, json=body)
+        got = (resp.status_code, _code_of(resp))
+        if got != (status, code) or resp.json().get("success") is not False:
+            wrong.append(f"{name}: want {status} {code}, got {got[0]} {got[1]}: {resp.text[:300]}")
+    return wrong

@@ -120,11 +120,38 @@ def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
 def decode(raw: bytes, kind: type[T]) -> T:
     """Decode a JSON body into ``kind``; every failure is an InvalidInput with a code."""
     try:
-        return _decoder(kind).decode(raw)
+        value = _decoder(kind).decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"invalid JSON data: {exc}", code="invalid_json_data") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"invalid JSON syntax: {exc}", code="invalid_json_syntax") from None
+    except RecursionError:
+        # msgspec raises this (not a DecodeError) for deep nesting inside an Any field.
+        raise InvalidInput("invalid JSON syntax: nested too deeply",
+                           code="invalid_json_syntax") from None
+    # PostgreSQL text cannot hold U+0000 and no field has a use for it: refused here, once,
+    # on every store. JSON can only spell it \u0000, so most bodies skip the walk.
+    if b"\\u0000" in raw and _has_nul(value):
+        raise InvalidInput("invalid JSON data: strings must not contain U+0000",
+                           code="invalid_json_data")
+    return value
+
+
+def _has_nul(value: Any) -> bool:
+    stack = [value]  # iterative: nesting depth is the client's choice
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, msgspec.Struct):
+            stack.extend(getattr(item, name) for name in item.__struct_fields__)
+    return False
 
 
 def convert(obj: Any, kind: type[T]) -> T:

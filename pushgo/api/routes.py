@@ -26,6 +26,8 @@ def _query(request: Request, allowed: set[str]) -> dict[str, str]:
     for key, value in request.query_params.multi_items():
         if key not in allowed:
             raise InvalidInput(f"unknown query parameter {key!r}", code="invalid_query")
+        if "\x00" in value:  # as JSON bodies (envelope.decode): PostgreSQL cannot store it
+            raise InvalidInput(f"query parameter {key!r} contains U+0000", code="invalid_query")
         out.setdefault(key, value)
     return out
 
@@ -118,7 +120,8 @@ def build_routes(svc: Services, streams: PrivateStreams,
             "transport": {
                 "sse_enabled": True,
                 "sse_path": "/private/stream",
-                "sse_url": f"{base.rstrip('/')}/private/stream" if base else None,
+                # Omitted, not null, without a public base URL (as v1.2.9's wss_url).
+                **({"sse_url": f"{base.rstrip('/')}/private/stream"} if base else {}),
                 "quic_enabled": False, "quic_port": None,
                 "tcp_enabled": False, "wss_enabled": False,
             },

@@ -346,7 +346,8 @@ def provider_token(raw: str, plat: str) -> str:
     if plat in APPLE:
         ok = len(value) % 2 == 0 and 64 <= len(value) <= 256 and _HEX.fullmatch(value) is not None
     else:
-        ok = 16 <= len(value.encode()) <= 4096
+        # Control characters are never part of a real FCM/WNS token.
+        ok = 16 <= len(value.encode()) <= 4096 and value.isprintable()
     if not ok:
         raise FieldError("invalid_provider_token", "invalid provider_token")
     return value

@@ -139,6 +139,7 @@ class OpSpec:
         """What makes two requests with one op_id "the same payload"."""
         doc = {
             "route": self.route, "entity_id": self.entity_id, "thing_id": self.thing_id,
+            "severity": self.severity,
             "ttl": self.ttl_ms, "occurred_at": self.occurred_at, "fields": self.fields,
         }
         raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

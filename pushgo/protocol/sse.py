@@ -57,7 +57,9 @@ class SSEParser:
             raw, self._buf = self._buf[:idx], self._buf[idx + 1 :]
             line = raw.rstrip(b"\r").decode("utf-8", "replace")
             if line == "":
-                if self._data or self._event or self._id is not None:
+                # As EventSource: a block without data lines (a keep-alive after an event
+                # with an id, a lone retry:) dispatches nothing.
+                if self._data:
                     yield Event("\n".join(self._data), self._event or "message", self._id,
                                 self._retry)
                 self._data, self._event = [], ""

@@ -33,7 +33,8 @@ def to_epoch_ms(value: object) -> int | None:
         return None
     if isinstance(number, float) and not math.isfinite(number):
         return None
-    ms = number * 1000 if abs(number) < _SECONDS_LIMIT else number
+    # round(): fractional seconds are not exact in binary (1.001 * 1000 == 1000.999…).
+    ms = round(number * 1000) if abs(number) < _SECONDS_LIMIT else number
     if ms < 0 or ms > _MAX_MS:
         return None
     return int(ms)

@@ -43,8 +43,9 @@ class DeviceRouteDeleteIn(_In):
 class DeviceRouteOut(_Out):
     device_key: str
     channel_type: str
+    # Always false here, but always sent: v1.2.9 clients decode it as a required field.
+    issued_new_key: bool
     provider_token: str | None = None
-    issued_new_key: bool = False
 
 
 class TokenRetireIn(_In):
@@ -93,7 +94,7 @@ class SyncIn(_In):
 class SyncItemOut(_Out):
     channel_id: str
     subscribed: bool
-    created: bool = False
+    created: bool  # always sent (always false: sync never creates), as v1.2.9
     channel_name: str | None = None
     error: str | None = None
     error_code: str | None = None

@@ -138,10 +138,10 @@ class Channels:
                 await self.ctx.store.run(join)
                 ok_ids.append(cid)
                 results.append(W.SyncItemOut(channel_id=cid, channel_name=row.channel_name,
-                                             subscribed=True))
+                                             subscribed=True, created=False))
             except GatewayError as exc:
                 code = "invalid_channel_id" if exc.code == "channel_id_required" else exc.code
-                results.append(W.SyncItemOut(channel_id=shown, subscribed=False,
+                results.append(W.SyncItemOut(channel_id=shown, subscribed=False, created=False,
                                              error=exc.message, error_code=code))
         failed = len(results) - len(ok_ids)
         if failed == 0:

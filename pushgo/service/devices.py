@@ -90,7 +90,8 @@ class Devices:
                     for other in D.holders_of_token(conn, row.platform, token, exclude=key):
                         D.merge_into(conn, other, key, now)
                 D.set_route(conn, key, ctype, token, now)
-            return W.DeviceRouteOut(device_key=key, channel_type=ctype, provider_token=token)
+            return W.DeviceRouteOut(device_key=key, channel_type=ctype, provider_token=token,
+                                    issued_new_key=False)
 
         out = await self.ctx.store.run(work)
         self.ctx.subscriptions_changed(key)
@@ -108,7 +109,7 @@ class Devices:
                                    code="channel_type_mismatch")
             if row.provider_token is not None:
                 D.set_route(conn, key, ctype, None, now)
-            return W.DeviceRouteOut(device_key=key, channel_type=ctype)
+            return W.DeviceRouteOut(device_key=key, channel_type=ctype, issued_new_key=False)
 
         return await self.ctx.store.run(work)
 

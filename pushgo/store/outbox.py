@@ -51,7 +51,8 @@ def fan_out(conn: Connection, op_pk: int, channel_id: str, now: int, expires_at:
     stmt = deliveries.insert().from_select(
         ["delivery_id", "op_pk", "channel_id", "device_key", "route", "state", "inbox",
          "attempts", "next_attempt_at", "created_at", "updated_at", "expires_at"], src)
-    count = conn.execute(stmt).rowcount
+    # preserve_rowcount: an INSERT … SELECT's rowcount is otherwise lost (-1) on psycopg.
+    count = conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
     conn.execute(operations.update().where(operations.c.op_pk == op_pk)
                  .values(recipients=count))
     return count
