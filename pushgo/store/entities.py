@@ -43,8 +43,10 @@ def insert_message(conn: Connection, *, message_id: str, channel_id: str, op_pk:
 
 
 def get_event(conn: Connection, channel_id: str, event_id: str) -> sa.Row[Any] | None:
+    # FOR UPDATE: read-modify-write (state check, attrs patch) must not lose a concurrent one.
     return conn.execute(sa.select(events).where(events.c.channel_id == channel_id,
-                                                events.c.event_id == event_id)).first()
+                                                events.c.event_id == event_id)
+                        .with_for_update()).first()
 
 
 def apply_event(conn: Connection, *, channel_id: str, event_id: str, action: str,
@@ -73,8 +75,10 @@ def apply_event(conn: Connection, *, channel_id: str, event_id: str, action: str
 
 
 def get_thing(conn: Connection, channel_id: str, thing_id: str) -> sa.Row[Any] | None:
+    # FOR UPDATE: read-modify-write (state check, attrs patch) must not lose a concurrent one.
     return conn.execute(sa.select(things).where(things.c.channel_id == channel_id,
-                                                things.c.thing_id == thing_id)).first()
+                                                things.c.thing_id == thing_id)
+                        .with_for_update()).first()
 
 
 def apply_thing(conn: Connection, *, channel_id: str, thing_id: str, action: str,
