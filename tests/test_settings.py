@@ -1,0 +1,343 @@
+"""Settings (SPEC §7): defaults, every variable, one-line errors that name the variable and
+never echo a secret, and the ``pushgo`` command's handling of them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import pushgo
+from pushgo import cli
+from pushgo.settings import OPTIONS, OPTIONS_BY_ENV, Settings, SettingsError, load
+
+APNS_VARS = ("PUSHGO_APNS_KEY_FILE", "PUSHGO_APNS_KEY_ID", "PUSHGO_APNS_TEAM_ID",
+             "PUSHGO_APNS_TOPIC")
+
+
+def settings_error(env: dict[str, str], overrides: dict[str, str] | None = None) -> str:
+    with pytest.raises(SettingsError) as info:
+        load(env, overrides)
+    message = str(info.value)
+    assert message and "\n" not in message and "\r" not in message
+    return message
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    out = {}
+    for name in ("key.p8", "fcm.json", "ca.pem"):
+        path = tmp_path / name
+        path.write_text("x")
+        out[name] = str(path)
+    return out
+
+
+# --- defaults and every variable ---------------------------------------------------------------
+
+
+def test_an_empty_environment_gives_the_documented_defaults():
+    s = load({})
+    assert s == Settings()
+    assert (s.http_host, s.http_port, s.http_addr) == ("127.0.0.1", 6666, "127.0.0.1:6666")
+    assert s.db_url == "sqlite:///./pushgo-data/pushgo.db"
+    assert s.token is None
+    assert s.runtime_profile == "small"
+    assert (s.mcp_enabled, s.mcp_dcr_enabled, s.sandbox_mode) == (False, True, False)
+    assert s.public_base_url is None and s.mcp_predefined_clients is None
+    assert (s.apns_configured, s.fcm_configured) == (False, False)
+    assert s.apns_endpoint is None and s.fcm_endpoint is None and s.provider_ca_file is None
+    assert s.token_service_url is None
+    assert s.channel_subscriber_limit == 10000
+    assert (s.log_level, s.async_backend) == ("info", "trio")
+    assert s.private_ttl_s == 7 * 86400
+    assert s.provider_connections == 2
+
+
+def test_the_public_profile_keeps_deliveries_30_days_unless_a_ttl_is_set():
+    assert load({"PUSHGO_RUNTIME_PROFILE": "public"}).private_ttl_s == 30 * 86400
+    both = {"PUSHGO_RUNTIME_PROFILE": "public", "PUSHGO_PRIVATE_TTL_SECONDS": "3600"}
+    assert load(both).private_ttl_s == 3600
+
+
+def test_every_variable_is_parsed_into_its_field(files):
+    env = {
+        "PUSHGO_HTTP_ADDR": "0.0.0.0:8080",
+        "PUSHGO_DB_URL": "postgresql://u:pw@db:5432/pushgo",
+        "PUSHGO_TOKEN": " gateway-token ",
+        "PUSHGO_RUNTIME_PROFILE": "Public",
+        "PUSHGO_MCP_ENABLED": "true",
+        "PUSHGO_PUBLIC_BASE_URL": "https://push.example.com/base/",
+        "PUSHGO_MCP_DCR_ENABLED": "off",
+        "PUSHGO_MCP_PREDEFINED_CLIENTS": "a:b;c:d",
+        "PUSHGO_APNS_KEY_FILE": files["key.p8"],
+        "PUSHGO_APNS_KEY_ID": "KEY123",
+        "PUSHGO_APNS_TEAM_ID": "TEAM45",
+        "PUSHGO_APNS_TOPIC": "com.example.app",
+        "PUSHGO_SANDBOX_MODE": "yes",
+        "PUSHGO_FCM_CREDENTIALS_FILE": files["fcm.json"],
+        "PUSHGO_APNS_ENDPOINT": "https://127.0.0.1:8443/",
+        "PUSHGO_FCM_ENDPOINT": "https://fcm.test",
+        "PUSHGO_PROVIDER_CA_FILE": files["ca.pem"],
+        "PUSHGO_TOKEN_SERVICE_URL": "http://tokens.internal:9000/v1/",
+        "PUSHGO_CHANNEL_SUBSCRIBER_LIMIT": "250000",
+        "PUSHGO_LOG_LEVEL": "DEBUG",
+        "PUSHGO_ASYNC_BACKEND": "asyncio",
+        "PUSHGO_PRIVATE_TTL_SECONDS": "86400",
+        "PUSHGO_PROVIDER_CONNECTIONS": "8",
+    }
+    assert set(env) == set(OPTIONS_BY_ENV), "a variable of SPEC §7 is not covered here"
+    s = load(env)
+    assert msgspec.structs.asdict(s) == {
+        "http_host": "0.0.0.0", "http_port": 8080,
+        "db_url": "postgresql://u:pw@db:5432/pushgo",
+        "token": "gateway-token",
+        "runtime_profile": "public",
+        "mcp_enabled": True,
+        "public_base_url": "https://push.example.com/base",
+        "mcp_dcr_enabled": False,
+        "mcp_predefined_clients": "a:b;c:d",
+        "apns_key_file": files["key.p8"], "apns_key_id": "KEY123", "apns_team_id": "TEAM45",
+        "apns_topic": "com.example.app",
+        "sandbox_mode": True,
+        "fcm_credentials_file": files["fcm.json"],
+        "apns_endpoint": "https://127.0.0.1:8443",
+        "fcm_endpoint": "https://fcm.test",
+        "provider_ca_file": files["ca.pem"],
+        "token_service_url": "http://tokens.internal:9000/v1",
+        "channel_subscriber_limit": 250000,
+        "log_level": "debug",
+        "async_backend": "asyncio",
+        "private_ttl_seconds": 86400,
+        "provider_connections": 8,
+    }
+    assert (s.apns_configured, s.fcm_configured) == (True, True)
+
+
+def test_empty_values_count_as_unset_and_foreign_variables_are_ignored():
+    env = {"PUSHGO_LOG_LEVEL": "", "PUSHGO_TOKEN": "", "PATH": "/bin", "PUSHGO_NOT_A_SETTING": "x"}
+    assert load(env) == Settings()
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        load({}).http_port = 1  # type: ignore[misc]
+
+
+def test_every_option_has_a_flag_named_after_its_variable():
+    for opt in OPTIONS:
+        assert opt.env.startswith("PUSHGO_")
+        assert opt.flag == "--" + opt.env[len("PUSHGO_"):].lower().replace("_", "-")
+    assert OPTIONS_BY_ENV["PUSHGO_HTTP_ADDR"].flag == "--http-addr"
+
+
+# --- bad values --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("PUSHGO_HTTP_ADDR", "8080"),
+    ("PUSHGO_HTTP_ADDR", "localhost"),
+    ("PUSHGO_HTTP_ADDR", ":8080"),
+    ("PUSHGO_HTTP_ADDR", "::1:8080"),
+    ("PUSHGO_HTTP_ADDR", "[::1]"),
+    ("PUSHGO_HTTP_ADDR", "host:65536"),
+    ("PUSHGO_HTTP_ADDR", "host:-1"),
+    ("PUSHGO_HTTP_ADDR", "host:123456"),
+    ("PUSHGO_RUNTIME_PROFILE", "huge"),
+    ("PUSHGO_MCP_ENABLED", "maybe"),
+    ("PUSHGO_MCP_DCR_ENABLED", "2"),
+    ("PUSHGO_SANDBOX_MODE", "yes please"),
+    ("PUSHGO_PUBLIC_BASE_URL", "push.example.com"),
+    ("PUSHGO_PUBLIC_BASE_URL", "ftp://push.example.com"),
+    ("PUSHGO_PUBLIC_BASE_URL", "https://push.example.com/?q=1"),
+    ("PUSHGO_PUBLIC_BASE_URL", "https://push.example.com/#top"),
+    ("PUSHGO_APNS_ENDPOINT", "http://api.push.apple.com"),
+    ("PUSHGO_APNS_ENDPOINT", "https://api.push.apple.com/3/device"),
+    ("PUSHGO_FCM_ENDPOINT", "https://fcm.test:99999"),
+    ("PUSHGO_FCM_ENDPOINT", "https://"),
+    ("PUSHGO_TOKEN_SERVICE_URL", "tokens.internal"),
+    ("PUSHGO_APNS_KEY_FILE", "/no/such/key.p8"),
+    ("PUSHGO_FCM_CREDENTIALS_FILE", "/no/such/fcm.json"),
+    ("PUSHGO_PROVIDER_CA_FILE", "/no/such/ca.pem"),
+    ("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "0"),
+    ("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "many"),
+    ("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "100000001"),
+    ("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "1.5"),
+    ("PUSHGO_LOG_LEVEL", "loud"),
+    ("PUSHGO_LOG_LEVEL", "lo\nud"),
+    ("PUSHGO_ASYNC_BACKEND", "curio"),
+    ("PUSHGO_PRIVATE_TTL_SECONDS", "59"),
+    ("PUSHGO_PRIVATE_TTL_SECONDS", str(30 * 86400 + 1)),
+    ("PUSHGO_PROVIDER_CONNECTIONS", "0"),
+    ("PUSHGO_PROVIDER_CONNECTIONS", "65"),
+    ("PUSHGO_DB_URL", "mysql://root@db/pushgo"),
+    ("PUSHGO_TOKEN", "   "),
+    ("PUSHGO_MCP_PREDEFINED_CLIENTS", " \t "),
+])
+def test_a_bad_value_is_one_line_naming_its_variable(name, value):
+    message = settings_error({name: value})
+    assert name in message
+    assert message.startswith(f"invalid {name}")
+
+
+def test_a_file_path_with_a_newline_still_gives_one_line():
+    message = settings_error({"PUSHGO_APNS_KEY_FILE": "/no/such\nkey.p8"})
+    assert "PUSHGO_APNS_KEY_FILE" in message
+
+
+@pytest.mark.parametrize("value", ["mysql://admin:hunter2-s3cret@db.internal/pushgo",
+                                   "hunter2-s3cret", "sqlite:hunter2-s3cret"])
+def test_a_bad_database_url_is_named_but_never_echoed(value):
+    message = settings_error({"PUSHGO_DB_URL": value})
+    assert message.startswith("invalid PUSHGO_DB_URL:")
+    assert "hunter2" not in message and "s3cret" not in message
+
+
+def test_secret_variables_never_echo_their_value():
+    secret = {opt.env for opt in OPTIONS if opt.secret}
+    assert secret == {"PUSHGO_DB_URL", "PUSHGO_TOKEN", "PUSHGO_MCP_PREDEFINED_CLIENTS"}
+    for name in secret:
+        # A flag can give a blank value (the environment's blanks count as unset).
+        assert settings_error({}, {name: " \t "}).startswith(f"invalid {name}: ")
+
+
+def test_non_secret_values_are_echoed_shortened_and_quoted():
+    message = settings_error({"PUSHGO_LOG_LEVEL": "loud"})
+    assert message == ("invalid PUSHGO_LOG_LEVEL='loud': expected one of debug, info, warning, "
+                       "error")
+    long = settings_error({"PUSHGO_RUNTIME_PROFILE": "x" * 500})
+    assert "x" * 80 in long and "x" * 81 not in long
+
+
+@pytest.mark.parametrize("given", [
+    ("PUSHGO_APNS_KEY_FILE",),
+    ("PUSHGO_APNS_KEY_FILE", "PUSHGO_APNS_KEY_ID"),
+    ("PUSHGO_APNS_KEY_ID", "PUSHGO_APNS_TEAM_ID", "PUSHGO_APNS_TOPIC"),
+    ("PUSHGO_APNS_TOPIC",),
+])
+def test_a_partial_apns_configuration_is_rejected_naming_a_missing_variable(files, given):
+    values = {"PUSHGO_APNS_KEY_FILE": files["key.p8"], "PUSHGO_APNS_KEY_ID": "K",
+              "PUSHGO_APNS_TEAM_ID": "T", "PUSHGO_APNS_TOPIC": "com.example"}
+    message = settings_error({name: values[name] for name in given})
+    missing = [name for name in APNS_VARS if name not in given]
+    assert message.startswith(f"missing {missing[0]}")
+    assert all(name in message for name in APNS_VARS)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("1", True), ("true", True), ("TRUE", True), (" yes ", True), ("On", True),
+    ("0", False), ("false", False), ("False", False), ("no", False), (" OFF ", False),
+])
+def test_booleans_accept_the_usual_spellings(raw, expected):
+    s = load({"PUSHGO_MCP_ENABLED": raw, "PUSHGO_SANDBOX_MODE": raw,
+              "PUSHGO_MCP_DCR_ENABLED": raw})
+    assert (s.mcp_enabled, s.sandbox_mode, s.mcp_dcr_enabled) == (expected,) * 3
+
+
+@pytest.mark.parametrize(("raw", "host", "port", "addr"), [
+    ("0.0.0.0:80", "0.0.0.0", 80, "0.0.0.0:80"),
+    ("localhost:6666", "localhost", 6666, "localhost:6666"),
+    (" push.example.com:443 ", "push.example.com", 443, "push.example.com:443"),
+    ("[::1]:7000", "::1", 7000, "[::1]:7000"),
+    ("[::]:0", "::", 0, "[::]:0"),
+    ("[2001:db8::1]:65535", "2001:db8::1", 65535, "[2001:db8::1]:65535"),
+])
+def test_the_listen_address_is_host_and_port_with_bracketed_ipv6(raw, host, port, addr):
+    s = load({"PUSHGO_HTTP_ADDR": raw})
+    assert (s.http_host, s.http_port, s.http_addr) == (host, port, addr)
+
+
+@pytest.mark.parametrize(("name", "raw", "field", "value"), [
+    ("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "1", "channel_subscriber_limit", 1),
+    ("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "100000000", "channel_subscriber_limit", 100_000_000),
+    ("PUSHGO_PRIVATE_TTL_SECONDS", "60", "private_ttl_seconds", 60),
+    ("PUSHGO_PRIVATE_TTL_SECONDS", " 2592000 ", "private_ttl_seconds", 2_592_000),
+    ("PUSHGO_DB_URL", "sqlite:////var/lib/pushgo.db", "db_url", "sqlite:////var/lib/pushgo.db"),
+    ("PUSHGO_DB_URL", "postgres://h/db", "db_url", "postgres://h/db"),
+    ("PUSHGO_DB_URL", "postgresql+psycopg://h/db", "db_url", "postgresql+psycopg://h/db"),
+    ("PUSHGO_APNS_ENDPOINT", "https://[::1]:8443", "apns_endpoint", "https://[::1]:8443"),
+])
+def test_range_edges_and_url_forms_are_accepted(name, raw, field, value):
+    assert getattr(load({name: raw}), field) == value
+
+
+def test_overrides_win_over_the_environment():
+    s = load({"PUSHGO_LOG_LEVEL": "loud", "PUSHGO_HTTP_ADDR": "0.0.0.0:1"},
+             {"PUSHGO_LOG_LEVEL": "error"})
+    assert (s.log_level, s.http_port) == ("error", 1)
+
+
+def test_cli_flags_become_overrides_of_their_variables():
+    args = cli._parser().parse_args(["serve", "--log-level", "warning", "--http-addr",
+                                     "[::1]:9000", "--sandbox-mode", "on"])
+    s = cli.settings_from(args, {"PUSHGO_LOG_LEVEL": "loud", "PUSHGO_ASYNC_BACKEND": "asyncio"})
+    assert (s.log_level, s.http_addr, s.sandbox_mode, s.async_backend) == (
+        "warning", "[::1]:9000", True, "asyncio")
+
+
+# --- the pushgo command ------------------------------------------------------------------------
+
+ROOT = Path(pushgo.__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PUSHGO_")}
+    clean["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), clean.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "pushgo.cli", *args], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=ROOT,
+                          env={**clean, **(env or {})})
+
+
+def test_pushgo_version_prints_the_version():
+    proc = run_cli("version")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, pushgo.__version__ + "\n", "")
+
+
+def test_serve_with_a_bad_setting_exits_2_with_one_line_naming_the_variable():
+    proc = run_cli("serve", env={"PUSHGO_LOG_LEVEL": "loud"})
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "PUSHGO_LOG_LEVEL" in lines[0]
+
+
+def test_serve_with_a_bad_database_url_names_it_without_the_password():
+    proc = run_cli("serve", env={"PUSHGO_DB_URL": "mysql://root:hunter2@db/pushgo"})
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "PUSHGO_DB_URL" in lines[0]
+    assert "hunter2" not in proc.stderr
+
+
+def test_serve_flags_override_the_environment():
+    # The flag repairs the bad PUSHGO_LOG_LEVEL; the next bad setting is the one reported.
+    proc = run_cli("serve", "--log-level", "info", "--channel-subscriber-limit", "0",
+                   env={"PUSHGO_LOG_LEVEL": "loud"})
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "PUSHGO_CHANNEL_SUBSCRIBER_LIMIT" in lines[0]
+    assert "PUSHGO_LOG_LEVEL" not in proc.stderr
+
+
+def test_a_bad_flag_value_is_reported_like_the_variable():
+    proc = run_cli("serve", "--async-backend", "curio")
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "PUSHGO_ASYNC_BACKEND" in lines[0]
+
+
+def test_the_console_script_entry_point_is_pushgo_cli_main():
+    import tomllib
+
+    doc: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert doc["project"]["scripts"]["pushgo"] == "pushgo.cli:main"
