@@ -123,8 +123,11 @@ class HeaderBuilder:
 
     def __init__(self, authority: str, topic: str, jwt: str) -> None:
         self.jwt = jwt
-        self._static = encode_headers([
+        # Pseudo-headers first (HTTP/2 requires it), :path is the per-request one among them.
+        self._pseudo = encode_headers([
             (b":method", b"POST"), (b":scheme", b"https"), (b":authority", authority.encode()),
+        ])
+        self._static = encode_headers([
             (b"authorization", b"bearer " + jwt.encode()), (b"apns-topic", topic.encode()),
             (b"apns-push-type", b"alert"),
         ])
@@ -133,8 +136,9 @@ class HeaderBuilder:
     def block(self, device_token: str, delivery_id: str, *, low_priority: bool,
               expiration_s: int | None) -> bytes:
         parts = [
-            self._static,
+            self._pseudo,
             encode_header(b":path", b"/3/device/" + device_token.encode()),
+            self._static,
             encode_header(b"apns-id", apns_id_of(delivery_id).encode()),
             encode_header(b"apns-collapse-id", delivery_id.encode()),
             self._prio[b"5" if low_priority else b"10"],

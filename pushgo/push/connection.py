@@ -86,6 +86,7 @@ class Connection:
         self._wake = anyio.Event()
         self._last_active = 0.0
         self.sent_requests = 0
+        self.error: str | None = None
 
     @property
     def available(self) -> int:
@@ -127,13 +128,8 @@ class Connection:
             task_status.started()
             self.on_change()
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._writer, stream, tg.cancel_scope)
-                await self._reader(stream)
-                tg.cancel_scope.cancel()
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                OSError, ssl.SSLError, H2ProtocolError) as exc:
-            log.info("provider connection closed", extra={"fields": {
-                "origin": self.origin.authority, "reason": f"{type(exc).__name__}: {exc}"}})
+                tg.start_soon(self._guard, self._writer, stream, tg.cancel_scope)
+                await self._guard(self._reader, stream, tg.cancel_scope)
         finally:
             self.state = "closed"
             tags, self._tags = self._tags, {}
@@ -141,11 +137,23 @@ class Connection:
                 # Sticky failure: whatever was still open has an unknown outcome.
                 self.sink.on_lost(tag)
             if stream is not None:
-                with anyio.CancelScope(shield=True):
-                    await stream.aclose()
+                await anyio.aclose_forcefully(stream)
             self.on_change()
 
-    async def _reader(self, stream: anyio.abc.ByteStream) -> None:
+    async def _guard(self, loop: Callable[..., Any], stream: anyio.abc.ByteStream,
+                     scope: anyio.CancelScope) -> None:
+        """Run the reader or writer; the first to fail or finish ends the connection."""
+        try:
+            await loop(stream, scope)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                OSError, ssl.SSLError, H2ProtocolError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.info("provider connection closed", extra={"fields": {
+                "origin": self.origin.authority, "reason": self.error}})
+        finally:
+            scope.cancel()
+
+    async def _reader(self, stream: anyio.abc.ByteStream, _scope: anyio.CancelScope) -> None:
         sink = self.sink
         while True:
             try:
@@ -200,7 +208,6 @@ class Connection:
                 data = self.h2.data_to_send()
                 with anyio.move_on_after(1):
                     await stream.send(data)
-                scope.cancel()
                 return
             data = self.h2.data_to_send()
             if data:
