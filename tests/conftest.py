@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from pushgo.app import Gateway
 from pushgo.settings import Settings
 
+pytest_plugins = ["tests.providers"]
+
 PG_URL = os.environ.get("PUSHGO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -141,14 +141,14 @@ async def test_streams_over_h2c_deliver_to_several_devices_on_one_connection(bas
     for key in keys[1:]:
         await call(http, "/channel/subscribe",
                    {"device_key": key, "channel_id": cid, "password": "secret-pass-1"})
-    async with httpx.AsyncClient(base_url=base, http1=False, http2=True, timeout=10) as h2:
-        async with open_stream(h2, keys[0]) as s0, open_stream(h2, keys[1]) as s1, \
-                open_stream(h2, keys[2]) as s2:
-            assert s0.response.http_version == "HTTP/2"
-            sent = [await send(h2, cid, title=f"m{i}") for i in range(5)]
-            for stream in (s0, s1, s2):
-                got = [payload(await stream.next())["message_id"] for _ in range(5)]
-                assert got == [s["message_id"] for s in sent]
+    async with (httpx.AsyncClient(base_url=base, http1=False, http2=True, timeout=10) as h2,
+                open_stream(h2, keys[0]) as s0, open_stream(h2, keys[1]) as s1,
+                open_stream(h2, keys[2]) as s2):
+        assert s0.response.http_version == "HTTP/2"
+        sent = [await send(h2, cid, title=f"m{i}") for i in range(5)]
+        for stream in (s0, s1, s2):
+            got = [payload(await stream.next())["message_id"] for _ in range(5)]
+            assert got == [s["message_id"] for s in sent]
 
 
 async def test_stream_for_an_unknown_or_missing_device_is_refused(http):

@@ -1,4 +1,4 @@
-from tests.helpers import call, new_channel, pull, register, send
+from tests.helpers import new_channel, pull, register, send
 
 
 async def test_a_message_to_a_channel_reaches_its_private_device(client):

@@ -14,7 +14,8 @@ from pushgo.protocol.h2client import encode_header, encode_headers
 PAYLOAD_LIMIT = 4096
 HOST = "fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
-MAX_TTL_S = 2_592_000
+#: FCM keeps a message at most 4 weeks.
+MAX_TTL_S = 28 * 24 * 3600
 
 #: FCM errorCode / status → what to do
 ERRORS: dict[str, Kind] = {
