@@ -255,6 +255,8 @@ def _check_together(s: Settings) -> None:
         "PUSHGO_APNS_TOPIC": s.apns_topic,
     }
     given = [k for k, v in apns.items() if v is not None]
+    if given == ["PUSHGO_APNS_TOPIC"] and s.token_service_url:
+        return  # a topic alone is fine with a token service
     if given and len(given) != len(apns):
         missing = next(k for k, v in apns.items() if v is None)
         raise SettingsError(f"missing {missing}: APNs needs " + ", ".join(apns))

@@ -24,6 +24,13 @@ from tests.conftest import free_port
 @asynccontextmanager
 async def hypercorn_server(gateway: Gateway) -> AsyncIterator[str]:
     """Serve ``gateway`` (already running) on a loopback port; yields its base URL."""
+    async with serve_app(gateway.asgi) as base:
+        yield base
+
+
+@asynccontextmanager
+async def serve_app(app: Any) -> AsyncIterator[str]:
+    """Serve any ASGI app (lifespan ignored) on a loopback port; yields its base URL."""
     port = free_port()
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]
@@ -39,7 +46,6 @@ async def hypercorn_server(gateway: Gateway) -> AsyncIterator[str]:
     else:
         from hypercorn.asyncio import serve  # type: ignore[assignment]
     # Hypercorn would run the lifespan again; the test's gateway already runs.
-    app = gateway.asgi
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: serve(_no_lifespan(app), config, shutdown_trigger=trigger))
         base = f"http://127.0.0.1:{port}"

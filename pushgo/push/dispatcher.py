@@ -112,7 +112,7 @@ class Dispatcher:
                 continue
             sender = self.senders.get(due.route)
             job = Job(due.seq, due.delivery_id, due.device_key, due.token or "", None,
-                      due.expires_at, False, attempts=due.attempts)
+                      due.expires_at, False, attempts=due.attempts, platform=due.platform)
             if sender is None:
                 failures.append(Result(job, A.Rejected("provider_not_configured", 0,
                                                        "permanent")))

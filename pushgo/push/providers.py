@@ -14,7 +14,15 @@ from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.push.connection import Origin
 from pushgo.push.sender import ApnsSender, FcmSender, ResultBuffer, Sender
-from pushgo.push.tokens import ApnsJwtSource, CredentialError, FcmTokenSource, ServiceAccount
+from pushgo.push.tokens import (
+    ApnsJwtSource,
+    ApnsTokens,
+    CredentialError,
+    FcmTokens,
+    FcmTokenSource,
+    RemoteTokens,
+    ServiceAccount,
+)
 from pushgo.settings import Settings, SettingsError
 
 
@@ -39,32 +47,64 @@ def _token_poster(ctx: ssl.SSLContext) -> Any:
     return post_form
 
 
+def _json_getter(ctx: ssl.SSLContext) -> Any:
+    async def get_json(url: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(verify=ctx, timeout=15) as client:
+            resp = await client.get(url)
+        if resp.status_code != 200:
+            raise CredentialError(f"token service answered {resp.status_code}")
+        doc: dict[str, Any] = resp.json()
+        return doc
+
+    return get_json
+
+
+#: The PushGo apps' topics, used with a remote token service when no topic is set.
+PUSHGO_APP_TOPIC = "io.ethan.pushgo"
+PUSHGO_WATCH_TOPIC = "io.ethan.pushgo.watchkitapp"
+
+
 def build_senders(settings: Settings, results: ResultBuffer) -> dict[str, Sender]:
+    """Local credentials win; without them a token service (if set) provides bearer tokens."""
     senders: dict[str, Sender] = {}
-    if not (settings.apns_configured or settings.fcm_configured):
+    remote = settings.token_service_url
+    if not (settings.apns_configured or settings.fcm_configured or remote):
         return senders
     ctx = provider_ssl_context(settings)
+    apns_tokens: ApnsTokens | None = None
+    watch_topic: str | None = None
     if settings.apns_configured:
         assert settings.apns_key_file and settings.apns_key_id and settings.apns_team_id
-        assert settings.apns_topic
         try:
-            jwt = ApnsJwtSource.from_file(settings.apns_key_file, settings.apns_key_id,
-                                          settings.apns_team_id)
-            jwt.current()
+            source = ApnsJwtSource.from_file(settings.apns_key_file, settings.apns_key_id,
+                                             settings.apns_team_id)
+            source.current()
         except (CredentialError, OSError) as exc:
             raise SettingsError(f"invalid PUSHGO_APNS_KEY_FILE: {exc}") from None
+        apns_tokens, topic = source, settings.apns_topic or ""
+    elif remote:
+        apns_tokens = RemoteTokens(remote, "apns", _json_getter(ctx),
+                                   sandbox=settings.sandbox_mode)
+        topic = settings.apns_topic or PUSHGO_APP_TOPIC
+        watch_topic = None if settings.apns_topic else PUSHGO_WATCH_TOPIC
+    if apns_tokens is not None:
         host = A.SANDBOX_HOST if settings.sandbox_mode else A.PRODUCTION_HOST
         origin = Origin.parse(settings.apns_endpoint or f"https://{host}")
-        senders["apns"] = ApnsSender(origin, ctx, results, jwt, settings.apns_topic,
+        senders["apns"] = ApnsSender(origin, ctx, results, apns_tokens, topic,
+                                     watch_topic=watch_topic,
                                      connections=settings.provider_connections)
+    fcm_tokens: FcmTokens | None = None
     if settings.fcm_configured:
         assert settings.fcm_credentials_file
         try:
             account = ServiceAccount.from_file(settings.fcm_credentials_file)
-            tokens = FcmTokenSource(account, _token_poster(ctx))
+            fcm_tokens = FcmTokenSource(account, _token_poster(ctx))
         except CredentialError as exc:
             raise SettingsError(f"invalid PUSHGO_FCM_CREDENTIALS_FILE: {exc}") from None
+    elif remote:
+        fcm_tokens = RemoteTokens(remote, "fcm", _json_getter(ctx))
+    if fcm_tokens is not None:
         origin = Origin.parse(settings.fcm_endpoint or f"https://{FC.HOST}")
-        senders["fcm"] = FcmSender(origin, ctx, results, tokens,
+        senders["fcm"] = FcmSender(origin, ctx, results, fcm_tokens,
                                    connections=settings.provider_connections)
     return senders

@@ -27,7 +27,7 @@ from pushgo.protocol import fcm as FC
 from pushgo.protocol.h2client import Response
 from pushgo.push.connection import Connection, Origin
 from pushgo.push.pool import Pool
-from pushgo.push.tokens import ApnsJwtSource, CredentialError, FcmTokenSource
+from pushgo.push.tokens import ApnsTokens, CredentialError, FcmTokens
 
 log = logging.getLogger("pushgo.push")
 
@@ -49,6 +49,7 @@ class Job:
     auth_retried: bool = False
     sent_at: float = 0.0
     credential: str = ""  # the JWT / access token the request carried
+    platform: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,21 +216,24 @@ class ApnsSender(Sender):
     initial_streams = 1
 
     def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, results: ResultBuffer,
-                 jwt_source: ApnsJwtSource, topic: str, **kw: Any) -> None:
+                 jwt_source: ApnsTokens, topic: str, *, watch_topic: str | None = None,
+                 **kw: Any) -> None:
         super().__init__(origin, ssl_context, results, **kw)
         self.jwt_source = jwt_source
         self.topic = topic
-        self._headers: A.HeaderBuilder | None = None
+        self.watch_topic = watch_topic or topic
+        self._headers: dict[str, A.HeaderBuilder] = {}
 
-    def _header_builder(self) -> A.HeaderBuilder:
-        jwt = self.jwt_source.current()
-        hb = self._headers
+    async def _header_builder(self, platform: str = "") -> A.HeaderBuilder:
+        jwt = await self.jwt_source.token()
+        topic = self.watch_topic if platform == "watchos" else self.topic
+        hb = self._headers.get(topic)
         if hb is None or hb.jwt != jwt:
-            hb = self._headers = A.HeaderBuilder(self.origin.authority, self.topic, jwt)
+            hb = self._headers[topic] = A.HeaderBuilder(self.origin.authority, topic, jwt)
         return hb
 
     async def build(self, job: Job, conn: Connection) -> tuple[bytes, bytes | None]:
-        hb = self._header_builder()
+        hb = await self._header_builder(job.platform)
         template: A.PayloadTemplate = job.template
         block = hb.block(job.token, job.delivery_id, low_priority=job.low_priority,
                          expiration_s=job.expires_at_ms // 1000)
@@ -255,17 +259,17 @@ class FcmSender(Sender):
     initial_streams = 100
 
     def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, results: ResultBuffer,
-                 token_source: FcmTokenSource, **kw: Any) -> None:
+                 token_source: FcmTokens, **kw: Any) -> None:
         super().__init__(origin, ssl_context, results, **kw)
         self.token_source = token_source
         self._headers: FC.HeaderBuilder | None = None
 
     async def build(self, job: Job, conn: Connection) -> tuple[bytes, bytes | None]:
-        token = await self.token_source.current()
+        token = await self.token_source.token()
         hb = self._headers
         if hb is None or hb.access_token != token:
             hb = self._headers = FC.HeaderBuilder(self.origin.authority,
-                                                  self.token_source.account.project_id, token)
+                                                  self.token_source.project_id, token)
         full, wake = job.template
         ttl_s = max(0, (job.expires_at_ms - self._clock_ms()) // 1000)
         body = full.render(job.token, job.delivery_id, ttl_s)

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from joserfc import jwt
@@ -69,6 +69,9 @@ class ApnsJwtSource:
         if self._jwt is None or now - self._iat >= APNS_RENEW_S:
             return self._mint(now)
         return self._jwt
+
+    async def token(self) -> str:
+        return self.current()
 
     def expired(self, jwt_seen: str) -> str:
         """Apple said ``jwt_seen`` expired: renew once (not again within a minute)."""
@@ -142,6 +145,92 @@ class FcmTokenSource:
             self._expires = now + float(doc.get("expires_in", 3600))
             return token
 
+    async def token(self) -> str:
+        return await self.current()
+
+    @property
+    def project_id(self) -> str:
+        return self.account.project_id
+
     def invalidate(self, token: str) -> None:
         if self._token == token:
             self._token = None
+
+
+class ApnsTokens(Protocol):
+    """What the APNs sender needs: a bearer JWT, and a way to say Apple refused it."""
+
+    async def token(self) -> str: ...
+
+    def expired(self, token: str) -> Any: ...
+
+
+class FcmTokens(Protocol):
+    @property
+    def project_id(self) -> str: ...
+
+    async def token(self) -> str: ...
+
+    def invalidate(self, token: str) -> None: ...
+
+
+GetJson = Callable[[str], Awaitable[dict[str, Any]]]
+REMOTE_EARLY_S = 60
+
+
+class RemoteTokens:
+    """Provider bearer tokens from a PushGo-style token service (PUSHGO_TOKEN_SERVICE_URL):
+    ``GET {base}/provider/token/{production|sandbox}?provider=apns`` and
+    ``GET {base}/provider/token?provider=fcm`` answer
+    ``{"success": true, "data": {"token", "expires_in", "project_id"?}}``. Cached until a minute
+    before expiry; a token the provider refused is fetched anew."""
+
+    def __init__(self, base_url: str, provider: str, get_json: GetJson, *,
+                 sandbox: bool = False, clock: Clock = time.time) -> None:
+        base = base_url.rstrip("/")
+        if provider == "apns":
+            path = "/provider/token/sandbox" if sandbox else "/provider/token/production"
+        else:
+            path = "/provider/token"
+        self.url = f"{base}{path}?provider={provider}"
+        self._get = get_json
+        self._clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self._project_id: str | None = None
+        self._lock: anyio.Lock | None = None
+
+    @property
+    def project_id(self) -> str:
+        if not self._project_id:
+            raise CredentialError("the token service has not named the FCM project yet")
+        return self._project_id
+
+    async def token(self) -> str:
+        if self._token is not None and self._clock() < self._expires - REMOTE_EARLY_S:
+            return self._token
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            if self._token is not None and self._clock() < self._expires - REMOTE_EARLY_S:
+                return self._token
+            doc = await self._get(self.url)
+            data = doc.get("data") if isinstance(doc, dict) else None
+            if not (isinstance(doc, dict) and doc.get("success") and isinstance(data, dict)):
+                raise CredentialError(f"token service refused: {doc.get('error', 'no data')}")
+            token = str(data.get("token") or "").strip()
+            if not token:
+                raise CredentialError("token service answered without a token")
+            self._token = token
+            self._expires = self._clock() + float(data.get("expires_in") or 0)
+            project = str(data.get("project_id") or "").strip()
+            if project:
+                self._project_id = project
+            return token
+
+    def invalidate(self, token: str) -> None:
+        if self._token == token:
+            self._token = None
+
+    def expired(self, token: str) -> None:
+        self.invalidate(token)
