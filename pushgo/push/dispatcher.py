@@ -33,7 +33,9 @@ from pushgo.store.dispatch import Due, OpInfo, Outcomes
 log = logging.getLogger("pushgo.dispatch")
 
 PAGE = 1000
-LEASE_MS = 5 * 60 * 1000
+#: A claimed delivery is ours for this long, renewed every third of it while a sender still
+#: holds it; a process that dies loses its claims within a minute.
+LEASE_MS = 60 * 1000
 IDLE_POLL_S = 1.0
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 1.0
@@ -81,6 +83,7 @@ class Dispatcher:
             for sender in self.senders.values():
                 await tg.start(sender.run)
             tg.start_soon(self._apply_results)
+            tg.start_soon(self._renew_leases)
             self.ready = True
             task_status.started()
             await self._claim_forever()
@@ -99,6 +102,16 @@ class Dispatcher:
             if len(page) < PAGE:
                 with anyio.move_on_after(IDLE_POLL_S):
                     await self._wake.wait()
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await anyio.sleep(LEASE_MS / 3000)
+            if self._held:
+                try:
+                    await self.ctx.store.run(S.extend_leases, sorted(self._held),
+                                             self.ctx.now() + LEASE_MS)
+                except Exception:
+                    log.exception("renewing delivery leases failed")
 
     async def _hand_out(self, page: list[Due]) -> None:
         missing = {d.op_pk for d in page if (d.op_pk, d.route) not in self._templates}

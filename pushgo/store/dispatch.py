@@ -74,6 +74,15 @@ def op_infos(conn: Connection, op_pks: Sequence[int]) -> dict[int, OpInfo]:
     return out
 
 
+def extend_leases(conn: Connection, seqs: Sequence[int], until: int) -> None:
+    """Keep holding deliveries still waiting in a sender (a provider may be slow or down)."""
+    ids = list(seqs)
+    for start in range(0, len(ids), CHUNK):
+        conn.execute(deliveries.update().where(
+            deliveries.c.seq.in_(ids[start:start + CHUNK]), deliveries.c.state == "queued"
+        ).values(lease_until=until))
+
+
 def release_leases(conn: Connection) -> int:
     """At start of the only process: nothing is held by anyone."""
     return conn.execute(deliveries.update().where(deliveries.c.lease_until.is_not(None))
