@@ -1,0 +1,1 @@
+"""pushgo's benchmark suite (PERFORMANCE.md): ``python -m benchmarks``; see README.md."""
