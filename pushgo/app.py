@@ -15,11 +15,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from pushgo.api.envelope import error_response
 from pushgo.api.front import Front
 from pushgo.api.routes import build_routes
 from pushgo.errors import GatewayError
+from pushgo.mcp import Mcp, build_mcp
 from pushgo.push.dispatcher import Dispatcher
 from pushgo.push.private import Hub, PrivateStreams
 from pushgo.push.providers import build_senders
@@ -53,6 +55,10 @@ class Gateway:
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox)
         self._started = False
         routes = build_routes(self.services, self.streams, self.ready)
+        # /mcp exists only when enabled; otherwise it is an unknown route (404).
+        self.mcp: Mcp | None = build_mcp(self.services) if settings.mcp_enabled else None
+        if self.mcp is not None:
+            routes.append(Route("/mcp", self.mcp.endpoint))
         self.starlette = Starlette(
             routes=routes,
             exception_handlers={
@@ -86,6 +92,8 @@ class Gateway:
                     yield self
                 finally:
                     self._started = False
+                    if self.mcp is not None:
+                        self.mcp.close()
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):

@@ -1,0 +1,238 @@
+"""The MCP dispatcher: one JSON-RPC request in, one encoded response out, for either era.
+
+This is the single place where exceptions become wire errors: a GatewayError raised by a
+tool becomes an ``isError`` tool result carrying the gateway ``error_code``; an RpcError
+becomes a JSON-RPC error; anything unexpected is logged and answered without its details.
+It also owns what each era adds to results (2026-07-28: ``resultType``, the server identity
+in ``_meta``, ``ttlMs``/``cacheScope`` on list and read results) and pagination cursors.
+
+Must not import starlette; the transport (pushgo.mcp.transport) owns HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from pushgo import __version__
+from pushgo.errors import GatewayError
+from pushgo.mcp.auth import SCOPE_CHANNELS, McpAuth, Principal, Unauthorized
+from pushgo.mcp.resources import Resources
+from pushgo.mcp.tools import ToolContext, Tools
+from pushgo.protocol import jsonrpc as J
+from pushgo.protocol import mcp as M
+
+log = logging.getLogger("pushgo.mcp")
+
+PAGE_SIZE = 50
+LIST_TTL_MS = 300_000
+
+#: Methods of each era pushgo serves through the dispatcher (the transport serves
+#: initialize and subscriptions/listen itself). Anything else is Method not found.
+LEGACY_METHODS = frozenset({"ping", "tools/list", "tools/call", "resources/list",
+                            "resources/templates/list", "resources/read"})
+MODERN_METHODS = frozenset({"server/discover", "tools/list", "tools/call", "resources/list",
+                            "resources/templates/list", "resources/read"})
+
+SERVER_INFO = M.Implementation(name="pushgo", title="PushGo Gateway", version=__version__,
+                               description="Self-hosted push-notification gateway")
+INSTRUCTIONS = (
+    "pushgo sends push notifications to the devices subscribed to a channel. Use "
+    "pushgo.message.send for a one-off notification (for example when a task finishes), "
+    "pushgo.event.* to track long-running work as an Event, and pushgo.thing.* to keep a "
+    "service, device or task up to date. Read pushgo://channels/{channel_id} for a channel's "
+    "recent history.")
+LEGACY_HINT = " This gateway runs in legacy mode: pass the channel password in every call."
+
+Notify = Callable[[bytes], Awaitable[None]]
+
+
+async def _no_notify(_frame: bytes) -> None:
+    return None
+
+
+@dataclass
+class Call:
+    request: J.Request
+    principal: Principal
+    modern: bool
+    protocol_version: str
+    notify: Notify = _no_notify
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    body: bytes
+    error_code: int | None = None
+
+
+def capabilities() -> dict[str, Any]:
+    return {"tools": {"listChanged": False},
+            "resources": {"listChanged": True, "subscribe": False}}
+
+
+def _text(doc: Any) -> M.TextContent:
+    return M.TextContent(text=json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+
+
+def tool_result(structured: dict[str, Any]) -> dict[str, Any]:
+    return {"content": [_text(structured)], "structuredContent": structured, "isError": False}
+
+
+def tool_error(exc: GatewayError) -> dict[str, Any]:
+    doc = {"error_code": exc.code, "error": exc.message, "status": exc.status}
+    return {"content": [_text(doc)], "structuredContent": doc, "isError": True}
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("o:") or not text[2:].isdigit():
+            raise ValueError(text)
+        return int(text[2:])
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise J.RpcError(J.INVALID_PARAMS, "Invalid cursor") from None
+
+
+def paginate(items: Sequence[Any], cursor: str | None, key: str) -> dict[str, Any]:
+    start = decode_cursor(cursor)
+    if start > len(items):
+        raise J.RpcError(J.INVALID_PARAMS, "Invalid cursor")
+    page: dict[str, Any] = {key: list(items[start:start + PAGE_SIZE])}
+    if start + PAGE_SIZE < len(items):
+        page["nextCursor"] = encode_cursor(start + PAGE_SIZE)
+    return page
+
+
+class Dispatcher:
+    def __init__(self, tools: Tools, resources: Resources, auth: McpAuth) -> None:
+        self.tools = tools
+        self.resources = resources
+        self.auth = auth
+        self.instructions = INSTRUCTIONS + ("" if auth.oauth else LEGACY_HINT)
+
+    def initialize_result(self, version: str) -> dict[str, Any]:
+        return {"protocolVersion": version, "capabilities": capabilities(),
+                "serverInfo": SERVER_INFO, "instructions": self.instructions}
+
+    def discover_result(self) -> dict[str, Any]:
+        return {"supportedVersions": list(M.SUPPORTED_VERSIONS), "capabilities": capabilities(),
+                "instructions": self.instructions}
+
+    def server_meta(self) -> dict[str, Any]:
+        return {M.META_SERVER_INFO: SERVER_INFO}
+
+    def finish(self, result: dict[str, Any], *, modern: bool,
+               cache: M.CacheHint | None = None) -> dict[str, Any]:
+        """What the era adds to a result (2026-07-28: resultType, _meta, cache hints)."""
+        if modern:
+            result["resultType"] = "complete"
+            result["_meta"] = self.server_meta()
+            if cache is not None:
+                result["ttlMs"] = cache.ttl_ms
+                result["cacheScope"] = cache.scope
+        return result
+
+    async def dispatch(self, call: Call) -> Outcome:
+        """Answer one request; never raises but for cancellation and Unauthorized (scope)."""
+        req = call.request
+        try:
+            result, cache = await self._route(call)
+            return Outcome(J.encode_result(req.id, self.finish(result, modern=call.modern,
+                                                               cache=cache)))
+        except J.RpcError as exc:
+            return Outcome(J.encode_rpc_error(req.id, exc), exc.code)
+        except GatewayError as exc:
+            # A store outage outside a tool call: a server error, with the gateway code.
+            log.warning("mcp request failed", extra={"fields": {
+                "method": req.method, "error_code": exc.code}})
+            return Outcome(J.encode_error(req.id, J.INTERNAL_ERROR, exc.message,
+                                          {"error_code": exc.code}), J.INTERNAL_ERROR)
+        except Unauthorized:
+            raise  # insufficient scope: the transport answers 403 with its challenge
+        except Exception:
+            log.exception("mcp request failed", extra={"fields": {"method": req.method}})
+            return Outcome(J.encode_error(req.id, J.INTERNAL_ERROR, "Internal error"),
+                           J.INTERNAL_ERROR)
+
+    async def _route(self, call: Call) -> tuple[dict[str, Any], M.CacheHint | None]:
+        method, params = call.request.method, call.request.params
+        allowed = MODERN_METHODS if call.modern else LEGACY_METHODS
+        if method not in allowed:
+            raise J.RpcError(J.METHOD_NOT_FOUND, f"Method not found: {method}",
+                             {"method": method})
+        if method == "ping":
+            return {}, None
+        if method == "server/discover":
+            return self.discover_result(), M.CacheHint(LIST_TTL_MS, "public")
+        if method == "tools/list":
+            p = M.decode_params(params, M.PaginatedParams)
+            return paginate(self.tools.wire(), p.cursor, "tools"), M.CacheHint(LIST_TTL_MS,
+                                                                               "public")
+        if method == "tools/call":
+            return await self._call_tool(call), None
+        if method == "resources/list":
+            p = M.decode_params(params, M.PaginatedParams)
+            self._require(call.principal, SCOPE_CHANNELS)
+            items = await self.resources.listed(call.principal)
+            return paginate(items, p.cursor, "resources"), M.CacheHint(0, "private")
+        if method == "resources/templates/list":
+            p = M.decode_params(params, M.PaginatedParams)
+            return (paginate(self.resources.templates(), p.cursor, "resourceTemplates"),
+                    M.CacheHint(LIST_TTL_MS, "public"))
+        assert method == "resources/read"
+        r = M.decode_params(params, M.ReadResourceParams)
+        self._require(call.principal, SCOPE_CHANNELS)
+        contents = await self.resources.read(r.uri, call.principal, modern=call.modern)
+        return {"contents": contents}, M.CacheHint(0, "private")
+
+    def _require(self, principal: Principal, scope: str) -> None:
+        if not principal.allows(scope):
+            raise self.auth.insufficient_scope(scope)
+
+    async def _call_tool(self, call: Call) -> dict[str, Any]:
+        p = M.decode_params(call.request.params, M.CallToolParams)
+        tool = self.tools.get(p.name)
+        self._require(call.principal, tool.scope)
+        token = p.meta.progressToken if p.meta is not None else None
+
+        async def progress(done: float, total: float | None, message: str | None) -> None:
+            if token is None:
+                return
+            params: dict[str, Any] = {"progressToken": token, "progress": done}
+            if total is not None:
+                params["total"] = total
+            if message is not None:
+                params["message"] = message
+            await call.notify(J.encode_notification("notifications/progress", params))
+
+        try:
+            out = await tool.handler(p.arguments or {}, ToolContext(call.principal, progress))
+        except GatewayError as exc:
+            return tool_error(exc)
+        except Exception:
+            log.exception("mcp tool failed", extra={"fields": {"tool": p.name}})
+            return tool_error(GatewayError("internal error", code="internal_error", status=500))
+        return tool_result(out)
+
+
+def progress_token(params: msgspec.Raw | None) -> str | int | None:
+    try:
+        p = M.decode_params(params, M.CallToolParams)
+    except J.RpcError:
+        return None
+    return p.meta.progressToken if p.meta is not None else None

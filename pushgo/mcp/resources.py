@@ -1,0 +1,105 @@
+"""MCP resources: ``pushgo://channels`` (the caller's authorized channels) and the template
+``pushgo://channels/{channel_id}`` (channel info with its recent messages, open events and
+things, read from the store).
+
+Legacy mode has no channel grants, so ``pushgo://channels`` lists none (an empty
+``channels`` array with a ``note`` saying why). A channel resource is readable for any
+existing channel by whoever holds the gateway token; its history (messages, events, things)
+only when a gateway token is configured at all — without one, knowing a channel id must not
+be enough to read what was sent to it, so only what ``/channel/exists`` shows is given.
+OAuth mode lists and reads only granted channels; an ungranted channel reads as not found,
+so its existence does not leak. Password hashes are never read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pushgo.errors import GatewayError
+from pushgo.mcp.auth import ChannelBinding, Principal
+from pushgo.protocol import fields as F
+from pushgo.protocol.jsonrpc import INVALID_PARAMS, RESOURCE_NOT_FOUND_LEGACY, RpcError
+from pushgo.protocol.mcp import Resource, ResourceTemplate, TextResourceContents
+from pushgo.service import Services
+from pushgo.store import history as H
+
+SCHEME = "pushgo://"
+CHANNELS_URI = "pushgo://channels"
+CHANNEL_TEMPLATE = "pushgo://channels/{channel_id}"
+MIME = "application/json"
+
+LEGACY_NOTE = ("legacy mode: no channels are bound; send tools take channel_id and password "
+               "in each call, and pushgo://channels/{channel_id} reads any existing channel")
+
+
+#: What a channel resource hides from a gateway without a token (nobody is authenticated).
+HISTORY_KEYS = ("recent_messages", "open_events", "things")
+HISTORY_HIDDEN_NOTE = ("history is shown only when the gateway has PUSHGO_TOKEN set "
+                       "(or in OAuth mode, to clients the channel is bound to)")
+
+
+def not_found(uri: str, *, modern: bool) -> RpcError:
+    """2026-07-28 uses Invalid params (-32602); earlier revisions -32002."""
+    return RpcError(INVALID_PARAMS if modern else RESOURCE_NOT_FOUND_LEGACY,
+                    "Resource not found", {"uri": uri})
+
+
+def _json(doc: Any) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+class Resources:
+    def __init__(self, svc: Services, binding: ChannelBinding, *, oauth: bool) -> None:
+        self.svc = svc
+        self.binding = binding
+        self.oauth = oauth
+
+    def templates(self) -> list[ResourceTemplate]:
+        return [ResourceTemplate(
+            uriTemplate=CHANNEL_TEMPLATE, name="channel", title="Channel",
+            description="A channel: its name and subscriber count, its recent messages, open "
+                        "events and things.", mimeType=MIME)]
+
+    async def _granted(self, principal: Principal) -> list[dict[str, Any]]:
+        if not self.oauth:
+            return []
+        try:
+            return await self.binding.list_channels(principal)
+        except GatewayError:
+            return []
+
+    async def listed(self, principal: Principal) -> list[Resource]:
+        out = [Resource(uri=CHANNELS_URI, name="channels", title="Authorized channels",
+                        description="The channels this client may use.", mimeType=MIME)]
+        for ch in await self._granted(principal):
+            out.append(Resource(uri=f"{CHANNELS_URI}/{ch['channel_id']}",
+                                name=f"channel {ch['channel_id']}",
+                                title=str(ch.get("channel_name") or ch["channel_id"]),
+                                mimeType=MIME))
+        return out
+
+    async def read(self, uri: str, principal: Principal, *, modern: bool
+                   ) -> list[TextResourceContents]:
+        if uri == CHANNELS_URI:
+            if self.oauth:
+                doc: dict[str, Any] = {"channels": await self._granted(principal)}
+            else:
+                doc = {"channels": [], "mode": "legacy", "note": LEGACY_NOTE}
+            return [TextResourceContents(uri=uri, mimeType=MIME, text=_json(doc))]
+        prefix = CHANNELS_URI + "/"
+        if not uri.startswith(prefix):
+            raise not_found(uri, modern=modern)
+        try:
+            cid = F.channel_id(uri[len(prefix):])
+        except GatewayError:
+            raise not_found(uri, modern=modern) from None
+        if self.oauth and not await self.binding.is_granted(principal, cid):
+            raise not_found(uri, modern=modern)
+        overview = await self.svc.ctx.store.read(H.channel_overview, cid)
+        if overview is None:
+            raise not_found(uri, modern=modern)
+        if not self.oauth and self.svc.ctx.settings.token is None:
+            overview = {k: v for k, v in overview.items() if k not in HISTORY_KEYS}
+            overview["note"] = HISTORY_HIDDEN_NOTE
+        return [TextResourceContents(uri=uri, mimeType=MIME, text=_json(overview))]

@@ -1,0 +1,195 @@
+"""JSON Schemas (2020-12) of the MCP tools: inputs with the same fields as the HTTP API
+(SPEC §2, the request Structs of pushgo.protocol.operations) and outputs as the API answers.
+
+Pure data: a test checks that every send tool's properties are exactly its Struct's fields,
+so the schemas cannot drift from what the tools accept.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+Schema = dict[str, Any]
+
+_TS = {"type": ["number", "string"],
+       "description": "Unix time in seconds or milliseconds (|v| < 1e12 means seconds)"}
+
+
+def _str(desc: str, **extra: Any) -> Schema:
+    return {"type": "string", "description": desc, **extra}
+
+
+def _ts(desc: str) -> Schema:
+    return {**_TS, "description": f"{desc}; {_TS['description']}"}
+
+
+_SEVERITY = {"type": "string", "enum": ["critical", "high", "normal", "low"]}
+_IMAGES = {"type": "array", "maxItems": 32, "items": {"type": "string", "maxLength": 2048},
+           "description": "image URLs (≤ 32)"}
+_TAGS = {"type": "array", "maxItems": 32, "items": {"type": "string", "maxLength": 64},
+         "description": "tags (≤ 32, each ≤ 64 bytes)"}
+_METADATA = {"type": "object", "description": "flat map of scalars: key ≤ 64 bytes, value ≤ 512 "
+             "bytes", "additionalProperties": {"type": ["string", "number", "boolean"]}}
+_ATTRS = {"type": "object", "description": "attribute patch: a null value deletes the key; "
+          "values are scalars or one-level objects of scalars",
+          "additionalProperties": {"type": ["string", "number", "boolean", "null", "object"]}}
+
+COMMON: dict[str, Schema] = {
+    "channel_id": _str("the channel id (26 characters, Crockford base32)"),
+    "password": _str("the channel password (8–128 bytes); required in legacy mode"),
+    "op_id": _str("idempotency key (1–128 of A-Z a-z 0-9 _ : -): the same op_id with the same "
+                  "payload returns the first answer and sends nothing new", maxLength=128),
+    "ciphertext": _str("opaque end-to-end encrypted payload, passed through unchanged"),
+    "metadata": _METADATA,
+}
+
+MESSAGE: dict[str, Schema] = {
+    **COMMON,
+    "title": _str("notification title (required, not blank)"),
+    "body": _str("notification body text"),
+    "thing_id": _str("scope the message to a Thing (needs occurred_at)", maxLength=64),
+    "occurred_at": _ts("when it happened"),
+    "severity": {**_SEVERITY, "description": "delivery priority (default normal)"},
+    "ttl": _ts("absolute expiry, at most 30 days after sending"),
+    "url": _str("link opened from the notification"),
+    "images": _IMAGES,
+    "tags": _TAGS,
+}
+
+_EVENT: dict[str, Schema] = {
+    **COMMON,
+    "thing_id": _str("the Thing this event belongs to", maxLength=64),
+    "event_time": _ts("when this change of the event happened (required)"),
+    "title": _str("event title (required on create)"),
+    "description": _str("longer description"),
+    "status": _str("short status text (≤ 24 characters)", maxLength=24),
+    "message": _str("status message (≤ 512 characters)", maxLength=512),
+    "severity": {**_SEVERITY, "description": "event severity"},
+    "tags": _TAGS,
+    "images": _IMAGES,
+    "started_at": _ts("when the event started (create only; default event_time)"),
+    "ended_at": _ts("when the event ended (close only; default event_time)"),
+    "attrs": _ATTRS,
+}
+_EVENT_ID = _str("the event id returned by pushgo.event.create", maxLength=64)
+
+EVENT: dict[str, dict[str, Schema]] = {
+    "create": {k: v for k, v in _EVENT.items() if k != "ended_at"},
+    "update": {**{k: v for k, v in _EVENT.items() if k not in ("started_at", "ended_at")},
+               "event_id": _EVENT_ID},
+    "close": {**{k: v for k, v in _EVENT.items() if k != "started_at"}, "event_id": _EVENT_ID},
+}
+EVENT_REQUIRED = {
+    "create": ["channel_id", "event_time", "title", "status", "message", "severity"],
+    "update": ["channel_id", "event_id", "event_time", "status", "message", "severity"],
+    "close": ["channel_id", "event_id", "event_time", "status", "message", "severity"],
+}
+
+_THING: dict[str, Schema] = {
+    **COMMON,
+    "observed_at": _ts("when this state of the thing was observed (required)"),
+    "title": _str("thing title"),
+    "description": _str("longer description"),
+    "tags": _TAGS,
+    "primary_image": _str("main image URL", maxLength=2048),
+    "images": _IMAGES,
+    "external_ids": {"type": "object", "description": "external id patch: key → string, or "
+                     "null to remove", "additionalProperties": {"type": ["string", "null"]}},
+    "location_type": {"type": "string", "enum": ["physical", "geo", "cloud", "datacenter",
+                                                 "logical"],
+                      "description": "kind of location (with location_value)"},
+    "location_value": _str("location: text, 'lat,lng', 'provider:region[:zone]', "
+                           "'site[:room[:rack]]' or 'a/b/c' by location_type"),
+    "attrs": _ATTRS,
+}
+_THING_ID = _str("the thing id returned by pushgo.thing.create", maxLength=64)
+THING: dict[str, dict[str, Schema]] = {
+    "create": {**_THING, "created_at": _ts("creation time (default observed_at)")},
+    "update": {**_THING, "thing_id": _THING_ID},
+    "archive": {**_THING, "thing_id": _THING_ID},
+    "delete": {**_THING, "thing_id": _THING_ID,
+               "deleted_at": _ts("deletion time (default observed_at)")},
+}
+THING_REQUIRED = {
+    "create": ["channel_id", "observed_at"],
+    "update": ["channel_id", "thing_id", "observed_at"],
+    "archive": ["channel_id", "thing_id", "observed_at"],
+    "delete": ["channel_id", "thing_id", "observed_at"],
+}
+
+
+def input_schema(props: dict[str, Schema], required: list[str], *, password: bool) -> Schema:
+    """An object schema refusing unknown members. ``password``: legacy mode (required);
+    without it (OAuth mode) the member is not offered at all."""
+    props = copy.deepcopy(props)
+    req = list(required)
+    if password:
+        if "password" in props:
+            req.insert(1, "password")
+    else:
+        props.pop("password", None)
+    return {"type": "object", "properties": props, "required": req,
+            "additionalProperties": False}
+
+
+def send_output(id_field: str) -> Schema:
+    props: dict[str, Schema] = {
+        "channel_id": {"type": "string"},
+        "op_id": {"type": "string", "description": "the idempotency key used (given or made)"},
+        "accepted": {"type": "boolean", "description": "stored in the outbox; delivery to "
+                     "each device is asynchronous"},
+        id_field: {"type": "string"},
+    }
+    if id_field != "thing_id":
+        props["thing_id"] = {"type": "string"}
+    return {"type": "object", "properties": props,
+            "required": ["channel_id", "op_id", "accepted", id_field]}
+
+
+_CHANNEL_ID = _str("the channel id")
+
+BIND_START_IN = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "requested_channel_id": _str("pre-fill this channel on the bind page"),
+        "redirect_uri": _str("where the browser goes after completing the page"),
+        "action": {"type": "string", "enum": ["bind", "revoke"], "default": "bind"},
+        "lang": {"type": "string", "enum": ["en", "zh-CN"], "description": "page language"},
+    },
+}
+BIND_START_OUT = {
+    "type": "object",
+    "properties": {"bind_session_id": {"type": "string"},
+                   "bind_url": {"type": "string", "description": "open in a browser"},
+                   "expires_at": {"type": "integer", "description": "epoch milliseconds"},
+                   "poll_after_ms": {"type": "integer"}},
+    "required": ["bind_session_id", "bind_url", "expires_at", "poll_after_ms"],
+}
+BIND_STATUS_IN = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"bind_session_id": _str("from pushgo.channel.bind.start")},
+    "required": ["bind_session_id"],
+}
+BIND_STATUS_OUT = {
+    "type": "object",
+    "properties": {"status": {"type": "string", "enum": ["pending", "completed", "expired"]},
+                   "channel_id": {"type": "string"}, "channel_name": {"type": "string"},
+                   "action": {"type": "string", "enum": ["bind", "revoke"]}},
+    "required": ["status", "action"],
+}
+LIST_IN: Schema = {"type": "object", "additionalProperties": False, "properties": {}}
+LIST_OUT = {
+    "type": "object",
+    "properties": {"channels": {"type": "array", "items": {
+        "type": "object",
+        "properties": {"channel_id": {"type": "string"}, "channel_name": {"type": "string"},
+                       "granted_at": {"type": "integer"}, "status": {"type": "string"}},
+        "required": ["channel_id", "channel_name", "granted_at", "status"]}}},
+    "required": ["channels"],
+}
+UNBIND_IN = {"type": "object", "additionalProperties": False,
+             "properties": {"channel_id": _CHANNEL_ID}, "required": ["channel_id"]}
+UNBIND_OUT = {"type": "object",
+              "properties": {"removed": {"type": "boolean"}, "channel_id": {"type": "string"}},
+              "required": ["removed", "channel_id"]}

@@ -1,0 +1,255 @@
+"""The twelve MCP tools of SPEC §4: definitions (schemas, annotations) and what each does.
+
+Send tools decode their arguments into the HTTP API's request Structs and call the same
+sending service as the API; none re-implements a step. Failures are raised as GatewayError
+(business) or RpcError (unknown tool); the dispatcher turns them into results or errors.
+
+Must not import starlette or pushgo.api.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from pushgo.errors import GatewayError, InvalidInput
+from pushgo.mcp import schemas as S
+from pushgo.mcp.auth import SCOPE_CHANNELS, SCOPE_TOOLS, ChannelBinding, Principal
+from pushgo.protocol import fields as F
+from pushgo.protocol import operations as OPS
+from pushgo.protocol.jsonrpc import INVALID_PARAMS, RpcError
+from pushgo.protocol.mcp import Tool, ToolAnnotations
+from pushgo.service import Services
+
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+async def _no_progress(_p: float, _t: float | None, _m: str | None) -> None:
+    return None
+
+
+@dataclass
+class ToolContext:
+    principal: Principal
+    progress: Progress = _no_progress
+
+
+Handler = Callable[[dict[str, Any], ToolContext], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ToolDef:
+    name: str
+    title: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    annotations: ToolAnnotations
+    scope: str
+    handler: Handler
+
+    def wire(self) -> Tool:
+        return Tool(name=self.name, title=self.title, description=self.description,
+                    inputSchema=self.input_schema, outputSchema=self.output_schema,
+                    annotations=self.annotations)
+
+
+def _convert(arguments: dict[str, Any], kind: type[Any]) -> Any:
+    try:
+        return msgspec.convert(arguments, kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid arguments: {exc}", code="invalid_arguments") from None
+
+
+def _annotations(title: str, *, read_only: bool = False, destructive: bool = False,
+                 idempotent: bool = False, open_world: bool = False) -> ToolAnnotations:
+    if read_only:
+        return ToolAnnotations(title=title, readOnlyHint=True, openWorldHint=open_world)
+    return ToolAnnotations(title=title, readOnlyHint=False, destructiveHint=destructive,
+                           idempotentHint=idempotent, openWorldHint=open_world)
+
+
+_SEND_NOTE = (" Delivery to the channel's devices is asynchronous; `accepted` means the gateway "
+              "stored it. Pass the same op_id to retry safely.")
+
+
+class Tools:
+    """The tool table for one gateway. ``oauth``: schemas without ``password`` and sends
+    authorized by channel grants instead of passwords."""
+
+    def __init__(self, svc: Services, binding: ChannelBinding, *, oauth: bool) -> None:
+        self.svc = svc
+        self.binding = binding
+        self.oauth = oauth
+        self._tools: dict[str, ToolDef] = {t.name: t for t in self._build()}
+        self._wire = [t.wire() for t in self._tools.values()]
+
+    def wire(self) -> list[Tool]:
+        return self._wire
+
+    def get(self, name: str) -> ToolDef:
+        tool = self._tools.get(name)
+        if tool is None:
+            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}", {"name": name})
+        return tool
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def _send(self, spec: OPS.OpSpec, password: str | None, ctx: ToolContext) -> Any:
+        await ctx.progress(0, 1, "sending")
+        if not ctx.principal.oauth:
+            accepted = await self.svc.sender.send(spec, OPS.require_password(password))
+        else:
+            if password is not None:
+                raise InvalidInput("password must not be passed in OAuth mode: channels are "
+                                   "authorized by binding them (pushgo.channel.bind.start)",
+                                   code="password_forbidden_in_oauth_mode")
+            if not await self.binding.is_granted(ctx.principal, spec.channel_id):
+                raise GatewayError("this channel is not bound to your authorization; bind it "
+                                   "with pushgo.channel.bind.start", code="channel_not_bound",
+                                   status=403)
+            accepted = await self.svc.sender.send_granted(spec)
+        await ctx.progress(1, 1, "accepted")
+        return msgspec.to_builtins(accepted.wire())
+
+    def _message_tool(self) -> ToolDef:
+        async def run(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            req = _convert(args, OPS.MessageIn)
+            return await self._send(OPS.message_spec(req), req.password, ctx)  # type: ignore[no-any-return]
+
+        return ToolDef(
+            name="pushgo.message.send", title="Send a notification",
+            description="Send a one-off Message (title, body, url, images, severity, ttl, "
+                        "metadata, thing_id…) to every device subscribed to a channel."
+                        + _SEND_NOTE,
+            input_schema=S.input_schema(S.MESSAGE, ["channel_id", "title"],
+                                        password=not self.oauth),
+            output_schema=S.send_output("message_id"),
+            annotations=_annotations("Send a notification", open_world=True),
+            scope=SCOPE_TOOLS, handler=run)
+
+    def _event_tool(self, action: str) -> ToolDef:
+        kind = OPS.EVENT_ACTIONS[action]
+
+        async def run(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            req = _convert(args, kind)
+            return await self._send(OPS.event_spec(req, action), req.password, ctx)  # type: ignore[no-any-return]
+
+        what = {"create": ("Create an event", "Create a lifecycle Event (ONGOING) for long-"
+                           "running work and get its event_id."),
+                "update": ("Update an event", "Update an ongoing Event's status, message, "
+                           "severity and attributes."),
+                "close": ("Close an event", "Close an Event (CLOSED); a closed event cannot be "
+                          "updated again.")}[action]
+        return ToolDef(
+            name=f"pushgo.event.{action}", title=what[0],
+            description=what[1] + " Devices on the channel are notified." + _SEND_NOTE,
+            input_schema=S.input_schema(S.EVENT[action], S.EVENT_REQUIRED[action],
+                                        password=not self.oauth),
+            output_schema=S.send_output("event_id"),
+            annotations=_annotations(what[0], destructive=action != "create", open_world=True),
+            scope=SCOPE_TOOLS, handler=run)
+
+    def _thing_tool(self, action: str) -> ToolDef:
+        kind = OPS.THING_ACTIONS[action]
+
+        async def run(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            req = _convert(args, kind)
+            return await self._send(OPS.thing_spec(req, action), req.password, ctx)  # type: ignore[no-any-return]
+
+        what = {"create": ("Create a thing", "Create a persistent Thing (a service, device or "
+                           "task) and get its thing_id."),
+                "update": ("Update a thing", "Update a Thing's attributes, tags, images, "
+                           "location or external ids."),
+                "archive": ("Archive a thing", "Archive a Thing (it stays readable)."),
+                "delete": ("Delete a thing", "Delete (retire) a Thing; it cannot be changed "
+                           "afterwards.")}[action]
+        return ToolDef(
+            name=f"pushgo.thing.{action}", title=what[0],
+            description=what[1] + " Devices on the channel are notified." + _SEND_NOTE,
+            input_schema=S.input_schema(S.THING[action], S.THING_REQUIRED[action],
+                                        password=not self.oauth),
+            output_schema=S.send_output("thing_id"),
+            annotations=_annotations(what[0], destructive=action != "create", open_world=True),
+            scope=SCOPE_TOOLS, handler=run)
+
+    # --- channel grants (OAuth mode) ----------------------------------------------------------
+
+    def _channel_tools(self) -> list[ToolDef]:
+        binding = self.binding
+
+        async def bind_start(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            req = _convert(args, BindStartIn)
+            if req.action not in ("bind", "revoke"):
+                raise InvalidInput("action must be bind or revoke", code="invalid_action")
+            requested = F.channel_id(req.requested_channel_id) \
+                if F.blank_to_none(req.requested_channel_id) else None
+            return await binding.start(ctx.principal, action=req.action,
+                                       requested_channel_id=requested,
+                                       redirect_uri=F.blank_to_none(req.redirect_uri),
+                                       lang=F.blank_to_none(req.lang))
+
+        async def bind_status(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            req = _convert(args, BindStatusIn)
+            return await binding.status(ctx.principal, req.bind_session_id.strip())
+
+        async def list_channels(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            _convert(args, ListIn)
+            return {"channels": await binding.list_channels(ctx.principal)}
+
+        async def unbind(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            req = _convert(args, UnbindIn)
+            return await binding.unbind(ctx.principal, F.channel_id(req.channel_id))
+
+        note = " Needs OAuth mode; in legacy mode it answers oauth_required."
+        return [
+            ToolDef("pushgo.channel.bind.start", "Start binding a channel",
+                    "Create a bind (or revoke) session and return bind_url: the user opens it "
+                    "in a browser and enters the channel id and password, so the password "
+                    "never reaches the assistant. Then poll pushgo.channel.bind.status." + note,
+                    S.BIND_START_IN, S.BIND_START_OUT,
+                    _annotations("Start binding a channel"), SCOPE_CHANNELS, bind_start),
+            ToolDef("pushgo.channel.bind.status", "Check a bind session",
+                    "Check whether the user completed a bind or revoke session." + note,
+                    S.BIND_STATUS_IN, S.BIND_STATUS_OUT,
+                    _annotations("Check a bind session", read_only=True), SCOPE_CHANNELS,
+                    bind_status),
+            ToolDef("pushgo.channel.list", "List bound channels",
+                    "List the channels currently authorized for this client." + note,
+                    S.LIST_IN, S.LIST_OUT,
+                    _annotations("List bound channels", read_only=True), SCOPE_CHANNELS,
+                    list_channels),
+            ToolDef("pushgo.channel.unbind", "Unbind a channel",
+                    "Revoke this client's authorization for a channel." + note,
+                    S.UNBIND_IN, S.UNBIND_OUT,
+                    _annotations("Unbind a channel", destructive=True, idempotent=True),
+                    SCOPE_CHANNELS, unbind),
+        ]
+
+    def _build(self) -> list[ToolDef]:
+        return [self._message_tool(),
+                *(self._event_tool(a) for a in OPS.EVENT_ACTIONS),
+                *(self._thing_tool(a) for a in OPS.THING_ACTIONS),
+                *self._channel_tools()]
+
+
+class BindStartIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    requested_channel_id: str | None = None
+    redirect_uri: str | None = None
+    action: str = "bind"
+    lang: str | None = None
+
+
+class BindStatusIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    bind_session_id: str
+
+
+class ListIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class UnbindIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    channel_id: str
