@@ -479,7 +479,8 @@ class _H2Conn:
                 scope.cancel()
 
     def _drained(self) -> bool:
-        return not self.inflight and not self.bodies
+        # A stream whose request is still arriving is owed an answer too (GOAWAY covers it).
+        return not self.inflight and not self.bodies and not self.partial
 
     # -- writing
 
