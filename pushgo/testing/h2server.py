@@ -496,6 +496,10 @@ class _H2Conn:
                 if data:
                     await self.stream.send(data)
                 if (self.close_when_drained or self.drop_when_drained is not None) and self._drained():
+                    # Drained while the send above was in progress: the GOAWAY still goes out.
+                    if self.pending_goaway is not None:
+                        self.raw_out += self.h2.data_to_send() + self.pending_goaway
+                        self.pending_goaway = None
                     data = self._take_output()
                     if data:
                         await self.stream.send(data)
