@@ -81,10 +81,6 @@ def locale_of(accept_language: str | None) -> str:
     return "en"
 
 
-def json_bytes(value: Any) -> bytes:
-    return _encoder.encode(value)
-
-
 def ok(data: Any = None, status: int = 200) -> Response:
     return Response(_encoder.encode(Envelope(True, data)), status_code=status,
                     media_type="application/json")

@@ -33,11 +33,6 @@ ERRORS: dict[str, Kind] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
-    name: str
-
-
 def interpret(status: int, headers: dict[bytes, bytes], body: bytes) -> Accepted | Rejected:
     if status == 200:
         try:
@@ -101,17 +96,3 @@ class MessageTemplate:
         android += "}"
         return ('{"message":{"token":' + json.dumps(token) + ',"data":' + data
                 + ',"android":' + android + "}}").encode()
-
-
-def build_message(data: dict[str, str], wakeup_data: dict[str, str], *,
-                  severity: str, token_len: int) -> MessageTemplate | None:
-    """The full data message, or the wake-up form when the request would exceed 4096 bytes
-    (measured on the whole request, token included); None when neither fits."""
-    priority = "NORMAL" if severity == "low" else "HIGH"
-    full = MessageTemplate(data_json(data), priority, False)
-    if len(full.render("x" * token_len, "0" * 32, MAX_TTL_S)) <= PAYLOAD_LIMIT:
-        return full
-    wake = MessageTemplate(data_json(wakeup_data), "HIGH", True)
-    if len(wake.render("x" * token_len, "0" * 32, MAX_TTL_S)) <= PAYLOAD_LIMIT:
-        return wake
-    return None

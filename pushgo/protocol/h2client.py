@@ -269,10 +269,6 @@ class H2Client:
         self._out.clear()
         return out
 
-    @property
-    def pending_stream_ids(self) -> list[int]:
-        return list(self._streams)
-
     # -- receiving ---------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:

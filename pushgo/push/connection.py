@@ -85,7 +85,6 @@ class Connection:
         self._tags: dict[int, Any] = {}
         self._wake = anyio.Event()
         self._last_active = 0.0
-        self.sent_requests = 0
         self.error: str | None = None
 
     @property
@@ -99,7 +98,6 @@ class Connection:
     def submit(self, block: bytes, body: bytes, tag: Any) -> None:
         sid = self.h2.submit(block, body)
         self._tags[sid] = tag
-        self.sent_requests += 1
         self._wake.set()
 
     def drain(self) -> None:
