@@ -29,6 +29,15 @@ def limit_exceeded() -> InvalidInput:
                         code="channel_subscriber_limit_exceeded")
 
 
+def _join(conn: Connection, channel_id: str, device_key: str, now: int, limit: int) -> None:
+    """Subscribe a (still registered) device, within the channel's subscriber limit."""
+    require_device(conn, device_key)
+    try:
+        C.subscribe(conn, channel_id, device_key, now, limit)
+    except C.SubscriberLimitReached:
+        raise limit_exceeded() from None
+
+
 def _check_route(row: Any) -> None:
     if row.channel_type != "private" and row.provider_token is None:
         raise InvalidInput("device route is provider; provider_token required (switch route "
@@ -58,7 +67,7 @@ class Channels:
             raise InvalidInput("must provide either channel_id or channel_name",
                                code="channel_binding_invalid")
         password = normalize_password(req.password)
-        device = await self.ctx.store.read(require_device_ro, key)
+        device = await self.ctx.store.read(require_device, key)
         _check_route(device)
         limit = self.ctx.settings.channel_subscriber_limit
         now = self.ctx.now()
@@ -67,12 +76,8 @@ class Channels:
             pw_hash = await self.ctx.verifier.hash(password)
 
             def create(conn: Connection) -> W.SubscribeOut:
-                require_device(conn, key)
                 C.create(conn, new_id, name, pw_hash, now)
-                try:
-                    C.subscribe(conn, new_id, key, now, limit)
-                except C.SubscriberLimitReached:
-                    raise limit_exceeded() from None
+                _join(conn, new_id, key, now, limit)
                 return W.SubscribeOut(channel_id=new_id, channel_name=name, created=True,
                                       subscribed=True)
 
@@ -82,11 +87,7 @@ class Channels:
             row = await self.authorize(cid, password)
 
             def join(conn: Connection) -> W.SubscribeOut:
-                require_device(conn, key)
-                try:
-                    C.subscribe(conn, cid, key, now, limit)
-                except C.SubscriberLimitReached:
-                    raise limit_exceeded() from None
+                _join(conn, cid, key, now, limit)
                 return W.SubscribeOut(channel_id=cid, channel_name=row.channel_name,
                                       created=False, subscribed=True)
 
@@ -111,7 +112,7 @@ class Channels:
         if len(req.channels) > SYNC_LIMIT:
             raise InvalidInput(f"channels exceeds max limit {SYNC_LIMIT}",
                                code="channels_limit_exceeded")
-        device = await self.ctx.store.read(require_device_ro, key)
+        device = await self.ctx.store.read(require_device, key)
         results: list[W.SyncItemOut] = []
         ok_ids: list[str] = []
         limit = self.ctx.settings.channel_subscriber_limit
@@ -128,14 +129,7 @@ class Channels:
                 row = await self.authorize(cid, item.password)
                 now = self.ctx.now()
 
-                def join(conn: Connection, cid: str = cid, now: int = now) -> None:
-                    require_device(conn, key)
-                    try:
-                        C.subscribe(conn, cid, key, now, limit)
-                    except C.SubscriberLimitReached:
-                        raise limit_exceeded() from None
-
-                await self.ctx.store.run(join)
+                await self.ctx.store.run(_join, cid, key, now, limit)
                 ok_ids.append(cid)
                 results.append(W.SyncItemOut(channel_id=cid, channel_name=row.channel_name,
                                              subscribed=True, created=False))
@@ -170,6 +164,3 @@ class Channels:
         await self.ctx.store.run(C.rename, cid, name, self.ctx.now())
         return W.RenameOut(channel_id=cid, channel_name=name)
 
-
-def require_device_ro(conn: Connection, key: str) -> Any:
-    return require_device(conn, key)
