@@ -92,7 +92,7 @@ def render(spec: OpSpec, *, op_id: str, entity_id: str, now_ms: int, default_ttl
     data["entity_id"] = entity_id
     action = spec.route.partition(".")[2]
     if spec.entity_type == "message":
-        title, body = _message_fields(spec, data, entity_id)
+        title, body = _message_fields(spec, data, entity_id, expires)
         thread = f"message|channel={spec.channel_id}"
     elif spec.entity_type == "event":
         title, body = _event_fields(spec, data, entity_id, action)
@@ -105,14 +105,15 @@ def render(spec: OpSpec, *, op_id: str, entity_id: str, now_ms: int, default_ttl
     return Rendered(data, title, body, thread, expires)
 
 
-def _message_fields(spec: OpSpec, data: dict[str, str], message_id: str) -> tuple[str, str]:
+def _message_fields(spec: OpSpec, data: dict[str, str], message_id: str,
+                    expires: int) -> tuple[str, str]:
     f = spec.fields
     data["title"] = f["title"]
     if f["body"]:
         data["body"] = f["body"]
     data["severity"] = spec.severity
     if spec.ttl_ms is not None:
-        data["ttl"] = str(min(spec.ttl_ms, int(data["sent_at"]) + MAX_TTL_MS))
+        data["ttl"] = str(expires)  # the asked expiry, capped as effective_expiry does
     data["message_id"] = message_id
     if f["tags"]:
         data["tags"] = _json_list(f["tags"])

@@ -157,8 +157,7 @@ class Dispatcher:
             return None
         data: dict[str, str] = json.loads(info.payload)
         alert: dict[str, str] = json.loads(info.alert or "{}")
-        wake = wakeup_data({**data, "delivery_id": ""})
-        wake.pop("delivery_id", None)
+        wake = wakeup_data(data)  # the stored map never holds delivery_id
         template: Any
         if due.route == "apns":
             template = A.build_payload(data, title=alert.get("title", data.get("title", "")),
