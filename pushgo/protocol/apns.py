@@ -118,8 +118,22 @@ def apns_id_of(delivery_id: str) -> str:
     return f"{d[0:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:32]}"
 
 
+def _literal_name(name: bytes) -> bytes:
+    """The start of a literal-without-indexing field, up to its value's length."""
+    return encode_header(name, b"")[:-1]
+
+
+#: A value's length prefix, for the lengths requests use (HPACK 7-bit prefix, no Huffman).
+_LENGTHS = [bytes([n]) for n in range(127)]
+_PATH = _literal_name(b":path")
+_APNS_ID = _literal_name(b"apns-id")
+_COLLAPSE_ID = _literal_name(b"apns-collapse-id")
+
+
 class HeaderBuilder:
-    """Header blocks for one (authority, topic, JWT): the static part encoded once per JWT."""
+    """Header blocks for one (authority, topic, JWT): the static part encoded once per JWT;
+    per request only the device token, the ids and the expiry are written, as fixed name
+    prefixes plus values (the bytes ``encode_headers`` would produce)."""
 
     def __init__(self, authority: str, topic: str, jwt: str) -> None:
         self.jwt = jwt
@@ -132,19 +146,28 @@ class HeaderBuilder:
             (b"apns-push-type", b"alert"),
         ])
         self._prio = {p: encode_header(b"apns-priority", p) for p in (b"10", b"5")}
+        self._expiration_s: int | None = None
+        self._expiration = b""
 
     def block(self, device_token: str, delivery_id: str, *, low_priority: bool,
               expiration_s: int | None) -> bytes:
-        parts = [
-            self._pseudo,
-            encode_header(b":path", b"/3/device/" + device_token.encode()),
-            self._static,
-            encode_header(b"apns-id", apns_id_of(delivery_id).encode()),
-            encode_header(b"apns-collapse-id", delivery_id.encode()),
-            self._prio[b"5" if low_priority else b"10"],
-        ]
+        path = b"/3/device/" + device_token.encode()
+        collapse = delivery_id.encode()
+        if len(path) >= 127 or len(collapse) >= 127:  # not a real token or id: the general way
+            parts = [self._pseudo, encode_header(b":path", path), self._static,
+                     encode_header(b"apns-id", apns_id_of(delivery_id).encode()),
+                     encode_header(b"apns-collapse-id", collapse)]
+        else:
+            apns_id = apns_id_of(delivery_id).encode()
+            parts = [self._pseudo, _PATH, _LENGTHS[len(path)], path, self._static,
+                     _APNS_ID, _LENGTHS[len(apns_id)], apns_id,
+                     _COLLAPSE_ID, _LENGTHS[len(collapse)], collapse]
+        parts.append(self._prio[b"5" if low_priority else b"10"])
         if expiration_s is not None:
-            parts.append(encode_header(b"apns-expiration", str(expiration_s).encode()))
+            if expiration_s != self._expiration_s:  # one operation's jobs share their expiry
+                self._expiration = encode_header(b"apns-expiration", str(expiration_s).encode())
+                self._expiration_s = expiration_s
+            parts.append(self._expiration)
         return b"".join(parts)
 
 

@@ -105,14 +105,42 @@ def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
 
 # --- events --------------------------------------------------------------------------------
 
-@dataclass(slots=True)
 class Response:
-    """A complete response on a stream."""
+    """A complete response on a stream.
 
-    stream_id: int
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes
+    ``headers`` (``:status`` excluded) may be decoded lazily: a 200 that ends its stream keeps
+    the parts of its header block that need no decoder state (see :func:`scan_block`) and
+    decodes them on first access, so a 200 nobody asks about costs no Huffman decoding."""
+
+    __slots__ = ("_headers", "_segments", "body", "status", "stream_id")
+
+    def __init__(self, stream_id: int, status: int, headers: dict[bytes, bytes] | None,
+                 body: bytes = b"", *, segments: list[Segment] | None = None) -> None:
+        self.stream_id = stream_id
+        self.status = status
+        self.body = body
+        self._headers = headers
+        self._segments = segments
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = decode_segments(self._segments or [])
+            self._segments = None
+        return headers
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Response):
+            return NotImplemented
+        return (self.stream_id, self.status, self.headers, self.body) == (
+            other.stream_id, other.status, other.headers, other.body)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"Response(stream_id={self.stream_id}, status={self.status}, "
+                f"headers={self.headers!r}, body={self.body!r})")
 
 
 @dataclass(slots=True)
@@ -362,29 +390,67 @@ class H2Client:
         # PRIORITY and unknown frame types are ignored, as the protocol asks.
 
     def _header_block_done(self, events: list[Event]) -> None:
-        block, sid, end_stream = self._hblock, self._hblock_stream, self._hblock_end_stream
+        block_buf, sid, end_stream = self._hblock, self._hblock_stream, self._hblock_end_stream
         self._hblock = None
-        assert block is not None
-        try:
-            fields = self._decoder.decode(bytes(block), raw=True)
-        except HPACKError as exc:
-            raise H2ProtocolError(f"HPACK: {exc}") from None
+        assert block_buf is not None
+        block = bytes(block_buf)
+        plan = scan_block(block)
+        segments: list[Segment] = []
+        status = -1
+        if plan is None:
+            for name, value in self._decode(block):
+                if name == b":status":
+                    status = int(value)
+                segments.append((name, value))
+        else:
+            # Only what reads or changes the dynamic table goes through the shared decoder
+            # (in order, so its state stays the peer encoder's); the rest waits, undecoded.
+            spans, statuses = plan
+            stateful = [block[a:b] for a, b, st in spans if st]
+            decoded = iter(self._decode(b"".join(stateful)) if stateful else ())
+            codes = dict(statuses)
+            run_start = -1
+            for i, (a, _end, st) in enumerate(spans):
+                if st:
+                    if run_start >= 0:
+                        segments.append(block[run_start:a])
+                        run_start = -1
+                    name, value = next(decoded)
+                    if name == b":status":
+                        status = int(value)
+                    segments.append((name, value))
+                else:
+                    if run_start < 0:
+                        run_start = a
+                    code = codes.get(i)
+                    if code is not None:
+                        status = code
+            if run_start >= 0:
+                segments.append(block[run_start:])
         stream = self._streams.get(sid)
         if stream is None:
             return  # a stream we already gave up on; the decoder state is kept in step
+        if status == -1:
+            status = stream.status
+        if end_stream and status == 200 and stream.headers is None:
+            # The steady state (an APNs 200): nothing but :status is decoded now.
+            self._close_stream(sid)
+            events.append(Response(sid, 200, None, bytes(stream.body), segments=segments))
+            return
         headers: dict[bytes, bytes] = stream.headers if stream.headers is not None else {}
-        status = stream.status
-        for name, value in fields:
-            if name == b":status":
-                status = int(value)
-            else:
-                headers[bytes(name)] = bytes(value)
+        headers.update(decode_segments(segments))
         if 100 <= status < 200 and not end_stream:
             return  # informational: the real response follows
         stream.status = status
         stream.headers = headers
         if end_stream:
             self._finish(sid, stream, events)
+
+    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        try:
+            return [(bytes(n), bytes(v)) for n, v in self._decoder.decode(block, raw=True)]
+        except HPACKError as exc:
+            raise H2ProtocolError(f"HPACK: {exc}") from None
 
     def _finish(self, sid: int, stream: _Stream, events: list[Event]) -> None:
         self._close_stream(sid)
@@ -425,6 +491,133 @@ class H2Client:
             events.append(SettingsChanged(max_streams))
         if self._blocked:
             self._flush_blocked()
+
+
+# --- HPACK decoding fast path ----------------------------------------------------------------
+
+#: Static-table indices whose entry is ``:status`` (RFC 7541 Appendix A) and their values.
+_STATIC_STATUS = {8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500}
+_STATIC_ENTRIES = 61
+#: ``:status`` Huffman-coded (RFC 7541 Appendix B): a string decodes to ``:status`` only if
+#: it is these bytes.
+_HUFFMAN_STATUS = b"\xb8\x84\x8d6\xa3"
+#: Blocks longer than this always take the full decoder (it also enforces the header list
+#: size limit, which a scan that skips Huffman strings cannot measure).
+SCAN_LIMIT = 1024
+
+
+def _int_at(block: bytes | bytearray, pos: int, prefix_bits: int) -> tuple[int, int]:
+    """An HPACK integer at ``pos`` → (value, next position); (-1, pos) when truncated."""
+    limit = (1 << prefix_bits) - 1
+    value = block[pos] & limit
+    pos += 1
+    if value < limit:
+        return value, pos
+    shift = 0
+    end = len(block)
+    while pos < end:
+        b = block[pos]
+        pos += 1
+        value += (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
+        if shift > 28:
+            break
+    return -1, pos
+
+
+#: A decoded block in order: runs of representations that need no decoder state (kept as
+#: bytes, decoded on demand by a fresh decoder) and fields the shared decoder produced.
+Segment = bytes | tuple[bytes, bytes]
+
+
+def scan_block(block: bytes) -> tuple[list[tuple[int, int, bool]], list[tuple[int, int]]] | None:
+    """Split a header block into representations without decoding any string.
+
+    Returns ``(spans, statuses)``: ``spans`` are ``(start, end, stateful)`` — stateful when the
+    representation reads or changes the dynamic table (an index above the static table, or a
+    literal with incremental indexing), which only the shared decoder can decode; ``statuses``
+    are ``(span number, code)`` for each ``:status`` given by the static table or as a plain
+    literal. None when the block must take the full decoder: a table size update, a
+    Huffman-coded or non-numeric literal ``:status``, anything malformed, or a block longer
+    than ``SCAN_LIMIT`` (so the header list size limit cannot be passed unseen: a 1 KiB block
+    decodes to well under 64 KiB)."""
+    end = len(block)
+    if end > SCAN_LIMIT:
+        return None
+    pos = 0
+    spans: list[tuple[int, int, bool]] = []
+    statuses: list[tuple[int, int]] = []
+    while pos < end:
+        start = pos
+        b = block[pos]
+        if b & 0x80:  # indexed field
+            index, pos = _int_at(block, pos, 7)
+            if index <= 0:
+                return None
+            if index > _STATIC_ENTRIES:
+                spans.append((start, pos, True))
+                continue
+            code = _STATIC_STATUS.get(index)
+            if code is not None:
+                statuses.append((len(spans), code))
+            spans.append((start, pos, False))
+            continue
+        if b & 0xE0 == 0x20:  # dynamic table size update
+            return None
+        incremental = b & 0xC0 == 0x40
+        index, pos = _int_at(block, pos, 6 if incremental else 4)
+        if index < 0:
+            return None
+        stateful = incremental or index > _STATIC_ENTRIES
+        status_name = index in _STATIC_STATUS
+        if index == 0:  # literal name
+            if pos >= end:
+                return None
+            name_huffman = block[pos] & 0x80
+            length, pos = _int_at(block, pos, 7)
+            if length < 0 or pos + length > end:
+                return None
+            if block[pos:pos + length] == (_HUFFMAN_STATUS if name_huffman else b":status"):
+                status_name = True
+            pos += length
+        if pos >= end:
+            return None
+        huffman = block[pos] & 0x80
+        length, pos = _int_at(block, pos, 7)
+        if length < 0 or pos + length > end:
+            return None
+        if status_name and not stateful:
+            digits = block[pos:pos + length]
+            if huffman or length != 3 or not digits.isdigit():
+                return None
+            statuses.append((len(spans), int(digits)))
+        pos += length
+        spans.append((start, pos, stateful))
+    return spans, statuses
+
+
+def decode_segments(segments: list[Segment]) -> dict[bytes, bytes]:
+    """The regular headers of a scanned block (``:status`` left out; a repeated name keeps its
+    last value). Stateless runs are decoded by a fresh decoder; one that does not decode (a
+    peer's broken Huffman string in an otherwise plain response) contributes no headers."""
+    headers: dict[bytes, bytes] = {}
+    for seg in segments:
+        if isinstance(seg, tuple):
+            if seg[0] != b":status":
+                headers[seg[0]] = seg[1]
+            continue
+        decoder = Decoder()
+        decoder.max_header_list_size = MAX_HEADER_BLOCK
+        try:
+            fields = decoder.decode(seg, raw=True)
+        except HPACKError:
+            continue
+        for name, value in fields:
+            if name != b":status":
+                headers[bytes(name)] = bytes(value)
+    return headers
 
 
 def _unpad(payload: bytes) -> bytes:
