@@ -83,8 +83,6 @@ async def test_the_get_stream_carries_notifications_and_keep_alives(gateway):
             stream = Stream(resp)
             priming = await stream.next_event()
             assert priming.id and priming.retry == 3000 and priming.data == ""
-            second = await c.get("/mcp", headers=get_headers)
-            rpc_error(second, 409, J.INVALID_REQUEST)
             assert gateway.mcp.notifier.publish(LIST_CHANGED) == 1
             msg = await stream.next_message()
             assert msg == {"jsonrpc": "2.0", "method": LIST_CHANGED}
@@ -92,6 +90,27 @@ async def test_the_get_stream_carries_notifications_and_keep_alives(gateway):
             resp_del = await c.delete("/mcp", headers=legacy_headers(sid))
             assert resp_del.status_code == 200
             await stream.ends()
+
+
+async def test_a_session_may_hold_several_get_streams_and_each_note_goes_to_one(gateway):
+    async with served(gateway) as c:
+        sid = await open_session(c)
+        get_headers = {**AUTH, "accept": "text/event-stream", "mcp-session-id": sid,
+                       "mcp-protocol-version": "2025-11-25"}
+        async with c.stream("GET", "/mcp", headers=get_headers) as r1, \
+                c.stream("GET", "/mcp", headers=get_headers) as r2:
+            assert r1.status_code == r2.status_code == 200
+            first, second = Stream(r1), Stream(r2)
+            p1, p2 = await first.next_event(), await second.next_event()
+            assert p1.id and p2.id and p1.id != p2.id  # two streams, ids of their own
+            # One session: each notification goes to one of its streams (the newest).
+            assert gateway.mcp.notifier.publish(LIST_CHANGED) == 1
+            msg = await second.next_message()
+            assert msg["method"] == LIST_CHANGED
+            await c.delete("/mcp", headers=legacy_headers(sid))
+            await first.ends()
+            await second.ends()
+            assert not any(e.data for e in first.pending)
 
 
 async def test_get_stream_refusals(gateway):

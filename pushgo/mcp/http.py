@@ -147,12 +147,16 @@ class Reply:
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
+        self.ended = False
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
     async def body(self, data: bytes, *, more: bool = False) -> None:
+        if self.ended:
+            return
+        self.ended = not more
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def json(self, status: int, body: bytes,

@@ -193,3 +193,27 @@ UNBIND_IN = {"type": "object", "additionalProperties": False,
 UNBIND_OUT = {"type": "object",
               "properties": {"removed": {"type": "boolean"}, "channel_id": {"type": "string"}},
               "required": ["removed", "channel_id"]}
+
+#: What an ``isError`` result of any tool carries as ``structuredContent``.
+ERROR_PROPERTIES: dict[str, Schema] = {
+    "error_code": {"type": "string", "description": "machine-readable reason (isError results)"},
+    "error": {"type": "string", "description": "what went wrong (isError results)"},
+    "status": {"type": "integer", "description": "the HTTP API's status for the same failure"},
+}
+
+
+def admit_errors(schema: Schema | None) -> Schema | None:
+    """A tool's output schema that also admits the structured content of its ``isError``
+    results: clients validate every ``structuredContent`` against the ``outputSchema``, and
+    pushgo's failures carry ``{error_code, error, status}``. The properties stay at the root
+    (both shapes' fields; one both name takes either type), the ``required`` lists become
+    an ``anyOf``."""
+    if schema is None:
+        return None
+    out = copy.deepcopy(schema)
+    required = out.pop("required", [])
+    props = out.setdefault("properties", {})
+    for name, prop in ERROR_PROPERTIES.items():
+        props[name] = {"anyOf": [props[name], prop]} if name in props else prop
+    out["anyOf"] = [{"required": required}, {"required": list(ERROR_PROPERTIES)}]
+    return out

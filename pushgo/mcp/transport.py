@@ -5,17 +5,21 @@ an ``MCP-Protocol-Version`` header of 2026-07-28 (or, without a session, of no h
 revision), or a sessionless request declaring its version in ``_meta``, is 2026-07-28:
 stateless, checked by the request ladder, errors mapped to HTTP statuses. Everything else is
 the initialize era: ``initialize`` opens a session (``Mcp-Session-Id``), later requests need
-it (missing 400, unknown or ended 404), GET opens the session's notification stream, DELETE
-ends it.
+it (missing 400, unknown or ended 404), GET opens a notification stream (several may be
+open; each notification goes to one), DELETE ends it.
 
 A request is answered as application/json, or as text/event-stream when the client takes
 only that or asked for progress; a 2026-07-28 stream closed by the client cancels its
-request, and in the initialize era ``notifications/cancelled`` does.
+request, and in the initialize era ``notifications/cancelled`` does. Initialize-era streams
+are resumable (SEP-1699): events carry ids, a 2025-11-25 stream starts with a priming event
+and ``retry``, a tool may end its response early while it works on, and GET with
+``Last-Event-ID`` replays what followed that event and goes on with the stream.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import anyio
@@ -39,7 +43,7 @@ from pushgo.mcp.http import (
     sse_message,
     sse_priming,
 )
-from pushgo.mcp.sessions import Notifier, Session, SessionStore
+from pushgo.mcp.sessions import EventStream, Notifier, Session, SessionStore
 from pushgo.protocol import jsonrpc as J
 from pushgo.protocol import mcp as M
 
@@ -181,8 +185,11 @@ class McpEndpoint:
             await reply.error(404, J.INVALID_REQUEST, "Session not found", request_id=rid)
             return
         session = found
+        # The header SHOULD repeat the negotiated revision; one of another initialize-era
+        # revision is served as the session's (clients of the 2025-03-26 wire send theirs),
+        # anything else is 400.
         header_version = req.headers.get(M.H_PROTOCOL_VERSION)
-        if header_version is not None and header_version != session.protocol_version:
+        if header_version is not None and header_version not in M.HANDSHAKE_VERSIONS:
             await reply.error(400, J.INVALID_REQUEST, "Bad Request: unsupported "
                               f"MCP-Protocol-Version {header_version!r}; this session uses "
                               f"{session.protocol_version}", request_id=rid)
@@ -244,67 +251,83 @@ class McpEndpoint:
 
     async def _run(self, call: Call, accept: Accept, receive: Receive, reply: Reply,
                    session: Session | None) -> None:
-        """Dispatch ``call`` and answer it as JSON or SSE. The response commits to SSE only
-        when the first notification is ready (or a keep-alive is due), so errors that come
-        before any notification keep their HTTP status."""
+        """Dispatch ``call`` and answer it as JSON or SSE.
+
+        The request's messages (progress notifications, then its answer) go into an
+        :class:`EventStream`. The response commits to SSE only when the first notification
+        is ready, a keep-alive is due, or a tool ends the response early (SEP-1699), so
+        errors that come before any of those keep their HTTP status. A legacy-era request
+        outlives its response: ended early or disconnected, it runs on, and the client
+        resumes its stream with GET + Last-Event-ID."""
         req = call.request
         progress = req.method == "tools/call" and progress_token(req.params) is not None
         use_sse = accept.sse and (not accept.json or progress)
-        send_ch, recv_ch = anyio.create_memory_object_stream[bytes](16)
+        can_end_early = accept.sse and session is not None and session.primes
+        stream = session.open_stream() if session is not None else \
+            EventStream(0, resumable=False)
         done: list[Outcome | Unauthorized] = []
         cancelled = anyio.CancelScope()
         if session is not None:
             if req.id in session.inflight:
+                session.drop_stream(stream)
                 await reply.error(400, J.INVALID_REQUEST, "Request id already in use",
                                   request_id=req.id)
                 return
             session.inflight[req.id] = cancelled
 
         async def notify(frame: bytes) -> None:
-            if use_sse:
-                try:
-                    await send_ch.send(frame)
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    pass
+            if use_sse or stream.committed:
+                stream.append(frame)
+
+        async def end_response() -> bool:
+            if not can_end_early or stream.finished:
+                return False
+            stream.end_response()
+            return True
 
         call.notify = notify
+        call.end_response = end_response
 
         async def run_call() -> None:
-            async with send_ch:
+            try:
                 with cancelled:
                     try:
-                        done.append(await self.dispatcher.dispatch(call))
+                        result: Outcome | Unauthorized = await self.dispatcher.dispatch(call)
                     except Unauthorized as exc:
-                        done.append(exc)
+                        result = exc
+                    done.append(result)
+                    if isinstance(result, Outcome):
+                        stream.append(result.body)
+            finally:
+                stream.finish()
 
+        watching = anyio.CancelScope()
         try:
             async with anyio.create_task_group() as tg:
                 if call.modern:
-                    tg.start_soon(_cancel_on_disconnect, receive, cancelled)
+                    tg.start_soon(_cancel_on_disconnect, receive, cancelled, watching)
                 tg.start_soon(run_call)
-                async with recv_ch:
-                    await self._answer(call, use_sse, recv_ch, done, reply, session)
-                tg.cancel_scope.cancel()
+                await self._answer(call, use_sse, stream, done, reply, session)
+                watching.cancel()
+                # A response ended early leaves the request running: the task group waits.
         finally:
             if session is not None:
                 session.inflight.pop(req.id, None)
+                if not stream.committed:
+                    session.drop_stream(stream)
 
-    async def _answer(self, call: Call, use_sse: bool, frames: Any,
+    async def _answer(self, call: Call, use_sse: bool, stream: EventStream,
                       done: list[Outcome | Unauthorized], reply: Reply,
                       session: Session | None) -> None:
-        first: bytes | None = None
-        ended = False
-        if use_sse:
-            with anyio.move_on_after(self.keepalive_s):
-                try:
-                    first = await frames.receive()
-                except anyio.EndOfStream:
-                    ended = True
-        else:
-            async for _ in frames:  # JSON answers carry no notifications
-                pass
-            ended = True
-        if ended:
+        with anyio.move_on_after(self.keepalive_s if use_sse else math.inf) as wait:
+            while True:
+                changed = stream.changed()
+                if stream.finished or stream.ends or (use_sse and stream.events):
+                    break
+                await changed.wait()
+        keepalive_due = wait.cancelled_caught
+        notes = len(stream.events) - (1 if done and isinstance(done[0], Outcome) else 0)
+        if stream.finished and not stream.ends and not (use_sse and notes > 0):
             result = done[0] if done else None
             if isinstance(result, Unauthorized):
                 await self._unauthorized(reply, result)
@@ -318,34 +341,52 @@ class McpEndpoint:
             if not use_sse or status != 200:
                 await reply.json(status, result.body)
                 return
+        stream.committed = True
         await reply.start(200, SSE_HEADERS)
-        event_id = _event_ids(session)
-        if session is not None and session.protocol_version >= "2025-11-25":
-            await reply.body(sse_priming(event_id(), RETRY_MS), more=True)
-        while not ended:
-            if first is not None:
-                await reply.body(sse_message(first, event_id()), more=True)
-                first = None
-            with anyio.move_on_after(self.keepalive_s) as wait:
-                try:
-                    first = await frames.receive()
-                except anyio.EndOfStream:
-                    ended = True
-            if wait.cancelled_caught:
-                await reply.body(KEEPALIVE, more=True)
-        result = done[0] if done else None
-        if isinstance(result, Outcome):
-            await reply.body(sse_message(result.body, event_id()))
-        else:
-            await reply.body(b"")
+        if session is not None and session.primes:
+            await reply.body(sse_priming(_id(stream.event_id(0)), RETRY_MS), more=True)
+        if keepalive_due:
+            await reply.body(KEEPALIVE, more=True)
+        await self._pump(stream, reply, 0, ends=0)
+
+    async def _pump(self, stream: EventStream, reply: Reply, after: int,
+                    ends: int | None = None) -> None:
+        """Write ``stream``'s messages after seq ``after``, then follow it until it finishes,
+        the server ends this response early (``stream.ends`` passes ``ends``, by default
+        its value now), or a newer connection takes the stream over; keep-alive comments
+        while it is quiet. Ends the response."""
+        me = stream.attach()
+        ends = stream.ends if ends is None else ends
+        try:
+            while True:
+                changed = stream.changed()
+                for seq, data in stream.after(after):
+                    await reply.body(sse_message(data, stream.event_id(seq)), more=True)
+                    after = seq
+                if stream.writer != me or stream.ends != ends:
+                    break
+                if stream.finished and not stream.after(after):
+                    break
+                if changed.is_set():
+                    continue
+                with anyio.move_on_after(self.keepalive_s) as wait:
+                    await changed.wait()
+                if wait.cancelled_caught:
+                    await reply.body(KEEPALIVE, more=True)
+        finally:
+            stream.detach()
+        await reply.body(b"")
 
     async def _sse_single(self, reply: Reply, session: Session, body: bytes,
                           headers: list[tuple[bytes, bytes]]) -> None:
+        stream = session.open_stream()
+        stream.committed = True
+        stream.append(body)
+        stream.finish()
         await reply.start(200, [*SSE_HEADERS, *headers])
-        event_id = _event_ids(session)
-        if session.protocol_version >= "2025-11-25":
-            await reply.body(sse_priming(event_id(), RETRY_MS), more=True)
-        await reply.body(sse_message(body, event_id()))
+        if session.primes:
+            await reply.body(sse_priming(_id(stream.event_id(0)), RETRY_MS), more=True)
+        await self._pump(stream, reply, 0)
 
     # --- streams of server notifications ------------------------------------------------------
 
@@ -393,6 +434,10 @@ class McpEndpoint:
 
     async def _get(self, req: Incoming, principal: Principal, receive: Receive,
                    reply: Reply) -> None:
+        """A GET stream of server notifications (a session may hold several; each
+        notification goes to one of them), or with ``Last-Event-ID`` the resumption of a
+        stream the client lost or the server ended early: what followed that event, then
+        the stream goes on live."""
         if self._modern_header(req):
             await reply.error(405, J.INVALID_REQUEST, "Method not allowed: 2026-07-28 serves "
                               "POST only", headers=[(b"allow", b"POST")])
@@ -404,43 +449,40 @@ class McpEndpoint:
         session = await self._session_of(req, principal, reply)
         if session is None:
             return
-        if session.stream_open:
-            await reply.error(409, J.INVALID_REQUEST,
-                              "Conflict: this session already has a GET stream open")
+        last = req.headers.get("last-event-id")
+        found = session.find_stream(last) if last is not None else None
+        if found is not None and not found[0].standalone:
+            stream, after = found
+            await reply.start(200, SSE_HEADERS)
+
+            async def resume(tg: TaskGroup) -> None:
+                await self._pump(stream, reply, after)
+
+            await _stream_until_gone(receive, resume)
+            await _end_quietly(reply)
             return
-        session.stream_open = True
-        try:
-            with self.notifier.subscribe(principal.key) as inbox:
-                await reply.start(200, SSE_HEADERS)
-                event_id = _event_ids(session)
-                if session.protocol_version >= "2025-11-25":
-                    await reply.body(sse_priming(event_id(), RETRY_MS), more=True)
+        stream, after = found if found is not None else \
+            (session.open_stream(standalone=True), 0)
+        with self.notifier.subscribe(principal.key, group=session.id) as inbox:
+            await reply.start(200, SSE_HEADERS)
+            if found is None:
+                if session.primes:
+                    await reply.body(sse_priming(_id(stream.event_id(0)), RETRY_MS),
+                                     more=True)
                 else:
                     await reply.body(KEEPALIVE, more=True)
 
-                async def forward(tg: TaskGroup) -> None:
-                    tg.start_soon(_cancel_when, session.ended, tg.cancel_scope)
-                    while True:
-                        with anyio.move_on_after(self.keepalive_s) as wait:
-                            try:
-                                method, note = await inbox.receive()
-                            except anyio.EndOfStream:
-                                tg.cancel_scope.cancel()
-                                return
-                        if wait.cancelled_caught:
-                            await reply.body(KEEPALIVE, more=True)
-                        else:
-                            frame = J.encode_notification(method, note)
-                            await reply.body(sse_message(frame, event_id()), more=True)
+            async def forward(tg: TaskGroup) -> None:
+                async def feed() -> None:
+                    async for method, note in inbox:
+                        stream.append(J.encode_notification(method, note))
+                    tg.cancel_scope.cancel()  # the server is stopping
 
-                await _stream_until_gone(receive, forward)
-            with anyio.CancelScope(shield=True):
-                try:
-                    await reply.body(b"")
-                except Exception:  # the connection may be gone already
-                    log.debug("mcp GET stream ended after its connection")
-        finally:
-            session.stream_open = False
+                tg.start_soon(feed)
+                await self._pump(stream, reply, after)
+
+            await _stream_until_gone(receive, forward)
+        await _end_quietly(reply)
 
     async def _delete(self, req: Incoming, principal: Principal, reply: Reply) -> None:
         if self._modern_header(req):
@@ -466,21 +508,28 @@ class McpEndpoint:
         return session
 
 
-def _event_ids(session: Session | None) -> Any:
-    if session is None:
-        return lambda: None
-    return session.next_event_id
+def _id(event_id: str | None) -> str:
+    assert event_id is not None, "a session's streams number their events"
+    return event_id
 
 
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope,
+                                watching: anyio.CancelScope) -> None:
+    with watching:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
 
 
-async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
+async def _end_quietly(reply: Reply) -> None:
+    """End a stream's response if it is not ended yet; the connection may be gone."""
+    if reply.ended:
+        return
+    with anyio.CancelScope(shield=True):
+        try:
+            await reply.body(b"")
+        except Exception:
+            log.debug("mcp stream ended after its connection")
 
 
 async def _stream_until_gone(receive: Receive, body: Any) -> None:

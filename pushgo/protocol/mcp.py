@@ -20,6 +20,7 @@ import msgspec
 from pushgo.protocol.jsonrpc import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
     UNSUPPORTED_PROTOCOL_VERSION,
     RpcError,
 )
@@ -158,6 +159,16 @@ class TextContent(msgspec.Struct, tag_field="type", tag="text"):
     text: str
 
 
+class ImageContent(msgspec.Struct, tag_field="type", tag="image"):
+    data: str  # base64
+    mimeType: str
+
+
+class AudioContent(msgspec.Struct, tag_field="type", tag="audio"):
+    data: str  # base64
+    mimeType: str
+
+
 class Resource(msgspec.Struct, omit_defaults=True, kw_only=True):
     uri: str
     name: str
@@ -178,6 +189,22 @@ class TextResourceContents(msgspec.Struct, omit_defaults=True, kw_only=True):
     uri: str
     text: str
     mimeType: str | None = None
+
+
+class BlobResourceContents(msgspec.Struct, omit_defaults=True, kw_only=True):
+    uri: str
+    blob: str  # base64
+    mimeType: str | None = None
+
+
+ResourceContents = TextResourceContents | BlobResourceContents
+
+
+class EmbeddedResource(msgspec.Struct, tag_field="type", tag="resource"):
+    resource: ResourceContents
+
+
+Content = TextContent | ImageContent | AudioContent | EmbeddedResource
 
 
 CacheScope = Literal["public", "private"]
@@ -281,6 +308,31 @@ def check_modern_request(method: str, params: msgspec.Raw | None,
 def unsupported_version(requested: str) -> RpcError:
     return RpcError(UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version",
                     {"supported": list(SUPPORTED_VERSIONS), "requested": requested})
+
+
+def missing_capabilities(required: Mapping[str, Any], declared: Mapping[str, Any]
+                         ) -> dict[str, Any]:
+    """The part of ``required`` (a ClientCapabilities object, e.g. ``{"sampling": {}}`` or
+    ``{"elicitation": {"url": {}}}``) that ``declared`` lacks; empty when nothing is."""
+    missing: dict[str, Any] = {}
+    for name, want in required.items():
+        have = declared.get(name)
+        if not isinstance(have, dict):
+            missing[name] = want
+        elif isinstance(want, dict) and want:
+            sub = missing_capabilities(want, have)
+            if sub:
+                missing[name] = sub
+    return missing
+
+
+def missing_capability_error(missing: Mapping[str, Any]) -> RpcError:
+    """-32021 (2026-07-28, and answered the same way in the initialize era): the request
+    needs client capabilities the client did not declare; HTTP 400 in 2026-07-28."""
+    names = ", ".join(sorted(missing))
+    return RpcError(MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    f"Missing required client capability: {names}",
+                    {"requiredCapabilities": dict(missing)})
 
 
 def negotiate(requested: str) -> str:
