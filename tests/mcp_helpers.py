@@ -23,7 +23,7 @@ ACCEPT_BOTH = "application/json, text/event-stream"
 
 @pytest.fixture(name="settings_overrides")
 def mcp_settings() -> dict[str, Any]:
-    return {"mcp_enabled": True, "token": TOKEN}
+    return {"mcp_enabled": True, "token": TOKEN, "mcp_auth_mode": "legacy"}
 
 
 @pytest.fixture(name="api")

@@ -135,7 +135,7 @@ async def test_the_sdk_reads_the_channel_resources(gateway, api, mode):
         assert [str(r.uri) for r in listed.resources] == ["pushgo://channels"]
         templates = await client.list_resource_templates()
         assert [t.uri_template for t in templates.resource_templates] == [
-            "pushgo://channels/{channel_id}"]
+            "pushgo://channels/{channel_id}", "pushgo://operations/{op_id}"]
         channels = await client.read_resource("pushgo://channels")
         assert json.loads(channels.contents[0].text)["channels"] == []
         one = await client.read_resource(f"pushgo://channels/{cid}")

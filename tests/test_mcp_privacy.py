@@ -18,7 +18,7 @@ from tests.mcp_helpers import modern_request
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"mcp_enabled": True}
+    return {"mcp_enabled": True, "mcp_auth_mode": "legacy"}
 
 
 @pytest.fixture

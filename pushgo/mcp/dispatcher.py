@@ -4,7 +4,12 @@ This is the single place where exceptions become wire errors: a GatewayError rai
 tool becomes an ``isError`` tool result carrying the gateway ``error_code``; an RpcError
 becomes a JSON-RPC error; anything unexpected is logged and answered without its details.
 It also owns what each era adds to results (2026-07-28: ``resultType``, the server identity
-in ``_meta``, ``ttlMs``/``cacheScope`` on list and read results) and pagination cursors.
+in ``_meta``, ``ttlMs``/``cacheScope`` on list and read results), pagination cursors, and the
+client-capability check of tools that need one (-32021).
+
+The tools and resources are pluggable (:class:`ToolSet`, :class:`ResourceSet`): /mcp serves
+pushgo's own (pushgo.mcp.tools, pushgo.mcp.resources); the conformance fixture app
+(pushgo.testing.mcp_fixtures) serves the official suite's fixtures on the same engine.
 
 Must not import starlette; the transport (pushgo.mcp.transport) owns HTTP.
 """
@@ -17,15 +22,14 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from pushgo import __version__
 from pushgo.errors import GatewayError
 from pushgo.mcp.auth import SCOPE_CHANNELS, McpAuth, Principal, Unauthorized
-from pushgo.mcp.resources import Resources
-from pushgo.mcp.tools import ToolContext, Tools
+from pushgo.mcp.tools import EndResponse, ToolContext, ToolDef, ToolResult
 from pushgo.protocol import jsonrpc as J
 from pushgo.protocol import mcp as M
 
@@ -58,6 +62,32 @@ async def _no_notify(_frame: bytes) -> None:
     return None
 
 
+async def _no_end_response() -> bool:
+    return False
+
+
+class ToolSet(Protocol):
+    def wire(self, oauth: bool | None = None) -> Sequence[M.Tool]:
+        """The tools as a caller of that kind (OAuth or legacy) sees them; None: the
+        gateway's own mode."""
+        ...
+
+    def get(self, name: str) -> ToolDef:
+        """The tool, or RpcError INVALID_PARAMS for an unknown name."""
+        ...
+
+
+class ResourceSet(Protocol):
+    def templates(self) -> Sequence[M.ResourceTemplate]: ...
+
+    async def listed(self, principal: Principal) -> Sequence[M.Resource]: ...
+
+    async def read(self, uri: str, principal: Principal, *, modern: bool
+                   ) -> Sequence[M.ResourceContents]:
+        """The contents, or RpcError (resource not found) for an unknown uri."""
+        ...
+
+
 @dataclass
 class Call:
     request: J.Request
@@ -66,6 +96,7 @@ class Call:
     protocol_version: str
     notify: Notify = _no_notify
     client_capabilities: dict[str, Any] = field(default_factory=dict)
+    end_response: EndResponse = _no_end_response
 
 
 @dataclass(frozen=True)
@@ -119,22 +150,26 @@ def paginate(items: Sequence[Any], cursor: str | None, key: str) -> dict[str, An
 
 
 class Dispatcher:
-    def __init__(self, tools: Tools, resources: Resources, auth: McpAuth) -> None:
+    def __init__(self, tools: ToolSet, resources: ResourceSet, auth: McpAuth, *,
+                 server_info: M.Implementation = SERVER_INFO,
+                 instructions: str | None = None) -> None:
         self.tools = tools
         self.resources = resources
         self.auth = auth
-        self.instructions = INSTRUCTIONS + ("" if auth.oauth else LEGACY_HINT)
+        self.server_info = server_info
+        self.instructions = instructions if instructions is not None else (
+            INSTRUCTIONS + ("" if auth.oauth else LEGACY_HINT))
 
     def initialize_result(self, version: str) -> dict[str, Any]:
         return {"protocolVersion": version, "capabilities": capabilities(),
-                "serverInfo": SERVER_INFO, "instructions": self.instructions}
+                "serverInfo": self.server_info, "instructions": self.instructions}
 
     def discover_result(self) -> dict[str, Any]:
         return {"supportedVersions": list(M.SUPPORTED_VERSIONS), "capabilities": capabilities(),
                 "instructions": self.instructions}
 
     def server_meta(self) -> dict[str, Any]:
-        return {M.META_SERVER_INFO: SERVER_INFO}
+        return {M.META_SERVER_INFO: self.server_info}
 
     def finish(self, result: dict[str, Any], *, modern: bool,
                cache: M.CacheHint | None = None) -> dict[str, Any]:
@@ -181,8 +216,8 @@ class Dispatcher:
             return self.discover_result(), M.CacheHint(LIST_TTL_MS, "public")
         if method == "tools/list":
             p = M.decode_params(params, M.PaginatedParams)
-            return paginate(self.tools.wire(), p.cursor, "tools"), M.CacheHint(LIST_TTL_MS,
-                                                                               "public")
+            tools = self.tools.wire(call.principal.oauth)
+            return paginate(tools, p.cursor, "tools"), M.CacheHint(LIST_TTL_MS, "public")
         if method == "tools/call":
             return await self._call_tool(call), None
         if method == "resources/list":
@@ -208,6 +243,10 @@ class Dispatcher:
         p = M.decode_params(call.request.params, M.CallToolParams)
         tool = self.tools.get(p.name)
         self._require(call.principal, tool.scope)
+        if tool.requires:
+            missing = M.missing_capabilities(tool.requires, call.client_capabilities)
+            if missing:
+                raise M.missing_capability_error(missing)
         token = p.meta.progressToken if p.meta is not None else None
 
         async def progress(done: float, total: float | None, message: str | None) -> None:
@@ -220,13 +259,17 @@ class Dispatcher:
                 params["message"] = message
             await call.notify(J.encode_notification("notifications/progress", params))
 
+        ctx = ToolContext(call.principal, progress, end_response=call.end_response,
+                          wants_progress=token is not None)
         try:
-            out = await tool.handler(p.arguments or {}, ToolContext(call.principal, progress))
+            out = await tool.handler(p.arguments or {}, ctx)
         except GatewayError as exc:
             return tool_error(exc)
         except Exception:
             log.exception("mcp tool failed", extra={"fields": {"tool": p.name}})
             return tool_error(GatewayError("internal error", code="internal_error", status=500))
+        if isinstance(out, ToolResult):
+            return out.wire()
         return tool_result(out)
 
 

@@ -1,6 +1,7 @@
 """MCP resources: ``pushgo://channels`` (the caller's authorized channels) and the template
 ``pushgo://channels/{channel_id}`` (channel info with its recent messages, open events and
-things, read from the store).
+things, read from the store), and ``pushgo://operations/{op_id}`` (an operation's delivery
+status, as ``GET /deliveries/{op_id}``).
 
 Legacy mode has no channel grants, so ``pushgo://channels`` lists none (an empty
 ``channels`` array with a ``note`` saying why). A channel resource is readable for any
@@ -8,13 +9,15 @@ existing channel by whoever holds the gateway token; its history (messages, even
 only when a gateway token is configured at all — without one, knowing a channel id must not
 be enough to read what was sent to it, so only what ``/channel/exists`` shows is given.
 OAuth mode lists and reads only granted channels; an ungranted channel reads as not found,
-so its existence does not leak. Password hashes are never read.
+so its existence does not leak. The mode is the caller's: an OAuth-mode gateway also takes
+the gateway token, and that caller is served as in legacy mode. Password hashes are never read.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
 from pushgo.errors import GatewayError
 from pushgo.mcp.auth import ChannelBinding, Principal
@@ -27,6 +30,8 @@ from pushgo.store import history as H
 SCHEME = "pushgo://"
 CHANNELS_URI = "pushgo://channels"
 CHANNEL_TEMPLATE = "pushgo://channels/{channel_id}"
+OPERATION_TEMPLATE = "pushgo://operations/{op_id}"
+OPERATIONS_PREFIX = "pushgo://operations/"
 MIME = "application/json"
 
 LEGACY_NOTE = ("legacy mode: no channels are bound; send tools take channel_id and password "
@@ -59,10 +64,33 @@ class Resources:
         return [ResourceTemplate(
             uriTemplate=CHANNEL_TEMPLATE, name="channel", title="Channel",
             description="A channel: its name and subscriber count, its recent messages, open "
-                        "events and things.", mimeType=MIME)]
+                        "events and things.", mimeType=MIME),
+            ResourceTemplate(
+                uriTemplate=OPERATION_TEMPLATE, name="operation", title="Delivery status",
+                description="How far an operation (a send's op_id) has got: its deliveries "
+                            "by state (queued, sent, failed, expired) and failure reason.",
+                mimeType=MIME)]
+
+    async def _operation(self, uri: str, principal: Principal, *, modern: bool
+                         ) -> list[TextResourceContents]:
+        """Counts only, never content: readable as the HTTP status route is; an OAuth caller
+        sees only what was sent to its granted channels."""
+        channels: list[str] | None = None
+        if principal.oauth:
+            channels = [str(c["channel_id"]) for c in await self._granted(principal)]
+            if not channels:
+                raise not_found(uri, modern=modern)
+        try:
+            doc = await self.svc.status.get(unquote(uri[len(OPERATIONS_PREFIX):]),
+                                            channel_ids=channels)
+        except GatewayError as exc:
+            if exc.status >= 500:
+                raise
+            raise not_found(uri, modern=modern) from None
+        return [TextResourceContents(uri=uri, mimeType=MIME, text=_json(doc))]
 
     async def _granted(self, principal: Principal) -> list[dict[str, Any]]:
-        if not self.oauth:
+        if not principal.oauth:
             return []
         try:
             return await self.binding.list_channels(principal)
@@ -82,11 +110,13 @@ class Resources:
     async def read(self, uri: str, principal: Principal, *, modern: bool
                    ) -> list[TextResourceContents]:
         if uri == CHANNELS_URI:
-            if self.oauth:
+            if principal.oauth:
                 doc: dict[str, Any] = {"channels": await self._granted(principal)}
             else:
                 doc = {"channels": [], "mode": "legacy", "note": LEGACY_NOTE}
             return [TextResourceContents(uri=uri, mimeType=MIME, text=_json(doc))]
+        if uri.startswith(OPERATIONS_PREFIX):
+            return await self._operation(uri, principal, modern=modern)
         prefix = CHANNELS_URI + "/"
         if not uri.startswith(prefix):
             raise not_found(uri, modern=modern)
@@ -94,12 +124,12 @@ class Resources:
             cid = F.channel_id(uri[len(prefix):])
         except GatewayError:
             raise not_found(uri, modern=modern) from None
-        if self.oauth and not await self.binding.is_granted(principal, cid):
+        if principal.oauth and not await self.binding.is_granted(principal, cid):
             raise not_found(uri, modern=modern)
         overview = await self.svc.ctx.store.read(H.channel_overview, cid)
         if overview is None:
             raise not_found(uri, modern=modern)
-        if not self.oauth and self.svc.ctx.settings.token is None:
+        if not principal.oauth and self.svc.ctx.settings.token is None:
             overview = {k: v for k, v in overview.items() if k not in HISTORY_KEYS}
             overview["note"] = HISTORY_HIDDEN_NOTE
         return [TextResourceContents(uri=uri, mimeType=MIME, text=_json(overview))]

@@ -18,26 +18,53 @@ import msgspec
 from pushgo.errors import GatewayError, InvalidInput
 from pushgo.mcp import schemas as S
 from pushgo.mcp.auth import SCOPE_CHANNELS, SCOPE_TOOLS, ChannelBinding, Principal
+from pushgo.mcp.progress import report_delivery
 from pushgo.protocol import fields as F
 from pushgo.protocol import operations as OPS
 from pushgo.protocol.jsonrpc import INVALID_PARAMS, RpcError
-from pushgo.protocol.mcp import Tool, ToolAnnotations
+from pushgo.protocol.mcp import Content, Tool, ToolAnnotations
 from pushgo.service import Services
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+#: Ask the transport to end the current SSE response early (the client resumes with
+#: Last-Event-ID); False when this request cannot be resumed (JSON answer, no session).
+EndResponse = Callable[[], Awaitable[bool]]
 
 
 async def _no_progress(_p: float, _t: float | None, _m: str | None) -> None:
     return None
 
 
+async def _no_end_response() -> bool:
+    return False
+
+
 @dataclass
 class ToolContext:
     principal: Principal
     progress: Progress = _no_progress
+    end_response: EndResponse = _no_end_response
+    #: The client passed a progressToken: send tools then follow their deliveries a while.
+    wants_progress: bool = False
 
 
-Handler = Callable[[dict[str, Any], ToolContext], Awaitable[dict[str, Any]]]
+@dataclass(frozen=True)
+class ToolResult:
+    """A result with content of its own (images, audio, embedded resources); a handler
+    returning a plain dict gets it as ``structuredContent`` mirrored as text instead."""
+
+    content: list[Content]
+    structured: dict[str, Any] | None = None
+    is_error: bool = False
+
+    def wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"content": self.content, "isError": self.is_error}
+        if self.structured is not None:
+            out["structuredContent"] = self.structured
+        return out
+
+
+Handler = Callable[[dict[str, Any], ToolContext], Awaitable[dict[str, Any] | ToolResult]]
 
 
 @dataclass(frozen=True)
@@ -46,14 +73,18 @@ class ToolDef:
     title: str
     description: str
     input_schema: dict[str, Any]
-    output_schema: dict[str, Any]
+    output_schema: dict[str, Any] | None
     annotations: ToolAnnotations
     scope: str
     handler: Handler
+    #: Client capabilities the tool needs (e.g. ``{"sampling": {}}``); a client that did
+    #: not declare them gets -32021 before the handler runs.
+    requires: dict[str, Any] | None = None
 
     def wire(self) -> Tool:
         return Tool(name=self.name, title=self.title, description=self.description,
-                    inputSchema=self.input_schema, outputSchema=self.output_schema,
+                    inputSchema=self.input_schema,
+                    outputSchema=S.admit_errors(self.output_schema),
                     annotations=self.annotations)
 
 
@@ -86,9 +117,20 @@ class Tools:
         self.oauth = oauth
         self._tools: dict[str, ToolDef] = {t.name: t for t in self._build()}
         self._wire = [t.wire() for t in self._tools.values()]
+        # An OAuth-mode gateway also takes the gateway token (a legacy caller, as v1.2.9):
+        # that caller is shown the schemas with ``password``.
+        self._wires = {oauth: self._wire, not oauth: self._wire_for(not oauth)}
 
-    def wire(self) -> list[Tool]:
-        return self._wire
+    def _wire_for(self, oauth: bool) -> list[Tool]:
+        saved, self.oauth = self.oauth, oauth
+        try:
+            return [t.wire() for t in self._build()]
+        finally:
+            self.oauth = saved
+
+    def wire(self, oauth: bool | None = None) -> list[Tool]:
+        """The tools as a caller of this kind (OAuth or legacy) sees them."""
+        return self._wire if oauth is None else self._wires[oauth]
 
     def get(self, name: str) -> ToolDef:
         tool = self._tools.get(name)
@@ -112,8 +154,13 @@ class Tools:
                                    "with pushgo.channel.bind.start", code="channel_not_bound",
                                    status=403)
             accepted = await self.svc.sender.send_granted(spec)
-        await ctx.progress(1, 1, "accepted")
-        return msgspec.to_builtins(accepted.wire())
+        out = msgspec.to_builtins(accepted.wire())
+        if not ctx.wants_progress:
+            return out
+        delivery = await report_delivery(self.svc.status, accepted, ctx.progress)
+        if delivery is not None:
+            out["delivery"] = delivery
+        return out
 
     def _message_tool(self) -> ToolDef:
         async def run(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:

@@ -1,0 +1,65 @@
+"""``pushgo oauth rotate-key``: sign access tokens with a new key from now on.
+
+Works on the database directly (``--db-url`` or ``PUSHGO_DB_URL``), like ``pushgo db
+migrate``. Running gateways switch to the new key at their next maintenance (within five
+minutes); the old key keeps verifying what it signed until those tokens expire, and is then
+purged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from pushgo.oauth.config import MINUTE, lifetimes
+from pushgo.oauth.keys import KeyRing
+
+
+def add_oauth_command(sub: Any) -> None:
+    oauth = sub.add_parser("oauth", help="OAuth authorization server maintenance")
+    osub = oauth.add_subparsers(dest="oauth_command", required=True)
+    rotate = osub.add_parser(
+        "rotate-key", help="sign access tokens with a new key",
+        description="Create a new access-token signing key and retire the current one; the "
+                    "retired key verifies the tokens it signed until they expire. Prints the "
+                    "new key id.")
+    rotate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from pushgo.service.context import wall_ms
+    from pushgo.settings import SettingsError, load
+    from pushgo.store.engine import Store
+
+    url = args.db_url or os.environ.get("PUSHGO_DB_URL", "")
+    try:
+        settings = load({"PUSHGO_DB_URL": url} if url.strip() else {})
+    except SettingsError as exc:
+        print(f"pushgo: {exc}", file=sys.stderr)
+        return 2
+    lt = lifetimes(settings)
+
+    async def rotate(store: Store) -> str:
+        keys = KeyRing(store)
+        now = wall_ms()
+        await keys.ensure(now)
+        return await keys.rotate(now, lt.access + 10 * MINUTE)
+
+    try:
+        store = Store(settings.db_url, pool_size=1)
+        try:
+            store.migrate()
+            kid = anyio.run(rotate, store)
+        finally:
+            store.dispose()
+    except Exception as exc:
+        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        print("pushgo: cannot rotate the key in PUSHGO_DB_URL: "
+              + (text[0] if text else type(exc).__name__), file=sys.stderr)
+        return 1
+    print(kid)
+    return 0

@@ -1,0 +1,223 @@
+"""OAuth clients: dynamic registration (RFC 7591), predefined clients from
+``PUSHGO_MCP_PREDEFINED_CLIENTS``, Client ID Metadata Documents, the redirect-URI rule of each
+kind, and client authentication at the token and revocation endpoints (``none``,
+``client_secret_post``, ``client_secret_basic``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pushgo.oauth import cimd
+from pushgo.oauth.config import Lifetimes, PredefinedClient, digest, digest_matches, new_id
+from pushgo.oauth.web import OAuthError, single
+from pushgo.protocol import oauth as P
+from pushgo.protocol.ids import redact
+from pushgo.store import Store
+from pushgo.store import oauth as Q
+
+log = logging.getLogger("pushgo.oauth")
+
+AUTH_METHODS = ("none", "client_secret_post", "client_secret_basic")
+GRANT_TYPES = ["authorization_code", "refresh_token"]
+MAX_REDIRECT_URIS = 20
+_TEXT_FIELDS = ("client_name", "software_id", "software_version", "application_type")
+_URL_FIELDS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    kind: str
+    auth_method: str
+    secret_hash: str | None = None
+    redirect_uris: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    expires_at: int | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("client_name") or self.client_id)
+
+    @property
+    def registered_scope(self) -> frozenset[str]:
+        return P.parse_scope(self.metadata.get("scope"))[0]
+
+    def redirect_allowed(self, uri: str) -> bool:
+        if self.kind == "predefined":
+            return P.any_redirect_allowed(uri)
+        return P.redirect_matches(self.redirect_uris, uri)
+
+    @classmethod
+    def of(cls, row: Any) -> Client:
+        return cls(row.client_id, row.kind, row.auth_method, row.secret_hash,
+                   json.loads(row.redirect_uris), json.loads(row.metadata), row.expires_at)
+
+
+def _invalid(description: str) -> OAuthError:
+    return OAuthError("invalid_client_metadata", description)
+
+
+def _registration_metadata(doc: dict[str, Any]) -> dict[str, Any]:
+    """The descriptive fields pushgo keeps and echoes; anything else is ignored."""
+    out: dict[str, Any] = {}
+    for key in _TEXT_FIELDS:
+        value = doc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > 256:
+            raise _invalid(f"{key} must be a string of at most 256 characters")
+        if value.strip():
+            out[key] = value.strip()
+    for key in _URL_FIELDS:
+        value = doc.get(key)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str) or len(value) > P.MAX_URI \
+                or not value.startswith(("https://", "http://")):
+            raise _invalid(f"{key} must be an http(s) URL")
+        out[key] = value
+    contacts = doc.get("contacts")
+    if contacts is not None:
+        if not isinstance(contacts, list) or len(contacts) > 10 \
+                or not all(isinstance(c, str) and len(c) <= 256 for c in contacts):
+            raise _invalid("contacts must be a list of at most 10 strings")
+        out["contacts"] = contacts
+    scope = doc.get("scope")
+    if scope is not None:
+        if not isinstance(scope, str):
+            raise _invalid("scope must be a space-separated string")
+        known, _unknown = P.parse_scope(scope)
+        if known:
+            out["scope"] = P.scope_text(known)
+    return out
+
+
+class Clients:
+    def __init__(self, store: Store, lifetimes: Lifetimes, *, allow_loopback_cimd: bool) -> None:
+        self.store = store
+        self.lifetimes = lifetimes
+        self.allow_loopback_cimd = allow_loopback_cimd
+
+    async def sync_predefined(self, predefined: list[PredefinedClient], now: int) -> None:
+        """Make the predefined-client rows match the setting; a client removed from it loses
+        its grants."""
+        wanted = {c.client_id: c for c in predefined}
+
+        def work(conn: Any) -> None:
+            for client_id in Q.client_ids_of_kind(conn, "predefined"):
+                if client_id not in wanted:
+                    Q.delete_client(conn, client_id, now)
+            for c in wanted.values():
+                existing = Q.get_client(conn, c.client_id)
+                if existing is not None and existing.kind != "predefined":
+                    Q.delete_client(conn, c.client_id, now)
+                if existing is not None and existing.kind == "predefined" \
+                        and digest_matches(c.secret, existing.secret_hash):
+                    continue
+                Q.put_client(conn, client_id=c.client_id, kind="predefined",
+                             secret_hash=digest(c.secret), auth_method="client_secret_basic",
+                             redirect_uris=[], metadata={"client_name": c.client_id}, now=now)
+
+        await self.store.run(work)
+
+    # --- lookup -------------------------------------------------------------------------------
+
+    async def get(self, client_id: str, now: int, *, fresh: bool = True) -> Client | None:
+        """A known client. A metadata-document client is fetched when unknown, or (``fresh``)
+        when its cached copy is older than the cache lifetime; OAuthError when that fails."""
+        row = await self.store.read(Q.get_client, client_id)
+        if row is not None and (row.kind != "cimd" or not fresh
+                                or (row.expires_at or 0) > now):
+            return Client.of(row)
+        if not cimd.looks_like_cimd(client_id):
+            return None
+        try:
+            doc = await cimd.fetch(client_id, allow_loopback=self.allow_loopback_cimd)
+        except cimd.CimdError as exc:
+            raise OAuthError("invalid_client", str(exc)) from None
+        expires = now + self.lifetimes.cimd_cache
+        await self.store.run(lambda conn: Q.put_client(
+            conn, client_id=client_id, kind="cimd", secret_hash=None, auth_method="none",
+            redirect_uris=doc.redirect_uris, metadata=doc.metadata, now=now, expires_at=expires))
+        return Client(client_id, "cimd", "none", None, doc.redirect_uris, doc.metadata, expires)
+
+    # --- dynamic registration -----------------------------------------------------------------
+
+    async def register(self, doc: Any, now: int) -> dict[str, Any]:
+        if not isinstance(doc, dict):
+            raise _invalid("the registration request must be a JSON object")
+        uris = doc.get("redirect_uris")
+        if not isinstance(uris, list) or not uris or len(uris) > MAX_REDIRECT_URIS \
+                or not all(isinstance(u, str) for u in uris):
+            raise OAuthError("invalid_redirect_uri",
+                             f"redirect_uris must list 1 to {MAX_REDIRECT_URIS} URIs")
+        for uri in uris:
+            problem = P.redirect_uri_problem(uri)
+            if problem is not None:
+                raise OAuthError("invalid_redirect_uri", f"redirect URI {uri[:200]!r} {problem}")
+        method = doc.get("token_endpoint_auth_method", "client_secret_basic")
+        if method not in AUTH_METHODS:
+            raise _invalid("token_endpoint_auth_method must be one of " + ", ".join(AUTH_METHODS))
+        grant_types = doc.get("grant_types", ["authorization_code"])
+        if not isinstance(grant_types, list) or "authorization_code" not in grant_types:
+            raise _invalid("grant_types must include authorization_code")
+        response_types = doc.get("response_types", ["code"])
+        if not isinstance(response_types, list) or "code" not in response_types:
+            raise _invalid("response_types must include code")
+        metadata = _registration_metadata(doc)
+        client_id = new_id("pgc", 16)
+        secret = new_id("pgcs", 32) if method != "none" else None
+        await self.store.run(lambda conn: Q.insert_client(
+            conn, client_id=client_id, kind="dcr",
+            secret_hash=digest(secret) if secret else None, auth_method=method,
+            redirect_uris=list(dict.fromkeys(uris)), metadata=metadata, now=now))
+        log.info("client registered", extra={"fields": {"client": redact(client_id), "method": method}})
+        out: dict[str, Any] = {"client_id": client_id, "client_id_issued_at": now // 1000}
+        if secret is not None:
+            out["client_secret"] = secret
+            out["client_secret_expires_at"] = 0
+        out.update(redirect_uris=list(dict.fromkeys(uris)), token_endpoint_auth_method=method,
+                   grant_types=GRANT_TYPES, response_types=["code"], **metadata)
+        return out
+
+    # --- authenticating a client at the token and revocation endpoints ------------------------
+
+    async def authenticate(self, form: dict[str, list[str]], authorization: str | None,
+                           now: int) -> Client:
+        try:
+            basic = P.basic_credentials(authorization)
+        except ValueError:
+            raise self._unauthorized("malformed Basic credentials", basic=True) from None
+        body_id = single(form, "client_id", max_len=P.MAX_URI)
+        body_secret = single(form, "client_secret", max_len=512)
+        if basic is not None:
+            if body_secret is not None:
+                raise OAuthError("invalid_request", "use one client authentication method")
+            if body_id is not None and body_id != basic[0]:
+                raise OAuthError("invalid_request", "client_id differs from the credentials")
+            client_id: str = basic[0]
+            secret: str | None = basic[1]
+        elif body_id is not None:
+            client_id, secret = body_id, body_secret
+        else:
+            raise self._unauthorized("client authentication is required")
+        client = await self.get(client_id, now, fresh=False)
+        if client is None:
+            raise self._unauthorized("unknown client", basic=basic is not None)
+        if client.auth_method == "none":
+            if secret is not None:
+                raise self._unauthorized("this client is public and has no secret",
+                                         basic=basic is not None)
+            return client
+        if secret is None or not digest_matches(secret, client.secret_hash):
+            raise self._unauthorized("client authentication failed", basic=basic is not None)
+        return client
+
+    @staticmethod
+    def _unauthorized(description: str, *, basic: bool = False) -> OAuthError:
+        headers = {"www-authenticate": 'Basic realm="pushgo"'} if basic else {}
+        return OAuthError("invalid_client", description, 401, headers)
