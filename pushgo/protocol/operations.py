@@ -152,12 +152,14 @@ def require_password(raw: str | None) -> str:
     return raw
 
 
-def message_spec(req: MessageIn) -> OpSpec:
+def message_spec(req: MessageIn, *, channel_key: str | None = None) -> OpSpec:
+    """``channel_key``: a direct send's key (see protocol.bulk), used instead of a channel
+    id; ``req.channel_id`` is then ignored."""
     thing_id = F.token_id(req.thing_id, "thing_id", F.ENTITY_ID_MAX, required=False) \
         if req.thing_id is not None else None
     if req.thing_id is not None and thing_id is None:
         raise F.FieldError("invalid_thing_id", "thing_id must not be empty")
-    cid = F.channel_id(req.channel_id)
+    cid = F.channel_id(req.channel_id) if channel_key is None else channel_key
     op = F.op_id(req.op_id)
     title = req.title.strip()
     if not title:

@@ -10,6 +10,7 @@ from pushgo.service.context import Context
 from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
 from pushgo.service.send import Sender
+from pushgo.service.status import Status
 
 
 @dataclass
@@ -19,11 +20,14 @@ class Services:
     channels: Channels
     sender: Sender
     inbox: Inbox
+    status: Status
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
         channels = Channels(ctx)
-        return cls(ctx, Devices(ctx), channels, Sender(ctx, channels), Inbox(ctx))
+        status = Status(ctx)
+        ctx.listeners.append(status)  # accepted work changes delivery counts
+        return cls(ctx, Devices(ctx), channels, Sender(ctx, channels), Inbox(ctx), status)
 
 
 __all__ = ["Context", "Services"]

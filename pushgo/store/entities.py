@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pushgo.store.prepared import Prepared
 from pushgo.store.schema import events, messages, things
 
 
@@ -34,12 +35,17 @@ def _patch(current: str | None, patch: dict[str, Any]) -> str:
 def insert_message(conn: Connection, *, message_id: str, channel_id: str, op_pk: int,
                    thing_id: str | None, fields: dict[str, Any], severity: str,
                    occurred_at: int, now: int, expires_at: int) -> None:
-    conn.execute(messages.insert().values(
-        message_id=message_id, channel_id=channel_id, op_pk=op_pk, thing_id=thing_id,
-        title=fields["title"], body=fields["body"], severity=severity, url=fields["url"],
-        tags=_dump(fields["tags"] or None), occurred_at=occurred_at, created_at=now,
-        expires_at=expires_at,
-    ))
+    # A prebuilt statement and a parameter dict: no statement construction per message.
+    _RUN_INSERT_MESSAGE.rowcount(conn, {
+        "message_id": message_id, "channel_id": channel_id, "op_pk": op_pk,
+        "thing_id": thing_id, "title": fields["title"], "body": fields["body"],
+        "severity": severity, "url": fields["url"], "tags": _dump(fields["tags"] or None),
+        "occurred_at": occurred_at, "created_at": now, "expires_at": expires_at,
+    })
+
+
+_INSERT_MESSAGE = messages.insert()
+_RUN_INSERT_MESSAGE = Prepared(_INSERT_MESSAGE, insert=True)  # on the driver: see prepared.py
 
 
 def get_event(conn: Connection, channel_id: str, event_id: str) -> sa.Row[Any] | None:

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pushgo.store.prepared import Prepared
 from pushgo.store.schema import deliveries, devices, operations, random_hex_id, subscriptions
 
 
@@ -23,38 +24,68 @@ class InboxItem:
     payload_json: str
 
 
-def find_operation(conn: Connection, channel_id: str, op_id: str) -> Any:
-    return conn.execute(sa.select(
-        operations.c.op_pk, operations.c.route, operations.c.entity_id, operations.c.thing_id,
-        operations.c.fingerprint, operations.c.recipients,
-    ).where(operations.c.channel_id == channel_id, operations.c.op_id == op_id)).first()
+# Every send runs these: built once with bind parameters, so a call costs an execution, not
+# a statement construction and cache-key walk (most of a send's time when they were built
+# per call; the bulk path writes thousands a second).
+_FIND_OPERATION = sa.select(
+    operations.c.op_pk, operations.c.route, operations.c.entity_id, operations.c.thing_id,
+    operations.c.fingerprint, operations.c.recipients,
+).where(operations.c.channel_id == sa.bindparam("channel_id"),
+        operations.c.op_id == sa.bindparam("op_id"))
+_INSERT_OPERATION = operations.insert().returning(operations.c.op_pk)
+_FAN_OUT = deliveries.insert().from_select(
+    ["delivery_id", "op_pk", "channel_id", "device_key", "route", "state", "inbox",
+     "attempts", "next_attempt_at", "created_at", "updated_at", "expires_at"],
+    sa.select(
+        random_hex_id(), sa.bindparam("op_pk", type_=sa.BigInteger),
+        sa.bindparam("channel_id", type_=sa.String), devices.c.device_key,
+        devices.c.channel_type, sa.literal("queued"), sa.true(), sa.literal(0),
+        sa.bindparam("now", type_=sa.BigInteger), sa.bindparam("now", type_=sa.BigInteger),
+        sa.bindparam("now", type_=sa.BigInteger),
+        sa.bindparam("expires_at", type_=sa.BigInteger),
+    ).select_from(
+        subscriptions.join(devices, devices.c.device_key == subscriptions.c.device_key)
+    ).where(
+        subscriptions.c.channel_id == sa.bindparam("channel_id", type_=sa.String),
+        sa.or_(devices.c.channel_type == "private", devices.c.provider_token.is_not(None)),
+    ),
+).execution_options(preserve_rowcount=True)  # psycopg loses an INSERT … SELECT's rowcount
+_SET_RECIPIENTS = operations.update().where(
+    operations.c.op_pk == sa.bindparam("pk")).values(recipients=sa.bindparam("recipients"))
+
+
+# ... and run them on the driver itself (pushgo.store.prepared: SQLAlchemy's per-execution
+# work cost several times SQLite's for these small statements).
+_RUN_FIND_OPERATION = Prepared(_FIND_OPERATION)
+_RUN_INSERT_OPERATION = Prepared(_INSERT_OPERATION, insert=True)
+_RUN_FAN_OUT = Prepared(_FAN_OUT)
+_RUN_SET_RECIPIENTS = Prepared(_SET_RECIPIENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class SeenOperation:
+    op_pk: int
+    route: str
+    entity_id: str
+    thing_id: str | None
+    fingerprint: str
+    recipients: int
+
+
+def find_operation(conn: Connection, channel_id: str, op_id: str) -> SeenOperation | None:
+    row = _RUN_FIND_OPERATION.first(conn, {"channel_id": channel_id, "op_id": op_id})
+    return SeenOperation(*row) if row is not None else None
 
 
 def insert_operation(conn: Connection, **values: Any) -> int:
-    result = conn.execute(operations.insert().values(**values).returning(operations.c.op_pk))
-    return int(result.scalar_one())
+    return int(_RUN_INSERT_OPERATION.one(conn, values)[0])
 
 
 def fan_out(conn: Connection, op_pk: int, channel_id: str, now: int, expires_at: int) -> int:
     """One delivery per subscribed device that has a usable route; returns how many."""
-    src = sa.select(
-        random_hex_id(), sa.literal(op_pk, sa.BigInteger), sa.literal(channel_id),
-        devices.c.device_key, devices.c.channel_type, sa.literal("queued"), sa.true(),
-        sa.literal(0), sa.literal(now, sa.BigInteger), sa.literal(now, sa.BigInteger),
-        sa.literal(now, sa.BigInteger), sa.literal(expires_at, sa.BigInteger),
-    ).select_from(
-        subscriptions.join(devices, devices.c.device_key == subscriptions.c.device_key)
-    ).where(
-        subscriptions.c.channel_id == channel_id,
-        sa.or_(devices.c.channel_type == "private", devices.c.provider_token.is_not(None)),
-    )
-    stmt = deliveries.insert().from_select(
-        ["delivery_id", "op_pk", "channel_id", "device_key", "route", "state", "inbox",
-         "attempts", "next_attempt_at", "created_at", "updated_at", "expires_at"], src)
-    # preserve_rowcount: an INSERT … SELECT's rowcount is otherwise lost (-1) on psycopg.
-    count = conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount
-    conn.execute(operations.update().where(operations.c.op_pk == op_pk)
-                 .values(recipients=count))
+    count = _RUN_FAN_OUT.rowcount(conn, {"op_pk": op_pk, "channel_id": channel_id, "now": now,
+                                         "expires_at": expires_at})
+    _RUN_SET_RECIPIENTS.rowcount(conn, {"pk": op_pk, "recipients": count})
     return count
 
 
