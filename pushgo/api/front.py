@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
+import random
 import time
 from collections.abc import Callable
 
@@ -23,6 +23,18 @@ log = logging.getLogger("pushgo.http")
 MAX_TOKEN = 4096
 
 
+_random = random.Random()  # seeded from os.urandom
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """A request header's value (the last one of that name), or None."""
+    value: str | None = None
+    for key, raw in scope["headers"]:
+        if key == name:
+            value = raw.decode("latin-1")
+    return value
+
+
 def bearer_matches(header: str | None, token: str) -> bool:
     if not header or not header.isascii():
         return False
@@ -34,28 +46,40 @@ def bearer_matches(header: str | None, token: str) -> bool:
 
 class Front:
     def __init__(self, app: ASGIApp, router: Router, *, token: str | None,
-                 exempt: Callable[[str], bool] = lambda _p: False) -> None:
+                 exempt: Callable[[str], bool] = lambda _p: False,
+                 on_request: Callable[[str, str, int], None] | None = None) -> None:
         self.app = app
         self.router = router
         self.token = token
         self.exempt = exempt
+        # Told (method, route template, status) once per request, after it ends (metrics).
+        self.on_request = on_request
+        self._static: dict[str, str] = {}  # path → template, for routes without parameters
 
-    def _known(self, scope: Scope) -> bool:
+    def _template(self, scope: Scope) -> str | None:
+        """The matching route's path template, or None for an unknown route."""
+        path = scope["path"]
+        known = self._static.get(path)
+        if known is not None:
+            return known
         for route in self.router.routes:
             match, _ = route.matches(scope)
             if match is not Match.NONE:
-                return True
-        return False
+                template = str(getattr(route, "path", "") or "other")
+                if template == path:  # a route without parameters: at most one entry each
+                    self._static[path] = template
+                return template
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = secrets.token_hex(16)
+        # A correlation id, not a secret: 128 bits from the process's PRNG (no syscall).
+        rid = f"{_random.getrandbits(128):032x}"
         scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
         status = 0
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -66,7 +90,7 @@ class Front:
             await send(message)
 
         async def reply(exc: GatewayError) -> None:
-            locale = locale_of(headers.get("accept-language"))
+            locale = locale_of(_header(scope, b"accept-language"))
             extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
             await send_with_id({
                 "type": "http.response.start", "status": exc.status,
@@ -77,11 +101,13 @@ class Front:
                                 "body": error_body(exc, rid, locale)})
 
         path: str = scope["path"]
+        template: str | None = None
         try:
-            if not self._known(scope):
+            template = self._template(scope)
+            if template is None:
                 await reply(NotFound("404 Not Found", code="route_not_found"))
             elif (self.token is not None and not self.exempt(path)
-                  and not bearer_matches(headers.get("authorization"), self.token)):
+                  and not bearer_matches(_header(scope, b"authorization"), self.token)):
                 await reply(AuthenticationFailed("authentication failed"))
             else:
                 await self.app(scope, receive, send_with_id)
@@ -94,9 +120,12 @@ class Front:
             if status == 0:
                 await reply(GatewayError("internal error", code="internal_error", status=500))
         finally:
-            log.info("request", extra={"fields": {
-                "method": scope["method"], "path": path, "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "request_id": rid,
-            }})
+            if self.on_request is not None:
+                self.on_request(scope["method"], template or "unmatched", status)
+            if log.isEnabledFor(logging.INFO):
+                log.info("request", extra={"fields": {
+                    "method": scope["method"], "path": path, "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "request_id": rid,
+                }})
 

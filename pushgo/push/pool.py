@@ -40,6 +40,8 @@ class Pool:
         self._failures = 0
         self._retry_at = 0.0
         self.last_error: str | None = None
+        self.connects = 0  # connections opened (attempts), for /metrics
+        self.connect_failures = 0
 
     def _notify(self) -> None:
         self._changed.set()
@@ -88,6 +90,7 @@ class Pool:
                           initial_streams=self.initial_streams, on_change=self._notify)
         conn.tag = self.tag_factory()
         self.connections.append(conn)
+        self.connects += 1
         self._tg.start_soon(self._run_connection, conn)
 
     async def _run_connection(self, conn: Connection) -> None:
@@ -96,6 +99,7 @@ class Pool:
             self._failures = 0
         except ConnectionFailed as exc:
             self._failures += 1
+            self.connect_failures += 1
             delay = min(BACKOFF_MAX_S, BACKOFF_MIN_S * 2 ** (self._failures - 1))
             self._retry_at = anyio.current_time() + delay
             self.last_error = str(exc)

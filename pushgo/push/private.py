@@ -56,6 +56,12 @@ class Hub:
             waiter.stale = True
             waiter.wake()
 
+    def wake_all(self) -> None:
+        """Every open stream re-reads its subscriptions and inbox (wake-ups from other
+        processes may have been missed)."""
+        for key in list(self._by_device):
+            self.subscriptions_changed(key)
+
     def _add(self, waiter: _Waiter) -> None:
         self._by_device.setdefault(waiter.device_key, set()).add(waiter)
 

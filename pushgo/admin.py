@@ -1,0 +1,345 @@
+"""Operator commands of the ``pushgo`` CLI:
+
+    pushgo channel create NAME --password P      a channel with no subscribers yet
+    pushgo channel info CHANNEL_ID               name, times, subscriber count
+    pushgo send --channel ID --password P --title T [--body B] …   one message
+    pushgo deliveries OP_ID [--wait|--no-wait]   delivery counts (a progress bar on a TTY)
+    pushgo db migrate                            bring PUSHGO_DB_URL's schema up to date
+    pushgo oauth rotate-key                      a new access-token signing key (pushgo.oauth.cli)
+
+All but ``db migrate`` talk to a running gateway over HTTP: ``--url`` (default: the
+``PUSHGO_HTTP_ADDR`` it listens on), the gateway token from ``PUSHGO_TOKEN``, a channel
+password from ``--password`` or ``PUSHGO_CHANNEL_PASSWORD``. ``--json`` prints the answer's
+``data`` for scripts. Exit codes: 0 ok, 1 the gateway refused (its ``error_code`` is printed)
+or could not be reached, 2 usage or settings.
+Must not import pushgo.app (the HTTP commands never start a gateway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import httpx
+
+from pushgo.protocol.sse import SSEParser
+
+TIMEOUT_S = 30.0
+#: How long ``deliveries --wait`` follows an operation before giving up on a stalled stream.
+STREAM_IDLE_S = 60.0
+BAR_WIDTH = 30
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- the parser --------------------------------------------------------------------------------
+
+
+def add_commands(sub: Any) -> None:
+    """Add the operator commands to the ``pushgo`` subparsers."""
+    http = argparse.ArgumentParser(add_help=False)
+    http.add_argument("--url", help="gateway base URL (default: http://PUSHGO_HTTP_ADDR, "
+                                    "or http://127.0.0.1:6666); token from PUSHGO_TOKEN")
+    http.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    channel = sub.add_parser("channel", help="create a channel or show one")
+    csub = channel.add_subparsers(dest="channel_command", required=True)
+    create = csub.add_parser("create", parents=[http], help="create a channel",
+                             description="Create a channel with no subscribers; prints its id.")
+    create.add_argument("name", help="channel name (at most 128 characters)")
+    create.add_argument("--password", help="channel password, 8-128 bytes "
+                                           "(default: PUSHGO_CHANNEL_PASSWORD)")
+    info = csub.add_parser("info", parents=[http], help="show a channel",
+                           description="Show a channel's name, times and subscriber count.")
+    info.add_argument("channel_id")
+
+    send = sub.add_parser("send", parents=[http], help="send one message to a channel",
+                          description="Send one message to every device of a channel.")
+    send.add_argument("--channel", required=True, help="channel id")
+    send.add_argument("--password", help="channel password (default: PUSHGO_CHANNEL_PASSWORD)")
+    send.add_argument("--title", required=True)
+    send.add_argument("--body")
+    send.add_argument("--severity", choices=("critical", "high", "normal", "low"))
+    send.add_argument("--link", help="a URL the notification opens")
+    send.add_argument("--tag", action="append", dest="tags", help="a tag (repeatable)")
+    send.add_argument("--op-id", help="idempotency key: sending it again sends nothing new")
+
+    deliveries = sub.add_parser(
+        "deliveries", parents=[http], help="delivery counts of an operation",
+        description="Counts of an operation's deliveries by state and failure reason. On a "
+                    "terminal it follows the operation with a progress bar until it is done.")
+    deliveries.add_argument("op_id")
+    deliveries.add_argument("--channel", help="only this channel's operation of that op_id")
+    wait = deliveries.add_mutually_exclusive_group()
+    wait.add_argument("--wait", action="store_true", default=None,
+                      help="follow until every delivery has an outcome (default on a terminal)")
+    wait.add_argument("--no-wait", action="store_false", dest="wait",
+                      help="print the counts as they are now")
+
+    db = sub.add_parser("db", help="database maintenance")
+    dsub = db.add_subparsers(dest="db_command", required=True)
+    migrate = dsub.add_parser("migrate", help="apply schema migrations to PUSHGO_DB_URL",
+                              description="Apply pending schema migrations directly to the "
+                                          "database and print the version before and after.")
+    migrate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
+
+    from pushgo.oauth.cli import add_oauth_command
+
+    add_oauth_command(sub)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "db":
+            return _db_migrate(args)
+        if args.command == "oauth":
+            from pushgo.oauth.cli import run
+
+            return run(args)
+        with _Client(args) as client:
+            if args.command == "channel" and args.channel_command == "create":
+                return _channel_create(client, args)
+            if args.command == "channel":
+                return _channel_info(client, args)
+            if args.command == "send":
+                return _send(client, args)
+            return _deliveries(client, args)
+    except CliError as exc:
+        print(f"pushgo: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- HTTP ---------------------------------------------------------------------------------------
+
+
+def base_url(explicit: str | None, env: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    if explicit:
+        url = explicit.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise CliError(f"--url must start with http:// or https:// (got {url!r})", 2)
+        return url
+    addr = env.get("PUSHGO_HTTP_ADDR", "").strip() or "127.0.0.1:6666"
+    from pushgo.settings import SettingsError, load
+
+    try:
+        settings = load({"PUSHGO_HTTP_ADDR": addr})
+    except SettingsError as exc:
+        raise CliError(str(exc), 2) from None
+    host = settings.http_host
+    # A wildcard listen address is reached on loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.http_port}"
+
+
+class _Client:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.url = base_url(getattr(args, "url", None))
+        token = os.environ.get("PUSHGO_TOKEN", "").strip()
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT_S)
+
+    def __enter__(self) -> _Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, *, json_body: Any = None,
+             params: dict[str, str] | None = None) -> Any:
+        try:
+            resp = self.http.request(method, path, json=json_body, params=params)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach the gateway at {self.url}: {_why(exc)}") from None
+        return _data(resp)
+
+    def stream(self, path: str, params: dict[str, str] | None = None) -> Iterator[Any]:
+        """The ``data`` of each SSE event on ``path``; an error answer raises CliError."""
+        try:
+            with self.http.stream("GET", path, params=params, timeout=httpx.Timeout(TIMEOUT_S,
+                                                                     read=STREAM_IDLE_S)) as resp:
+                if resp.status_code != 200:
+                    resp.read()
+                    _data(resp)
+                parser = SSEParser()
+                for chunk in resp.iter_bytes():
+                    for event in parser.feed(chunk):
+                        try:
+                            doc = json.loads(event.data)
+                        except ValueError:
+                            continue
+                        if isinstance(doc, dict) and "success" in doc and "data" in doc:
+                            doc = doc["data"]
+                        yield doc
+        except httpx.HTTPError as exc:
+            raise CliError(f"lost the gateway at {self.url}: {_why(exc)}") from None
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _data(resp: httpx.Response) -> Any:
+    try:
+        doc = resp.json()
+    except ValueError:
+        raise CliError(f"unexpected answer from the gateway: HTTP {resp.status_code}") from None
+    if not isinstance(doc, dict):
+        raise CliError(f"unexpected answer from the gateway: HTTP {resp.status_code}")
+    if resp.status_code >= 400 or doc.get("success") is False:
+        code = doc.get("error_code") or f"http_{resp.status_code}"
+        message = doc.get("error") or f"HTTP {resp.status_code}"
+        raise CliError(f"{message} ({code})")
+    return doc.get("data")
+
+
+def _password(args: argparse.Namespace) -> str:
+    password = args.password if args.password is not None else os.environ.get(
+        "PUSHGO_CHANNEL_PASSWORD")
+    if not password:
+        raise CliError("a channel password is needed: --password or PUSHGO_CHANNEL_PASSWORD", 2)
+    return str(password)
+
+
+def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
+    print(json.dumps(data, ensure_ascii=False, sort_keys=True), file=out)
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def _channel_create(client: _Client, args: argparse.Namespace) -> int:
+    data = client.call("POST", "/channel/create",
+                       json_body={"channel_name": args.name, "password": _password(args)})
+    if args.json:
+        _print_json(data)
+    else:
+        print(f"channel_id {data['channel_id']}\nname       {data['channel_name']}")
+    return 0
+
+
+def _channel_info(client: _Client, args: argparse.Namespace) -> int:
+    data = client.call("GET", "/channel/info", params={"channel_id": args.channel_id})
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"channel_id   {data['channel_id']}\nname         {data['channel_name']}\n"
+          f"subscribers  {data['subscribers']}\ncreated      {_when(data['created_at'])}\n"
+          f"updated      {_when(data['updated_at'])}")
+    return 0
+
+
+def _send(client: _Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"channel_id": args.channel, "password": _password(args),
+                            "title": args.title}
+    optional = {"body": args.body, "severity": args.severity, "url": args.link,
+                "tags": args.tags, "op_id": args.op_id}
+    body.update({k: v for k, v in optional.items() if v is not None})
+    data = client.call("POST", "/message", json_body=body)
+    if args.json:
+        _print_json(data)
+    else:
+        print(f"accepted  op_id={data['op_id']}  message_id={data.get('message_id', '')}")
+    return 0
+
+
+def _deliveries(client: _Client, args: argparse.Namespace) -> int:
+    path = f"/deliveries/{quote(args.op_id, safe='')}"
+    params = {"channel_id": args.channel} if args.channel else None
+    data = client.call("GET", path, params=params)
+    tty = sys.stderr.isatty()
+    wait = tty if args.wait is None else args.wait
+    if wait and tty:
+        _bar(data)
+    if wait and not data.get("done"):
+        for update in client.stream(path + "/stream", params):
+            if isinstance(update, dict) and "states" in update:
+                data = update
+                if tty:
+                    _bar(data)
+                if data.get("done"):
+                    break
+    if wait and tty:
+        print(file=sys.stderr)
+    if args.json:
+        _print_json(data)
+    else:
+        _summary(data)
+    return 0
+
+
+def _counts(data: dict[str, Any]) -> tuple[int, int]:
+    states = data.get("states") or {}
+    total = int(data.get("total") or 0)
+    finished = total - int(states.get("queued") or 0)
+    return finished, total
+
+
+def _bar(data: dict[str, Any]) -> None:
+    finished, total = _counts(data)
+    filled = BAR_WIDTH if total == 0 else BAR_WIDTH * finished // total
+    states = data.get("states") or {}
+    line = (f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {finished}/{total}  "
+            f"sent {states.get('sent', 0)}  failed {states.get('failed', 0)}  "
+            f"expired {states.get('expired', 0)}")
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+def _summary(data: dict[str, Any]) -> None:
+    states = data.get("states") or {}
+    print(f"op_id     {data.get('op_id')}\ntotal     {data.get('total')}\n"
+          f"done      {'yes' if data.get('done') else 'no'}")
+    for name in ("queued", "sent", "failed", "expired"):
+        print(f"{name:<9} {states.get(name, 0)}")
+    for reason, n in sorted((data.get("failures") or {}).items()):
+        print(f"  failed: {reason} {n}")
+
+
+def _when(ms: Any) -> str:
+    if not isinstance(ms, int):
+        return str(ms)
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
+
+def _db_migrate(args: argparse.Namespace) -> int:
+    from pushgo.settings import SettingsError, load
+    from pushgo.store.engine import Store
+    from pushgo.store.migrations import LATEST, SchemaTooNew
+
+    # Only the database setting matters here: an unrelated bad setting does not block this.
+    url = args.db_url or os.environ.get("PUSHGO_DB_URL", "")
+    try:
+        settings = load({"PUSHGO_DB_URL": url} if url.strip() else {})
+    except SettingsError as exc:
+        raise CliError(str(exc), 2) from None
+    try:
+        store = Store(settings.db_url, pool_size=1)
+        try:
+            before = store.migrate()
+        finally:
+            store.dispose()
+    except SchemaTooNew as exc:
+        raise CliError(str(exc)) from None
+    except Exception as exc:
+        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise CliError("cannot migrate PUSHGO_DB_URL: "
+                       + (text[0] if text else type(exc).__name__)) from None
+    if before == LATEST:
+        print(f"schema up to date (version {LATEST})")
+    else:
+        print(f"migrated schema from version {before} to {LATEST}")
+    return 0
