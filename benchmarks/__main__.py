@@ -11,19 +11,21 @@ from benchmarks import harness
 from benchmarks.harness import REGISTRY, Options
 
 #: Benchmark modules, each registering itself on import. A new benchmark is a module here.
-MODULES = ("benchmarks.sender",)
+MODULES = ("benchmarks.sender", "benchmarks.sender_fcm", "benchmarks.fanout", "benchmarks.ingest",
+           "benchmarks.mcp", "benchmarks.bulk")
 #: PERFORMANCE.md's suite, for --list: the ones not written yet.
-PLANNED = ("sender-fcm", "fanout", "ingest", "bulk", "mcp")
+PLANNED: tuple[str, ...] = ()
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks",
                                 description="pushgo's benchmark suite (PERFORMANCE.md)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 20k per round, one measured round (under a minute)")
+                   help="smoke run: 5k per round, one measured round, short timed rounds "
+                        "(the whole suite in under two minutes)")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
                    help="run only this benchmark (repeatable, or comma-separated)")
-    p.add_argument("--n", type=int, help="notifications per measured round (100k; 20k with --quick)")
+    p.add_argument("--n", type=int, help="notifications per measured round (100k; 5k with --quick)")
     p.add_argument("--rounds", type=int, help="measured rounds, median reported (5; 1 with --quick)")
     p.add_argument("--warmup", type=int, help="notifications in the warm-up round (n/5)")
     p.add_argument("--window", type=int, default=1000,
@@ -35,6 +37,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="do not pin the mock and the clients to separate CPUs")
     p.add_argument("--no-install", action="store_true",
                    help="do not apt-get/pip install missing tools: say what is missing and stop")
+    p.add_argument("--baseline", metavar="REV", action="append", default=[],
+                   help="also run pushgo as of this git revision (or from this directory "
+                        "holding a pushgo package) beside the working tree's (sender, "
+                        "sender-fcm): a change's before/after in one run; repeatable")
+    p.add_argument("--bulk-items", type=int,
+                   help="items in the bulk benchmark's body (20k; 1k with --quick; 1000000 for "
+                        "the memory target)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -59,12 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     selected = [REGISTRY[n] for n in (only or list(REGISTRY))]
 
-    n = args.n or (20_000 if args.quick else 100_000)
+    n = args.n or (5_000 if args.quick else 100_000)
     opts = Options(
         quick=args.quick, n=n, warmup=args.warmup or max(1000, n // 5),
         rounds=args.rounds or (1 if args.quick else 5), window=args.window, pin=not args.no_pin,
         profile=args.profile, backends=tuple(b for b in args.backends.split(",") if b),
-        verbose=args.verbose, stamp=harness.timestamp(),
+        verbose=args.verbose, stamp=harness.timestamp(), baseline=tuple(args.baseline),
+        bulk_items=args.bulk_items,
     )
     for b in selected:
         needs = b.needs + (b.profile_needs if args.profile else ())

@@ -46,6 +46,10 @@ class Options:
     backends: tuple[str, ...]
     verbose: bool
     stamp: str  # the run's UTC timestamp: names every file it writes
+    #: git revisions (or directories holding a ``pushgo`` package) whose pushgo runs beside
+    #: the working tree's in the same run, where a benchmark supports it
+    baseline: tuple[str, ...] = ()
+    bulk_items: int | None = None  # items in one bulk body (bulk benchmark)
 
     def log(self, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -264,14 +268,43 @@ def register(bench: Benchmark) -> Benchmark:
     return bench
 
 
+def baseline_tree(rev: str, dest: Path) -> Path:
+    """pushgo as of git revision ``rev`` in ``dest/pushgo`` (beside a link to this
+    ``benchmarks``): a client started with ``cwd=dest`` imports that pushgo, so a benchmark
+    can measure a change against its base in the same run."""
+    if Path(rev).is_dir() and (Path(rev) / "pushgo").is_dir():  # a copy made by hand
+        tree = Path(rev).resolve()
+        if not (tree / "benchmarks").exists():
+            (tree / "benchmarks").symlink_to(ROOT, target_is_directory=True)
+        return tree
+    root = ROOT.parent
+    git = shutil.which("git")
+    if git is None:
+        raise RuntimeError("--baseline needs git")
+    dest.mkdir(parents=True, exist_ok=True)
+    # A revision named on our own command line; git rejects anything that is not one.
+    archive = subprocess.run([git, "-C", str(root), "archive", "--format=tar", rev, "pushgo"],  # noqa: S603
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise RuntimeError(f"git archive {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    tar = shutil.which("tar")
+    if tar is None:
+        raise RuntimeError("--baseline needs tar")
+    subprocess.run([tar, "-x", "-C", str(dest)], input=archive.stdout, check=True)  # noqa: S603
+    (dest / "benchmarks").symlink_to(ROOT, target_is_directory=True)
+    return dest
+
+
 def timestamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def write_result(report: Report, machine_info: dict[str, Any], opts: Options) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    """``results/<name>-<stamp>.json`` (``results/quick/`` for smoke runs, never committed)."""
+    folder = RESULTS / "quick" if opts.quick else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
     stamp = opts.stamp
-    path = RESULTS / f"{report.name}-{stamp}.json"
+    path = folder / f"{report.name}-{stamp}.json"
     doc = {
         "benchmark": report.name,
         "timestamp": stamp,

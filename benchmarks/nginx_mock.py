@@ -63,6 +63,16 @@ http {{
       add_header apns-id $http_apns_id always;
       return 200;
     }}
+    # FCM HTTP v1: a 200 with the message name as JSON (HEADERS + one DATA frame).
+    location ~ ^/v1/projects/[^/]+/messages:send$ {{
+      {clear_fcm_headers}
+      default_type application/json;
+      return 200 '{fcm_body}';
+    }}
+    # A plain counter of requests served, for runs that wait until the mock has them all.
+    location = /nginx-status {{
+      stub_status;
+    }}
     location / {{
       return 404;
     }}
@@ -71,6 +81,9 @@ http {{
 """
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: What the mock answers every FCM send with (a real name looks like this).
+FCM_BODY = '{"name":"projects/bench-project/messages/0:1700000000000000%31bd1c9631bd1c96"}'
+
 
 
 def free_port() -> int:
@@ -155,7 +168,9 @@ class NginxMock:
         (self.dir / "nginx.conf").write_text(CONF.format(
             port=self.port, streams=self.streams,
             load_module=f"load_module {HEADERS_MORE};" if self.trimmed else "",
-            clear_headers="more_clear_headers Server Date Content-Type;" if self.trimmed else ""))
+            clear_headers="more_clear_headers Server Date Content-Type;" if self.trimmed else "",
+            clear_fcm_headers="more_clear_headers Server Date;" if self.trimmed else "",
+            fcm_body=FCM_BODY))
         cmd = [exe, "-p", str(self.dir), "-c", "nginx.conf", "-g", "daemon off;"]
         if self.cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(self.cpu), *cmd]
@@ -190,6 +205,24 @@ class NginxMock:
                 return
             time.sleep(0.05)
         raise RuntimeError("nginx did not start listening within 10 s")
+
+    def requests_served(self) -> int:
+        """nginx's count of requests handled so far (stub_status; plain HTTP/1.1 over TLS)."""
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /nginx-status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := tls.recv(4096):
+                data += chunk
+        # "...\n server accepts handled requests\n 1 1 5 \n..."
+        lines = data.decode(errors="replace").split("\r\n\r\n", 1)[-1].splitlines()
+        for i, line in enumerate(lines):
+            if line.strip().startswith("server accepts handled requests"):
+                return int(lines[i + 1].split()[2])
+        raise RuntimeError(f"unexpected stub_status answer: {data[-200:]!r}")
 
     def cpu_seconds(self) -> float:
         return sum(proc_cpu_seconds(pid) for pid in self.worker_pids)

@@ -34,6 +34,7 @@ from benchmarks.harness import (
     Need,
     Options,
     Report,
+    baseline_tree,
     executable,
     median,
     percentile,
@@ -83,14 +84,18 @@ class Client:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     warmup: dict[str, Any] | None = None
     failed: str | None = None
+    tree: Path | None = None  # run pushgo from this tree (--baseline) instead of the checkout
+    scale: int = 1  # a slow peer measures n/scale per round (its rate needs no more)
 
 
 def _client_cmd(c: Client, mock: NginxMock, key: Path, opts: Options, cpu: int | None,
                 profile_out: Path | None = None, n: int | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "benchmarks.sender_client", "--impl", c.impl,
            "--backend", c.backend, "--connections", str(c.connections), "--port", str(mock.port),
-           "--ca", str(mock.ca_file), "--key", str(key), "--n", str(n or opts.n),
-           "--warmup", str(opts.warmup), "--window", str(c.window or opts.window)]
+           "--ca", str(mock.ca_file), "--key", str(key),
+           "--n", str(n or max(500, opts.n // c.scale)),
+           "--warmup", str(max(100, opts.warmup // c.scale)),
+           "--window", str(c.window or opts.window)]
     for pid in mock.worker_pids:
         cmd += ["--mock-pid", str(pid)]
     if cpu is not None:
@@ -100,8 +105,9 @@ def _client_cmd(c: Client, mock: NginxMock, key: Path, opts: Options, cpu: int |
     return cmd
 
 
-def _spawn(cmd: list[str]) -> subprocess.Popen[str]:
-    root = str(Path(__file__).resolve().parent.parent)
+def _spawn(cmd: list[str], tree: Path | None = None) -> subprocess.Popen[str]:
+    """A client process; with ``tree`` (a --baseline checkout) its pushgo comes from there."""
+    root = str(tree or Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     # Our own command line (sys.executable and fixed arguments).
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # noqa: S603
@@ -356,7 +362,52 @@ def _profile_markdown(profiles: dict[str, Any], top: int = 12) -> list[str]:
 # --------------------------------------------------------------------------- the run
 
 
-def _row(c: Client, aioapns_rate: float | None) -> dict[str, Any]:
+def measure(clients: list[Client], mock: NginxMock, key: Path, setup: H2LoadSetup,
+            opts: Options, client_cpu: int | None) -> None:
+    """Start every client, warm each up, then run the measured rounds interleaved (round r of
+    every client before round r+1 of any, the order rotating); rounds land in ``c.rounds``."""
+    try:
+        for c in clients:
+            if c.impl == "h2load":
+                continue
+            c.proc = _spawn(_client_cmd(c, mock, key, opts, client_cpu), c.tree)
+            _ask(c.proc, None)
+        for c in clients:
+            warm = opts.warmup if c.impl == "h2load" else max(100, opts.warmup // c.scale)
+            opts.log(f"warm-up {c.label} ({warm:,})")
+            try:
+                if c.impl == "h2load":
+                    c.warmup = _h2load_round(setup, mock, opts.warmup)
+                else:
+                    assert c.proc is not None
+                    c.warmup = _ask(c.proc, "warmup")
+            except Exception as exc:
+                c.failed = str(exc)
+                opts.log(f"  {c.label} failed: {exc}")
+        for r in range(opts.rounds):
+            order = clients[r % len(clients):] + clients[:r % len(clients)]
+            for c in order:
+                if c.failed:
+                    continue
+                try:
+                    if c.impl == "h2load":
+                        res = _h2load_round(setup, mock, opts.n)
+                    else:
+                        assert c.proc is not None
+                        res = _ask(c.proc, "round")
+                except Exception as exc:
+                    c.failed = str(exc)
+                    opts.log(f"  {c.label} failed: {exc}")
+                    continue
+                c.rounds.append(res)
+                opts.log(f"round {r + 1}/{opts.rounds} {c.label}: {res['rate']:,.0f}/s "
+                         f"p99 {res['p99_ms']:.1f} ms")
+    finally:
+        for c in clients:
+            _quit(c.proc)
+
+
+def _row(c: Client, aioapns_rate: float | None, *, peer: str = "aioapns") -> dict[str, Any]:
     rs = c.rounds
     if not rs:
         return {"label": c.label, "impl": c.impl, "backend": c.backend,
@@ -376,8 +427,10 @@ def _row(c: Client, aioapns_rate: float | None) -> dict[str, Any]:
         "warmup": c.warmup,
     }
     row["mock_saturated"] = row["mock_cpu_pct"] >= SATURATED_PCT
-    if aioapns_rate and c.impl != "aioapns":
-        row["vs_aioapns"] = rate / aioapns_rate
+    if c.tree is not None:
+        row["baseline"] = True
+    if aioapns_rate and c.impl != peer:
+        row[f"vs_{peer}"] = rate / aioapns_rate
     if c.failed:
         row["failed"] = c.failed
     return row
@@ -389,15 +442,24 @@ def run(opts: Options) -> Report:
     mock_cpu, client_cpu = (1, 0) if pin else (None, None)
     clients: list[Client] = []
     for backend in opts.backends:
-        for conns in (1, 4):
+        for conns in (1,) if opts.quick else (1, 4):  # --quick: the smoke run's rows only
             clients.append(Client(f"pushgo {backend} ×{conns}", "pushgo", backend, conns))
-    clients.append(Client("aioapns asyncio ×1", "aioapns", "asyncio", 1))
+    # aioapns manages a few thousand a second: a quarter of the round is plenty for its rate.
+    if not opts.quick:
+        clients.append(Client("aioapns asyncio ×1", "aioapns", "asyncio", 1, scale=4))
     if opts.window != AIOAPNS_SMALL_WINDOW:
         # FIELD-NOTES: aioapns is faster with fewer in flight; compare with its better figure.
         clients.append(Client(f"aioapns asyncio ×1, {AIOAPNS_SMALL_WINDOW} in flight", "aioapns",
-                              "asyncio", 1, window=AIOAPNS_SMALL_WINDOW))
+                              "asyncio", 1, window=AIOAPNS_SMALL_WINDOW, scale=4))
     h2 = Client(f"h2load ×1 ({H2LOAD_STREAMS} streams)", "h2load", "native", 1)
     clients.append(h2)
+    workdir = Path(tempfile.mkdtemp(prefix="pushgo-bench-sender-"))
+    for i, rev in enumerate(opts.baseline):
+        tree = baseline_tree(rev, workdir / f"baseline-{i}")
+        name = Path(rev).name if Path(rev).is_dir() else rev
+        for backend in opts.backends:
+            clients.insert(0, Client(f"pushgo@{name} {backend} ×1", "pushgo", backend, 1,
+                                     tree=tree))
 
     report = Report(
         name="sender",
@@ -408,7 +470,6 @@ def run(opts: Options) -> Report:
                 "h2load": f"-c 1 -m {H2LOAD_STREAMS} -t 1, 200-byte body, pushgo's headers"},
         columns=COLUMNS,
     )
-    workdir = Path(tempfile.mkdtemp(prefix="pushgo-bench-sender-"))
     try:
         with NginxMock(cpu=mock_cpu) as mock:
             from pushgo.testing.mock_apns import APNsKey
@@ -422,44 +483,7 @@ def run(opts: Options) -> Report:
                                     "headers-more module): response decoding costs more than on APNs")
             opts.log(f"mock: nginx on 127.0.0.1:{mock.port} (worker pid {mock.worker_pids}, "
                      f"cpu {mock_cpu}), clients on cpu {client_cpu}")
-            try:
-                for c in clients:
-                    if c.impl == "h2load":
-                        continue
-                    c.proc = _spawn(_client_cmd(c, mock, key, opts, client_cpu))
-                    _ask(c.proc, None)
-                for c in clients:
-                    opts.log(f"warm-up {c.label} ({opts.warmup:,})")
-                    try:
-                        if c.impl == "h2load":
-                            c.warmup = _h2load_round(setup, mock, opts.warmup)
-                        else:
-                            assert c.proc is not None
-                            c.warmup = _ask(c.proc, "warmup")
-                    except Exception as exc:
-                        c.failed = str(exc)
-                        opts.log(f"  {c.label} failed: {exc}")
-                for r in range(opts.rounds):
-                    order = clients[r % len(clients):] + clients[:r % len(clients)]
-                    for c in order:
-                        if c.failed:
-                            continue
-                        try:
-                            if c.impl == "h2load":
-                                res = _h2load_round(setup, mock, opts.n)
-                            else:
-                                assert c.proc is not None
-                                res = _ask(c.proc, "round")
-                        except Exception as exc:
-                            c.failed = str(exc)
-                            opts.log(f"  {c.label} failed: {exc}")
-                            continue
-                        c.rounds.append(res)
-                        opts.log(f"round {r + 1}/{opts.rounds} {c.label}: {res['rate']:,.0f}/s "
-                                 f"p99 {res['p99_ms']:.1f} ms")
-            finally:
-                for c in clients:
-                    _quit(c.proc)
+            measure(clients, mock, key, setup, opts, client_cpu)
             if opts.profile:
                 report.extra["profile"] = _profile(mock, key, opts, client_cpu, workdir)
             errors = mock.error_log().strip()
@@ -479,6 +503,14 @@ def run(opts: Options) -> Report:
                                 f"of its core — mock-bound, not client-bound")
         if row.get("failed"):
             report.notes.append(f"{row['label']} failed: {row['failed']}")
+    for base in (r for r in report.rows if r.get("baseline") and "rate" in r):
+        now = next((r for r in report.rows if r["impl"] == "pushgo" and not r.get("baseline")
+                    and r["backend"] == base["backend"] and r["connections"] == 1
+                    and "rate" in r), None)
+        if now is not None:
+            report.notes.append(
+                f"{now['label']} vs {base['label']}: {now['rate'] / base['rate']:.2f}× the rate, "
+                f"{now['cpu_per_10k'] / base['cpu_per_10k']:.2f}× the CPU per 10k")
     h2row = next((r for r in report.rows if r["impl"] == "h2load" and "rate" in r), None)
     if h2row:
         sat = "saturated (the ceiling is the mock's core)" if h2row["mock_saturated"] else \
@@ -488,6 +520,7 @@ def run(opts: Options) -> Report:
                         f"aioapns per send_notification; {opts.window} in flight unless the row "
                         f"says otherwise; h2load per request with {H2LOAD_STREAMS} in flight. "
                         "× aioapns is against aioapns's best row")
+    mock_note(report)
     if "profile" in report.extra:
         report.appendix = "\n".join(_profile_markdown(report.extra["profile"]))
     report.chart = chart
@@ -495,7 +528,8 @@ def run(opts: Options) -> Report:
 
 
 def _checks(report: Report, aio_rate: float | None) -> None:
-    rows = [r for r in report.rows if r["impl"] == "pushgo" and "rate" in r]
+    rows = [r for r in report.rows if r["impl"] == "pushgo" and "rate" in r
+            and not r.get("baseline")]
     if not rows:
         return
     best = max(rows, key=lambda r: r["rate"])
@@ -518,7 +552,20 @@ def _checks(report: Report, aio_rate: float | None) -> None:
                                + listing(lambda r: r["rate"] >= 10_000)))
 
 
-def chart(report: Report, path: Path) -> None:
+def mock_note(report: Report) -> None:
+    """Say whether the mock stayed below saturation (the harness's check of the mock)."""
+    rows = [r for r in report.rows if "mock_cpu_pct" in r and r.get("impl") != "h2load"]
+    if not rows:
+        return
+    top = max(rows, key=lambda r: r["mock_cpu_pct"])
+    ok = top["mock_cpu_pct"] < SATURATED_PCT
+    report.notes.append(
+        f"mock CPU: at most {top['mock_cpu_pct']:.0f}% of its core ({top['label']}) — "
+        + ("below saturation: the clients, not the mock, set these figures" if ok else
+           f"saturated (≥ {SATURATED_PCT:.0f}%): that row measures the mock"))
+
+
+def chart(report: Report, path: Path, title: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -526,8 +573,8 @@ def chart(report: Report, path: Path) -> None:
 
     rows = [r for r in report.rows if "rate" in r]
     labels = [r["label"] for r in rows]
-    colors = ["#2b6cb0" if r["impl"] == "pushgo" else "#c05621" if r["impl"] == "aioapns"
-              else "#718096" for r in rows]
+    colors = ["#90cdf4" if r.get("baseline") else "#2b6cb0" if r["impl"].startswith("pushgo")
+              else "#718096" if r["impl"] == "h2load" else "#c05621" for r in rows]
     panels = [("rate", "notifications/s (log)", True), ("cpu_per_10k", "CPU s per 10k", False),
               ("p99_ms", "p99 latency ms", False), ("rss_mb", "peak RSS MB", False)]
     fig, axes = plt.subplots(1, len(panels), figsize=(18, 0.55 * len(rows) + 2.2), sharey=True)
@@ -544,8 +591,8 @@ def chart(report: Report, path: Path) -> None:
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(labels)
     p = report.params
-    fig.suptitle(f"sender: {p['n']:,} notifications/round, median of {p['rounds']} round(s), "
-                 f"TLS → nginx (one pinned core)", fontsize=11)
+    fig.suptitle(title or f"sender: {p['n']:,} notifications/round, median of {p['rounds']} "
+                 f"round(s), TLS → nginx (one pinned core)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

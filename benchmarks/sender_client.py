@@ -77,6 +77,31 @@ def request_headers(authority: str, jwt: str, token: str, delivery_id: str) -> l
     ]
 
 
+FCM_PROJECT = "bench-project"
+FCM_ACCESS_TOKEN = "ya29.bench-access-token"  # noqa: S105 - a mock's fake token
+
+
+class StaticFcmToken:
+    """An FCM access token that never expires (the token endpoint is not what is measured)."""
+
+    project_id = FCM_PROJECT
+
+    async def token(self) -> str:
+        return FCM_ACCESS_TOKEN
+
+    def invalidate(self, token: str) -> None:
+        pass
+
+
+def fcm_templates() -> Any:
+    """pushgo's FCM data message for the same alert as the APNs rows (full, wake-up)."""
+    from pushgo.protocol import fcm as FC
+
+    data = {"title": "Disk almost full", "body": "x" * 60, "severity": "low", "channel_id": "ops"}
+    return (FC.MessageTemplate(FC.data_json(data), "HIGH", False),
+            FC.MessageTemplate(FC.data_json({"channel_id": "ops"}), "HIGH", True))
+
+
 class Meter:
     """Per-round figures: wall, CPU of this process, CPU of the mock's workers."""
 
@@ -150,13 +175,21 @@ async def pushgo_main(args: argparse.Namespace) -> None:
     from pushgo.settings import Settings
 
     ctx = provider_ssl_context(Settings(provider_ca_file=args.ca))
-    jwt = ApnsJwtSource(args.key_pem, args.key_id, args.team_id)
     results = ResultBuffer()
-    sender = ApnsSender(Origin.parse(f"https://127.0.0.1:{args.port}"), ctx, results, jwt, TOPIC,
-                        connections=args.connections)
+    origin = Origin.parse(f"https://127.0.0.1:{args.port}")
+    sender: Any
+    template: Any
+    if args.impl == "pushgo-fcm":
+        from pushgo.push.sender import FcmSender
+
+        sender = FcmSender(origin, ctx, results, StaticFcmToken(), connections=args.connections)
+        template = fcm_templates()
+    else:
+        jwt = ApnsJwtSource(args.key_pem, args.key_id, args.team_id)
+        sender = ApnsSender(origin, ctx, results, jwt, TOPIC, connections=args.connections)
+        template = payload_template()
     if args.window > 2048:
         raise SystemExit("--window above the sender's queue size (2048) would block the feeder")
-    template = payload_template()
     tokens = device_tokens()
     mask = TOKENS - 1
     meter = Meter(args.mock_pid)
@@ -315,17 +348,98 @@ async def aioapns_main(args: argparse.Namespace) -> None:
     client.pool.close()
 
 
+# --------------------------------------------------------------------------- httpx (FCM)
+
+
+async def httpx_fcm_main(args: argparse.Namespace) -> None:
+    """A plain httpx HTTP/2 client posting FCM v1 messages — what firebase-admin does."""
+    import asyncio
+    import ssl
+
+    import httpx
+
+    ctx = ssl.create_default_context(cafile=args.ca)
+    url = f"https://127.0.0.1:{args.port}/v1/projects/{FCM_PROJECT}/messages:send"
+    headers = {"authorization": f"Bearer {FCM_ACCESS_TOKEN}", "content-type": "application/json"}
+    full, _wake = fcm_templates()
+    tokens = device_tokens()
+    mask = TOKENS - 1
+    meter = Meter(args.mock_pid)
+    state = {"seq": 0}
+    perf = time.perf_counter
+    loop = asyncio.get_running_loop()
+    client = httpx.AsyncClient(http2=True, verify=ctx, timeout=30,
+                               limits=httpx.Limits(max_connections=args.connections,
+                                                   max_keepalive_connections=args.connections))
+    await client.post(url, content=full.render(tokens[0], "0" * 32, 86_400), headers=headers)
+
+    async def one_round(n: int, profile: cProfile.Profile | None) -> dict[str, Any]:
+        seq0 = state["seq"]
+        end = seq0 + n
+        latencies: array[float] = array("d")
+        counters = {"next": seq0, "errors": 0}
+
+        async def worker() -> None:
+            while counters["next"] < end:
+                seq = counters["next"]
+                counters["next"] = seq + 1
+                body = full.render(tokens[seq & mask], f"{seq:032x}", 86_400)
+                t = perf()
+                try:
+                    resp = await client.post(url, content=body, headers=headers)
+                    ok = resp.status_code == 200 and bool(resp.json().get("name"))
+                except Exception:
+                    ok = False
+                latencies.append(perf() - t)
+                if not ok:
+                    counters["errors"] += 1
+
+        gc.collect()
+        if profile is not None:
+            profile.enable()
+        start = meter.start()
+        await asyncio.gather(*(worker() for _ in range(min(args.window, n))))
+        out = meter.finish(start, n, latencies, counters["errors"])
+        if profile is not None:
+            profile.disable()
+        state["seq"] = end
+        return out
+
+    async def wait_readable(fd: int) -> None:
+        ready = loop.create_future()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+
+    commands = Commands(wait_readable)
+    answer({"ready": True, "pid": os.getpid()})
+    while True:
+        cmd = await commands.next()
+        if cmd == "quit" or not cmd:
+            break
+        if cmd == "warmup":
+            answer(await one_round(args.warmup, None))
+        elif cmd == "round":
+            answer(await one_round(args.n, None))
+        else:
+            answer({"error": f"unknown command {cmd!r}"})
+    await client.aclose()
+
+
 # --------------------------------------------------------------------------- entry
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.sender_client")
-    p.add_argument("--impl", choices=("pushgo", "aioapns"), required=True)
+    p.add_argument("--impl", choices=("pushgo", "aioapns", "pushgo-fcm", "httpx-fcm"),
+                   required=True)
     p.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     p.add_argument("--connections", type=int, default=1)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", required=True)
-    p.add_argument("--key", required=True, help="the APNs .p8 key (PEM)")
+    p.add_argument("--key", required=True, help="the APNs .p8 key (PEM; unused for FCM)")
     p.add_argument("--key-id", default="BENCHKEY01")
     p.add_argument("--team-id", default="BENCHTEAM1")
     p.add_argument("--n", type=int, default=100_000)
@@ -344,10 +458,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
 
-    if args.impl == "aioapns":
+    if args.impl in ("aioapns", "httpx-fcm"):
         import asyncio
 
-        asyncio.run(aioapns_main(args))
+        asyncio.run(aioapns_main(args) if args.impl == "aioapns" else httpx_fcm_main(args))
     else:
         import anyio
 
