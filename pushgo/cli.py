@@ -1,8 +1,9 @@
 """The ``pushgo`` command: ``pushgo serve`` (every setting of SPEC §7 as an environment variable
-or a flag) and ``pushgo version``.
+or a flag), ``pushgo version``, and the operator commands of :mod:`pushgo.admin`.
 
 A bad setting prints one line naming the variable and exits 2. SIGINT/SIGTERM stop accepting,
-let in-flight requests finish, flush the store and exit 0.
+let in-flight requests finish, flush the store and exit 0. ``--workers N`` (N > 1) runs the
+supervisor of :mod:`pushgo.workers`, which starts N ``serve`` processes on one shared socket.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ def _parser() -> argparse.ArgumentParser:
     for opt in OPTIONS:
         serve.add_argument(opt.flag, dest=opt.env, metavar="VALUE",
                            help=f"{opt.help} [{opt.env}]")
+    # Set by the `--workers N` supervisor for each worker it starts.
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-dir", help=argparse.SUPPRESS)
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     sub.add_parser("version", help="print the version")
+    from pushgo.admin import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -43,15 +51,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command != "serve":
+        from pushgo.admin import run_command
+
+        return run_command(args)
     try:
         settings = settings_from(args)
     except SettingsError as exc:
         print(f"pushgo: {exc}", file=sys.stderr)
         return 2
-    return serve(settings)
+    if settings.workers > 1:
+        given = list(sys.argv[1:] if argv is None else argv)
+        return supervise(settings, given[given.index("serve") + 1:])
+    return serve(settings, listen_fd=args.listen_fd, worker_dir=args.worker_dir,
+                 worker_index=args.worker_index)
 
 
-def serve(settings: Settings) -> int:
+def supervise(settings: Settings, serve_args: Sequence[str]) -> int:
+    from pushgo import logs
+    from pushgo.store.engine import Store
+    from pushgo.workers import Supervisor, refuse_reason
+
+    reason = refuse_reason(settings)
+    if reason is not None:
+        print(f"pushgo: {reason}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log_level)
+    try:
+        store = Store(settings.db_url, pool_size=1)
+        store.migrate()
+        store.dispose()
+    except Exception as exc:
+        print(f"pushgo: cannot open PUSHGO_DB_URL: {_reason(exc)}", file=sys.stderr)
+        return 2
+    try:
+        return Supervisor(settings, serve_args).run()
+    except OSError as exc:
+        print(f"pushgo: cannot listen on PUSHGO_HTTP_ADDR={settings.http_addr}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+
+
+def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str | None = None,
+          worker_index: int = 0) -> int:
     import anyio
 
     from pushgo import logs
@@ -79,8 +121,17 @@ def serve(settings: Settings) -> int:
             options["use_uvloop"] = True
         except ImportError:
             pass
+    binds = [settings.http_addr] if listen_fd is None else [f"fd://{listen_fd}"]
+    if worker_dir is not None:
+        from pushgo.workers import worker_socket
+
+        own = worker_socket(worker_dir, worker_index)
+        binds.append(f"unix:{own}")
+        gateway.metrics.peer_dir, gateway.metrics.own_socket = worker_dir, own
+        gateway.metrics.worker_index = worker_index
     try:
-        anyio.run(_serve, gateway, backend=backend, backend_options=options)
+        anyio.run(_serve, gateway, binds, listen_fd is not None, backend=backend,
+                  backend_options=options)
     except OSError as exc:
         print(f"pushgo: cannot listen on PUSHGO_HTTP_ADDR={settings.http_addr}: {exc.strerror}",
               file=sys.stderr)
@@ -95,7 +146,7 @@ def _reason(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-async def _serve(gateway: Any) -> None:
+async def _serve(gateway: Any, binds: list[str], supervised: bool) -> None:
     import logging
     import signal
 
@@ -104,7 +155,7 @@ async def _serve(gateway: Any) -> None:
     from hypercorn.config import Config
 
     config = Config()
-    config.bind = [gateway.settings.http_addr]
+    config.bind = binds
     config.graceful_timeout = GRACEFUL_TIMEOUT_S
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -121,12 +172,27 @@ async def _serve(gateway: Any) -> None:
     async def shutdown_trigger() -> None:
         await stop.wait()
 
+    async def orphaned() -> None:
+        # A worker whose supervisor is gone (killed) stops instead of serving on alone.
+        parent = os.getppid()
+        while True:  # a parent's exit has no event to wait on
+            await anyio.sleep(1)
+            if os.getppid() != parent:
+                break
+        logging.getLogger("pushgo.app").warning("supervisor gone; shutting down")
+        stop.set()
+
     logging.getLogger("pushgo.app").info("listening", extra={"fields": {
         "addr": gateway.settings.http_addr, "backend": sniffio.current_async_library(),
-        "version": __version__, "db": gateway.store.dialect,
+        "version": __version__, "db": gateway.store.dialect, "pid": os.getpid(),
     }})
+    from pushgo import hypercorn_guard
+
+    hypercorn_guard.install()  # one connection's error must not end the server
     async with anyio.create_task_group() as tg:
         tg.start_soon(on_signals)
+        if supervised:
+            tg.start_soon(orphaned)
         if sniffio.current_async_library() == "trio":
             from hypercorn.trio import serve as hypercorn_serve
         else:

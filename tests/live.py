@@ -17,6 +17,7 @@ import httpx
 import sniffio
 from hypercorn.config import Config
 
+from pushgo import hypercorn_guard
 from pushgo.app import Gateway
 from tests.conftest import free_port
 
@@ -41,6 +42,7 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
     async def trigger() -> None:
         await stop.wait()
 
+    hypercorn_guard.install()  # as pushgo serve: one connection's error never ends it
     if sniffio.current_async_library() == "trio":
         from hypercorn.trio import serve
     else:
@@ -100,7 +102,9 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}: {self.log()}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                token = self.env.get("PUSHGO_TOKEN")
+                headers = {"authorization": f"Bearer {token}"} if token else {}
+                if httpx.get(self.url + "/readyz", timeout=1, headers=headers).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
