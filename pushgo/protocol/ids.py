@@ -14,6 +14,8 @@ _DECODE = {c: i for i, c in enumerate(_CROCKFORD)}
 _DECODE.update({"O": 0, "I": 1, "L": 1})
 
 CHANNEL_ID_LEN = 26
+_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
+_CHANNEL_SYMBOLS = re.compile(f"[{_CROCKFORD}]{{{CHANNEL_ID_LEN}}}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _TOKEN_ID = re.compile(r"[A-Za-z0-9_:\-]+")
 
@@ -32,19 +34,21 @@ def encode_channel_id(raw: bytes) -> str:
 
 
 def parse_channel_id(text: str) -> str | None:
-    """Normalize a channel id given on input (case-insensitive); None if it is not one."""
+    """Normalize a channel id given on input (case-insensitive); None if it is not one.
+
+    The canonical form is the input upper-cased with Crockford's aliases resolved (what
+    decoding and re-encoding it gives), provided every symbol is Crockford's and the last one
+    has its two low bits clear — checked without the per-symbol arithmetic (every send parses
+    one)."""
     text = text.strip().upper()
     if len(text) != CHANNEL_ID_LEN:
         return None
-    value = 0
-    for ch in text:
-        digit = _DECODE.get(ch)
-        if digit is None:
-            return None
-        value = (value << 5) | digit
-    if value & 3:  # not the canonical form v1.2.9 issues
+    canonical = text.translate(_ALIASES)
+    if _CHANNEL_SYMBOLS.fullmatch(canonical) is None:
         return None
-    return encode_channel_id((value >> 2).to_bytes(16, "big"))
+    if _DECODE[canonical[-1]] & 3:  # not the canonical form v1.2.9 issues
+        return None
+    return canonical
 
 
 def hex_id(raw: bytes) -> str:

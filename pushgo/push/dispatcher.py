@@ -17,6 +17,7 @@ import json
 import logging
 import random
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -33,10 +34,14 @@ from pushgo.store.dispatch import Due, OpInfo, Outcomes
 log = logging.getLogger("pushgo.dispatch")
 
 PAGE = 1000
-#: A claimed delivery is ours for this long, renewed every third of it while a sender still
-#: holds it; a process that dies loses its claims within a minute.
+#: A claimed delivery is ours for this long (``PUSHGO_DELIVERY_LEASE_SECONDS``, this by
+#: default), renewed every third of it while a sender still holds it; a process that dies loses
+#: its claims within one lease.
 LEASE_MS = 60 * 1000
 IDLE_POLL_S = 1.0
+#: Woken sooner than this after its last claim, the dispatcher waits out the rest: a burst of
+#: accepted operations is claimed together, and a lone one at once.
+CLAIM_GAP_S = 0.02
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 15 * 60.0
@@ -62,6 +67,13 @@ class Dispatcher:
         self._templates: OrderedDict[tuple[int, str], Any] = OrderedDict()
         self._held: set[int] = set()  # seqs handed to a sender and not yet resolved
         self.stats = {"sent": 0, "failed": 0, "retried": 0, "expired": 0, "dead_token": 0}
+        # For /metrics: sent per route (hot path: one dict increment per result), and the rarer
+        # outcomes per (route, outcome, reason).
+        self.sent_by_route: dict[str, int] = {}
+        self.outcomes: dict[tuple[str, str, str], int] = {}
+        self.lease_ms = ctx.settings.delivery_lease_seconds * 1000
+        #: Called after each batch of send results is recorded (delivery status watchers).
+        self.on_results: list[Callable[[], None]] = []
         self.ready = False
 
     # DeliveryListener
@@ -91,9 +103,10 @@ class Dispatcher:
     async def _claim_forever(self) -> None:
         while True:
             self._wake = anyio.Event()
+            claimed_at = anyio.current_time()
             try:
                 page = await self.ctx.store.run(S.claim_due, PROVIDER_ROUTES, self.ctx.now(),
-                                                PAGE, LEASE_MS)
+                                                PAGE, self.lease_ms)
             except Exception:
                 log.exception("claiming deliveries failed")
                 page = []
@@ -102,18 +115,28 @@ class Dispatcher:
             if len(page) < PAGE:
                 with anyio.move_on_after(IDLE_POLL_S):
                     await self._wake.wait()
+                # Operations accepted in a stream share claims: at most one per CLAIM_GAP_S
+                # (a claim for every accepted send cost more than the send itself).
+                gap = claimed_at + CLAIM_GAP_S - anyio.current_time()
+                if gap > 0:
+                    await anyio.sleep(gap)
 
     async def _renew_leases(self) -> None:
         while True:
-            await anyio.sleep(LEASE_MS / 3000)
+            await anyio.sleep(self.lease_ms / 3000)
             if self._held:
                 try:
                     await self.ctx.store.run(S.extend_leases, sorted(self._held),
-                                             self.ctx.now() + LEASE_MS)
+                                             self.ctx.now() + self.lease_ms)
                 except Exception:
                     log.exception("renewing delivery leases failed")
 
     async def _hand_out(self, page: list[Due]) -> None:
+        # The whole page is held from the claim on, so its leases are renewed even while the
+        # rest of it waits here for room in a sender's queue (a slow provider): an unrenewed
+        # lease would run out and another process would send the same delivery.
+        page = [d for d in page if d.seq not in self._held]
+        self._held.update(d.seq for d in page)
         missing = {d.op_pk for d in page if (d.op_pk, d.route) not in self._templates}
         infos: dict[int, OpInfo] = {}
         if missing:
@@ -121,11 +144,10 @@ class Dispatcher:
         failures: list[Result] = []
         now = self.ctx.now()
         for due in page:
-            if due.seq in self._held:
-                continue
             sender = self.senders.get(due.route)
             job = Job(due.seq, due.delivery_id, due.device_key, due.token or "", None,
-                      due.expires_at, False, attempts=due.attempts, platform=due.platform)
+                      due.expires_at, False, attempts=due.attempts, platform=due.platform,
+                      route=due.route)
             if sender is None:
                 failures.append(Result(job, A.Rejected("provider_not_configured", 0,
                                                        "permanent")))
@@ -141,8 +163,12 @@ class Dispatcher:
                 failures.append(Result(job, A.Rejected("PayloadTooLarge", 413, "permanent")))
                 continue
             job.template, job.low_priority = entry
-            self._held.add(due.seq)
-            await sender.jobs_in.send(job)
+            try:
+                # Without a checkpoint per job while the queue has room: each await here would
+                # give the sender one job per scheduling round, a handful of streams in flight.
+                sender.jobs_in.send_nowait(job)
+            except anyio.WouldBlock:
+                await sender.jobs_in.send(job)
         for result in failures:
             self.results.add(result)
 
@@ -191,6 +217,8 @@ class Dispatcher:
                 log.exception("recording send results failed")
             for result in batch:
                 self._held.discard(result.job.seq)
+            for hook in self.on_results:
+                hook()
             if out.retry:
                 self._wake.set()
 
@@ -199,19 +227,28 @@ class Dispatcher:
         if isinstance(outcome, A.Accepted):
             out.sent.append(job.seq)
             self.stats["sent"] += 1
+            self.sent_by_route[job.route] = self.sent_by_route.get(job.route, 0) + 1
         elif isinstance(outcome, Expired):
             out.expired.append(job.seq)
             self.stats["expired"] += 1
+            self._count(job, "expired", "expired")
         elif isinstance(outcome, TransportFailure):
             self._retry_or_fail(job, outcome.reason, None, now, out)
         elif outcome.kind == "dead_token":
             out.dead.append((job.seq, job.device_key, job.token, outcome.reason))
             self.stats["dead_token"] += 1
+            self._count(job, "failed", outcome.reason)
         elif outcome.kind == "retry":
             self._retry_or_fail(job, outcome.reason, outcome.retry_after_s, now, out)
         else:
             out.failed.append((job.seq, outcome.reason))
             self.stats["failed"] += 1
+            self._count(job, "failed", outcome.reason)
+
+    def _count(self, job: Job, outcome: str, reason: str) -> None:
+        # Reasons are provider codes; cap what a free-text transport error could add.
+        key = (job.route, outcome, reason.partition(":")[0][:64])
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
     def _retry_or_fail(self, job: Job, reason: str, retry_after: float | None, now: int,
                        out: Outcomes) -> None:
@@ -219,6 +256,8 @@ class Dispatcher:
         if attempts >= MAX_ATTEMPTS:
             out.failed.append((job.seq, reason))
             self.stats["failed"] += 1
+            self._count(job, "failed", reason)
             return
         out.retry.append((job.seq, now + backoff_ms(attempts, retry_after), reason))
         self.stats["retried"] += 1
+        self._count(job, "retried", reason)

@@ -16,6 +16,7 @@ from pushgo.service.context import Context
 from pushgo.service.devices import require_device
 from pushgo.service.passwords import normalize_password
 from pushgo.store import channels as C
+from pushgo.store.history import channel_info
 
 SYNC_LIMIT = 2000
 
@@ -56,6 +57,7 @@ class Channels:
             raise channel_not_found()
         if not await self.ctx.verifier.verify(password, row.password_hash):
             raise PasswordMismatch("invalid channel password", code="password_mismatch")
+        self.ctx.verifier.remember(channel_id, password, row.password_hash)
         return row
 
     async def subscribe(self, req: W.SubscribeIn) -> W.SubscribeOut:
@@ -156,6 +158,23 @@ class Channels:
         row = await self.ctx.store.read(C.get, cid)
         return W.ExistsOut(channel_id=cid, exists=row is not None,
                            channel_name=row.channel_name if row is not None else None)
+
+    async def create(self, name_raw: str, password_raw: str) -> dict[str, Any]:
+        """A channel with no subscribers yet (operators: ``pushgo channel create``)."""
+        name = F.channel_name(name_raw)
+        password = normalize_password(password_raw)
+        new_id = encode_channel_id(secrets.token_bytes(16))
+        pw_hash = await self.ctx.verifier.hash(password)
+        await self.ctx.store.run(C.create, new_id, name, pw_hash, self.ctx.now())
+        return {"channel_id": new_id, "channel_name": name, "created": True}
+
+    async def info(self, channel_id: str) -> dict[str, Any]:
+        """Name, times and subscriber count; never the password hash."""
+        cid = F.channel_id(channel_id)
+        info = await self.ctx.store.read(channel_info, cid)
+        if info is None:
+            raise channel_not_found()
+        return info
 
     async def rename(self, req: W.RenameIn) -> W.RenameOut:
         cid = F.channel_id(req.channel_id)

@@ -77,6 +77,9 @@ class PasswordVerifier:
         self._ttl = ttl
         self._size = size
         self._cache: OrderedDict[bytes, float] = OrderedDict()
+        # (channel, candidate) digest → (the channel's stored hash, expiry): lets a send
+        # skip reading the channel before its write (see ``remembered``).
+        self._granted: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         # Hashing is CPU-bound: two threads at most, so it never takes every worker thread
         # the store needs. Made on first use, inside the running event loop.
         self._limiter: anyio.CapacityLimiter | None = None
@@ -94,6 +97,27 @@ class PasswordVerifier:
         # Keyed by the stored hash (so a changed password invalidates) and a fast digest of
         # the candidate; the candidate itself is never kept.
         return hashlib.sha256(stored.encode() + b"\0" + password.encode()).digest()
+
+    @staticmethod
+    def _channel_key(channel_id: str, password: str) -> bytes:
+        return hashlib.sha256(channel_id.encode() + b"\0" + password.encode()).digest()
+
+    def remember(self, channel_id: str, password: str, stored: str) -> None:
+        """``password`` (normalized) opened ``channel_id`` whose hash is ``stored``."""
+        key = self._channel_key(channel_id, password)
+        self._granted[key] = (stored, anyio.current_time() + self._ttl)
+        self._granted.move_to_end(key)
+        while len(self._granted) > self._size:
+            self._granted.popitem(last=False)
+
+    def remembered(self, channel_id: str, password: str) -> str | None:
+        """The stored hash ``password`` was verified against for ``channel_id`` within the
+        TTL, or None. A sender then checks in its write transaction that the channel still
+        has that hash (no separate read, no KDF)."""
+        entry = self._granted.get(self._channel_key(channel_id, password))
+        if entry is None or entry[1] <= anyio.current_time():
+            return None
+        return entry[0]
 
     async def verify(self, password: str, stored: str) -> bool:
         key = self._key(stored, password)

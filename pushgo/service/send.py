@@ -1,26 +1,30 @@
-"""Sending: the one pipeline behind POST /message, /event/*, /thing/*, the MCP send tools and
-the CLI. Validate (done by the caller into an OpSpec), verify the channel password, apply
+"""Sending: the one pipeline behind POST /message, /event/*, /thing/*, /messages/bulk, the MCP
+send tools and the CLI. Validate (done by the caller into an OpSpec), verify the channel password, apply
 op_id idempotency, then one transaction: operation row + entity state + one delivery per
 subscribed device; then wake whoever streams them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from pushgo.errors import Conflict
+from pushgo.errors import Conflict, GatewayError, StoreUnavailable
 from pushgo.protocol import wire as W
 from pushgo.protocol.operations import OpSpec
-from pushgo.protocol.payload import render
+from pushgo.protocol.payload import Rendered, render
 from pushgo.service.channels import Channels, channel_not_found
-from pushgo.service.context import Context, new_hex_id
+from pushgo.service.context import Context, new_time_ordered_id
+from pushgo.service.passwords import normalize_password
 from pushgo.store import channels as C
 from pushgo.store import entities as E
 from pushgo.store import outbox as O
+from pushgo.store.direct import insert_direct
 
 
 @dataclass(frozen=True)
@@ -53,67 +57,236 @@ class Sender:
 
     async def send(self, spec: OpSpec, password: str) -> Accepted:
         """Send with the channel password (HTTP API, legacy MCP)."""
+        password = normalize_password(password)
+        stored = self.ctx.verifier.remembered(spec.channel_id, password)
+        if stored is not None:
+            # Verified recently: the write transaction checks the channel still has that
+            # hash — one store call instead of a read, the KDF (cached) and a write.
+            accepted = await self._accept_checked(spec, stored)
+            if accepted is not None:
+                return accepted
         await self.channels.authorize(spec.channel_id, password)
         return await self._accept(spec)
 
     async def send_granted(self, spec: OpSpec) -> Accepted:
         """Send for a caller already granted the channel (OAuth MCP): the channel must exist."""
+        accepted = await self._accept_checked(spec, None)
+        if accepted is not None:
+            return accepted
         if await self.ctx.store.read(C.get, spec.channel_id) is None:
             raise channel_not_found()
         return await self._accept(spec)
 
     async def _accept(self, spec: OpSpec) -> Accepted:
+        prepared = self.prepare(spec)
+        try:
+            result = await self.ctx.store.run(prepared.write)
+        except IntegrityError:
+            # A concurrent request with the same op_id committed first: answer as it did.
+            result = await self.ctx.store.run(prepared.write)
+        self._accepted(prepared, result)
+        return result
+
+    async def _accept_checked(self, spec: OpSpec, stored: str | None) -> Accepted | None:
+        """Check the channel (it exists; its password hash is still ``stored`` unless None)
+        and write, in one transaction. None when the caller must take the long way: the
+        password changed, or preparing failed (its error then comes after the channel's
+        checks, as on the long way)."""
+        try:
+            prepared = self.prepare(spec)
+        except GatewayError:
+            return None
+        try:
+            try:
+                result = await self.ctx.store.run(_write_checked, prepared, stored)
+            except IntegrityError:
+                # A concurrent request with the same op_id committed first: answer as it did.
+                result = await self.ctx.store.run(_write_checked, prepared, stored)
+        except _PasswordChanged:
+            return None
+        self._accepted(prepared, result)
+        return result
+
+    def prepare(self, spec: OpSpec, direct: Direct | None = None) -> Prepared:
+        """Ids, time and the rendered payload of one operation; nothing is written yet.
+        ``direct``: a message to provider tokens instead of a channel's subscribers (its
+        ``spec.channel_id`` is then the key made by the bulk protocol, not a channel)."""
         now = self.ctx.now()
-        op_id = spec.op_id or new_hex_id()
-        entity_id = spec.entity_id or new_hex_id()
+        op_id = spec.op_id or new_time_ordered_id()
+        entity_id = spec.entity_id or new_time_ordered_id()
         rendered = render(spec, op_id=op_id, entity_id=entity_id, now_ms=now,
                           default_ttl_ms=self.ctx.default_ttl_ms,
                           base_url=self.ctx.settings.public_base_url)
-        fingerprint = spec.fingerprint()
+        if direct is not None:
+            # No channel: the payload names none, and its notifications share one thread.
+            rendered.data.pop("channel_id", None)
+            rendered = replace(rendered, thread_id="message|direct")
+        return Prepared(spec, op_id, entity_id, rendered, spec.fingerprint(), now, direct)
+
+    async def accept_many(self, items: Sequence[Prepared]) -> list[Accepted | GatewayError]:
+        """Write several prepared operations in one transaction; one that fails (op_id
+        conflict, closed event, …) is rolled back alone (a savepoint each, once a failure
+        shows up) and comes back as its error, in the place of its result."""
+        # In (channel, op_id) order: two batches naming the same op_ids then take their locks
+        # in the same order, so on PostgreSQL neither waits on the other in a cycle.
+        order = sorted(range(len(items)),
+                       key=lambda i: (items[i].spec.channel_id, items[i].spec.op_id or ""))
+        batch = [items[i] for i in order]
+        # Optimistic first: no savepoints (two statements an item) while nothing fails; the
+        # first failure rolls the whole batch back and it is written again item by item.
+        write: Callable[[Connection, list[Prepared]], list[Accepted | GatewayError]]
+        write = _write_all
+        results: list[Accepted | GatewayError] = []
+        for attempt in range(WRITE_TRIES):
+            try:
+                results = await self.ctx.store.run(write, batch)
+                break
+            except _ItemFailed:
+                write = _write_each
+            except StoreUnavailable as exc:
+                # A PostgreSQL deadlock with another transaction (one that locks rows this
+                # batch touches in another order): this one was rolled back whole; again,
+                # item by item.
+                if not _rolled_back_for_a_peer(exc) or attempt == WRITE_TRIES - 1:
+                    raise
+                write = _write_each
+        else:  # pragma: no cover - the last try returns or raises
+            raise AssertionError("unreachable")
+        out: list[Accepted | GatewayError] = list(results)
+        for position, result in zip(order, results, strict=True):
+            out[position] = result
+            if isinstance(result, Accepted):
+                self._accepted(items[position], result)
+        return out
+
+    def _accepted(self, prepared: Prepared, result: Accepted) -> None:
+        if not result.duplicate:
+            self.ctx.counts.accepted(prepared.kind, result.recipients)
+        if not result.duplicate and result.recipients:
+            self.ctx.accepted(result.channel_id)
+
+
+@dataclass(frozen=True)
+class Direct:
+    """A message straight to provider tokens of one route (no channel, no devices)."""
+
+    route: str
+    tokens: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One operation ready to write; ``write`` is its part of a transaction."""
+
+    spec: OpSpec
+    op_id: str
+    entity_id: str
+    rendered: Rendered
+    fingerprint: str
+    now: int
+    direct: Direct | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.spec.route.partition(".")[0]
+
+    def write(self, conn: Connection) -> Accepted:
+        spec, op_id, entity_id, now = self.spec, self.op_id, self.entity_id, self.now
+        rendered = self.rendered
         kind, _, action = spec.route.partition(".")
         thing_id = entity_id if kind == "thing" else spec.thing_id
+        if spec.op_id is not None:
+            seen = O.find_operation(conn, spec.channel_id, op_id)
+            if seen is not None:
+                if seen.fingerprint != self.fingerprint or seen.route != spec.route:
+                    raise Conflict("op_id was already used with a different payload",
+                                   code="op_id_conflict")
+                return Accepted(spec.channel_id, op_id, seen.route, seen.entity_id,
+                                seen.thing_id, seen.recipients, duplicate=True)
+        _check_lifecycle(conn, spec, kind, action)
+        op_pk = O.insert_operation(
+            conn, channel_id=spec.channel_id, op_id=op_id, route=spec.route,
+            entity_type=kind, entity_id=entity_id, thing_id=thing_id,
+            fingerprint=self.fingerprint, severity=spec.severity,
+            payload=rendered.payload_json(), alert=rendered.alert_json(), created_at=now,
+            expires_at=rendered.expires_at,
+            **({"recipients": len(self.direct.tokens)} if self.direct is not None else {}),
+        )
+        if self.direct is not None:
+            # No channel history: the operation row keeps the payload, the deliveries the rest.
+            recipients = insert_direct(conn, op_pk, spec.channel_id, self.direct.route,
+                                       self.direct.tokens, now, rendered.expires_at)
+            return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id,
+                            recipients, duplicate=False)
+        if kind == "message":
+            E.insert_message(conn, message_id=entity_id, channel_id=spec.channel_id,
+                             op_pk=op_pk, thing_id=spec.thing_id, fields=spec.fields,
+                             severity=spec.severity,
+                             occurred_at=int(rendered.data["occurred_at"]), now=now,
+                             expires_at=rendered.expires_at)
+        elif kind == "event":
+            E.apply_event(conn, channel_id=spec.channel_id, event_id=entity_id,
+                          action=action, thing_id=spec.thing_id, fields=spec.fields, now=now)
+        else:
+            E.apply_thing(conn, channel_id=spec.channel_id, thing_id=entity_id,
+                          action=action, fields=spec.fields, now=now)
+        recipients = O.fan_out(conn, op_pk, spec.channel_id, now, rendered.expires_at)
+        return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id, recipients,
+                        duplicate=False)
 
-        def work(conn: Connection) -> Accepted:
-            if spec.op_id is not None:
-                seen = O.find_operation(conn, spec.channel_id, op_id)
-                if seen is not None:
-                    if seen.fingerprint != fingerprint or seen.route != spec.route:
-                        raise Conflict("op_id was already used with a different payload",
-                                       code="op_id_conflict")
-                    return Accepted(spec.channel_id, op_id, seen.route, seen.entity_id,
-                                    seen.thing_id, seen.recipients, duplicate=True)
-            _check_lifecycle(conn, spec, kind, action)
-            op_pk = O.insert_operation(
-                conn, channel_id=spec.channel_id, op_id=op_id, route=spec.route,
-                entity_type=kind, entity_id=entity_id, thing_id=thing_id,
-                fingerprint=fingerprint, severity=spec.severity,
-                payload=rendered.payload_json(), alert=rendered.alert_json(), created_at=now,
-                expires_at=rendered.expires_at,
-            )
-            if kind == "message":
-                E.insert_message(conn, message_id=entity_id, channel_id=spec.channel_id,
-                                 op_pk=op_pk, thing_id=spec.thing_id, fields=spec.fields,
-                                 severity=spec.severity,
-                                 occurred_at=int(rendered.data["occurred_at"]), now=now,
-                                 expires_at=rendered.expires_at)
-            elif kind == "event":
-                E.apply_event(conn, channel_id=spec.channel_id, event_id=entity_id,
-                              action=action, thing_id=spec.thing_id, fields=spec.fields, now=now)
-            else:
-                E.apply_thing(conn, channel_id=spec.channel_id, thing_id=entity_id,
-                              action=action, fields=spec.fields, now=now)
-            recipients = O.fan_out(conn, op_pk, spec.channel_id, now, rendered.expires_at)
-            return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id, recipients,
-                            duplicate=False)
 
+#: Tries of one bulk batch: optimistic, item by item, and again after a deadlock.
+WRITE_TRIES = 4
+
+
+class _ItemFailed(Exception):
+    pass
+
+
+class _PasswordChanged(Exception):
+    """The channel's password hash is no longer the one a cached check verified."""
+
+
+def _write_checked(conn: Connection, prepared: Prepared, stored: str | None) -> Accepted:
+    current = C.password_hash(conn, prepared.spec.channel_id)
+    if current is None:
+        raise channel_not_found()
+    if stored is not None and not hmac.compare_digest(current, stored):
+        raise _PasswordChanged
+    return prepared.write(conn)
+
+
+def _rolled_back_for_a_peer(exc: StoreUnavailable) -> bool:
+    """A PostgreSQL deadlock or serialization failure: the transaction surely rolled back."""
+    orig = getattr(exc.__cause__, "orig", None)
+    return getattr(orig, "sqlstate", None) in ("40P01", "40001")
+
+
+def _write_all(conn: Connection, items: list[Prepared]) -> list[Accepted | GatewayError]:
+    try:
+        return [item.write(conn) for item in items]
+    except (GatewayError, IntegrityError):
+        raise _ItemFailed from None
+
+
+def _write_each(conn: Connection, items: list[Prepared]) -> list[Accepted | GatewayError]:
+    return [_write_one(conn, item) for item in items]
+
+
+def _write_one(conn: Connection, item: Prepared) -> Accepted | GatewayError:
+    for attempt in range(2):
         try:
-            result = await self.ctx.store.run(work)
+            with conn.begin_nested():
+                return item.write(conn)
+        except GatewayError as exc:
+            return exc
         except IntegrityError:
-            # A concurrent request with the same op_id committed first: answer as it did.
-            result = await self.ctx.store.run(work)
-        if not result.duplicate and result.recipients:
-            self.ctx.accepted(spec.channel_id)
-        return result
+            # A concurrent request with the same op_id committed first: the second try
+            # answers as it did.
+            if attempt:
+                break
+    return Conflict("the operation could not be stored (a concurrent send collided with it)",
+                    code="store_conflict")
 
 
 def _check_lifecycle(conn: Connection, spec: OpSpec, kind: str, action: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pushgo.store.prepared import Prepared
 from pushgo.store.schema import channels, deliveries, subscriptions
 
 
@@ -14,8 +15,22 @@ class SubscriberLimitReached(Exception):
     pass
 
 
+# Every send with a password reads one of these: built once, executed with a parameter.
+_GET = sa.select(channels).where(channels.c.channel_id == sa.bindparam("channel_id"))
+_PASSWORD_HASH = sa.select(channels.c.password_hash).where(
+    channels.c.channel_id == sa.bindparam("channel_id"))
+
+
 def get(conn: Connection, channel_id: str) -> sa.Row[Any] | None:
-    return conn.execute(sa.select(channels).where(channels.c.channel_id == channel_id)).first()
+    return conn.execute(_GET, {"channel_id": channel_id}).first()
+
+
+_RUN_PASSWORD_HASH = Prepared(_PASSWORD_HASH)  # on the driver: see pushgo.store.prepared
+
+
+def password_hash(conn: Connection, channel_id: str) -> str | None:
+    row = _RUN_PASSWORD_HASH.first(conn, {"channel_id": channel_id})
+    return str(row[0]) if row is not None else None
 
 
 def get_many(conn: Connection, channel_ids: list[str]) -> dict[str, sa.Row[Any]]:

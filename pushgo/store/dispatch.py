@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pushgo.protocol.fields import PLATFORMS
 from pushgo.store.schema import deliveries, devices, operations
 
 CHUNK = 500
@@ -39,26 +41,42 @@ class OpInfo:
     severity: str
 
 
-def claim_due(conn: Connection, routes: Sequence[str], now: int, limit: int,
-              lease_ms: int) -> list[Due]:
+def _claim_query(locking: bool) -> sa.Select[Any]:
     d = deliveries
     q = sa.select(
         d.c.seq, d.c.delivery_id, d.c.route, d.c.device_key, devices.c.platform,
-        devices.c.provider_token, d.c.op_pk, d.c.expires_at, d.c.attempts,
+        # A direct send carries its own token; a device's delivery uses the route's current one.
+        sa.func.coalesce(d.c.provider_token, devices.c.provider_token).label("provider_token"),
+        d.c.op_pk, d.c.expires_at, d.c.attempts,
     ).select_from(
         d.outerjoin(devices, devices.c.device_key == d.c.device_key)
     ).where(
-        d.c.state == "queued", d.c.route.in_(list(routes)), d.c.next_attempt_at <= now,
-        sa.or_(d.c.lease_until.is_(None), d.c.lease_until <= now),
-    ).order_by(d.c.next_attempt_at, d.c.seq).limit(limit)
-    if conn.dialect.name == "postgresql":
+        d.c.state == "queued", d.c.route.in_(sa.bindparam("routes", expanding=True)),
+        d.c.next_attempt_at <= sa.bindparam("now"),
+        sa.or_(d.c.lease_until.is_(None), d.c.lease_until <= sa.bindparam("now")),
+    ).order_by(d.c.next_attempt_at, d.c.seq).limit(sa.bindparam("limit", type_=sa.Integer))
+    if locking:
         q = q.with_for_update(of=d, skip_locked=True)
+    return q
+
+
+# Built once: the dispatcher claims after every burst of accepted operations, and building
+# this statement cost more than running it (an empty claim is the common case).
+_CLAIM = {False: _claim_query(False), True: _claim_query(True)}
+_LEASE = deliveries.update().where(
+    deliveries.c.seq.in_(sa.bindparam("seqs", expanding=True))
+).values(lease_until=sa.bindparam("until", type_=sa.BigInteger))
+
+
+def claim_due(conn: Connection, routes: Sequence[str], now: int, limit: int,
+              lease_ms: int) -> list[Due]:
+    q = _CLAIM[conn.dialect.name == "postgresql"]
     rows = [Due(r.seq, r.delivery_id, r.route, r.device_key, r.platform or "",
-                r.provider_token, r.op_pk, r.expires_at, r.attempts) for r in conn.execute(q)]
+                r.provider_token, r.op_pk, r.expires_at, r.attempts)
+            for r in conn.execute(q, {"routes": list(routes), "now": now, "limit": limit})]
     seqs = [r.seq for r in rows]
     for start in range(0, len(seqs), CHUNK):
-        conn.execute(d.update().where(d.c.seq.in_(seqs[start:start + CHUNK]))
-                     .values(lease_until=now + lease_ms))
+        conn.execute(_LEASE, {"seqs": seqs[start:start + CHUNK], "until": now + lease_ms})
     return rows
 
 
@@ -124,6 +142,9 @@ def apply_outcomes(conn: Connection, out: Outcomes, now: int) -> None:
             last_error=sa.bindparam("r"), updated_at=now),
             [{"s": seq, "n": at, "r": reason[:255]} for seq, at, reason in out.retry])
     for seq, device_key, token, reason in out.dead:
+        if device_key == DIRECT_DEVICE:
+            _dead_direct(conn, seq, token, reason, now)
+            continue
         # The token is dead: the device route loses it (if it still holds it) and no pending
         # provider work for this device goes out on it.
         conn.execute(devices.update().where(
@@ -134,3 +155,20 @@ def apply_outcomes(conn: Connection, out: Outcomes, now: int) -> None:
             sa.or_(d.c.seq == seq, d.c.lease_until.is_(None)),
         ).values(state="failed", lease_until=None, last_error=reason[:255], updated_at=now))
         conn.execute(d.update().where(d.c.seq == seq).values(attempts=d.c.attempts + 1))
+
+
+#: ``deliveries.device_key`` of a direct send (never a device key: those are 32 hex digits).
+DIRECT_DEVICE = "direct"
+_PLATFORMS = tuple(sorted(set(PLATFORMS.values())))
+
+
+def _dead_direct(conn: Connection, seq: int, token: str, reason: str, now: int) -> None:
+    """A direct send's token is dead: that delivery fails with the provider's reason, and a
+    registered device holding the same token loses it (the provider said it is gone)."""
+    d = deliveries
+    conn.execute(d.update().where(d.c.seq == seq).values(
+        state="failed", attempts=d.c.attempts + 1, lease_until=None, last_error=reason[:255],
+        updated_at=now))
+    conn.execute(devices.update().where(
+        devices.c.platform.in_(_PLATFORMS), devices.c.provider_token == token
+    ).values(provider_token=None, updated_at=now))
