@@ -17,16 +17,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pushgo.api.admin import admin_routes
+from pushgo.api.bulk import build_bulk_routes
 from pushgo.api.envelope import error_response
 from pushgo.api.front import Front
 from pushgo.api.routes import build_routes
 from pushgo.errors import GatewayError
 from pushgo.mcp import Mcp, build_mcp
+from pushgo.metrics import GatewayMetrics
+from pushgo.oauth import OAuthServer
 from pushgo.push.dispatcher import Dispatcher
 from pushgo.push.private import Hub, PrivateStreams
 from pushgo.push.providers import build_senders
 from pushgo.push.sender import ResultBuffer
+from pushgo.push.wakeups import PgWakeups
 from pushgo.service import Services
+from pushgo.service.bulk import Bulk
 from pushgo.service.context import Context, wall_ms
 from pushgo.settings import Settings
 from pushgo.store import Store
@@ -52,13 +58,34 @@ class Gateway:
         self.dispatcher = Dispatcher(self.ctx, self.senders, self.results)
         self.ctx.listeners.append(self.dispatcher)
         self.services = Services.build(self.ctx)
+        self.dispatcher.on_results.append(self.services.status.results_written)
+        self.bulk = Bulk(self.ctx, self.services.channels, self.services.sender, self.senders)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox)
+        # PostgreSQL may be shared by several processes: tell them about work accepted here.
+        self.wakeups: PgWakeups | None = None
+        if self.store.dialect == "postgresql":
+            self.wakeups = PgWakeups(self.ctx, on_reconnect=self._wake_all)
+            self.ctx.listeners.append(self.wakeups)
         self._started = False
         routes = build_routes(self.services, self.streams, self.ready)
-        # /mcp exists only when enabled; otherwise it is an unknown route (404).
-        self.mcp: Mcp | None = build_mcp(self.services) if settings.mcp_enabled else None
+        routes += build_bulk_routes(self.bulk, self.services.status)
+        # /mcp exists only when enabled; otherwise it is an unknown route (404). It comes
+        # with the OAuth authorization server unless legacy mode is configured.
+        self.mcp: Mcp | None = None
+        self.oauth: OAuthServer | None = None
+        if settings.mcp_enabled and settings.mcp_auth_mode == "oauth":
+            self.oauth = OAuthServer(self.services)
+            self.mcp = build_mcp(self.services, auth=self.oauth.auth,
+                                 binding=self.oauth.binding)
+            self.oauth.attach(self.mcp.notifier)
+            routes += self.oauth.routes()
+        elif settings.mcp_enabled:
+            self.mcp = build_mcp(self.services)
         if self.mcp is not None:
             routes.append(Route("/mcp", self.mcp.endpoint))
+        self.metrics = GatewayMetrics(self)
+        routes.append(Route("/metrics", self.metrics.endpoint, methods=["GET"]))
+        routes += admin_routes(self.services)
         self.starlette = Starlette(
             routes=routes,
             exception_handlers={
@@ -69,12 +96,16 @@ class Gateway:
             lifespan=self._lifespan,
         )
         self.asgi = Front(self.starlette, self.starlette.router, token=settings.token,
-                          exempt=self._auth_exempt)
+                          exempt=self._auth_exempt, on_request=self.metrics.on_request)
 
     def _auth_exempt(self, path: str) -> bool:
         if not self.settings.mcp_enabled:
             return False
         return (path == "/mcp" or path.startswith(("/mcp/", "/oauth/", "/.well-known/")))
+
+    def _wake_all(self) -> None:
+        self.dispatcher.wake()
+        self.hub.wake_all()
 
     async def ready(self) -> bool:
         return self._started and self.dispatcher.ready and await self.store.ping()
@@ -84,9 +115,15 @@ class Gateway:
         """Migrate the store, start background tasks; on exit stop them and flush the store."""
         await anyio.to_thread.run_sync(self.store.migrate)
         try:
+            if self.oauth is not None:
+                await self.oauth.start()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._sweep_forever)
+                if self.oauth is not None:
+                    tg.start_soon(self.oauth.maintain_forever)
                 await tg.start(self.dispatcher.run)
+                if self.wakeups is not None:
+                    await tg.start(self.wakeups.run)
                 self._started = True
                 try:
                     yield self

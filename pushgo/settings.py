@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 RuntimeProfile = Literal["small", "public"]
+McpAuthMode = Literal["oauth", "legacy"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Backend = Literal["trio", "asyncio"]
 
@@ -36,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_base_url: str | None = None
     mcp_dcr_enabled: bool = True
     mcp_predefined_clients: str | None = None
+    mcp_auth_mode: McpAuthMode = "oauth"
+    mcp_cimd_allow_loopback: bool = False
     apns_key_file: str | None = None
     apns_key_id: str | None = None
     apns_team_id: str | None = None
@@ -51,6 +54,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: LogLevel = "info"
     async_backend: Backend = "trio"
     private_ttl_seconds: int | None = None
+    delivery_lease_seconds: int = 60
+    workers: int = 1
 
     @property
     def private_ttl_s(self) -> int:
@@ -194,6 +199,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("PUSHGO_MCP_DCR_ENABLED", "mcp_dcr_enabled", _bool, "dynamic client registration"),
     Option("PUSHGO_MCP_PREDEFINED_CLIENTS", "mcp_predefined_clients", _text,
            "id:secret list, newline or ; separated", secret=True),
+    Option("PUSHGO_MCP_AUTH_MODE", "mcp_auth_mode", _choice("oauth", "legacy"),
+           "oauth (default: OAuth 2.1 authorization server, channels bound in a browser) or "
+           "legacy (gateway token only, channel password in every tool call)"),
+    Option("PUSHGO_MCP_CIMD_ALLOW_LOOPBACK", "mcp_cimd_allow_loopback", _bool,
+           "tests only: let Client ID Metadata Document URLs point at loopback, over http too"),
     Option("PUSHGO_APNS_KEY_FILE", "apns_key_file", _file, "APNs .p8 key file"),
     Option("PUSHGO_APNS_KEY_ID", "apns_key_id", _text, "APNs key id"),
     Option("PUSHGO_APNS_TEAM_ID", "apns_team_id", _text, "APNs team id"),
@@ -217,6 +227,11 @@ OPTIONS: tuple[Option, ...] = (
            "trio (default) or asyncio"),
     Option("PUSHGO_PRIVATE_TTL_SECONDS", "private_ttl_seconds", _int_range(60, 30 * 86400),
            "how long an unacknowledged delivery is kept (7 days small, 30 days public)"),
+    Option("PUSHGO_DELIVERY_LEASE_SECONDS", "delivery_lease_seconds", _int_range(2, 3600),
+           "how long a claimed delivery stays with its process before another may take it "
+           "(default 60)"),
+    Option("PUSHGO_WORKERS", "workers", _int_range(1, 64),
+           "gateway processes sharing the listening socket (default 1; >1 needs PostgreSQL)"),
 )
 
 OPTIONS_BY_ENV = {opt.env: opt for opt in OPTIONS}

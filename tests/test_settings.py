@@ -75,6 +75,8 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_PUBLIC_BASE_URL": "https://push.example.com/base/",
         "PUSHGO_MCP_DCR_ENABLED": "off",
         "PUSHGO_MCP_PREDEFINED_CLIENTS": "a:b;c:d",
+        "PUSHGO_MCP_AUTH_MODE": "Legacy",
+        "PUSHGO_MCP_CIMD_ALLOW_LOOPBACK": "true",
         "PUSHGO_APNS_KEY_FILE": files["key.p8"],
         "PUSHGO_APNS_KEY_ID": "KEY123",
         "PUSHGO_APNS_TEAM_ID": "TEAM45",
@@ -90,6 +92,8 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_ASYNC_BACKEND": "asyncio",
         "PUSHGO_PRIVATE_TTL_SECONDS": "86400",
         "PUSHGO_PROVIDER_CONNECTIONS": "8",
+        "PUSHGO_DELIVERY_LEASE_SECONDS": "5",
+        "PUSHGO_WORKERS": "4",
     }
     assert set(env) == set(OPTIONS_BY_ENV), "a variable of SPEC §7 is not covered here"
     s = load(env)
@@ -102,6 +106,8 @@ def test_every_variable_is_parsed_into_its_field(files):
         "public_base_url": "https://push.example.com/base",
         "mcp_dcr_enabled": False,
         "mcp_predefined_clients": "a:b;c:d",
+        "mcp_auth_mode": "legacy",
+        "mcp_cimd_allow_loopback": True,
         "apns_key_file": files["key.p8"], "apns_key_id": "KEY123", "apns_team_id": "TEAM45",
         "apns_topic": "com.example.app",
         "sandbox_mode": True,
@@ -115,6 +121,8 @@ def test_every_variable_is_parsed_into_its_field(files):
         "async_backend": "asyncio",
         "private_ttl_seconds": 86400,
         "provider_connections": 8,
+        "delivery_lease_seconds": 5,
+        "workers": 4,
     }
     assert (s.apns_configured, s.fcm_configured) == (True, True)
 

@@ -12,14 +12,34 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pushgo.store.schema import metadata, schema_info
+from pushgo.store.schema import OAUTH_TABLES, deliveries, metadata, operations, schema_info
 
 
 def _v1(conn: Connection, _dialect: str) -> None:
     metadata.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1]
+def _v2(conn: Connection, _dialect: str) -> None:
+    """Direct sends and delivery status: ``deliveries.provider_token`` and an index of
+    operations by op_id (a database made by v1 of a newer schema.py already has both)."""
+    inspector = sa.inspect(conn)
+    if "provider_token" not in {c["name"] for c in inspector.get_columns(deliveries.name)}:
+        column = deliveries.c.provider_token
+        conn.exec_driver_sql(f"ALTER TABLE {deliveries.name} ADD COLUMN {column.name} "
+                             f"{column.type.compile(dialect=conn.dialect)}")
+    for index in operations.indexes:
+        if index.name == "ix_operations_op_id":
+            index.create(conn, checkfirst=True)
+
+
+def _v3(conn: Connection, _dialect: str) -> None:
+    """The OAuth authorization server's tables (created by v1 on a database made with a
+    schema.py that already had them)."""
+    for table in OAUTH_TABLES:
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3]
 LATEST = len(MIGRATIONS)
 
 

@@ -73,6 +73,8 @@ operations = sa.Table(
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("expires_at", Ms, nullable=False),
     sa.UniqueConstraint("channel_id", "op_id", name="uq_operations_op"),
+    # Delivery status reads every operation of one op_id, whatever its channel.
+    sa.Index("ix_operations_op_id", "op_id"),
 )
 
 messages = sa.Table(
@@ -157,6 +159,10 @@ deliveries = sa.Table(
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("updated_at", Ms, nullable=False),
     sa.Column("expires_at", Ms, nullable=False),
+    # A direct send (POST /messages/bulk with ``tokens``) has no registered device: the
+    # provider token travels on the delivery, and ``device_key`` is ``"direct"``. NULL: the
+    # device's current token is used.
+    sa.Column("provider_token", sa.String(4096), nullable=True),
     sa.Index("ix_deliveries_inbox", "device_key", "inbox", "seq"),
     sa.Index("ix_deliveries_due", "state", "route", "next_attempt_at"),
     sa.Index("ix_deliveries_op", "op_pk"),
@@ -179,3 +185,118 @@ def _hex_sqlite(_element: random_hex_id, _compiler: object, **_kw: object) -> st
 @compiles(random_hex_id, "postgresql")
 def _hex_pg(_element: random_hex_id, _compiler: object, **_kw: object) -> str:
     return "replace(gen_random_uuid()::text, '-', '')"
+
+
+# --- OAuth 2.1 authorization server (pushgo.oauth) ---------------------------------------------
+# Secrets are never stored: client secrets, codes, refresh tokens and CSRF tokens as SHA-256 hex
+# of the (high-entropy) value. A grant is one user authorization of one client: the access
+# token's ``sub``, its refresh-token family and the channels bound to it.
+
+UrlText = sa.String(2048)
+
+oauth_keys = sa.Table(
+    "oauth_keys", metadata,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("alg", sa.String(16), nullable=False),
+    sa.Column("private_jwk", sa.Text, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    # Retired keys sign nothing new but verify until every token they signed has expired.
+    sa.Column("retired_at", Ms, nullable=True),
+    sa.Column("expires_at", Ms, nullable=True),
+)
+
+oauth_clients = sa.Table(
+    "oauth_clients", metadata,
+    sa.Column("client_id", UrlText, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # dcr | predefined | cimd
+    sa.Column("secret_hash", sa.String(64), nullable=True),
+    sa.Column("auth_method", sa.String(32), nullable=False),
+    sa.Column("redirect_uris", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("metadata", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    # Client ID Metadata Documents are cached until then.
+    sa.Column("expires_at", Ms, nullable=True),
+)
+
+#: One row per rendered authorize or bind page: what the page was opened for and the hash of
+#: its CSRF token; a page can be submitted successfully once.
+oauth_requests = sa.Table(
+    "oauth_requests", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # authorize | bind | revoke
+    sa.Column("csrf_hash", sa.String(64), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("expires_at", Ms, nullable=False),
+    sa.Column("used_at", Ms, nullable=True),
+)
+
+oauth_grants = sa.Table(
+    "oauth_grants", metadata,
+    sa.Column("grant_id", sa.String(64), primary_key=True),
+    sa.Column("client_id", UrlText, nullable=False),
+    sa.Column("scope", sa.String(255), nullable=False),
+    sa.Column("resource", UrlText, nullable=False),
+    sa.Column("issuer", UrlText, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    # The refresh-token family's absolute end.
+    sa.Column("expires_at", Ms, nullable=False),
+    # Set when its code was first exchanged; grants never activated are purged.
+    sa.Column("activated_at", Ms, nullable=True),
+    sa.Column("revoked_at", Ms, nullable=True),
+    sa.Index("ix_oauth_grants_client", "client_id"),
+)
+
+oauth_channel_grants = sa.Table(
+    "oauth_channel_grants", metadata,
+    sa.Column("grant_id", sa.String(64),
+              sa.ForeignKey("oauth_grants.grant_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("channel_id", sa.String(26), primary_key=True),
+    sa.Column("granted_at", Ms, nullable=False),
+)
+
+oauth_codes = sa.Table(
+    "oauth_codes", metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("grant_id", sa.String(64),
+              sa.ForeignKey("oauth_grants.grant_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("client_id", UrlText, nullable=False),
+    sa.Column("redirect_uri", UrlText, nullable=False),
+    sa.Column("code_challenge", sa.String(64), nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("expires_at", Ms, nullable=False),
+    sa.Column("used_at", Ms, nullable=True),
+)
+
+oauth_refresh_tokens = sa.Table(
+    "oauth_refresh_tokens", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("grant_id", sa.String(64),
+              sa.ForeignKey("oauth_grants.grant_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("idle_expires_at", Ms, nullable=False),
+    # Set when exchanged for its successor; presenting it again revokes the family.
+    sa.Column("rotated_at", Ms, nullable=True),
+    sa.Index("ix_oauth_refresh_grant", "grant_id"),
+)
+
+oauth_bind_sessions = sa.Table(
+    "oauth_bind_sessions", metadata,
+    sa.Column("bind_session_id", sa.String(64), primary_key=True),
+    sa.Column("grant_id", sa.String(64),
+              sa.ForeignKey("oauth_grants.grant_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("action", sa.String(8), nullable=False),  # bind | revoke
+    sa.Column("requested_channel_id", sa.String(26), nullable=True),
+    sa.Column("redirect_uri", UrlText, nullable=True),
+    sa.Column("lang", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | completed | expired
+    sa.Column("channel_id", sa.String(26), nullable=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("expires_at", Ms, nullable=False),
+    sa.Column("completed_at", Ms, nullable=True),
+    sa.Index("ix_oauth_bind_grant", "grant_id"),
+)
+
+OAUTH_TABLES = (oauth_keys, oauth_clients, oauth_requests, oauth_grants, oauth_channel_grants,
+                oauth_codes, oauth_refresh_tokens, oauth_bind_sessions)
