@@ -51,7 +51,7 @@ async def bulk(api: httpx.AsyncClient, *items: dict[str, Any]) -> list[dict[str,
 
 
 async def until_done(api: httpx.AsyncClient, op_id: str, **query: str) -> dict[str, Any]:
-    with anyio.fail_after(15):
+    with anyio.fail_after(30):
         while True:
             resp = await api.get(f"/deliveries/{op_id}", params=query)
             doc = resp.json()["data"]
@@ -73,6 +73,7 @@ async def apns_device(api: httpx.AsyncClient, token: str) -> str:
     return key
 
 
+@pytest.mark.usefixtures("fast_backoff")  # the 503 retry comes back in milliseconds
 async def test_counts_and_failure_reasons_match_what_the_mock_answered(
         api, pgateway, providers):
     tokens = [apns_token() for _ in range(12)]
