@@ -31,6 +31,7 @@ import contextvars
 import functools
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -217,6 +218,11 @@ class StoreThreads:
             first = jobs.get()
             if first is None:
                 return
+            # Give the CPU (and the GIL) back once before starting: an event loop that has
+            # more requests at hand queues their jobs meanwhile, and they join this batch.
+            # Without it, a loop that releases the GIL on every socket write handed over one
+            # job per batch (a commit each) on a shared CPU. Nothing waits: no-op when idle.
+            time.sleep(0)
             if not self._claim(first):
                 continue
             batch = Batch(self, first)
