@@ -257,6 +257,19 @@ async def pushgo_main(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- aioapns
 
 
+async def asyncio_readable(fd: int) -> None:
+    """Wait until ``fd`` is readable on the running asyncio loop (the peers' command pipe)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
 async def aioapns_main(args: argparse.Namespace) -> None:
     import asyncio
     import ssl
@@ -284,7 +297,6 @@ async def aioapns_main(args: argparse.Namespace) -> None:
     meter = Meter(args.mock_pid)
     state = {"seq": 0}
     perf = time.perf_counter
-    loop = asyncio.get_running_loop()
 
     async def one_round(n: int, profile: cProfile.Profile | None) -> dict[str, Any]:
         seq0 = state["seq"]
@@ -322,15 +334,7 @@ async def aioapns_main(args: argparse.Namespace) -> None:
         state["seq"] = end
         return out
 
-    async def wait_readable(fd: int) -> None:
-        ready = loop.create_future()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-        try:
-            await ready
-        finally:
-            loop.remove_reader(fd)
-
-    commands = Commands(wait_readable)
+    commands = Commands(asyncio_readable)
     answer({"ready": True, "pid": os.getpid()})
     profile = cProfile.Profile() if args.profile_out else None
     while True:
@@ -367,7 +371,6 @@ async def httpx_fcm_main(args: argparse.Namespace) -> None:
     meter = Meter(args.mock_pid)
     state = {"seq": 0}
     perf = time.perf_counter
-    loop = asyncio.get_running_loop()
     client = httpx.AsyncClient(http2=True, verify=ctx, timeout=30,
                                limits=httpx.Limits(max_connections=args.connections,
                                                    max_keepalive_connections=args.connections))
@@ -405,15 +408,7 @@ async def httpx_fcm_main(args: argparse.Namespace) -> None:
         state["seq"] = end
         return out
 
-    async def wait_readable(fd: int) -> None:
-        ready = loop.create_future()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-        try:
-            await ready
-        finally:
-            loop.remove_reader(fd)
-
-    commands = Commands(wait_readable)
+    commands = Commands(asyncio_readable)
     answer({"ready": True, "pid": os.getpid()})
     while True:
         cmd = await commands.next()
