@@ -38,7 +38,7 @@ def build(db_url: str) -> Any:
         args = {k: v for k, v in {"channel_id": channel_id, "password": password, "title": title,
                                   "body": body, "severity": severity}.items() if v is not None}
         req = msgspec.convert(args, OPS.MessageIn)
-        accepted = await gateway.services.sender.send(OPS.message_spec(req),
+        accepted = await gateway.services.publisher.send(OPS.message_spec(req),
                                                       OPS.require_password(req.password))
         out: dict[str, Any] = msgspec.to_builtins(accepted.wire())
         return out

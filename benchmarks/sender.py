@@ -156,7 +156,7 @@ class H2LoadSetup:
 
 def _h2load_setup(mock: NginxMock, key: Path, workdir: Path, cpu: int | None) -> H2LoadSetup:
     from benchmarks.sender_client import device_tokens, payload_template, request_headers
-    from pushgo.push.tokens import ApnsJwtSource
+    from pushgo.push.credentials import ApnsJwtSource
 
     jwt = ApnsJwtSource(key.read_bytes(), "BENCHKEY01", "BENCHTEAM1").current()
     did = f"{7:032x}"

@@ -167,11 +167,11 @@ def answer(doc: dict[str, Any]) -> None:
 async def pushgo_main(args: argparse.Namespace) -> None:
     import anyio
 
+    from pushgo.delivery.providers import provider_ssl_context
     from pushgo.protocol.apns import Accepted
     from pushgo.push.connection import Origin
-    from pushgo.push.providers import provider_ssl_context
+    from pushgo.push.credentials import ApnsJwtSource
     from pushgo.push.sender import ApnsSender, Job, ResultBuffer
-    from pushgo.push.tokens import ApnsJwtSource
     from pushgo.settings import Settings
 
     ctx = provider_ssl_context(Settings(provider_ca_file=args.ca))

@@ -17,20 +17,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pushgo.api.admin import admin_routes
 from pushgo.api.bulk import build_bulk_routes
 from pushgo.api.envelope import error_response
 from pushgo.api.front import Front
+from pushgo.api.operator import admin_routes
 from pushgo.api.routes import build_routes
+from pushgo.delivery.private import Hub, PrivateStreams
+from pushgo.delivery.providers import build_senders
+from pushgo.delivery.pump import OutboxPump
+from pushgo.delivery.wakeups import PgWakeups
 from pushgo.errors import GatewayError
 from pushgo.mcp import Mcp, build_mcp
 from pushgo.metrics import GatewayMetrics
 from pushgo.oauth import OAuthServer
-from pushgo.push.dispatcher import Dispatcher
-from pushgo.push.private import Hub, PrivateStreams
-from pushgo.push.providers import build_senders
 from pushgo.push.sender import ResultBuffer
-from pushgo.push.wakeups import PgWakeups
 from pushgo.service import Services
 from pushgo.service.bulk import Bulk
 from pushgo.service.context import Context, wall_ms
@@ -55,11 +55,11 @@ class Gateway:
         self.ctx = Context(settings, self.store, listeners=[self.hub], clock=clock)
         self.results = ResultBuffer()
         self.senders = build_senders(settings, self.results)
-        self.dispatcher = Dispatcher(self.ctx, self.senders, self.results)
-        self.ctx.listeners.append(self.dispatcher)
+        self.pump = OutboxPump(self.ctx, self.senders, self.results)
+        self.ctx.listeners.append(self.pump)
         self.services = Services.build(self.ctx)
-        self.dispatcher.on_results.append(self.services.status.results_written)
-        self.bulk = Bulk(self.ctx, self.services.channels, self.services.sender, self.senders)
+        self.pump.on_results.append(self.services.status.results_written)
+        self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox)
         # PostgreSQL may be shared by several processes: tell them about work accepted here.
         self.wakeups: PgWakeups | None = None
@@ -104,11 +104,11 @@ class Gateway:
         return (path == "/mcp" or path.startswith(("/mcp/", "/oauth/", "/.well-known/")))
 
     def _wake_all(self) -> None:
-        self.dispatcher.wake()
+        self.pump.wake()
         self.hub.wake_all()
 
     async def ready(self) -> bool:
-        return self._started and self.dispatcher.ready and await self.store.ping()
+        return self._started and self.pump.ready and await self.store.ping()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:
@@ -121,7 +121,7 @@ class Gateway:
                 tg.start_soon(self._sweep_forever)
                 if self.oauth is not None:
                     tg.start_soon(self.oauth.maintain_forever)
-                await tg.start(self.dispatcher.run)
+                await tg.start(self.pump.run)
                 if self.wakeups is not None:
                     await tg.start(self.wakeups.run)
                 self._started = True

@@ -1,5 +1,5 @@
 """The ``pushgo`` command: ``pushgo serve`` (every setting of SPEC §7 as an environment variable
-or a flag), ``pushgo version``, and the operator commands of :mod:`pushgo.admin`.
+or a flag), ``pushgo version``, and the operator commands of :mod:`pushgo.commands`.
 
 A bad setting prints one line naming the variable and exits 2. SIGINT/SIGTERM stop accepting,
 let in-flight requests finish, flush the store and exit 0. ``--workers N`` (N > 1) runs the
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker-dir", help=argparse.SUPPRESS)
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     sub.add_parser("version", help="print the version")
-    from pushgo.admin import add_commands
+    from pushgo.commands import add_commands
 
     add_commands(sub)
     return parser
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     if args.command != "serve":
-        from pushgo.admin import run_command
+        from pushgo.commands import run_command
 
         return run_command(args)
     try:

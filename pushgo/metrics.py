@@ -142,7 +142,7 @@ class _Collector:
     def collect(self) -> Iterable[Metric]:
         gw = self.m.gateway
         counts = gw.ctx.counts
-        disp = gw.dispatcher
+        disp = gw.pump
 
         ops = CounterMetricFamily("pushgo_operations_accepted",
                                   "Operations accepted into the outbox", labels=["kind"])

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from pushgo.app import Gateway
-from pushgo.push import dispatcher as D
+from pushgo.delivery import pump
 from pushgo.testing.mock_apns import MockAPNs
 from pushgo.testing.mock_fcm import MockFCM
 from pushgo.testing.tls import LocalCA
@@ -32,8 +32,8 @@ class Providers:
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries after milliseconds instead of seconds; Retry-After still wins."""
-    monkeypatch.setattr(D, "BACKOFF_BASE_S", 0.01)
-    monkeypatch.setattr(D, "IDLE_POLL_S", 0.05)
+    monkeypatch.setattr(pump, "BACKOFF_BASE_S", 0.01)
+    monkeypatch.setattr(pump, "IDLE_POLL_S", 0.05)
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from starlette.routing import BaseRoute, Route
 
 from pushgo.api.envelope import body_as, convert, ok
 from pushgo.api.page import render_index
+from pushgo.delivery.private import PrivateStreams
 from pushgo.errors import GatewayError, InvalidInput
 from pushgo.protocol import fields as F
 from pushgo.protocol import operations as OPS
 from pushgo.protocol import wire as W
-from pushgo.push.private import PrivateStreams
 from pushgo.service import Services
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -48,14 +48,14 @@ def build_routes(svc: Services, streams: PrivateStreams,
         req = await body_as(request, OPS.MessageIn)
         password = OPS.require_password(req.password)
         spec = OPS.message_spec(req)
-        return ok((await svc.sender.send(spec, password)).wire())
+        return ok((await svc.publisher.send(spec, password)).wire())
 
     async def get_message(request: Request) -> Response:
         fields = set(OPS.MessageQuery.__struct_fields__)
         query = convert(_query(request, fields), OPS.MessageQuery)
         req = OPS.message_from_query(query)
         password = OPS.require_password(req.password)
-        return ok((await svc.sender.send(OPS.message_spec(req), password)).wire())
+        return ok((await svc.publisher.send(OPS.message_spec(req), password)).wire())
 
     def event_route(action: str) -> Handler:
         kind = OPS.EVENT_ACTIONS[action]
@@ -64,7 +64,7 @@ def build_routes(svc: Services, streams: PrivateStreams,
             req = await body_as(request, kind)
             password = OPS.require_password(req.password)
             spec = OPS.event_spec(req, action)
-            return ok((await svc.sender.send(spec, password)).wire())
+            return ok((await svc.publisher.send(spec, password)).wire())
 
         return handler
 
@@ -75,7 +75,7 @@ def build_routes(svc: Services, streams: PrivateStreams,
             req = await body_as(request, kind)
             password = OPS.require_password(req.password)
             spec = OPS.thing_spec(req, action)
-            return ok((await svc.sender.send(spec, password)).wire())
+            return ok((await svc.publisher.send(spec, password)).wire())
 
         return handler
 

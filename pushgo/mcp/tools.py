@@ -143,7 +143,7 @@ class Tools:
     async def _send(self, spec: OPS.OpSpec, password: str | None, ctx: ToolContext) -> Any:
         await ctx.progress(0, 1, "sending")
         if not ctx.principal.oauth:
-            accepted = await self.svc.sender.send(spec, OPS.require_password(password))
+            accepted = await self.svc.publisher.send(spec, OPS.require_password(password))
         else:
             if password is not None:
                 raise InvalidInput("password must not be passed in OAuth mode: channels are "
@@ -153,7 +153,7 @@ class Tools:
                 raise GatewayError("this channel is not bound to your authorization; bind it "
                                    "with pushgo.channel.bind.start", code="channel_not_bound",
                                    status=403)
-            accepted = await self.svc.sender.send_granted(spec)
+            accepted = await self.svc.publisher.send_granted(spec)
         out = msgspec.to_builtins(accepted.wire())
         if not ctx.wants_progress:
             return out

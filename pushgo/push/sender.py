@@ -27,8 +27,8 @@ from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.protocol.h2client import Response
 from pushgo.push.connection import Connection, Origin
+from pushgo.push.credentials import ApnsTokens, CredentialError, FcmTokens
 from pushgo.push.pool import Pool
-from pushgo.push.tokens import ApnsTokens, CredentialError, FcmTokens
 
 log = logging.getLogger("pushgo.push")
 
@@ -116,7 +116,7 @@ class ResultBuffer:
         return len(self._items)
 
 
-class Sender:
+class ProviderSender:
     """Shared machinery; subclasses build requests and read responses."""
 
     name = "sender"
@@ -234,7 +234,7 @@ class Sender:
             self.results.add(Result(job, TransportFailure("connection lost")))
 
 
-class ApnsSender(Sender):
+class ApnsSender(ProviderSender):
     name = "apns"
     stream_cap = 1000
     initial_streams = 1
@@ -281,7 +281,7 @@ class ApnsSender(Sender):
         return outcome
 
 
-class FcmSender(Sender):
+class FcmSender(ProviderSender):
     name = "fcm"
     stream_cap = 100
     initial_streams = 100

@@ -9,7 +9,7 @@ from pushgo.service.channels import Channels
 from pushgo.service.context import Context
 from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
-from pushgo.service.send import Sender
+from pushgo.service.send import Publisher
 from pushgo.service.status import Status
 
 
@@ -18,7 +18,7 @@ class Services:
     ctx: Context
     devices: Devices
     channels: Channels
-    sender: Sender
+    publisher: Publisher
     inbox: Inbox
     status: Status
 
@@ -27,7 +27,7 @@ class Services:
         channels = Channels(ctx)
         status = Status(ctx)
         ctx.listeners.append(status)  # accepted work changes delivery counts
-        return cls(ctx, Devices(ctx), channels, Sender(ctx, channels), Inbox(ctx), status)
+        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels), Inbox(ctx), status)
 
 
 __all__ = ["Context", "Services"]

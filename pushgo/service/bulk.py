@@ -1,6 +1,6 @@
 """Bulk sending (POST /messages/bulk): many operations from one request, each decoded,
 authorised and prepared on its own, written in batches through the one sending service
-(:class:`pushgo.service.send.Sender`), and answered with one result per item in input order.
+(:class:`pushgo.service.send.Publisher`), and answered with one result per item in input order.
 
 Two tasks joined by a bounded stream: the reader decodes items (and so reads the body) only
 while the writer keeps up, which is the backpressure that keeps memory flat for any body
@@ -29,7 +29,7 @@ from pushgo.protocol import bulk as B
 from pushgo.protocol import fields as F
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context
-from pushgo.service.send import Accepted, Direct, Prepared, Sender
+from pushgo.service.send import Accepted, Direct, Prepared, Publisher
 from pushgo.store import channels as C
 
 log = logging.getLogger("pushgo.bulk")
@@ -104,11 +104,11 @@ class _Authorizer:
 
 
 class Bulk:
-    def __init__(self, ctx: Context, channels: Channels, sender: Sender,
+    def __init__(self, ctx: Context, channels: Channels, publisher: Publisher,
                  routes: Collection[str]) -> None:
         self.ctx = ctx
         self.channels = channels
-        self.sender = sender
+        self.publisher = publisher
         #: provider routes this gateway can send on (direct sends to others are refused)
         self.routes = frozenset(routes)
 
@@ -162,7 +162,7 @@ class Bulk:
                 direct = Direct(item.route, item.tokens)
             else:
                 await auth.check(item.spec.channel_id, item.password)
-            return _Ready(index, item, self.sender.prepare(item.spec, direct))
+            return _Ready(index, item, self.publisher.prepare(item.spec, direct))
         except GatewayError as exc:
             return _Failed(index, exc, item.spec.op_id)
 
@@ -198,7 +198,7 @@ class Bulk:
         outcomes: dict[int, Accepted | GatewayError] = {}
         if ready:
             try:
-                written = await self.sender.accept_many([e.prepared for e in ready])
+                written = await self.publisher.accept_many([e.prepared for e in ready])
             except GatewayError as exc:  # the store: every item of the batch failed with it
                 written = [exc] * len(ready)
             except Exception:

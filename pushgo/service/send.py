@@ -50,7 +50,7 @@ class Accepted:
         return out
 
 
-class Sender:
+class Publisher:
     def __init__(self, ctx: Context, channels: Channels) -> None:
         self.ctx = ctx
         self.channels = channels

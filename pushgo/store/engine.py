@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pushgo.errors import StoreUnavailable
-from pushgo.store.threads import Batch, Job, StoreThreads
+from pushgo.store.threads import Batch, StoreCall, StoreThreads
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -227,7 +227,7 @@ def _unavailable(exc: DBAPIError) -> BaseException:
     return exc
 
 
-def _run_in_savepoints(conn: Connection, jobs: Iterable[Job]) -> None:
+def _run_in_savepoints(conn: Connection, jobs: Iterable[StoreCall]) -> None:
     # Plain SQL savepoints on the driver connection (SQLAlchemy's nested transactions cost
     # more than the writes they wrap); a job's own begin_nested() nests inside its one.
     driver = conn.connection.driver_connection

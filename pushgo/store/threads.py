@@ -44,7 +44,7 @@ T = TypeVar("T")
 _QUEUED, _RUNNING, _CANCELLED = 0, 1, 2
 
 
-class Job:
+class StoreCall:
     __slots__ = ("args", "context", "done", "error", "fn", "post", "result", "state", "waiter",
                  "wake")
 
@@ -77,7 +77,7 @@ class StoreThreads:
         # of writes at once).
         self._batch = batch
         self.max_batch = max_batch
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[StoreCall | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()  # job state QUEUED → RUNNING | CANCELLED; thread start
         self._in_flight = 0
@@ -88,7 +88,7 @@ class StoreThreads:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         await self._admit()
         try:
-            job = Job(fn, args)
+            job = StoreCall(fn, args)
             if not self._threads:
                 self._start()
             if sniffio.current_async_library() == "trio":
@@ -127,7 +127,7 @@ class StoreThreads:
         else:
             self._in_flight -= 1
 
-    async def _run_trio(self, job: Job) -> None:
+    async def _run_trio(self, job: StoreCall) -> None:
         import trio
 
         task = trio.lowlevel.current_task()
@@ -148,7 +148,7 @@ class StoreThreads:
         self._jobs.put(job)
         await trio.lowlevel.wait_task_rescheduled(abort)
 
-    async def _run_asyncio(self, job: Job) -> None:
+    async def _run_asyncio(self, job: StoreCall) -> None:
         loop = asyncio.get_running_loop()
 
         def wake() -> None:
@@ -187,7 +187,7 @@ class StoreThreads:
                 thread.start()
                 self._threads.append(thread)
 
-    def _claim(self, job: Job) -> bool:
+    def _claim(self, job: StoreCall) -> bool:
         with self._lock:
             if job.state == _CANCELLED:
                 return False
@@ -250,12 +250,12 @@ class Batch:
     runs — every job queued meanwhile, up to the pool's ``max_batch`` (iterate it: jobs that
     arrive while earlier ones run join the same batch)."""
 
-    def __init__(self, pool: StoreThreads, first: Job) -> None:
+    def __init__(self, pool: StoreThreads, first: StoreCall) -> None:
         self._pool = pool
         self.jobs = [first]
         self.stopping = False  # the pool is closing: the thread ends after this batch
 
-    def __iter__(self) -> Iterator[Job]:
+    def __iter__(self) -> Iterator[StoreCall]:
         i = 0
         while True:
             if i < len(self.jobs):
@@ -275,7 +275,7 @@ class Batch:
                 self.jobs.append(job)
 
 
-def _notify(job: Job) -> None:
+def _notify(job: StoreCall) -> None:
     if job.post is not None and job.wake is not None:
         try:
             job.post(job.wake)
@@ -283,7 +283,7 @@ def _notify(job: Job) -> None:
             pass
 
 
-def _notify_all(jobs: list[Job]) -> None:
+def _notify_all(jobs: list[StoreCall]) -> None:
     """One wake-up per event loop for a batch (not one per job)."""
     if len(jobs) == 1:
         _notify(jobs[0])

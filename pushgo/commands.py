@@ -5,7 +5,7 @@
     pushgo send --channel ID --password P --title T [--body B] …   one message
     pushgo deliveries OP_ID [--wait|--no-wait]   delivery counts (a progress bar on a TTY)
     pushgo db migrate                            bring PUSHGO_DB_URL's schema up to date
-    pushgo oauth rotate-key                      a new access-token signing key (pushgo.oauth.cli)
+    pushgo oauth rotate-key                      a new access-token signing key (pushgo.oauth.rotate)
 
 All but ``db migrate`` talk to a running gateway over HTTP: ``--url`` (default: the
 ``PUSHGO_HTTP_ADDR`` it listens on), the gateway token from ``PUSHGO_TOKEN``, a channel
@@ -93,7 +93,7 @@ def add_commands(sub: Any) -> None:
                                           "database and print the version before and after.")
     migrate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
 
-    from pushgo.oauth.cli import add_oauth_command
+    from pushgo.oauth.rotate import add_oauth_command
 
     add_oauth_command(sub)
 
@@ -103,7 +103,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.command == "db":
             return _db_migrate(args)
         if args.command == "oauth":
-            from pushgo.oauth.cli import run
+            from pushgo.oauth.rotate import run
 
             return run(args)
         with _Client(args) as client:

@@ -30,7 +30,7 @@ from tests.live import ServerProcess
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "gw-token-for-the-inspector"
 ERAS = ["legacy", "modern"]
 TOOL_NAMES = {

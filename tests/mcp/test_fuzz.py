@@ -1,7 +1,7 @@
 """Hypothesis-generated garbage on /mcp: random bytes, random JSON, and JSON-RPC messages with
 real and random methods, params and tool arguments, under random header sets of both eras.
 Every answer is below 500 and nothing is an internal error (JSON-RPC -32603 or a tool
-result with ``internal_error``). Generation follows tests/test_fuzz.py: collect, then send.
+result with ``internal_error``). Generation follows tests/api/test_fuzz.py: collect, then send.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from pushgo.mcp import schemas as S
+from tests.api.test_fuzz import collect
 from tests.mcp_helpers import (  # noqa: F401
     AUTH,
     MODERN,
@@ -21,7 +22,6 @@ from tests.mcp_helpers import (  # noqa: F401
     open_session,
     sqlite_db_url,
 )
-from tests.test_fuzz import collect
 
 METHODS = ["initialize", "ping", "tools/list", "tools/call", "resources/list",
            "resources/templates/list", "resources/read", "server/discover",

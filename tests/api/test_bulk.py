@@ -24,10 +24,10 @@ from pushgo.protocol.bulk import MAX_ITEM_BYTES, MAX_TOKENS
 from pushgo.store import Store
 from pushgo.store.migrations import LATEST
 from pushgo.store.schema import deliveries, devices, messages, metadata, schema_info
+from tests.api.test_fuzz import collect, json_values
 from tests.conftest import make_settings
 from tests.helpers import PASSWORD, assert_error, call, register, stored_channel
 from tests.live import hypercorn_server
-from tests.test_fuzz import collect, json_values
 
 TOKEN = "operator-token-1"
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -26,7 +26,7 @@ import anyio.abc
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.protocol.payload import wakeup_data
-from pushgo.push.sender import Expired, Job, Result, ResultBuffer, Sender, TransportFailure
+from pushgo.push.sender import Expired, Job, ProviderSender, Result, ResultBuffer, TransportFailure
 from pushgo.service.context import Context
 from pushgo.store import dispatch as S
 from pushgo.store.dispatch import Due, OpInfo, Outcomes
@@ -58,8 +58,8 @@ def backoff_ms(attempts: int, retry_after_s: float | None) -> int:
     return int(delay * 1000)
 
 
-class Dispatcher:
-    def __init__(self, ctx: Context, senders: dict[str, Sender], results: ResultBuffer) -> None:
+class OutboxPump:
+    def __init__(self, ctx: Context, senders: dict[str, ProviderSender], results: ResultBuffer) -> None:
         self.ctx = ctx
         self.senders = senders
         self.results = results

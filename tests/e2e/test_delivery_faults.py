@@ -21,10 +21,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from pushgo.delivery import pump
 from pushgo.protocol.apns import apns_id_of
 from pushgo.protocol.h2client import H2Client
 from pushgo.protocol.ids import encode_channel_id
-from pushgo.push import dispatcher as D
 from pushgo.service.passwords import hash_password_sync
 from pushgo.store import Store
 from pushgo.store import channels as C
@@ -378,7 +378,7 @@ async def test_fcm_quota_exceeded_and_unavailable_are_retried_then_sent(
 
 async def test_retries_are_bounded_and_end_failed_with_the_reason(
         pclient, pgateway, providers, monkeypatch):
-    monkeypatch.setattr(D, "MAX_ATTEMPTS", 3)
+    monkeypatch.setattr(pump, "MAX_ATTEMPTS", 3)
     fleet = await make_fleet(pgateway, 2)
     (down_key, down_token), (ok_key, _) = fleet.tokens.items()
     providers.apns.reject(down_token, 503, "ServiceUnavailable")

@@ -13,8 +13,7 @@ import httpx
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.push.connection import Origin
-from pushgo.push.sender import ApnsSender, FcmSender, ResultBuffer, Sender
-from pushgo.push.tokens import (
+from pushgo.push.credentials import (
     ApnsJwtSource,
     ApnsTokens,
     CredentialError,
@@ -23,6 +22,7 @@ from pushgo.push.tokens import (
     RemoteTokens,
     ServiceAccount,
 )
+from pushgo.push.sender import ApnsSender, FcmSender, ProviderSender, ResultBuffer
 from pushgo.settings import Settings, SettingsError
 
 
@@ -64,9 +64,9 @@ PUSHGO_APP_TOPIC = "io.ethan.pushgo"
 PUSHGO_WATCH_TOPIC = "io.ethan.pushgo.watchkitapp"
 
 
-def build_senders(settings: Settings, results: ResultBuffer) -> dict[str, Sender]:
+def build_senders(settings: Settings, results: ResultBuffer) -> dict[str, ProviderSender]:
     """Local credentials win; without them a token service (if set) provides bearer tokens."""
-    senders: dict[str, Sender] = {}
+    senders: dict[str, ProviderSender] = {}
     remote = settings.token_service_url
     if not (settings.apns_configured or settings.fcm_configured or remote):
         return senders

@@ -13,8 +13,8 @@ from pushgo.app import Gateway
 from pushgo.metrics import merge
 from pushgo.store.schema import deliveries
 from tests.conftest import make_settings
+from tests.e2e.test_delivery import apns_token, device, fcm_token, join
 from tests.helpers import PASSWORD, call, new_channel
-from tests.test_delivery import apns_token, device, fcm_token, join
 
 
 async def provider_states(gateway: Gateway) -> list[tuple[str, str | None]]:

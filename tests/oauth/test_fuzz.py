@@ -1,6 +1,6 @@
 """Garbage at every OAuth endpoint and page never gets a 500; the pure helpers behind them
 (redirect-URI rules, query building, locale choice, form and Basic decoding, PKCE) hold their
-properties for any input. Generation follows tests/test_fuzz.py: collect, then send."""
+properties for any input. Generation follows tests/api/test_fuzz.py: collect, then send."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from pushgo.oauth.config import pkce_matches, s256
 from pushgo.protocol import oauth as P
+from tests.api.test_fuzz import collect
 from tests.helpers import PASSWORD
 from tests.oauth_helpers import (  # noqa: F401
     REDIRECT,
@@ -28,7 +29,6 @@ from tests.oauth_helpers import (  # noqa: F401
     pkce,
     signed_in,
 )
-from tests.test_fuzz import collect
 
 
 @pytest.fixture

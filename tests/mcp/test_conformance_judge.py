@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conformance import judge
 
-EXPECTED = Path(__file__).parent / "conformance" / "expected-failures.yml"
+EXPECTED = Path(__file__).parents[1] / "conformance" / "expected-failures.yml"
 
 
 def _write(root: Path, run: str, scenario: str, statuses: dict[str, str]) -> None:
