@@ -1,1 +1,1 @@
-"""pushgo's benchmark suite (PERFORMANCE.md): ``python -m benchmarks``; see README.md."""
+"""pushgo's benchmark suite: ``python -m benchmarks``; see README.md."""

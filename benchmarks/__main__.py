@@ -13,13 +13,13 @@ from benchmarks.harness import REGISTRY, Options
 #: Benchmark modules, each registering itself on import. A new benchmark is a module here.
 MODULES = ("benchmarks.sender", "benchmarks.sender_fcm", "benchmarks.fanout", "benchmarks.ingest",
            "benchmarks.mcp", "benchmarks.bulk")
-#: PERFORMANCE.md's suite, for --list: the ones not written yet.
+#: The suite's planned rows, for --list: the ones not written yet.
 PLANNED: tuple[str, ...] = ()
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks",
-                                description="pushgo's benchmark suite (PERFORMANCE.md)")
+                                description="pushgo's benchmark suite")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 5k per round, one measured round, short timed rounds "
                         "(the whole suite in under two minutes)")
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{b.name:12} {b.description}")
         for name in PLANNED:
             if name not in REGISTRY:
-                print(f"{name:12} (planned, see PERFORMANCE.md)")
+                print(f"{name:12} (planned, see benchmarks/README.md)")
         return 0
     only = [n for item in args.only for n in item.split(",") if n]
     unknown = [n for n in only if n not in REGISTRY]

@@ -4,7 +4,7 @@ the machine record, statistics, result files, the Markdown table and the chart.
 A benchmark is a module that calls :func:`register` with a :class:`Benchmark`: a name, a
 one-line description, what it needs (:class:`Need`), and ``run(opts) -> Report``. The report
 holds rows (one per implementation/configuration, figures as plain numbers), the columns to
-print, notes, and checks (the PERFORMANCE.md targets, pass/fail). ``__main__`` does the rest.
+print, notes, and checks (the targets in benchmarks/README.md, pass/fail). ``__main__`` does the rest.
 """
 
 from __future__ import annotations

@@ -448,7 +448,7 @@ def run(opts: Options) -> Report:
     if not opts.quick:
         clients.append(Client("aioapns asyncio ×1", "aioapns", "asyncio", 1, scale=4))
     if opts.window != AIOAPNS_SMALL_WINDOW:
-        # FIELD-NOTES: aioapns is faster with fewer in flight; compare with its better figure.
+        # Measured here: aioapns is faster with fewer in flight; compare with its better figure.
         clients.append(Client(f"aioapns asyncio ×1, {AIOAPNS_SMALL_WINDOW} in flight", "aioapns",
                               "asyncio", 1, window=AIOAPNS_SMALL_WINDOW, scale=4))
     h2 = Client(f"h2load ×1 ({H2LOAD_STREAMS} streams)", "h2load", "native", 1)

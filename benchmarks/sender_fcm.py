@@ -117,7 +117,7 @@ def run(opts: Options) -> Report:
             and not r.get("baseline")]
     if peer and mine:
         report.checks.append(Check(
-            "faster than a plain httpx HTTP/2 client (no PERFORMANCE.md figure: reported)",
+            "faster than a plain httpx HTTP/2 client (no target figure: reported)",
             all(r["rate"] > peer for r in mine),
             f"httpx (its best row) {peer:,.0f}/s; " + ", ".join(
                 f"{r['label']} {r['rate'] / peer:.1f}×" for r in mine)))

@@ -1,4 +1,4 @@
-"""The ``pushgo`` command: ``pushgo serve`` (every setting of SPEC §7 as an environment variable
+"""The ``pushgo`` command: ``pushgo serve`` (every setting as an environment variable
 or a flag), ``pushgo version``, and the operator commands of :mod:`pushgo.commands`.
 
 A bad setting prints one line naming the variable and exits 2. SIGINT/SIGTERM stop accepting,

@@ -1,4 +1,4 @@
-"""Settings: SPEC §7 environment variables (each also a ``pushgo serve`` flag) decoded into one
+"""Settings: the PUSHGO_* environment variables (each also a ``pushgo serve`` flag) decoded into one
 typed, frozen msgspec Struct.
 
 A bad value raises :class:`SettingsError` whose message is one line naming the variable; the CLI

@@ -1,4 +1,4 @@
-"""pushgo.protocol is pure (ARCHITECTURE.md): importing every one of its modules in a fresh
+"""pushgo.protocol is pure (docs/architecture.md): importing every one of its modules in a fresh
 interpreter loads no async runtime, web framework or database library, and nothing of pushgo
 outside the protocol package but the error root."""
 

@@ -1,4 +1,4 @@
-"""Settings (SPEC §7): defaults, every variable, one-line errors that name the variable and
+"""Settings: defaults, every variable, one-line errors that name the variable and
 never echo a secret, and the ``pushgo`` command's handling of them."""
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_DELIVERY_LEASE_SECONDS": "5",
         "PUSHGO_WORKERS": "4",
     }
-    assert set(env) == set(OPTIONS_BY_ENV), "a variable of SPEC §7 is not covered here"
+    assert set(env) == set(OPTIONS_BY_ENV), "a PUSHGO_* variable is not covered here"
     s = load(env)
     assert msgspec.structs.asdict(s) == {
         "http_host": "0.0.0.0", "http_port": 8080,

@@ -1,4 +1,4 @@
-"""The high-volume routes (SPEC §6): ``POST /messages/bulk`` and delivery status
+"""The high-volume routes: ``POST /messages/bulk`` and delivery status
 (``GET /deliveries/{op_id}``, ``GET /deliveries/{op_id}/stream``).
 
 The bulk route is a plain ASGI app, not a request/response handler: it reads the body while

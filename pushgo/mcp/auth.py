@@ -1,7 +1,7 @@
 """Who is calling /mcp, and what they may do with channels: the small interfaces the MCP
 transport and tools depend on, with the legacy-mode implementations.
 
-Legacy mode (SPEC §4): the bearer is ``PUSHGO_TOKEN`` when one is set, the channel password
+Legacy mode: the bearer is ``PUSHGO_TOKEN`` when one is set, the channel password
 travels in every send tool call, there are no scopes and no channel grants. OAuth mode
 plugs in its own :class:`McpAuth` (access tokens, scopes) and :class:`ChannelBinding`
 (grants, bind sessions) without touching the transport or the tools.

@@ -1,5 +1,5 @@
 """JSON Schemas (2020-12) of the MCP tools: inputs with the same fields as the HTTP API
-(SPEC §2, the request Structs of pushgo.protocol.operations) and outputs as the API answers.
+(the request Structs of pushgo.protocol.operations) and outputs as the API answers.
 
 Pure data: a test checks that every send tool's properties are exactly its Struct's fields,
 so the schemas cannot drift from what the tools accept.

@@ -19,7 +19,7 @@ DAY = 86_400_000
 
 @dataclass(frozen=True)
 class Lifetimes:
-    """Milliseconds. Owned by PUSHGO_RUNTIME_PROFILE (SPEC §5), not separate knobs."""
+    """Milliseconds. Owned by PUSHGO_RUNTIME_PROFILE, not separate knobs."""
 
     access: int = 15 * MINUTE
     refresh_absolute: int = 30 * DAY

@@ -1,4 +1,4 @@
-"""Field rules shared by messages, events and things (SPEC §1): ids, images, tags, metadata,
+"""Field rules shared by messages, events and things: ids, images, tags, metadata,
 attrs, external ids, locations, timestamps. Each check raises FieldError(code, message).
 
 Pure: no I/O, no clock.

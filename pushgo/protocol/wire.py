@@ -1,4 +1,4 @@
-"""Request and response Structs of the device/channel/inbox routes (SPEC §2).
+"""Request and response Structs of the device/channel/inbox routes.
 
 Unknown fields are rejected everywhere. Optional strings where v1.2.9 treats "" as absent are
 normalized by the services, not here. Pure.

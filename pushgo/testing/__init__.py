@@ -1,4 +1,5 @@
-"""Test doubles for the push providers: real HTTP/2 peers over TLS with pluggable behaviour.
+"""Test doubles: the push providers as real HTTP/2 peers over TLS with pluggable behaviour,
+and the MCP conformance suite's fixtures on pushgo's MCP engine.
 
 - `tls`: throw-away CA, server certificate and CA file (`LocalCA`).
 - `exchange`, `h2server`, `h11conn`, `records`: a generic HTTP/2 (+HTTP/1.1) test server
@@ -6,6 +7,9 @@
   delay; records with event-based waiters (`Recorder`).
 - `mock_apns`: `MockAPNs` (accept-all / validating / scripted), `APNsKey`.
 - `mock_fcm`: `MockFCM` (OAuth token endpoint + messages:send), `ServiceAccount`.
+- `counting_apns`: a light APNs peer that only counts (volume tests and benchmarks).
+- `scripted`: scripted answers for the mocks (rejections, GOAWAY, drops, delays).
+- `mcp_fixtures`: the tools and resources the MCP conformance suite calls by name.
 
 Used by tests and benchmarks only: nothing in the gateway imports this package. This
 `__init__` imports no submodule, so `python -m pushgo.testing.mock_apns` runs cleanly.

@@ -28,7 +28,7 @@ from tests.live import ServerProcess
 N = 100_000
 PER_LINE = 1000
 TOKEN = "operator-token-1"
-#: PERFORMANCE.md's memory bound for the bulk path.
+#: The bulk path's memory bound (benchmarks/README.md, the bulk row).
 RSS_LIMIT_MB = 256
 
 

@@ -1,6 +1,5 @@
 """POST /event/create|update|close and /thing/create|update|archive|delete: responses, the
-payload devices pull, validation codes, and the persisted event / thing state (SPEC §1-§2,
-v1.2.9 §3-§5)."""
+payload devices pull, validation codes, and the persisted event / thing state."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""POST /messages/pull and /messages/ack: the device inbox (SPEC §2-§3, v1.2.9 §7)."""
+"""POST /messages/pull and /messages/ack: the device inbox (PushGo Gateway v1.2.9's contract)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """POST /message and GET /message: response, the payload devices pull, validation codes,
-timestamps, op_id idempotency and fan-out (SPEC §1-§3, v1.2.9 §1-§2, §5, §6)."""
+timestamps, op_id idempotency and fan-out (the README's API, PushGo Gateway v1.2.9's wire)."""
 
 from __future__ import annotations
 
