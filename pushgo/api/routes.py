@@ -1,4 +1,4 @@
-"""The HTTP API routes of SPEC §2. Thin: decode, call a service, encode."""
+"""The HTTP API routes (the README's API table). Thin: decode, call a service, encode."""
 
 from __future__ import annotations
 

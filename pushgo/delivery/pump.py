@@ -66,7 +66,6 @@ class OutboxPump:
         self._wake = anyio.Event()
         self._templates: OrderedDict[tuple[int, str], Any] = OrderedDict()
         self._held: set[int] = set()  # seqs handed to a sender and not yet resolved
-        self.stats = {"sent": 0, "failed": 0, "retried": 0, "expired": 0, "dead_token": 0}
         # For /metrics: sent per route (hot path: one dict increment per result), and the rarer
         # outcomes per (route, outcome, reason).
         self.sent_by_route: dict[str, int] = {}
@@ -226,23 +225,19 @@ class OutboxPump:
         job, outcome = result.job, result.outcome
         if isinstance(outcome, A.Accepted):
             out.sent.append(job.seq)
-            self.stats["sent"] += 1
             self.sent_by_route[job.route] = self.sent_by_route.get(job.route, 0) + 1
         elif isinstance(outcome, Expired):
             out.expired.append(job.seq)
-            self.stats["expired"] += 1
             self._count(job, "expired", "expired")
         elif isinstance(outcome, TransportFailure):
             self._retry_or_fail(job, outcome.reason, None, now, out)
         elif outcome.kind == "dead_token":
             out.dead.append((job.seq, job.device_key, job.token, outcome.reason))
-            self.stats["dead_token"] += 1
             self._count(job, "failed", outcome.reason)
         elif outcome.kind == "retry":
             self._retry_or_fail(job, outcome.reason, outcome.retry_after_s, now, out)
         else:
             out.failed.append((job.seq, outcome.reason))
-            self.stats["failed"] += 1
             self._count(job, "failed", outcome.reason)
 
     def _count(self, job: Job, outcome: str, reason: str) -> None:
@@ -255,9 +250,7 @@ class OutboxPump:
         attempts = job.attempts + 1
         if attempts >= MAX_ATTEMPTS:
             out.failed.append((job.seq, reason))
-            self.stats["failed"] += 1
             self._count(job, "failed", reason)
             return
         out.retry.append((job.seq, now + backoff_ms(attempts, retry_after), reason))
-        self.stats["retried"] += 1
         self._count(job, "retried", reason)

@@ -1,4 +1,4 @@
-"""MCP at /mcp (SPEC §4): dispatcher, legacy-era sessions, tools, resources and the
+"""MCP at /mcp: dispatcher, legacy-era sessions, tools, resources and the
 Streamable HTTP transport for both protocol eras. ``build_mcp`` wires them for app.py."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The twelve MCP tools of SPEC §4: definitions (schemas, annotations) and what each does.
+"""The twelve MCP tools: definitions (schemas, annotations) and what each does.
 
 Send tools decode their arguments into the HTTP API's request Structs and call the same
 sending service as the API; none re-implements a step. Failures are raised as GatewayError

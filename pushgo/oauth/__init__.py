@@ -1,4 +1,4 @@
-"""The OAuth 2.1 authorization server of /mcp (SPEC §5): discovery metadata, clients (dynamic
+"""The OAuth 2.1 authorization server of /mcp: discovery metadata, clients (dynamic
 registration, predefined, metadata documents), the authorize page that binds channels, the
 token, revocation and JWKS endpoints, bind sessions, the McpAuth/ChannelBinding pair the MCP
 endpoint plugs in, and the maintenance task (purge of expired rows, key rotation).

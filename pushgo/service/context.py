@@ -1,5 +1,6 @@
 """What every service shares: settings, the store, the password verifier, the clock, and the
-listener told about accepted work (the private-stream hub, later the dispatcher).
+listeners told about accepted work (the private-stream hub, the outbox pump, delivery status,
+the cross-process wake-ups). Only service modules reach the store through it.
 
 Must not import pushgo.api, pushgo.mcp or starlette.
 """
@@ -25,14 +26,6 @@ class DeliveryListener(Protocol):
     def operation_accepted(self, channel_id: str) -> None: ...
 
     def subscriptions_changed(self, device_key: str) -> None: ...
-
-
-class NullListener:
-    def operation_accepted(self, channel_id: str) -> None:
-        pass
-
-    def subscriptions_changed(self, device_key: str) -> None:
-        pass
 
 
 @dataclass

@@ -33,13 +33,6 @@ def password_hash(conn: Connection, channel_id: str) -> str | None:
     return str(row[0]) if row is not None else None
 
 
-def get_many(conn: Connection, channel_ids: list[str]) -> dict[str, sa.Row[Any]]:
-    if not channel_ids:
-        return {}
-    rows = conn.execute(sa.select(channels).where(channels.c.channel_id.in_(channel_ids)))
-    return {r.channel_id: r for r in rows}
-
-
 def create(conn: Connection, channel_id: str, name: str, password_hash: str, now: int) -> None:
     conn.execute(channels.insert().values(channel_id=channel_id, channel_name=name,
                                           password_hash=password_hash, created_at=now,

@@ -36,14 +36,6 @@ def channel_info(conn: Connection, channel_id: str) -> dict[str, Any] | None:
             "subscribers": int(count)}
 
 
-def channel_names(conn: Connection, channel_ids: list[str]) -> dict[str, str]:
-    if not channel_ids:
-        return {}
-    rows = conn.execute(sa.select(channels.c.channel_id, channels.c.channel_name)
-                        .where(channels.c.channel_id.in_(channel_ids))).all()
-    return {r.channel_id: r.channel_name for r in rows}
-
-
 def recent_messages(conn: Connection, channel_id: str, limit: int) -> list[dict[str, Any]]:
     m = messages.c
     rows = conn.execute(

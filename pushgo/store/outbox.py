@@ -154,12 +154,3 @@ def expire(conn: Connection, now: int) -> int:
     return n
 
 
-def private_recipients(conn: Connection, op_pk: int, device_keys: list[str]) -> list[str]:
-    """Which of these (connected) devices got a delivery of this operation."""
-    out: list[str] = []
-    for start in range(0, len(device_keys), 500):
-        chunk = device_keys[start:start + 500]
-        rows = conn.execute(sa.select(deliveries.c.device_key).where(
-            deliveries.c.op_pk == op_pk, deliveries.c.device_key.in_(chunk)))
-        out.extend(r[0] for r in rows)
-    return out
