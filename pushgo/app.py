@@ -113,7 +113,7 @@ class Gateway:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:
         """Migrate the store, start background tasks; on exit stop them and flush the store."""
-        await anyio.to_thread.run_sync(self.store.migrate)
+        await anyio.to_thread.run_sync(self.store.migrate, self.ctx.now())
         try:
             if self.oauth is not None:
                 await self.oauth.start()

@@ -78,12 +78,12 @@ def new_hex_id() -> str:
     return hex_id(_random_bytes.take(16))
 
 
-def new_time_ordered_id() -> str:
+def new_time_ordered_id(now_ms: int) -> str:
     """32 hex like ``new_hex_id``: the time in ms (48 bits), then 80 bits from the OS CSPRNG
     (operation and message ids). Ids made in a row sort together, so the store's indexes
     on them take new entries at one end instead of on a random page each: a batch of sends
     writes far fewer pages (20–40% less SQLite work a send, measured)."""
-    return hex_id((time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
+    return hex_id((now_ms & 0xFFFF_FFFF_FFFF).to_bytes(6, "big")
                   + _random_bytes.take(10))
 
 

@@ -112,8 +112,8 @@ class Publisher:
         ``direct``: a message to provider tokens instead of a channel's subscribers (its
         ``spec.channel_id`` is then the key made by the bulk protocol, not a channel)."""
         now = self.ctx.now()
-        op_id = spec.op_id or new_time_ordered_id()
-        entity_id = spec.entity_id or new_time_ordered_id()
+        op_id = spec.op_id or new_time_ordered_id(now)
+        entity_id = spec.entity_id or new_time_ordered_id(now)
         rendered = render(spec, op_id=op_id, entity_id=entity_id, now_ms=now,
                           default_ttl_ms=self.ctx.default_ttl_ms,
                           base_url=self.ctx.settings.public_base_url)

@@ -184,10 +184,11 @@ class Store:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def migrate(self) -> int:
+    def migrate(self, now_ms: int | None = None) -> int:
+        """Bring the schema to the latest version; ``now_ms`` (the gateway's clock) stamps it."""
         from pushgo.store.migrations import migrate
 
-        return self.run_sync(migrate, self.dialect)
+        return self.run_sync(migrate, self.dialect, now_ms)
 
     async def ping(self) -> bool:
         try:

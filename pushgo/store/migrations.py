@@ -53,8 +53,9 @@ def current_version(conn: Connection) -> int:
     return conn.execute(sa.select(schema_info.c.version).where(schema_info.c.id == 1)).scalar() or 0
 
 
-def migrate(conn: Connection, dialect: str) -> int:
-    """Bring the schema to LATEST; returns the version found before."""
+def migrate(conn: Connection, dialect: str, now_ms: int | None = None) -> int:
+    """Bring the schema to LATEST, stamped ``now_ms`` (wall clock when not given); returns the
+    version found before."""
     if dialect == "postgresql":
         # Two processes starting at once must not both create tables.
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7215330001)")
@@ -64,7 +65,7 @@ def migrate(conn: Connection, dialect: str) -> int:
     for version in range(found + 1, LATEST + 1):
         MIGRATIONS[version - 1](conn, dialect)
     if found != LATEST:
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000) if now_ms is None else now_ms
         if found == 0:
             conn.execute(schema_info.insert().values(id=1, version=LATEST, migrated_at=now))
         else:
