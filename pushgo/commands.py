@@ -23,12 +23,16 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any, TextIO
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
 import httpx
 
 from pushgo.protocol.sse import SSEParser
+
+if TYPE_CHECKING:
+    from pushgo.service.oauth import OAuthRecords
 
 TIMEOUT_S = 30.0
 #: How long ``deliveries --wait`` follows an operation before giving up on a stalled stream.
@@ -105,7 +109,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.command == "oauth":
             from pushgo.oauth.rotate import run
 
-            return run(args)
+            return run(args, _oauth_records)
         with _Client(args) as client:
             if args.command == "channel" and args.channel_command == "create":
                 return _channel_create(client, args)
@@ -313,6 +317,20 @@ def _when(ms: Any) -> str:
     if not isinstance(ms, int):
         return str(ms)
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
+
+@contextmanager
+def _oauth_records(db_url: str) -> Iterator[OAuthRecords]:
+    """The OAuth records of ``db_url`` (migrated first) on a one-connection store."""
+    from pushgo.service.oauth import OAuthRecords
+    from pushgo.store.engine import Store
+
+    store = Store(db_url, pool_size=1)
+    try:
+        store.migrate()
+        yield OAuthRecords(store)
+    finally:
+        store.dispose()
 
 
 def _db_migrate(args: argparse.Namespace) -> int:

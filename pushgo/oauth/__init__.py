@@ -37,7 +37,6 @@ from pushgo.oauth.web import (
 )
 from pushgo.protocol.ids import redact
 from pushgo.service import Services
-from pushgo.store import oauth as Q
 
 log = logging.getLogger("pushgo.oauth")
 
@@ -61,15 +60,15 @@ class OAuthServer:
         settings = svc.ctx.settings
         self.svc = svc
         self.settings = settings
-        self.store = svc.ctx.store
+        self.records = svc.oauth
         self.lifetimes = lifetimes(settings)
         self.predefined = predefined_clients(settings)  # a bad setting stops start-up here
-        self.keys = KeyRing(self.store)
-        self.clients = Clients(self.store, self.lifetimes,
+        self.keys = KeyRing(self.records)
+        self.clients = Clients(self.records, self.lifetimes,
                                allow_loopback_cimd=settings.mcp_cimd_allow_loopback)
         self.limiter = default_limiter()
         self.requests = PageRequests(svc, self.limiter)
-        self.checker = ChannelCheck(svc, self.limiter)
+        self.checker = ChannelCheck(svc)
         self.tokens = Tokens(svc, self.keys, self.clients, self.lifetimes)
         self.authorize = Authorize(svc, settings, self.clients, self.lifetimes, self.requests,
                                    self.checker)
@@ -100,9 +99,9 @@ class OAuthServer:
     async def maintain(self) -> dict[str, int]:
         now = self.svc.ctx.now()
         lt = self.lifetimes
-        counts = await self.store.run(lambda conn: Q.purge(
-            conn, now, bind_keep_ms=lt.bind_keep, unactivated_ms=lt.code + lt.page,
-            client_idle_ms=lt.client_idle))
+        counts = await self.records.purge(now, bind_keep_ms=lt.bind_keep,
+                                          unactivated_ms=lt.code + lt.page,
+                                          client_idle_ms=lt.client_idle)
         await self.keys.reload(now)
         age = self.keys.signing_age(now)
         if age is None:

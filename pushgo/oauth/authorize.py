@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -34,8 +33,8 @@ from pushgo.oauth.web import (
 from pushgo.protocol import oauth as P
 from pushgo.protocol.ids import redact
 from pushgo.service import Services
+from pushgo.service.oauth import NewGrant
 from pushgo.settings import Settings
-from pushgo.store import oauth as Q
 
 log = logging.getLogger("pushgo.oauth")
 
@@ -210,8 +209,7 @@ class Authorize:
             page.rows.append(Row())
             return self._render(page, client, redirect_uri, scopes)
         if single(form, "decision") == "deny":
-            if not await self.svc.ctx.store.run(Q.use_request, page_req.request_id,
-                                                self.svc.ctx.now()):
+            if not await self.svc.oauth.use_request(page_req.request_id, self.svc.ctx.now()):
                 return self._message(locale, "error_title", t(locale, "expired"), 400)
             return redirect_to(redirect_uri, [("error", "access_denied"),
                                               ("error_description", "the user denied access"),
@@ -219,12 +217,11 @@ class Authorize:
 
         names: list[tuple[str, str]] = []
         failed = False
-        address = client_address(request)
         for row, (cid, password) in zip(page.rows, rows, strict=False):
             if not cid or not password:
                 row.error, failed = t(locale, "incomplete"), True
                 continue
-            checked = await self.checker.check(address, cid, password)
+            checked = await self.checker.check(cid, password)
             row.channel_id = checked.channel_id or cid
             if checked.error is not None:
                 row.error, failed = checked.message(locale), True
@@ -240,23 +237,13 @@ class Authorize:
         now = self.svc.ctx.now()
         lt = self.lifetimes
 
-        def work(conn: Connection) -> bool:
-            if not Q.use_request(conn, page_req.request_id, now):
-                return False
-            grant_id = new_id("pgg", 18)
-            Q.insert_grant(conn, grant_id=grant_id, client_id=client.client_id,
-                           scope=P.scope_text(scopes), resource=params["resource"],
-                           issuer=params["issuer"], now=now, expires_at=now + lt.refresh_absolute)
-            for cid, _name in names:
-                Q.grant_channel(conn, grant_id, cid, now)
-            Q.insert_code(conn, code_hash=digest(code), grant_id=grant_id,
-                          client_id=client.client_id, redirect_uri=redirect_uri,
-                          code_challenge=params["code_challenge"], now=now,
-                          expires_at=now + lt.code)
-            Q.touch_client(conn, client.client_id, now)
-            return True
-
-        if not await self.svc.ctx.store.run(work):
+        grant = NewGrant(grant_id=new_id("pgg", 18), client_id=client.client_id,
+                         scope=P.scope_text(scopes), resource=params["resource"],
+                         issuer=params["issuer"], expires_at=now + lt.refresh_absolute,
+                         channel_ids=tuple(cid for cid, _name in names),
+                         code_hash=digest(code), redirect_uri=redirect_uri,
+                         code_challenge=params["code_challenge"], code_expires_at=now + lt.code)
+        if not await self.svc.oauth.grant_authorization(page_req.request_id, grant, now):
             return self._message(locale, "error_title", t(locale, "expired"), 400)
         log.info("authorization granted", extra={"fields": {
             "client": redact(client.client_id), "channels": len(names)}})

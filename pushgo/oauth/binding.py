@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -35,7 +34,6 @@ from pushgo.oauth.web import (
 from pushgo.protocol import oauth as P
 from pushgo.service import Services
 from pushgo.settings import Settings
-from pushgo.store import oauth as Q
 
 log = logging.getLogger("pushgo.oauth")
 
@@ -63,7 +61,7 @@ class OAuthBinding:
                  lifetimes: Lifetimes, requests: PageRequests, checker: ChannelCheck) -> None:
         self.svc = svc
         self.settings = settings
-        self.store = svc.ctx.store
+        self.records = svc.oauth
         self.clients = clients
         self.lifetimes = lifetimes
         self.requests = requests
@@ -85,11 +83,10 @@ class OAuthBinding:
     async def is_granted(self, principal: Principal, channel_id: str) -> bool:
         if not principal.oauth or principal.subject is None:
             return False
-        return await self.store.read(Q.is_granted, principal.subject, channel_id,
-                                     self.svc.ctx.now())
+        return await self.records.is_granted(principal.subject, channel_id, self.svc.ctx.now())
 
     async def list_channels(self, principal: Principal) -> list[dict[str, Any]]:
-        rows = await self.store.read(Q.granted_channels, self._grant_id(principal))
+        rows = await self.records.granted_channels(self._grant_id(principal))
         return [{"channel_id": r.channel_id, "channel_name": r.channel_name or "",
                  "granted_at": r.granted_at,
                  "status": "active" if r.channel_name is not None else "missing"}
@@ -98,7 +95,7 @@ class OAuthBinding:
     async def start(self, principal: Principal, *, action: str, requested_channel_id: str | None,
                     redirect_uri: str | None, lang: str | None) -> dict[str, Any]:
         grant_id = self._grant_id(principal)
-        grant = await self.store.read(Q.get_grant, grant_id)
+        grant = await self.records.grant(grant_id)
         if grant is None:
             raise oauth_required()
         if redirect_uri is not None:
@@ -110,10 +107,10 @@ class OAuthBinding:
         now = self.svc.ctx.now()
         session_id = new_id("pgbs", 18)
         expires_at = now + self.lifetimes.bind_session
-        await self.store.run(lambda conn: Q.insert_bind_session(
-            conn, bind_session_id=session_id, grant_id=grant_id, action=action,
+        await self.records.insert_bind_session(
+            bind_session_id=session_id, grant_id=grant_id, action=action,
             requested_channel_id=requested_channel_id, redirect_uri=redirect_uri, lang=locale,
-            status="pending", created_at=now, expires_at=expires_at))
+            status="pending", created_at=now, expires_at=expires_at)
         query = f"bind_session_id={session_id}" + ("" if locale == "en" else f"&lang={locale}")
         return {"bind_session_id": session_id,
                 "bind_url": f"{grant.issuer}{PATHS[action]}?{query}",
@@ -121,13 +118,13 @@ class OAuthBinding:
 
     async def status(self, principal: Principal, bind_session_id: str) -> dict[str, Any]:
         grant_id = self._grant_id(principal)
-        row = await self.store.read(Q.get_bind_session, bind_session_id[:64])
+        row = await self.records.bind_session(bind_session_id[:64])
         if row is None or row.grant_id != grant_id:
             raise session_not_found()
         status = row.status
         if status == "pending" and row.expires_at <= self.svc.ctx.now():
-            await self.store.run(Q.finish_bind_session, row.bind_session_id, "expired", None,
-                                 self.svc.ctx.now())
+            await self.records.finish_bind_session(row.bind_session_id, "expired", None,
+                                                   self.svc.ctx.now())
             status = "expired"
         out: dict[str, Any] = {"status": status, "action": row.action,
                                "expires_at": row.expires_at}
@@ -140,7 +137,7 @@ class OAuthBinding:
 
     async def unbind(self, principal: Principal, channel_id: str) -> dict[str, Any]:
         grant_id = self._grant_id(principal)
-        removed = await self.store.run(Q.ungrant_channel, grant_id, channel_id)
+        removed = await self.records.ungrant_channel(grant_id, channel_id)
         if removed:
             self._changed(grant_id)
         return {"removed": removed, "channel_id": channel_id}
@@ -155,14 +152,14 @@ class OAuthBinding:
     async def _session(self, session_id: str | None, action: str) -> Any:
         if not session_id or len(session_id) > 64:
             return None
-        row = await self.store.read(Q.get_bind_session, session_id)
+        row = await self.records.bind_session(session_id)
         if row is None or row.action != action or row.status != "pending" \
                 or row.expires_at <= self.svc.ctx.now():
             return None
         return row
 
     async def _client_name(self, grant_id: str) -> str:
-        grant = await self.store.read(Q.get_grant, grant_id)
+        grant = await self.records.grant(grant_id)
         if grant is None:
             return "?"
         client = await self.clients.get(grant.client_id, self.svc.ctx.now(), fresh=False)
@@ -247,16 +244,8 @@ class OAuthBinding:
         cid: str = checked.channel_id
         now = self.svc.ctx.now()
 
-        def work(conn: Connection) -> bool | None:
-            if not Q.use_request(conn, request_id, now):
-                return None
-            if not Q.finish_bind_session(conn, row.bind_session_id, "completed", cid, now):
-                return None
-            if action == "bind":
-                return Q.grant_channel(conn, row.grant_id, cid, now)
-            return Q.ungrant_channel(conn, row.grant_id, cid)
-
-        changed = await self.store.run(work)
+        changed = await self.records.complete_bind_session(request_id, row.bind_session_id,
+                                                           row.grant_id, cid, action, now)
         if changed is None:
             return self._message(locale, "error_title", t(locale, "expired"), 400)
         if changed:

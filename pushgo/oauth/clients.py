@@ -16,8 +16,7 @@ from pushgo.oauth.config import Lifetimes, PredefinedClient, digest, digest_matc
 from pushgo.oauth.web import OAuthError, single
 from pushgo.protocol import oauth as P
 from pushgo.protocol.ids import redact
-from pushgo.store import Store
-from pushgo.store import oauth as Q
+from pushgo.service.oauth import OAuthRecords
 
 log = logging.getLogger("pushgo.oauth")
 
@@ -97,39 +96,24 @@ def _registration_metadata(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 class Clients:
-    def __init__(self, store: Store, lifetimes: Lifetimes, *, allow_loopback_cimd: bool) -> None:
-        self.store = store
+    def __init__(self, records: OAuthRecords, lifetimes: Lifetimes, *,
+                 allow_loopback_cimd: bool) -> None:
+        self.records = records
         self.lifetimes = lifetimes
         self.allow_loopback_cimd = allow_loopback_cimd
 
     async def sync_predefined(self, predefined: list[PredefinedClient], now: int) -> None:
         """Make the predefined-client rows match the setting; a client removed from it loses
         its grants."""
-        wanted = {c.client_id: c for c in predefined}
-
-        def work(conn: Any) -> None:
-            for client_id in Q.client_ids_of_kind(conn, "predefined"):
-                if client_id not in wanted:
-                    Q.delete_client(conn, client_id, now)
-            for c in wanted.values():
-                existing = Q.get_client(conn, c.client_id)
-                if existing is not None and existing.kind != "predefined":
-                    Q.delete_client(conn, c.client_id, now)
-                if existing is not None and existing.kind == "predefined" \
-                        and digest_matches(c.secret, existing.secret_hash):
-                    continue
-                Q.put_client(conn, client_id=c.client_id, kind="predefined",
-                             secret_hash=digest(c.secret), auth_method="client_secret_basic",
-                             redirect_uris=[], metadata={"client_name": c.client_id}, now=now)
-
-        await self.store.run(work)
+        await self.records.sync_predefined({c.client_id: digest(c.secret) for c in predefined},
+                                           now)
 
     # --- lookup -------------------------------------------------------------------------------
 
     async def get(self, client_id: str, now: int, *, fresh: bool = True) -> Client | None:
         """A known client. A metadata-document client is fetched when unknown, or (``fresh``)
         when its cached copy is older than the cache lifetime; OAuthError when that fails."""
-        row = await self.store.read(Q.get_client, client_id)
+        row = await self.records.client(client_id)
         if row is not None and (row.kind != "cimd" or not fresh
                                 or (row.expires_at or 0) > now):
             return Client.of(row)
@@ -140,9 +124,9 @@ class Clients:
         except cimd.CimdError as exc:
             raise OAuthError("invalid_client", str(exc)) from None
         expires = now + self.lifetimes.cimd_cache
-        await self.store.run(lambda conn: Q.put_client(
-            conn, client_id=client_id, kind="cimd", secret_hash=None, auth_method="none",
-            redirect_uris=doc.redirect_uris, metadata=doc.metadata, now=now, expires_at=expires))
+        await self.records.put_client(
+            client_id=client_id, kind="cimd", secret_hash=None, auth_method="none",
+            redirect_uris=doc.redirect_uris, metadata=doc.metadata, now=now, expires_at=expires)
         return Client(client_id, "cimd", "none", None, doc.redirect_uris, doc.metadata, expires)
 
     # --- dynamic registration -----------------------------------------------------------------
@@ -171,10 +155,10 @@ class Clients:
         metadata = _registration_metadata(doc)
         client_id = new_id("pgc", 16)
         secret = new_id("pgcs", 32) if method != "none" else None
-        await self.store.run(lambda conn: Q.insert_client(
-            conn, client_id=client_id, kind="dcr",
+        await self.records.insert_client(
+            client_id=client_id, kind="dcr",
             secret_hash=digest(secret) if secret else None, auth_method=method,
-            redirect_uris=list(dict.fromkeys(uris)), metadata=metadata, now=now))
+            redirect_uris=list(dict.fromkeys(uris)), metadata=metadata, now=now)
         log.info("client registered", extra={"fields": {"client": redact(client_id), "method": method}})
         out: dict[str, Any] = {"client_id": client_id, "client_id_issued_at": now // 1000}
         if secret is not None:

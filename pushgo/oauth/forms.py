@@ -15,15 +15,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pushgo.errors import GatewayError
+from pushgo.errors import GatewayError, RateLimited
 from pushgo.oauth.config import digest
 from pushgo.oauth.pages import t
 from pushgo.oauth.ratelimit import Limiter
-from pushgo.oauth.web import OAuthError, client_address, json_response, read_json
+from pushgo.oauth.web import OAuthError, json_response, read_json
 from pushgo.protocol import fields as F
 from pushgo.protocol import oauth as P
 from pushgo.service import Services
-from pushgo.store import oauth as Q
 
 COOKIE_PREFIX = "pgcsrf_"
 #: Rows one authorize form may carry.
@@ -60,9 +59,9 @@ class PageRequests:
         request_id = secrets.token_urlsafe(18)
         token = secrets.token_urlsafe(24)
         now = self.svc.ctx.now()
-        await self.svc.ctx.store.run(lambda conn: Q.insert_request(
-            conn, request_id=request_id, kind=kind, csrf_hash=digest(token), params=params,
-            now=now, expires_at=now + ttl_ms))
+        await self.svc.oauth.insert_request(
+            request_id=request_id, kind=kind, csrf_hash=digest(token), params=params,
+            now=now, expires_at=now + ttl_ms)
         return request_id, token, max(1, ttl_ms // 1000)
 
     async def check(self, request: Request, request_id: str | None, token: str | None,
@@ -71,7 +70,7 @@ class PageRequests:
         matches both the request and this browser's cookie."""
         if not request_id or not token or len(request_id) > 64 or len(token) > 64:
             raise PageProblem("csrf", 403)
-        row = await self.svc.ctx.store.read(Q.get_request, request_id)
+        row = await self.svc.oauth.request(request_id)
         if row is None or row.kind not in kinds:
             raise PageProblem("expired")
         cookie = request.cookies.get(COOKIE_PREFIX + request_id, "")
@@ -106,22 +105,22 @@ class Checked:
 
 
 class ChannelCheck:
-    def __init__(self, svc: Services, limiter: Limiter) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.limiter = limiter
 
-    async def check(self, address: str, raw_id: str, password: str) -> Checked:
-        """Does ``password`` open the channel? Attempts are limited per channel and per
-        client address; a refused attempt runs no KDF."""
+    async def check(self, raw_id: str, password: str) -> Checked:
+        """Does ``password`` open the channel? Failed checks are limited per client address
+        and per (channel, address), as on every path (pushgo.service.throttle): guesses
+        from one address never lock the owner out from another. A refused attempt runs no
+        KDF."""
         try:
             cid = F.channel_id(raw_id)
         except GatewayError:
             return Checked(None, error="bad_id")
-        wait = self.limiter.take(("channel", cid), ("address", address))
-        if wait:
-            return Checked(cid, error="too_many", retry_after=wait)
         try:
             row = await self.svc.channels.authorize(cid, password)
+        except RateLimited as exc:
+            return Checked(cid, error="too_many", retry_after=exc.retry_after or 1)
         except GatewayError as exc:
             if exc.code in ("channel_not_found", "password_mismatch", "invalid_password"):
                 return Checked(cid, error="wrong")
@@ -179,7 +178,7 @@ class LiveCheck:
         if not cid or not password:
             return json_response({"valid": False, "error_code": "incomplete",
                                   "message": t(locale, "incomplete")}, cors=False)
-        result = await self.checker.check(client_address(request), cid[:64], password[:256])
+        result = await self.checker.check(cid[:64], password[:256])
         if result.error == "too_many":
             return json_response({"valid": False, "error_code": "too_many_attempts",
                                   "message": result.message(locale)}, 429,

@@ -21,8 +21,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from pushgo.protocol.ids import redact
-from pushgo.store import Store
-from pushgo.store import oauth as Q
+from pushgo.service.oauth import OAuthRecords
 
 log = logging.getLogger("pushgo.oauth")
 
@@ -45,8 +44,8 @@ class InvalidToken(Exception):
 
 
 class KeyRing:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, records: OAuthRecords) -> None:
+        self.records = records
         self._keys: dict[str, _Key] = {}
         self._signing: _Key | None = None
         self._last_reload = float("-inf")
@@ -69,7 +68,7 @@ class KeyRing:
 
     async def reload(self, now: int) -> None:
         self._last_reload = anyio.current_time()
-        self._load(await self.store.read(Q.live_keys, now))
+        self._load(await self.records.live_keys(now))
 
     async def ensure(self, now: int) -> None:
         """Load the keys; create the first one when there is none."""
@@ -81,7 +80,7 @@ class KeyRing:
         kid = secrets.token_urlsafe(12)
         key = ECKey.generate_key("P-256", parameters={"kid": kid, "alg": ALG, "use": "sig"},
                                  private=True)
-        await self.store.run(Q.insert_key, kid, ALG, json.dumps(key.as_dict(private=True)), now)
+        await self.records.insert_key(kid, ALG, json.dumps(key.as_dict(private=True)), now)
         log.info("signing key created", extra={"fields": {"kid": redact(kid)}})
         await self.reload(now)
         return kid
@@ -90,7 +89,7 @@ class KeyRing:
         """Create a new signing key and retire the others; they keep verifying for
         ``verify_for_ms`` (the access-token lifetime plus a margin)."""
         kid = await self._create(now)
-        await self.store.run(Q.retire_keys, kid, now, now + verify_for_ms)
+        await self.records.retire_keys(kid, now, now + verify_for_ms)
         await self.reload(now)
         return kid
 

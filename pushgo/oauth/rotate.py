@@ -11,10 +11,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from pushgo.oauth.config import MINUTE, lifetimes
 from pushgo.oauth.keys import KeyRing
+from pushgo.service.oauth import OAuthRecords
+
+#: Opens the OAuth records of a database URL (migrated) for the command's duration.
+RecordsOpener = Callable[[str], AbstractContextManager[OAuthRecords]]
 
 
 def add_oauth_command(sub: Any) -> None:
@@ -28,12 +34,11 @@ def add_oauth_command(sub: Any) -> None:
     rotate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, open_records: RecordsOpener) -> int:
     import anyio
 
     from pushgo.service.context import wall_ms
     from pushgo.settings import SettingsError, load
-    from pushgo.store.engine import Store
 
     url = args.db_url or os.environ.get("PUSHGO_DB_URL", "")
     try:
@@ -43,19 +48,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     lt = lifetimes(settings)
 
-    async def rotate(store: Store) -> str:
-        keys = KeyRing(store)
+    async def rotate(records: OAuthRecords) -> str:
+        keys = KeyRing(records)
         now = wall_ms()
         await keys.ensure(now)
         return await keys.rotate(now, lt.access + 10 * MINUTE)
 
     try:
-        store = Store(settings.db_url, pool_size=1)
-        try:
-            store.migrate()
-            kid = anyio.run(rotate, store)
-        finally:
-            store.dispose()
+        with open_records(settings.db_url) as records:
+            kid = anyio.run(rotate, records)
     except Exception as exc:
         text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         print("pushgo: cannot rotate the key in PUSHGO_DB_URL: "

@@ -14,7 +14,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -32,7 +31,7 @@ from pushgo.oauth.web import (
 from pushgo.protocol import oauth as P
 from pushgo.protocol.ids import redact
 from pushgo.service import Services
-from pushgo.store import oauth as Q
+from pushgo.service.oauth import NewRefresh
 
 log = logging.getLogger("pushgo.oauth")
 
@@ -53,7 +52,7 @@ class Tokens:
     def __init__(self, svc: Services, keys: KeyRing, clients: Clients,
                  lifetimes: Lifetimes) -> None:
         self.svc = svc
-        self.store = svc.ctx.store
+        self.records = svc.oauth
         self.keys = keys
         self.clients = clients
         self.lifetimes = lifetimes
@@ -71,11 +70,12 @@ class Tokens:
         return {"access_token": self.keys.sign(claims), "token_type": "Bearer",
                 "expires_in": self.lifetimes.access // 1000}
 
-    def _new_refresh(self, conn: Connection, grant: Any, now: int) -> str:
+    def _new_refresh(self, grant: Any, now: int) -> tuple[str, NewRefresh]:
+        """A new refresh token of ``grant``: the token, and what to store of it."""
         raw = new_id("pgrt", 32)
-        Q.insert_refresh(conn, token_hash=digest(raw), grant_id=grant.grant_id, now=now,
-                         idle_expires_at=min(now + self.lifetimes.refresh_idle, grant.expires_at))
-        return raw
+        return raw, NewRefresh(token_hash=digest(raw), grant_id=grant.grant_id,
+                               idle_expires_at=min(now + self.lifetimes.refresh_idle,
+                                                   grant.expires_at))
 
     # --- /oauth/token -------------------------------------------------------------------------
 
@@ -106,19 +106,19 @@ class Tokens:
         assert code is not None and verifier is not None
         code_hash = digest(code)
         now = self.now()
-        row = await self.store.read(Q.get_code, code_hash)
+        row = await self.records.code(code_hash)
         if row is None:
             raise _invalid_grant("the authorization code is unknown or expired")
         if row.used_at is not None:
             # A code presented twice may have been stolen: what it bought is revoked.
-            await self.store.run(Q.revoke_grant, row.grant_id, now)
+            await self.records.revoke_grant(row.grant_id, now)
             log.warning("authorization code reused; grant revoked",
                         extra={"fields": {"client": redact(client.client_id)}})
             raise _invalid_grant("the authorization code was already used")
 
         async def burn(error: OAuthError) -> OAuthError:
             """A code that failed a check is spent: nobody gets a second guess at it."""
-            await self.store.run(Q.use_code, code_hash, now)
+            await self.records.use_code(code_hash, now)
             return error
 
         if row.expires_at <= now:
@@ -131,21 +131,16 @@ class Tokens:
                                             "authorization request"))
         if not pkce_matches(row.code_challenge, verifier):
             raise await burn(_invalid_grant("code_verifier does not match the code_challenge"))
-        grant = await self.store.read(Q.get_grant, row.grant_id)
+        grant = await self.records.grant(row.grant_id)
         if grant is None or grant.revoked_at is not None:
             raise _invalid_grant("the authorization was revoked")
         if resource is not None and resource.rstrip("/") != grant.resource:
             raise await burn(OAuthError("invalid_target",
                                         "resource differs from the one authorized"))
 
-        def work(conn: Connection) -> str:
-            if not Q.use_code(conn, code_hash, now):
-                raise _invalid_grant("the authorization code was already used")
-            Q.activate_grant(conn, grant.grant_id, now)
-            Q.touch_client(conn, client.client_id, now)
-            return self._new_refresh(conn, grant, now)
-
-        refresh = await self.store.run(work)
+        refresh, stored = self._new_refresh(grant, now)
+        if not await self.records.exchange_code(code_hash, client.client_id, stored, now):
+            raise _invalid_grant("the authorization code was already used")
         scopes = P.parse_scope(grant.scope)[0]
         log.info("authorization code exchanged", extra={"fields": {"client": redact(client.client_id)}})
         return {**self._access_token(grant, scopes, now), "refresh_token": refresh,
@@ -158,14 +153,14 @@ class Tokens:
         assert token is not None
         token_hash = digest(token)
         now = self.now()
-        row = await self.store.read(Q.get_refresh, token_hash)
-        grant = None if row is None else await self.store.read(Q.get_grant, row.grant_id)
+        row = await self.records.refresh_token(token_hash)
+        grant = None if row is None else await self.records.grant(row.grant_id)
         if row is None or grant is None or grant.client_id != client.client_id:
             raise _invalid_grant("the refresh token is unknown, expired or not this client's")
         if grant.revoked_at is not None or grant.expires_at <= now:
             raise _invalid_grant("the authorization was revoked or has expired")
         if row.rotated_at is not None and now - row.rotated_at > self.lifetimes.refresh_grace:
-            await self.store.run(Q.revoke_grant, grant.grant_id, now)
+            await self.records.revoke_grant(grant.grant_id, now)
             log.warning("rotated refresh token reused; grant revoked",
                         extra={"fields": {"client": redact(client.client_id)}})
             raise _invalid_grant("the refresh token was already used; the authorization is "
@@ -183,12 +178,9 @@ class Tokens:
         if resource is not None and resource.rstrip("/") != grant.resource:
             raise OAuthError("invalid_target", "resource differs from the one authorized")
 
-        def work(conn: Connection) -> str:
-            # A concurrent exchange of the same token is a retry: both get a successor.
-            Q.rotate_refresh(conn, token_hash, now)
-            return self._new_refresh(conn, grant, now)
-
-        refresh = await self.store.run(work)
+        # A concurrent exchange of the same token is a retry: both get a successor.
+        refresh, stored = self._new_refresh(grant, now)
+        await self.records.rotate_refresh(token_hash, stored, now)
         return {**self._access_token(grant, scopes, now), "refresh_token": refresh,
                 "scope": P.scope_text(scopes)}
 
@@ -206,16 +198,16 @@ class Tokens:
             assert token is not None
             grant_id = await self._grant_of(token, now)
             if grant_id is not None:
-                grant = await self.store.read(Q.get_grant, grant_id)
+                grant = await self.records.grant(grant_id)
                 if grant is not None and grant.client_id == client.client_id:
-                    await self.store.run(Q.revoke_grant, grant_id, now)
+                    await self.records.revoke_grant(grant_id, now)
                     log.info("grant revoked", extra={"fields": {"client": redact(client.client_id)}})
         except OAuthError as exc:
             return error_response(exc)
         return Response(status_code=200, headers={**CORS, "cache-control": "no-store"})
 
     async def _grant_of(self, token: str, now: int) -> str | None:
-        row = await self.store.read(Q.get_refresh, digest(token))
+        row = await self.records.refresh_token(digest(token))
         if row is not None:
             return str(row.grant_id)
         try:
@@ -248,7 +240,7 @@ class Tokens:
         if not isinstance(sub, str) or not isinstance(client_id, str) \
                 or not isinstance(scope, str):
             raise InvalidToken("malformed token")
-        grant = await self.store.read(Q.live_grant, sub, now)
+        grant = await self.records.live_grant(sub, now)
         if grant is None:
             raise InvalidToken("the authorization was revoked or has expired")
         return AccessClaims(sub, client_id, P.parse_scope(scope)[0], issuer)

@@ -9,6 +9,7 @@ from pushgo.service.channels import Channels
 from pushgo.service.context import Context
 from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
+from pushgo.service.oauth import OAuthRecords
 from pushgo.service.send import Publisher
 from pushgo.service.status import Status
 
@@ -21,13 +22,15 @@ class Services:
     publisher: Publisher
     inbox: Inbox
     status: Status
+    oauth: OAuthRecords
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
         channels = Channels(ctx)
         status = Status(ctx)
         ctx.listeners.append(status)  # accepted work changes delivery counts
-        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels), Inbox(ctx), status)
+        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels), Inbox(ctx), status,
+                   OAuthRecords(ctx.store))
 
 
 __all__ = ["Context", "Services"]
