@@ -1,10 +1,19 @@
-"""Small HTTP helpers shared by the API tests."""
+"""Small HTTP helpers shared by the API tests, and waiting on a condition."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+import anyio
 import httpx
+
+T = TypeVar("T")
+
+#: The longest pause between two looks at a condition: a test waits on what it expects, not
+#: on the clock.
+MAX_POLL_S = 0.05
 
 PASSWORD = "secret-pass-1"
 
@@ -123,7 +132,8 @@ async def rows(gateway: Any, table: Any, **where: Any) -> list[Any]:
     import sqlalchemy as _sa
 
     query = _sa.select(table).where(*[table.c[k] == v for k, v in where.items()])
-    return await gateway.store.read(lambda conn: list(conn.execute(query).all()))
+    found: list[Any] = await gateway.store.read(lambda conn: list(conn.execute(query).all()))
+    return found
 
 
 async def refusals(client: httpx.AsyncClient, path: str,
@@ -137,3 +147,32 @@ async def refusals(client: httpx.AsyncClient, path: str,
         if got != (status, code) or resp.json().get("success") is not False:
             wrong.append(f"{name}: want {status} {code}, got {got[0]} {got[1]}: {resp.text[:300]}")
     return wrong
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 5.0,
+                     interval: float = 0.01) -> T:
+    """Await ``check()`` until it gives a truthy value, and return that value; the test fails
+    (TimeoutError) after ``timeout`` seconds. For conditions nothing signals, such as rows a
+    background task writes or another process's state."""
+    assert interval <= MAX_POLL_S
+    with anyio.fail_after(timeout):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await anyio.sleep(interval)
+
+
+def eventually_sync(check: Callable[[], T], *, timeout: float = 5.0, interval: float = 0.01,
+                    what: Callable[[], str] | None = None) -> T:
+    """``eventually`` for synchronous code (child processes, their logs and files): an
+    AssertionError naming ``what()`` after ``timeout`` seconds."""
+    assert interval <= MAX_POLL_S
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout} s" + (f": {what()}" if what else ""))
+        time.sleep(interval)

@@ -14,12 +14,14 @@ import secrets
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import httpx
 import pytest
 
+from pushgo.protocol.sse import SSEParser
 from pushgo.testing.counting_apns import CountingAPNs
 from pushgo.testing.mock_apns import APNsKey
 from pushgo.testing.tls import LocalCA
@@ -35,6 +37,20 @@ RSS_LIMIT_MB = 256
 @pytest.fixture
 def anyio_backend() -> str:
     return "trio"
+
+
+async def final_status(c: httpx.AsyncClient, op_id: str) -> dict[str, Any]:
+    """The operation's status once done: its SSE stream sends one document per change and
+    ends with the first that is done."""
+    parser = SSEParser()
+    last: dict[str, Any] | None = None
+    async with c.stream("GET", f"/deliveries/{op_id}/stream") as resp:
+        assert resp.status_code == 200
+        async for chunk in resp.aiter_bytes():
+            for event in parser.feed(chunk):
+                last = json.loads(event.data)
+    assert last is not None and last["done"], last
+    return last
 
 
 def _memory_mb(pid: int) -> dict[str, int]:
@@ -79,9 +95,7 @@ async def test_100k_direct_notifications_arrive_exactly_once_with_bounded_memory
                     assert [r["index"] for r in results] == list(range(N // PER_LINE))
                     assert all(r["ok"] and r["recipients"] == PER_LINE for r in results)
                     await apns.wait_for(N, within=110)
-                    while not (status := (await c.get("/deliveries/volume-1")).json()["data"]
-                               )["done"]:
-                        await anyio.sleep(0.2)
+                    status = await final_status(c, "volume-1")
             memory = _memory_mb(server.proc.pid)
         finally:
             server.stop()

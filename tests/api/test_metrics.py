@@ -14,7 +14,7 @@ from pushgo.metrics import merge
 from pushgo.store.schema import deliveries
 from tests.conftest import make_settings
 from tests.e2e.test_delivery import apns_token, device, fcm_token, join
-from tests.helpers import PASSWORD, call, new_channel
+from tests.helpers import PASSWORD, call, eventually, new_channel
 
 
 async def provider_states(gateway: Gateway) -> list[tuple[str, str | None]]:
@@ -123,9 +123,11 @@ async def test_retries_are_counted_by_reason_and_queue_depth_shows_waiting_work(
     private = await call(pclient, "/device/register", {"platform": "android"})
     await join(pclient, private["device_key"], cid)
     await call(pclient, "/message", {"channel_id": cid, "password": PASSWORD, "title": "y"})
-    with anyio.fail_after(10):
-        while value(await scrape(pclient), "pushgo_queue_depth", route="private") != 1:
-            await anyio.sleep(0.5)
+
+    async def one_private_waiting() -> bool:
+        return value(await scrape(pclient), "pushgo_queue_depth", route="private") == 1
+
+    await eventually(one_private_waiting, timeout=10, interval=0.02)
 
 
 async def test_http_requests_are_counted_by_route_template_and_status(client):

@@ -9,8 +9,10 @@ import os
 import pty
 import re
 import select
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,18 +94,20 @@ def test_an_operator_creates_a_channel_sends_and_follows_the_deliveries(server):
     now = ok_json("deliveries", "op-cli-1", "--no-wait", *url)
     assert (now["total"], now["done"], now["states"]["queued"]) == (1, False, 1)
 
-    # --wait follows the stream until the last delivery has an outcome.
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "pushgo.cli", "deliveries", "op-cli-1", "--wait", "--json",
-         *url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=cli_env(PUSHGO_TOKEN=TOKEN))
-    try:
-        _wait_until_streaming(server)
-        items = api(server, "/messages/pull", {"device_key": key})["items"]
-        assert {i["payload"]["title"] for i in items} == {"Disk full", "again"}
-        out, err = follower.communicate(timeout=30)
-    finally:
-        follower.kill()
+    # --wait follows the stream until the last delivery has an outcome: the device pulls once
+    # the follower has the stream's first (still queued) status.
+    with Relay(server.port, b"GET /deliveries/op-cli-1/stream") as relay:
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "pushgo.cli", "deliveries", "op-cli-1", "--wait", "--json",
+             "--url", relay.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=cli_env(PUSHGO_TOKEN=TOKEN))
+        try:
+            assert relay.streaming.wait(20), "the follower never received the stream"
+            items = api(server, "/messages/pull", {"device_key": key})["items"]
+            assert {i["payload"]["title"] for i in items} == {"Disk full", "again"}
+            out, err = follower.communicate(timeout=30)
+        finally:
+            follower.kill()
     assert follower.returncode == 0, err
     final = json.loads(out)
     assert final["done"] is True and final["states"]["sent"] == 1
@@ -115,19 +119,54 @@ def test_an_operator_creates_a_channel_sends_and_follows_the_deliveries(server):
     assert re.search(r"^sent\s+1", bar, re.M) and re.search(r"^done\s+yes", bar, re.M)
 
 
-def _wait_until_streaming(srv: ServerProcess) -> None:
-    """Until the follower's stream request reached the gateway (its /metrics count)."""
-    deadline = time.monotonic() + 20
-    pattern = re.compile(r'route="/deliveries/\{op_id\}",status="200"\} (\S+)')
-    while time.monotonic() < deadline:
-        text = httpx.get(srv.url + "/metrics", headers={"authorization": f"Bearer {TOKEN}"},
-                         params={"scope": "process"}).text
-        found = pattern.search(text)
-        if found and float(found.group(1)) >= 2:  # the --no-wait read and the follower's
-            time.sleep(0.3)  # its stream request follows right after the first read
-            return
-        time.sleep(0.05)
-    raise AssertionError("the follower never asked")
+class Relay:
+    """A TCP relay to the gateway on ``port`` that notices when the request starting with
+    ``request`` has gone through and the gateway has since answered with an SSE event:
+    ``streaming`` is then set."""
+
+    def __init__(self, port: int, request: bytes) -> None:
+        self.port = port
+        self.request = request
+        self.asked = threading.Event()
+        self.streaming = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets: list[socket.socket] = [self.listener]
+
+    def __enter__(self) -> Relay:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.port))
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, True),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False),
+                             daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, to_gateway: bool) -> None:
+        seen = b""  # a tail of what went by: a marker may straddle two reads
+        try:
+            while chunk := src.recv(65536):
+                seen = (seen + chunk)[-1024:]
+                if to_gateway and self.request in seen:
+                    self.asked.set()
+                elif not to_gateway and self.asked.is_set() and b"\ndata:" in seen:
+                    self.streaming.set()
+                dst.sendall(chunk)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
 
 def _on_a_terminal(argv: list[str], env: dict[str, str]) -> str:

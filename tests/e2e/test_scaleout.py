@@ -38,6 +38,7 @@ from pushgo.store.schema import channels, deliveries, devices, subscriptions
 from pushgo.testing.mock_apns import APNsKey, MockAPNs
 from pushgo.testing.tls import LocalCA
 from tests.conftest import free_port
+from tests.helpers import eventually, eventually_sync
 from tests.live import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -97,6 +98,11 @@ def _states(conn: Any) -> dict[str, str]:
     return {r.delivery_id: r.state for r in rows}
 
 
+def _queued(conn: Any) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(deliveries)
+                            .where(deliveries.c.state == "queued")).scalar_one())
+
+
 async def test_a_process_killed_mid_fan_out_leaves_nothing_undelivered_and_nothing_sent_thrice(
         pg_schema_url: str, mock: tuple[MockAPNs, str], tmp_path: Path) -> None:
     apns, ca_file = mock
@@ -141,12 +147,12 @@ async def test_a_process_killed_mid_fan_out_leaves_nothing_undelivered_and_nothi
         queued_at_kill = sum(1 for s in at_kill.values() if s == "queued")
         assert queued_at_kill > 0, "the fan-out finished before the kill"
 
-        with anyio.fail_after(60):
-            while True:
-                now = await store.read(_states)
-                if all(s != "queued" for s in now.values()):
-                    break
-                await anyio.sleep(0.5)
+        # B takes over A's leases once they run out (wall time: a lease in another process).
+        async def nothing_queued() -> bool:
+            return await store.read(_queued) == 0
+
+        await eventually(nothing_queued, timeout=60, interval=0.05)
+        now = await store.read(_states)
     finally:
         await anyio.to_thread.run_sync(a.stop)
         await anyio.to_thread.run_sync(b.stop)
@@ -194,20 +200,21 @@ class Supervised:
         self.wait_ready()
 
     def wait_ready(self) -> None:
+        """Until every worker listens and /readyz answers (polled: a child process)."""
+        eventually_sync(self.ready, timeout=30, interval=0.05,
+                        what=lambda: "workers did not become ready: " + self.log())
+
+    def ready(self) -> bool:
         assert self.proc is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"supervisor exited {self.proc.returncode}: {self.log()}")
-            if len(self.worker_pids()) == self.workers and all(
-                    self.listening(pid) for pid in self.worker_pids()):
-                try:
-                    if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError("workers did not become ready: " + self.log())
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"supervisor exited {self.proc.returncode}: {self.log()}")
+        pids = self.worker_pids()
+        if len(pids) != self.workers or not all(self.listening(pid) for pid in pids):
+            return False
+        try:
+            return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def listening(self, pid: int) -> bool:
         return any(line.get("msg") == "listening" and line.get("pid") == pid
@@ -268,7 +275,9 @@ def test_workers_share_the_port_a_killed_worker_is_replaced_and_sigterm_exits_0(
         while len(served) < 2 and time.monotonic() < deadline:
             with httpx.Client(base_url=supervised.url) as fresh:  # a new connection each time
                 text = fresh.get("/metrics", params={"scope": "process"}).text
-            served.add(re.search(r'^pushgo_worker_info\{.*pid="(\d+)"', text, re.M).group(1))
+            worker = re.search(r'^pushgo_worker_info\{.*pid="(\d+)"', text, re.M)
+            assert worker is not None, text
+            served.add(worker.group(1))
         assert len(served) == 2, "one worker answered every connection"
         # The default scope adds the workers up: every /readyz the test made is there once.
         for _ in range(6):
@@ -281,13 +290,12 @@ def test_workers_share_the_port_a_killed_worker_is_replaced_and_sigterm_exits_0(
     assert readyz is not None and float(readyz.group(1)) >= 6
 
     os.kill(pids[0], signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def replaced() -> bool:
         now = supervised.worker_pids()
-        if len(now) == 2 and pids[0] not in now:
-            break
-        time.sleep(0.1)
-    assert len(supervised.worker_pids()) == 2 and pids[0] not in supervised.worker_pids()
+        return len(now) == 2 and pids[0] not in now
+
+    eventually_sync(replaced, timeout=20, interval=0.05, what=supervised.log)
     supervised.wait_ready()
     assert httpx.get(supervised.url + "/readyz").status_code == 200
 

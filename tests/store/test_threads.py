@@ -46,7 +46,8 @@ async def test_results_and_errors_come_back() -> None:
     try:
         assert await pool.run(lambda a, b: a + b, 2, 3) == 5
         with pytest.raises(KeyError, match="missing"):
-            await pool.run(lambda: {}["missing"])
+            empty: dict[str, int] = {}
+            await pool.run(lambda: empty["missing"])
         # Callers at once, more than threads: every one gets its own answer.
         out: dict[int, int] = {}
 
@@ -95,7 +96,7 @@ async def test_a_running_job_ends_before_its_caller_sees_the_cancellation() -> N
     async def caller() -> None:
         with scope:
             await pool.run(job)
-            await anyio.sleep(10)  # Trio returns the result, then cancels here
+            await anyio.sleep_forever()  # Trio returns the result, then cancels here
         seen["job over when the cancellation arrived"] = finished.is_set()
 
     try:
