@@ -69,7 +69,7 @@ async def in_browser(script: Callable[[BrowserContext], T], *, locale: str = "en
     require_browser()
     job = _Job(partial(_in_context, script, locale, extra_headers))
     _chromium().put(job)
-    return await anyio.to_thread.run_sync(job.result)  # type: ignore[no-any-return]
+    return await anyio.to_thread.run_sync(job.result)
 
 
 def _in_context(script: Callable[[BrowserContext], T], locale: str,

@@ -44,7 +44,7 @@ async def private_device_on_channel(gateway: Gateway, api: httpx.AsyncClient) ->
     return key, await stored_channel(gateway, key)
 
 
-def meta(version: str = MODERN, **extra: Any) -> dict[str, Any]:
+def meta(version: str = MODERN, /, **extra: Any) -> dict[str, Any]:
     return {"io.modelcontextprotocol/protocolVersion": version,
             "io.modelcontextprotocol/clientInfo": {"name": "pushgo-tests", "version": "1"},
             "io.modelcontextprotocol/clientCapabilities": {}, **extra}

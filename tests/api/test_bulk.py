@@ -372,7 +372,8 @@ async def test_two_bulks_racing_with_the_same_op_ids_send_each_operation_once(
     tok = apns_token()
     cid = await stored_channel(pgateway, await apns_device(api, tok))
     direct = [apns_token() for _ in range(4)]
-    items = [*({"channel_id": cid, "title": f"m{i}", "op_id": f"race-{i}"} for i in range(20)),
+    items: list[dict[str, Any]] = [
+        *({"channel_id": cid, "title": f"m{i}", "op_id": f"race-{i}"} for i in range(20)),
              {"route": "apns", "tokens": direct, "title": "d", "op_id": "race-d"}]
     answers: list[list[dict[str, Any]]] = []
 

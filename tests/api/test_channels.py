@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def dashed_lower(channel_id: str) -> str:
     return " " + "-".join(low[i:i + 4] for i in range(0, 26, 4)).replace("-", " - ", 1) + " "
 
 
-async def subscribe(client, key: str, *, expect: int = 200, **fields) -> dict:
+async def subscribe(client, key: str, *, expect: int = 200, **fields) -> dict[str, Any]:
     return await call(client, "/channel/subscribe",
                       {"device_key": key, "password": PASSWORD, **fields}, expect=expect)
 

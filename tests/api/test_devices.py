@@ -7,6 +7,8 @@ methods, the gateway token, and the gateway's own pages (/, /healthz, /readyz,
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -21,7 +23,7 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 async def set_route(client, key: str, channel_type: str, token: str | None = None,
-                    **extra) -> dict:
+                    **extra) -> dict[str, Any]:
     body = {"device_key": key, "channel_type": channel_type, **extra}
     if token is not None:
         body["provider_token"] = token
@@ -479,7 +481,7 @@ async def test_a_body_over_32_kib_is_payload_too_large(client):
 
 
 async def test_a_streamed_body_over_32_kib_without_a_length_is_payload_too_large(client):
-    async def chunks():
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"platform":"ios"'
         for _ in range(40):
             yield b" " * 1024

@@ -160,9 +160,10 @@ def main(argv: list[str]) -> int:
     expected = Expected.read(Path(argv[2]))
     seen = 0
     for run in RUNS:
-        for scenario, checks in latest_checks(out / run).items():
+        for scenario, run_checks in latest_checks(out / run).items():
             seen += 1
-            verdicts.setdefault(scenario, {})[run] = judge_fixture(scenario, checks, expected)
+            verdicts.setdefault(scenario, {})[run] = judge_fixture(scenario, run_checks,
+                                                                   expected)
     if not seen:
         print("conformance [fixtures]: no results found", file=sys.stderr)
         return 1

@@ -45,7 +45,8 @@ async def states(gateway) -> dict[str, tuple[str, str | None]]:
                             .where(deliveries.c.route != "private"))
         return {r.device_key: (r.state, r.last_error) for r in rows}
 
-    return await gateway.store.read(q)
+    found: dict[str, tuple[str, str | None]] = await gateway.store.read(q)
+    return found
 
 
 async def settled(gateway, n: int) -> dict[str, tuple[str, str | None]]:

@@ -415,8 +415,8 @@ KILL_CONNECTIONS = 2
 
 def _expire_leases(conn: Any, now: int) -> int:
     """What LEASE_MS passing does to the leases a dead process left behind."""
-    return conn.execute(deliveries.update().where(deliveries.c.lease_until.is_not(None))
-                        .values(lease_until=now)).rowcount
+    return int(conn.execute(deliveries.update().where(deliveries.c.lease_until.is_not(None))
+                            .values(lease_until=now)).rowcount)
 
 
 @pytest.mark.slow

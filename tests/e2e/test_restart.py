@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -32,19 +33,21 @@ def server(db_url: str, backend: str, tmp_path) -> Iterator[ServerProcess]:
         srv.stop()
 
 
-def post(srv: ServerProcess, path: str, body: dict) -> dict:
+def post(srv: ServerProcess, path: str, body: dict[str, Any]) -> dict[str, Any]:
     resp = httpx.post(srv.url + path, json=body, timeout=10)
     assert resp.status_code == 200, resp.text
-    return resp.json()["data"]
+    data: dict[str, Any] = resp.json()["data"]
+    return data
 
 
-def first_stream_event(srv: ServerProcess, key: str) -> dict:
+def first_stream_event(srv: ServerProcess, key: str) -> dict[str, Any]:
     parser = SSEParser()
     with httpx.stream("GET", srv.url + "/private/stream", params={"device_key": key},
                       timeout=10) as resp:
         for chunk in resp.iter_bytes():
             for event in parser.feed(chunk):
-                return json.loads(event.data)
+                doc: dict[str, Any] = json.loads(event.data)
+                return doc
     raise AssertionError("stream ended without an event")
 
 

@@ -13,6 +13,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import ReadResourceResult, TextResourceContents
 
 from pushgo.app import Gateway
 from tests.helpers import PASSWORD, pull
@@ -39,13 +40,21 @@ async def sdk_client(gateway: Gateway, mode: str) -> AsyncIterator[Client]:
     async with hypercorn_server(gateway) as base, \
             httpx2.AsyncClient(headers=AUTH, timeout=10) as http:
         transport = streamable_http_client(base + "/mcp", http_client=http)
-        async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
+        async with Client(transport, mode=mode) as client:
             yield client
 
 
 def text_of(result: Any) -> dict[str, Any]:
     (block,) = result.content
-    return json.loads(block.text)  # type: ignore[no-any-return]
+    doc: dict[str, Any] = json.loads(block.text)
+    return doc
+
+
+def resource_text(result: ReadResourceResult) -> str:
+    """The text of a resource read that has one text content."""
+    (content,) = result.contents
+    assert isinstance(content, TextResourceContents), content
+    return content.text
 
 
 async def test_the_sdk_lists_exactly_the_twelve_tools(gateway, mode):
@@ -58,6 +67,7 @@ async def test_the_sdk_lists_exactly_the_twelve_tools(gateway, mode):
         assert tool.annotations is not None
     send = next(t for t in tools if t.name == "pushgo.message.send")
     assert send.input_schema["required"][:3] == ["channel_id", "password", "title"]
+    assert send.annotations is not None
     assert send.annotations.read_only_hint is False
     assert send.annotations.destructive_hint is False
 
@@ -137,9 +147,9 @@ async def test_the_sdk_reads_the_channel_resources(gateway, api, mode):
         assert [t.uri_template for t in templates.resource_templates] == [
             "pushgo://channels/{channel_id}", "pushgo://operations/{op_id}"]
         channels = await client.read_resource("pushgo://channels")
-        assert json.loads(channels.contents[0].text)["channels"] == []
+        assert json.loads(resource_text(channels))["channels"] == []
         one = await client.read_resource(f"pushgo://channels/{cid}")
-    doc = json.loads(one.contents[0].text)
+    doc = json.loads(resource_text(one))
     assert doc["channel"]["channel_id"] == cid
     assert [m["title"] for m in doc["recent_messages"]] == ["hello"]
-    assert "password_hash" not in one.contents[0].text
+    assert "password_hash" not in resource_text(one)

@@ -128,6 +128,7 @@ async def test_a_resumption_takes_the_stream_over_from_the_old_connection():
                     got.extend(parser.feed(await chunks.__anext__()))
             first = next(e for e in got if e.data)
             assert json.loads(first.data)["method"] == "notifications/progress"
+            assert first.id is not None
             async with c.stream("GET", "/mcp", headers=headers(
                     sid, accept=SSE_ONLY, **{"last-event-id": first.id})) as new:
                 rest = messages(await events(new))
@@ -209,7 +210,7 @@ async def test_a_tool_needing_an_undeclared_capability_is_32021_in_both_eras():
 
 
 def test_missing_capabilities_compares_nested_capability_objects():
-    need = {"sampling": {}, "elicitation": {"url": {}}}
+    need: dict[str, Any] = {"sampling": {}, "elicitation": {"url": {}}}
     assert M.missing_capabilities(need, {"sampling": {}, "elicitation": {"url": {}}}) == {}
     assert M.missing_capabilities(need, {"sampling": {}, "elicitation": {"form": {}}}) == {
         "elicitation": {"url": {}}}

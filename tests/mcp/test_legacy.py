@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -124,7 +125,7 @@ async def test_a_body_over_32_kib_is_413(http):
     resp = await http.post("/mcp", content=big, headers=legacy_headers(sid))
     rpc_error(resp, 413, J.INVALID_REQUEST)
 
-    async def chunks():  # no content-length: refused while streaming in
+    async def chunks() -> AsyncIterator[bytes]:  # no content-length: refused while streaming in
         for _ in range(40):
             yield b" " * 1024
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 import pytest
 
 from pushgo.protocol import jsonrpc as J
@@ -31,7 +32,7 @@ from tests.mcp_helpers import (  # noqa: F401
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 
 
-async def post(http, body, headers):
+async def post(http: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -> httpx.Response:
     return await http.post("/mcp", content=body, headers=headers)
 
 

@@ -33,6 +33,7 @@ LIST_CHANGED = "notifications/resources/list_changed"
 
 @asynccontextmanager
 async def served(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    assert gateway.mcp is not None
     gateway.mcp.endpoint.keepalive_s = 0.2
     async with hypercorn_server(gateway) as base, \
             httpx.AsyncClient(base_url=base, timeout=5) as c:

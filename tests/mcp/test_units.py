@@ -38,10 +38,12 @@ from tests.mcp_helpers import (  # noqa: F401
 def test_messages_are_told_apart_by_their_members():
     assert J.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"m"}') == J.Request(1, "m", None)
     note = J.parse_message(b'{"jsonrpc":"2.0","method":"n","params":{"a":1}}')
-    assert isinstance(note, J.Notification) and bytes(note.params) == b'{"a":1}'
+    assert isinstance(note, J.Notification) and note.params is not None
+    assert bytes(note.params) == b'{"a":1}'
     assert J.parse_message(b'{"jsonrpc":"2.0","id":"x","result":{}}') == J.ClientReply("x")
     assert J.parse_message(b'{"jsonrpc":"2.0","id":null,"error":{}}') == J.ClientReply(None)
-    assert J.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"m","params":null}').params is None
+    null_params = J.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"m","params":null}')
+    assert isinstance(null_params, J.Request) and null_params.params is None
 
 
 def test_error_responses_always_carry_an_id_member():

@@ -129,7 +129,7 @@ async def mcp_client(base: str, access_token: str) -> AsyncIterator[Client]:
     async with httpx2.AsyncClient(headers={"authorization": f"Bearer {access_token}"},
                                   timeout=15) as http:
         transport = streamable_http_client(base + "/mcp", http_client=http)
-        async with Client(transport, mode="2026-07-28") as client:  # type: ignore[arg-type]
+        async with Client(transport, mode="2026-07-28") as client:
             yield client
 
 

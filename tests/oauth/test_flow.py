@@ -142,7 +142,8 @@ async def test_the_live_check_validates_each_pair_for_its_page_only(gateway, htt
     async def check(channel_id: str, password: str, **over: str) -> httpx.Response:
         body = {"request_id": page.request_id, "csrf_token": page.csrf_token,
                 "channel_id": channel_id, "password": password, **over}
-        return await http.post("/oauth/channel/validate", json=body)
+        resp: httpx.Response = await http.post("/oauth/channel/validate", json=body)
+        return resp
 
     ok = await check(cid, PASSWORD)
     assert ok.json() == {"valid": True, "channel_id": cid, "channel_name": "alerts"}

@@ -107,7 +107,7 @@ async def sdk(url: str, browser: Browser, storage: MemoryStorage, mode: str
                                             response_types=["code"]),
         storage=storage, redirect_handler=browser.redirect, callback_handler=browser.callback)
     async with httpx2.AsyncClient(auth=provider, timeout=15) as http, \
-            Client(streamable_http_client(url, http_client=http),  # type: ignore[arg-type]
+            Client(streamable_http_client(url, http_client=http),
                    mode=mode) as client:
         yield client, provider
 

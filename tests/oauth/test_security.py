@@ -71,7 +71,7 @@ async def test_pkce_is_required_and_only_s256(gateway, http):
     client = await register(http)
     cid = client["client_id"]
     verifier, challenge = pkce()
-    cases = [
+    cases: list[tuple[dict[str, str | None], str]] = [
         ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
         ({"code_challenge_method": "plain", "code_challenge": verifier[:50]}, "invalid_request"),
         ({"code_challenge_method": None}, "invalid_request"),  # the default would be plain

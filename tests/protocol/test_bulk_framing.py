@@ -15,7 +15,7 @@ from pushgo.protocol import bulk as B
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6)
-    | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
+    | st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=12),
     lambda inner: st.lists(inner, max_size=4)
     | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=12)
@@ -31,13 +31,19 @@ def split_all(splitter: Any, data: bytes, cuts: list[int]) -> list[B.Frame]:
     return frames + list(splitter.end())
 
 
+def whole(frames: list[B.Frame]) -> list[bytes]:
+    """Frames that are all complete items."""
+    assert all(isinstance(f, bytes) for f in frames), frames
+    return [f for f in frames if isinstance(f, bytes)]
+
+
 @settings(max_examples=150, deadline=None)
 @given(items=st.lists(json_values, max_size=8), cuts=st.lists(st.integers(0, 10**6), max_size=12),
        indent=st.sampled_from([None, 1, "\t"]))
 def test_array_elements_come_out_whole_at_any_chunking(items, cuts, indent):
     data = json.dumps(items, indent=indent, ensure_ascii=False).encode()
     frames = split_all(B.ArraySplitter(), data, cuts)
-    assert [json.loads(f) for f in frames] == items
+    assert [json.loads(f) for f in whole(frames)] == items
 
 
 @settings(max_examples=150, deadline=None)
@@ -48,7 +54,7 @@ def test_ndjson_lines_come_out_whole_at_any_chunking(items, cuts, crlf, blank):
     data = b"".join(json.dumps(i).encode() + end + (b"  " + end if blank else b"")
                     for i in items)
     frames = split_all(B.LineSplitter(), data, cuts)
-    assert [json.loads(f) for f in frames] == items
+    assert [json.loads(f) for f in whole(frames)] == items
 
 
 @settings(max_examples=100, deadline=None)
@@ -67,7 +73,8 @@ def test_over_long_items_are_reported_in_place_and_not_kept(sizes, cuts):
             if size > limit:
                 assert frame == B.TooLong(size)
             else:
-                assert json.loads(frame) == item  # type: ignore[arg-type]
+                assert isinstance(frame, bytes)
+                assert json.loads(frame) == item
         assert len(splitter._buf) <= limit + 1
 
 
@@ -114,7 +121,7 @@ def test_items_decode_to_operations_and_direct_sends():
      "invalid_provider_token", None),
     (b'{"channel_id":"x","title":"t\\u0000"}', "invalid_json_data", None),
     (b'{"type":1}', "invalid_operation_type", None),
-    (b"[" * 10_000, "invalid_json_syntax", None),
+    (b"[" * 10_000, "json_too_deep", None),
 ])
 def test_bad_items_fail_with_a_code_and_their_op_id(raw, code, op_id):
     with pytest.raises(B.ItemError) as info:

@@ -4,6 +4,7 @@ python-hyper h2 as the server for everything a provider may send."""
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -38,14 +39,14 @@ class Server:
     def __init__(self, max_streams: int | None = 1000, window: int | None = None) -> None:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         self.conn.initiate_connection()
-        upd = {}
+        upd: dict[h2.settings.SettingCodes | int, int] = {}
         if max_streams is not None:
             upd[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = max_streams
         if window is not None:
             upd[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = window
         if upd:
             self.conn.update_settings(upd)
-        self.requests: dict[int, dict] = {}
+        self.requests: dict[int, dict[str, Any]] = {}
         self.ended: list[int] = []
 
     def feed(self, data: bytes) -> None:
@@ -62,8 +63,8 @@ class Server:
         return self.conn.data_to_send()
 
 
-def exchange(client: H2Client, server: Server, rounds: int = 4) -> list:
-    events: list = []
+def exchange(client: H2Client, server: Server, rounds: int = 4) -> list[H.Event]:
+    events: list[H.Event] = []
     for _ in range(rounds):
         data = client.data_to_send()
         if data:
@@ -162,6 +163,7 @@ def test_refused_stream_is_reported_as_refused():
     server.conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
     events = exchange(client, server)
     assert events == [StreamReset(sid, H.REFUSED_STREAM)]
+    assert isinstance(events[0], StreamReset)
     assert events[0].refused and client.open_streams == 0
 
 

@@ -45,6 +45,13 @@ def respond(client: H2Client, sid: int, block: bytes) -> list[H.Event]:
     return client.receive_data(frame(HEADERS, END_HEADERS | END_STREAM, sid, block))
 
 
+def response(client: H2Client, sid: int, block: bytes) -> Response:
+    """The one event a complete header block gives: a response."""
+    (resp,) = respond(client, sid, block)
+    assert isinstance(resp, Response), resp
+    return resp
+
+
 def _prefixed(value: int, prefix_bits: int, first: int) -> bytes:
     out = hpack.hpack.encode_integer(value, prefix_bits)
     out[0] |= first
@@ -76,13 +83,13 @@ def literal_not_indexed(name: bytes, value: bytes, *, huffman: bool, never: bool
 
 def test_nginx_200_decodes_only_status_and_keeps_the_decoder_in_step():
     client, (sid1, sid2) = open_client(2)
-    (resp,) = respond(client, sid1, NGINX_200)
-    assert isinstance(resp, Response) and resp.status == 200 and resp.body == b""
+    resp = response(client, sid1, NGINX_200)
+    assert resp.status == 200 and resp.body == b""
     assert resp._headers is None  # nothing but :status decoded yet
     assert resp.headers == {b"content-length": b"0", b"apns-id": APNS_ID}
     # content-length went into the dynamic table (index 62): a block that refers to it
     # decodes only if the client's decoder saw the insertion.
-    (resp2,) = respond(client, sid2, bytes([0x88, 0x80 | 62]))
+    resp2 = response(client, sid2, bytes([0x88, 0x80 | 62]))
     assert resp2.headers == {b"content-length": b"0"}
 
 
@@ -110,7 +117,7 @@ def test_long_blocks_take_the_full_decoder():
                                                  never=False, by_index=False)
     assert scan_block(block) is None
     client, (sid,) = open_client(1)
-    (resp,) = respond(client, sid, block)
+    resp = response(client, sid, block)
     assert resp.status == 200 and resp.headers == {b"x-big": b"v" * 2000}
 
 
@@ -124,14 +131,14 @@ def test_a_literal_status_name_overrides_like_the_full_decoder():
     # last one wins, as a full decode would say.
     block = bytes([0x88, 0x00, 0x07]) + b":status" + bytes([0x03]) + b"404"
     client, (sid,) = open_client(1)
-    (resp,) = respond(client, sid, block)
+    resp = response(client, sid, block)
     assert resp.status == 404
 
 
 def test_a_broken_huffman_value_in_a_plain_200_costs_only_its_headers():
     bad = bytes([0x88, 0x00, 0x01]) + b"x" + bytes([0x81, 0x00])  # value: invalid Huffman
     client, (sid,) = open_client(1)
-    (resp,) = respond(client, sid, bad)
+    resp = response(client, sid, bad)
     assert resp.status == 200 and resp.headers == {}
 
 
@@ -199,8 +206,7 @@ def test_fast_path_and_full_hpack_agree(specs):
             with pytest.raises((H2ProtocolError, ValueError)):
                 respond(client, sid, block)
             return  # the connection is unusable from here on, for both
-        (resp,) = respond(client, sid, block)
-        assert isinstance(resp, Response)
+        resp = response(client, sid, block)
         assert (resp.status, resp.headers) == expected
 
 
@@ -228,4 +234,4 @@ def test_apns_header_block_is_the_plain_encoding_of_its_headers(token, did, low,
         ])
         assert hb.block(token, did, low_priority=low, expiration_s=expiration) == expected
         decoded = hpack.Decoder().decode(expected, raw=True)
-        assert (b":path", b"/3/device/" + token.encode()) in decoded
+        assert (b":path", b"/3/device/" + token.encode()) in list(decoded)

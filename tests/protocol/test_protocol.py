@@ -271,9 +271,9 @@ def test_an_unterminated_frame_waits_for_its_blank_line():
     assert list(parser.feed(b"\n")) == [Event("partial")]
 
 
-sse_data = st.text(st.characters(blacklist_characters="\r", blacklist_categories=("Cs",)),
+sse_data = st.text(st.characters(exclude_characters="\r", exclude_categories=["Cs"]),
                    max_size=60)
-sse_token = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+sse_token = st.text(st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]),
                     min_size=1, max_size=20)
 sse_frames = st.lists(
     st.tuples(sse_data, st.none() | sse_token, st.none() | sse_token,

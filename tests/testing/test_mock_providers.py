@@ -184,7 +184,7 @@ def settings_mcs(events: list[Event]) -> list[int]:
 
 async def test_accept_all_answers_200_with_echoed_apns_id_and_an_empty_body(apns: MockAPNs, http):
     apns_id = "123e4567-e89b-12d3-a456-426614174000"
-    resp = await push(http, apns, **{"apns-id": apns_id})
+    resp = await push(http, apns, body=PAYLOAD, **{"apns-id": apns_id})
     assert (resp.http_version, resp.status_code, resp.content) == ("HTTP/2", 200, b"")
     assert resp.headers["apns-id"] == apns_id
     fresh = await push(http, apns, token=OTHER, body=b"not even json", authorization=None)
@@ -210,7 +210,7 @@ async def test_a_200_is_one_headers_frame_with_end_stream_and_no_data(apns: Mock
 
 async def test_validating_mock_accepts_a_well_formed_push(apns: MockAPNs, http):
     apns.validate = True
-    resp = await push(http, apns, **{"apns-collapse-id": "c" * 64, "apns-priority": "5"})
+    resp = await push(http, apns, body=PAYLOAD, **{"apns-collapse-id": "c" * 64, "apns-priority": "5"})
     assert resp.status_code == 200, resp.text
     voip = await push(http, apns, body=json.dumps({"aps": {}, "x": "y" * 4900}).encode(),
                       **{"apns-push-type": "voip", "apns-topic": "com.example.app.voip"})
