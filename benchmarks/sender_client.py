@@ -168,7 +168,7 @@ async def pushgo_main(args: argparse.Namespace) -> None:
     import anyio
 
     from pushgo.delivery.providers import provider_ssl_context
-    from pushgo.protocol.apns import Accepted
+    from pushgo.protocol.outcomes import Delivered
     from pushgo.push.connection import Origin
     from pushgo.push.credentials import ApnsJwtSource
     from pushgo.push.sender import ApnsSender, Job, ResultBuffer
@@ -224,7 +224,7 @@ async def pushgo_main(args: argparse.Namespace) -> None:
             now = perf()
             for r in batch:
                 latencies.append(now - submitted[r.job.seq - seq0])
-                if type(r.outcome) is not Accepted:
+                if type(r.outcome) is not Delivered:
                     errors += 1
             done += len(batch)
             submit(len(batch))

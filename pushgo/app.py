@@ -30,7 +30,7 @@ from pushgo.errors import GatewayError
 from pushgo.mcp import Mcp, build_mcp
 from pushgo.metrics import GatewayMetrics
 from pushgo.oauth import OAuthServer
-from pushgo.push.sender import ResultBuffer
+from pushgo.push.sender import ResultBuffer, stop_senders
 from pushgo.service import Services
 from pushgo.service.bulk import Bulk
 from pushgo.service.context import Context, wall_ms
@@ -54,7 +54,7 @@ class Gateway:
         self.hub = Hub()
         self.ctx = Context(settings, self.store, listeners=[self.hub], clock=clock)
         self.results = ResultBuffer()
-        self.senders = build_senders(settings, self.results)
+        self.senders = build_senders(settings, self.results, clock_ms=clock)
         self.pump = OutboxPump(self.ctx, self.senders, self.results)
         self.ctx.listeners.append(self.pump)
         self.services = Services.build(self.ctx)
@@ -131,6 +131,8 @@ class Gateway:
                     self._started = False
                     if self.mcp is not None:
                         self.mcp.close()
+                    with anyio.CancelScope(shield=True):
+                        await stop_senders(self.senders.values())
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):

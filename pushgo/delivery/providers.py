@@ -6,6 +6,7 @@ A missing or unreadable credential is a start-up error naming its variable.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -64,7 +65,8 @@ PUSHGO_APP_TOPIC = "io.ethan.pushgo"
 PUSHGO_WATCH_TOPIC = "io.ethan.pushgo.watchkitapp"
 
 
-def build_senders(settings: Settings, results: ResultBuffer) -> dict[str, ProviderSender]:
+def build_senders(settings: Settings, results: ResultBuffer, *,
+                  clock_ms: Callable[[], int]) -> dict[str, ProviderSender]:
     """Local credentials win; without them a token service (if set) provides bearer tokens."""
     senders: dict[str, ProviderSender] = {}
     remote = settings.token_service_url
@@ -91,7 +93,7 @@ def build_senders(settings: Settings, results: ResultBuffer) -> dict[str, Provid
         host = A.SANDBOX_HOST if settings.sandbox_mode else A.PRODUCTION_HOST
         origin = Origin.parse(settings.apns_endpoint or f"https://{host}")
         senders["apns"] = ApnsSender(origin, ctx, results, apns_tokens, topic,
-                                     watch_topic=watch_topic,
+                                     watch_topic=watch_topic, clock_ms=clock_ms,
                                      connections=settings.provider_connections)
     fcm_tokens: FcmTokens | None = None
     if settings.fcm_configured:
@@ -105,6 +107,6 @@ def build_senders(settings: Settings, results: ResultBuffer) -> dict[str, Provid
         fcm_tokens = RemoteTokens(remote, "fcm", _json_getter(ctx))
     if fcm_tokens is not None:
         origin = Origin.parse(settings.fcm_endpoint or f"https://{FC.HOST}")
-        senders["fcm"] = FcmSender(origin, ctx, results, fcm_tokens,
+        senders["fcm"] = FcmSender(origin, ctx, results, fcm_tokens, clock_ms=clock_ms,
                                    connections=settings.provider_connections)
     return senders

@@ -25,6 +25,7 @@ import anyio.abc
 
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
+from pushgo.protocol.outcomes import Delivered, Rejected
 from pushgo.protocol.payload import wakeup_data
 from pushgo.push.sender import Expired, Job, ProviderSender, Result, ResultBuffer, TransportFailure
 from pushgo.service.context import Context
@@ -148,18 +149,18 @@ class OutboxPump:
                       due.expires_at, False, attempts=due.attempts, platform=due.platform,
                       route=due.route)
             if sender is None:
-                failures.append(Result(job, A.Rejected("provider_not_configured", 0,
-                                                       "permanent")))
+                failures.append(Result(job, Rejected("provider_not_configured", 0,
+                                                     "permanent")))
                 continue
             if due.token is None:
-                failures.append(Result(job, A.Rejected("no_provider_token", 0, "permanent")))
+                failures.append(Result(job, Rejected("no_provider_token", 0, "permanent")))
                 continue
             if due.expires_at <= now:
                 failures.append(Result(job, Expired()))
                 continue
             entry = self._template(due, infos)
             if entry is None:
-                failures.append(Result(job, A.Rejected("PayloadTooLarge", 413, "permanent")))
+                failures.append(Result(job, Rejected("PayloadTooLarge", 413, "permanent")))
                 continue
             job.template, job.low_priority = entry
             try:
@@ -223,7 +224,7 @@ class OutboxPump:
 
     def _classify(self, result: Result, now: int, out: Outcomes) -> None:
         job, outcome = result.job, result.outcome
-        if isinstance(outcome, A.Accepted):
+        if isinstance(outcome, Delivered):
             out.sent.append(job.seq)
             self.sent_by_route[job.route] = self.sent_by_route.get(job.route, 0) + 1
         elif isinstance(outcome, Expired):

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
 
-from pushgo.protocol.h2client import encode_header, encode_headers
+from pushgo.protocol.h2headers import encode_header, encode_headers
+from pushgo.protocol.outcomes import Delivered, Kind, ProviderOutcome, Rejected, retry_after
 
 PAYLOAD_LIMIT = 4096
 PRODUCTION_HOST = "api.push.apple.com"
 SANDBOX_HOST = "api.sandbox.push.apple.com"
-
-Kind = Literal["dead_token", "retry", "provider_token", "permanent"]
 
 #: reason → (usual status, what to do)
 REASONS: dict[str, tuple[int, Kind]] = {
@@ -65,26 +63,9 @@ SOUND: dict[str, object] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    apns_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    reason: str
-    status: int
-    kind: Kind
-    timestamp_ms: int | None = None
-    retry_after_s: float | None = None
-
-
-Outcome = Accepted | Rejected
-
-
-def interpret(status: int, headers: dict[bytes, bytes], body: bytes) -> Outcome:
+def interpret(status: int, headers: dict[bytes, bytes], body: bytes) -> ProviderOutcome:
     if status == 200:
-        return Accepted(headers.get(b"apns-id", b"").decode())
+        return Delivered(headers.get(b"apns-id", b"").decode())
     reason = ""
     timestamp = None
     try:
@@ -100,16 +81,6 @@ def interpret(status: int, headers: dict[bytes, bytes], body: bytes) -> Outcome:
                                                         else "permanent")
     return Rejected(reason or f"HTTP {status}", status, kind, timestamp,
                     retry_after(headers.get(b"retry-after")))
-
-
-def retry_after(raw: bytes | None) -> float | None:
-    if not raw:
-        return None
-    try:
-        value = float(raw.decode().strip())
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value if 0 <= value <= 3600 else None
 
 
 def apns_id_of(delivery_id: str) -> str:

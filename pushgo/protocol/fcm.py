@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pushgo.protocol.apns import Accepted, Kind, Rejected, retry_after
-from pushgo.protocol.h2client import encode_header, encode_headers
+from pushgo.protocol.h2headers import encode_header, encode_headers
+from pushgo.protocol.outcomes import Delivered, Kind, ProviderOutcome, Rejected, retry_after
 
 PAYLOAD_LIMIT = 4096
 HOST = "fcm.googleapis.com"
@@ -33,13 +33,13 @@ ERRORS: dict[str, Kind] = {
 }
 
 
-def interpret(status: int, headers: dict[bytes, bytes], body: bytes) -> Accepted | Rejected:
+def interpret(status: int, headers: dict[bytes, bytes], body: bytes) -> ProviderOutcome:
     if status == 200:
         try:
             name = str(json.loads(body).get("name", ""))
         except (ValueError, AttributeError):
             name = ""
-        return Accepted(name)
+        return Delivered(name)
     code = ""
     try:
         err = json.loads(body).get("error", {})

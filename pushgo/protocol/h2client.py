@@ -11,15 +11,24 @@ blocks are encoded once into bytes (literals, no dynamic table: nothing depends 
 state) and frames are written directly. Inbound header blocks are decoded with ``hpack`` since
 peers do use their dynamic table. The state kept is what a client needs: stream ids, an O(1)
 open-stream count, both flow-control windows, peer settings, GOAWAY.
+
+The HPACK fast path (request literals, the response-block scan) lives in
+:mod:`pushgo.protocol.h2headers`. Errors: :class:`H2ClientError` is the root;
+:class:`ProtocolError` (and :class:`FlowControlError`, :class:`FrameSizeError`) carry the
+HTTP/2 error code of the GOAWAY queued before they are raised; :class:`NoStreamAvailable` is a
+caller's mistake (``submit()`` without checking ``available``). Imports ``hpack`` only.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hpack import Decoder
 from hpack.exceptions import HPACKError
+
+from pushgo.protocol.h2headers import MAX_HEADER_BLOCK, Segment, decode_segments, scan_block
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -41,15 +50,16 @@ S_MAX_HEADER_LIST_SIZE = 0x6
 NO_ERROR = 0x0
 PROTOCOL_ERROR = 0x1
 FLOW_CONTROL_ERROR = 0x3
+FRAME_SIZE_ERROR = 0x6
 REFUSED_STREAM = 0x7
 CANCEL = 0x8
+COMPRESSION_ERROR = 0x9
 
 DEFAULT_WINDOW = 65_535
 MAX_WINDOW = 2**31 - 1
 MAX_STREAM_ID = 2**31 - 1
 #: Our receive window: responses are small; a big window means we never throttle a peer.
 RECEIVE_WINDOW = 1 << 24
-MAX_HEADER_BLOCK = 64 * 1024
 
 _frame_header = struct.Struct(">HBBBL")  # length is 24 bits: split as 16 + 8
 
@@ -57,50 +67,6 @@ _frame_header = struct.Struct(">HBBBL")  # length is 24 bits: split as 16 + 8
 def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
     n = len(payload)
     return _frame_header.pack(n >> 8, n & 0xFF, ftype, flags, stream_id) + payload
-
-
-# --- HPACK encoding: literals only (no dynamic table), no Huffman ---------------------------
-
-def _hpack_int(value: int, prefix_bits: int, first_byte: int) -> bytes:
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first_byte | value])
-    out = bytearray([first_byte | limit])
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _hpack_str(value: bytes) -> bytes:
-    return _hpack_int(len(value), 7, 0x00) + value
-
-
-#: HPACK static table entries we use by index.
-_STATIC_FULL = {(b":method", b"POST"): 3, (b":method", b"GET"): 2, (b":scheme", b"https"): 7,
-                (b":scheme", b"http"): 6, (b":path", b"/"): 4}
-_STATIC_NAME = {b":authority": 1, b":path": 4, b"authorization": 23, b"content-type": 31,
-                b"content-length": 28, b"user-agent": 58, b"accept": 19}
-#: Sensitive headers go as "never indexed" so no intermediary stores them.
-_SENSITIVE = {b"authorization"}
-
-
-def encode_header(name: bytes, value: bytes) -> bytes:
-    """One header field as a self-contained HPACK representation."""
-    full = _STATIC_FULL.get((name, value))
-    if full is not None:
-        return bytes([0x80 | full])
-    first = 0x10 if name in _SENSITIVE else 0x00  # never-indexed vs without-indexing
-    index = _STATIC_NAME.get(name)
-    if index is not None:
-        return _hpack_int(index, 4, first) + _hpack_str(value)
-    return bytes([first]) + _hpack_str(name) + _hpack_str(value)
-
-
-def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
-    return b"".join(encode_header(n, v) for n, v in headers)
 
 
 # --- events --------------------------------------------------------------------------------
@@ -174,8 +140,36 @@ class SettingsChanged:
 Event = Response | StreamReset | GoAway | SettingsChanged
 
 
-class H2ProtocolError(Exception):
-    """The peer broke HTTP/2; the connection is unusable."""
+class H2ClientError(Exception):
+    """The root of this module's errors."""
+
+
+class ProtocolError(H2ClientError):
+    """The peer broke HTTP/2; the connection is unusable. ``error_code`` is the HTTP/2 error
+    code the client's GOAWAY carried (queued in ``data_to_send()`` before this was raised)."""
+
+    error_code = PROTOCOL_ERROR
+
+    def __init__(self, message: str, error_code: int | None = None) -> None:
+        super().__init__(message)
+        if error_code is not None:
+            self.error_code = error_code
+
+
+class FlowControlError(ProtocolError):
+    """The peer overflowed a flow-control window."""
+
+    error_code = FLOW_CONTROL_ERROR
+
+
+class FrameSizeError(ProtocolError):
+    """A frame's payload has the wrong length for its type."""
+
+    error_code = FRAME_SIZE_ERROR
+
+
+class NoStreamAvailable(H2ClientError):
+    """``submit()`` was called while ``available`` is 0 (the caller gates on it)."""
 
 
 @dataclass(slots=True)
@@ -211,6 +205,18 @@ class H2Client:
         self._hblock_stream = 0
         self._hblock_end_stream = False
         self._settings_seen = False
+        # When in doubt use dict-dispatch (h2): one lookup per received frame.
+        self._frame_dispatch: dict[int, Callable[[int, int, bytes, list[Event]], None]] = {
+            DATA: self._on_data,
+            HEADERS: self._on_headers,
+            CONTINUATION: self._on_continuation,
+            RST_STREAM: self._on_rst_stream,
+            SETTINGS: self._on_settings,
+            PING: self._on_ping,
+            GOAWAY: self._on_goaway,
+            WINDOW_UPDATE: self._on_window_update,
+            PUSH_PROMISE: self._on_push_promise,
+        }
         settings = struct.pack(">HLHLHL", S_ENABLE_PUSH, 0, S_INITIAL_WINDOW_SIZE,
                                RECEIVE_WINDOW, S_MAX_HEADER_LIST_SIZE, MAX_HEADER_BLOCK)
         self._out = bytearray(PREFACE)
@@ -233,7 +239,7 @@ class H2Client:
     def submit(self, header_block: bytes, body: bytes = b"") -> int:
         """Queue one request; ``header_block`` comes from ``encode_headers``."""
         if self.available <= 0:
-            raise RuntimeError("no stream available")
+            raise NoStreamAvailable("no stream available")
         sid = self._next_id
         self._next_id += 2
         stream = _Stream(self.peer_initial_window)
@@ -280,16 +286,13 @@ class H2Client:
                 continue
             self._send_body(sid, stream)
 
-    def cancel(self, stream_id: int) -> None:
-        """Abandon a stream (its caller gave up)."""
-        if self._close_stream(stream_id):
-            self._out += frame(RST_STREAM, 0, stream_id, struct.pack(">L", CANCEL))
-
     def ping(self, opaque: bytes = b"pushgo!!") -> None:
         self._out += frame(PING, 0, 0, opaque[:8].ljust(8, b"\0"))
 
     def close(self, error_code: int = NO_ERROR) -> None:
-        """Say goodbye: a client never accepts streams, so the last stream id is 0."""
+        """Say goodbye (also how a connection error ends the connection, as h2's
+        ``_terminate_connection`` does). The last stream id names the last stream the peer
+        opened that we processed: a client with push disabled never has one, so it is 0."""
         self._out += frame(GOAWAY, 0, 0, struct.pack(">LL", 0, error_code))
 
     def data_to_send(self) -> bytes:
@@ -300,94 +303,116 @@ class H2Client:
     # -- receiving ---------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:
+        """The events in ``data`` (a frame cut short waits for the rest). A connection error
+        raises :class:`ProtocolError` after queueing GOAWAY with its code."""
         buf = self._inbuf
         buf += data
         events: list[Event] = []
         pos = 0
         end = len(buf)
-        while end - pos >= 9:
-            hi, lo, ftype, flags, sid = _frame_header.unpack_from(buf, pos)
-            length = (hi << 8) | lo
-            if end - pos - 9 < length:
-                break
-            payload = bytes(buf[pos + 9 : pos + 9 + length])
-            pos += 9 + length
-            self._on_frame(ftype, flags, sid & MAX_STREAM_ID, payload, events)
+        dispatch = self._frame_dispatch
+        try:
+            while end - pos >= 9:
+                hi, lo, ftype, flags, sid = _frame_header.unpack_from(buf, pos)
+                length = (hi << 8) | lo
+                if end - pos - 9 < length:
+                    break
+                payload = bytes(buf[pos + 9 : pos + 9 + length])
+                pos += 9 + length
+                if self._hblock is not None and ftype != CONTINUATION:
+                    raise ProtocolError("expected CONTINUATION")
+                handler = dispatch.get(ftype)
+                # PRIORITY and unknown frame types have no handler: ignored, as the protocol asks.
+                if handler is not None:
+                    handler(flags, sid & MAX_STREAM_ID, payload, events)
+        except ProtocolError as exc:
+            self.close(exc.error_code)
+            raise
         del buf[:pos]
         if self._recv_unacked >= RECEIVE_WINDOW // 2:
             self._out += frame(WINDOW_UPDATE, 0, 0, struct.pack(">L", self._recv_unacked))
             self._recv_unacked = 0
         return events
 
-    def _on_frame(self, ftype: int, flags: int, sid: int, payload: bytes,
-                  events: list[Event]) -> None:
-        if self._hblock is not None and ftype != CONTINUATION:
-            raise H2ProtocolError("expected CONTINUATION")
-        if ftype == DATA:
-            self._recv_unacked += len(payload)
-            if flags & PADDED:
-                payload = _unpad(payload)
+    def _on_data(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
+        self._recv_unacked += len(payload)
+        if flags & PADDED:
+            payload = _unpad(payload)
+        stream = self._streams.get(sid)
+        if stream is not None:
+            stream.body += payload
+            if flags & END_STREAM:
+                self._finish(sid, stream, events)
+
+    def _on_headers(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
+        if flags & PADDED:
+            payload = _unpad(payload)
+        if flags & PRIORITY_FLAG:
+            payload = payload[5:]
+        self._hblock = bytearray(payload)
+        self._hblock_stream = sid
+        self._hblock_end_stream = bool(flags & END_STREAM)
+        if flags & END_HEADERS:
+            self._header_block_done(events)
+
+    def _on_continuation(self, flags: int, sid: int, payload: bytes,
+                         events: list[Event]) -> None:
+        if self._hblock is None or sid != self._hblock_stream:
+            raise ProtocolError("unexpected CONTINUATION")
+        self._hblock += payload
+        if len(self._hblock) > MAX_HEADER_BLOCK:
+            raise ProtocolError("header block too large")
+        if flags & END_HEADERS:
+            self._header_block_done(events)
+
+    def _on_rst_stream(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
+        if len(payload) != 4:
+            raise FrameSizeError("bad RST_STREAM")
+        if self._close_stream(sid):
+            events.append(StreamReset(sid, struct.unpack(">L", payload)[0]))
+
+    def _on_settings(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
+        if flags & ACK:
+            return
+        self._apply_settings(payload, events)
+        self._out += frame(SETTINGS, ACK, 0)
+
+    def _on_ping(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
+        if not flags & ACK:
+            self._out += frame(PING, ACK, 0, payload)
+
+    def _on_goaway(self, flags: int, sid: int, payload: bytes, events: list[Event]) -> None:
+        if len(payload) < 8:
+            raise FrameSizeError("bad GOAWAY")
+        last, code = struct.unpack(">LL", payload[:8])
+        last &= MAX_STREAM_ID
+        unprocessed = [s for s in self._streams if s > last]
+        for s in unprocessed:
+            self._close_stream(s)
+        self.goaway = GoAway(last, code, payload[8:], unprocessed)
+        events.append(self.goaway)
+
+    def _on_window_update(self, flags: int, sid: int, payload: bytes,
+                          events: list[Event]) -> None:
+        if len(payload) != 4:
+            raise FrameSizeError("bad WINDOW_UPDATE")
+        (inc,) = struct.unpack(">L", payload)
+        inc &= MAX_WINDOW
+        if sid == 0:
+            self.send_window += inc
+            if self.send_window > MAX_WINDOW:
+                raise FlowControlError("connection window overflow")
+        else:
             stream = self._streams.get(sid)
-            if stream is not None:
-                stream.body += payload
-                if flags & END_STREAM:
-                    self._finish(sid, stream, events)
-        elif ftype == HEADERS:
-            if flags & PADDED:
-                payload = _unpad(payload)
-            if flags & PRIORITY_FLAG:
-                payload = payload[5:]
-            self._hblock = bytearray(payload)
-            self._hblock_stream = sid
-            self._hblock_end_stream = bool(flags & END_STREAM)
-            if flags & END_HEADERS:
-                self._header_block_done(events)
-        elif ftype == CONTINUATION:
-            if self._hblock is None or sid != self._hblock_stream:
-                raise H2ProtocolError("unexpected CONTINUATION")
-            self._hblock += payload
-            if len(self._hblock) > MAX_HEADER_BLOCK:
-                raise H2ProtocolError("header block too large")
-            if flags & END_HEADERS:
-                self._header_block_done(events)
-        elif ftype == RST_STREAM:
-            if len(payload) != 4:
-                raise H2ProtocolError("bad RST_STREAM")
-            if self._close_stream(sid):
-                events.append(StreamReset(sid, struct.unpack(">L", payload)[0]))
-        elif ftype == SETTINGS:
-            if flags & ACK:
+            if stream is None:
                 return
-            self._apply_settings(payload, events)
-            self._out += frame(SETTINGS, ACK, 0)
-        elif ftype == PING:
-            if not flags & ACK:
-                self._out += frame(PING, ACK, 0, payload)
-        elif ftype == GOAWAY:
-            last, code = struct.unpack(">LL", payload[:8])
-            last &= MAX_STREAM_ID
-            unprocessed = [s for s in self._streams if s > last]
-            for s in unprocessed:
-                self._close_stream(s)
-            self.goaway = GoAway(last, code, payload[8:], unprocessed)
-            events.append(self.goaway)
-        elif ftype == WINDOW_UPDATE:
-            (inc,) = struct.unpack(">L", payload[:4])
-            inc &= MAX_WINDOW
-            if sid == 0:
-                self.send_window += inc
-                if self.send_window > MAX_WINDOW:
-                    raise H2ProtocolError("connection window overflow")
-            else:
-                stream = self._streams.get(sid)
-                if stream is None:
-                    return
-                stream.send_window += inc
-            if self._blocked:
-                self._flush_blocked()
-        elif ftype == PUSH_PROMISE:
-            raise H2ProtocolError("push is disabled")
-        # PRIORITY and unknown frame types are ignored, as the protocol asks.
+            stream.send_window += inc
+        if self._blocked:
+            self._flush_blocked()
+
+    def _on_push_promise(self, flags: int, sid: int, payload: bytes,
+                         events: list[Event]) -> None:
+        raise ProtocolError("push is disabled")
 
     def _header_block_done(self, events: list[Event]) -> None:
         block_buf, sid, end_stream = self._hblock, self._hblock_stream, self._hblock_end_stream
@@ -450,7 +475,7 @@ class H2Client:
         try:
             return [(bytes(n), bytes(v)) for n, v in self._decoder.decode(block, raw=True)]
         except HPACKError as exc:
-            raise H2ProtocolError(f"HPACK: {exc}") from None
+            raise ProtocolError(f"HPACK: {exc}", COMPRESSION_ERROR) from None
 
     def _finish(self, sid: int, stream: _Stream, events: list[Event]) -> None:
         self._close_stream(sid)
@@ -465,7 +490,7 @@ class H2Client:
 
     def _apply_settings(self, payload: bytes, events: list[Event]) -> None:
         if len(payload) % 6:
-            raise H2ProtocolError("bad SETTINGS length")
+            raise FrameSizeError("bad SETTINGS length")
         max_streams = None
         for off in range(0, len(payload), 6):
             ident, value = struct.unpack_from(">HL", payload, off)
@@ -473,14 +498,14 @@ class H2Client:
                 max_streams = value
             elif ident == S_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
-                    raise H2ProtocolError("initial window too large")
+                    raise FlowControlError("initial window too large")
                 delta = value - self.peer_initial_window
                 self.peer_initial_window = value
                 for stream in self._streams.values():
                     stream.send_window += delta
             elif ident == S_MAX_FRAME_SIZE:
                 if not 16_384 <= value <= 16_777_215:
-                    raise H2ProtocolError("bad MAX_FRAME_SIZE")
+                    raise ProtocolError("bad MAX_FRAME_SIZE")
                 self.peer_max_frame = value
         if max_streams is None and not self._settings_seen:
             # The peer's first SETTINGS without a limit means no limit.
@@ -493,137 +518,10 @@ class H2Client:
             self._flush_blocked()
 
 
-# --- HPACK decoding fast path ----------------------------------------------------------------
-
-#: Static-table indices whose entry is ``:status`` (RFC 7541 Appendix A) and their values.
-_STATIC_STATUS = {8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500}
-_STATIC_ENTRIES = 61
-#: ``:status`` Huffman-coded (RFC 7541 Appendix B): a string decodes to ``:status`` only if
-#: it is these bytes.
-_HUFFMAN_STATUS = b"\xb8\x84\x8d6\xa3"
-#: Blocks longer than this always take the full decoder (it also enforces the header list
-#: size limit, which a scan that skips Huffman strings cannot measure).
-SCAN_LIMIT = 1024
-
-
-def _int_at(block: bytes | bytearray, pos: int, prefix_bits: int) -> tuple[int, int]:
-    """An HPACK integer at ``pos`` → (value, next position); (-1, pos) when truncated."""
-    limit = (1 << prefix_bits) - 1
-    value = block[pos] & limit
-    pos += 1
-    if value < limit:
-        return value, pos
-    shift = 0
-    end = len(block)
-    while pos < end:
-        b = block[pos]
-        pos += 1
-        value += (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, pos
-        if shift > 28:
-            break
-    return -1, pos
-
-
-#: A decoded block in order: runs of representations that need no decoder state (kept as
-#: bytes, decoded on demand by a fresh decoder) and fields the shared decoder produced.
-Segment = bytes | tuple[bytes, bytes]
-
-
-def scan_block(block: bytes) -> tuple[list[tuple[int, int, bool]], list[tuple[int, int]]] | None:
-    """Split a header block into representations without decoding any string.
-
-    Returns ``(spans, statuses)``: ``spans`` are ``(start, end, stateful)`` — stateful when the
-    representation reads or changes the dynamic table (an index above the static table, or a
-    literal with incremental indexing), which only the shared decoder can decode; ``statuses``
-    are ``(span number, code)`` for each ``:status`` given by the static table or as a plain
-    literal. None when the block must take the full decoder: a table size update, a
-    Huffman-coded or non-numeric literal ``:status``, anything malformed, or a block longer
-    than ``SCAN_LIMIT`` (so the header list size limit cannot be passed unseen: a 1 KiB block
-    decodes to well under 64 KiB)."""
-    end = len(block)
-    if end > SCAN_LIMIT:
-        return None
-    pos = 0
-    spans: list[tuple[int, int, bool]] = []
-    statuses: list[tuple[int, int]] = []
-    while pos < end:
-        start = pos
-        b = block[pos]
-        if b & 0x80:  # indexed field
-            index, pos = _int_at(block, pos, 7)
-            if index <= 0:
-                return None
-            if index > _STATIC_ENTRIES:
-                spans.append((start, pos, True))
-                continue
-            code = _STATIC_STATUS.get(index)
-            if code is not None:
-                statuses.append((len(spans), code))
-            spans.append((start, pos, False))
-            continue
-        if b & 0xE0 == 0x20:  # dynamic table size update
-            return None
-        incremental = b & 0xC0 == 0x40
-        index, pos = _int_at(block, pos, 6 if incremental else 4)
-        if index < 0:
-            return None
-        stateful = incremental or index > _STATIC_ENTRIES
-        status_name = index in _STATIC_STATUS
-        if index == 0:  # literal name
-            if pos >= end:
-                return None
-            name_huffman = block[pos] & 0x80
-            length, pos = _int_at(block, pos, 7)
-            if length < 0 or pos + length > end:
-                return None
-            if block[pos:pos + length] == (_HUFFMAN_STATUS if name_huffman else b":status"):
-                status_name = True
-            pos += length
-        if pos >= end:
-            return None
-        huffman = block[pos] & 0x80
-        length, pos = _int_at(block, pos, 7)
-        if length < 0 or pos + length > end:
-            return None
-        if status_name and not stateful:
-            digits = block[pos:pos + length]
-            if huffman or length != 3 or not digits.isdigit():
-                return None
-            statuses.append((len(spans), int(digits)))
-        pos += length
-        spans.append((start, pos, stateful))
-    return spans, statuses
-
-
-def decode_segments(segments: list[Segment]) -> dict[bytes, bytes]:
-    """The regular headers of a scanned block (``:status`` left out; a repeated name keeps its
-    last value). Stateless runs are decoded by a fresh decoder; one that does not decode (a
-    peer's broken Huffman string in an otherwise plain response) contributes no headers."""
-    headers: dict[bytes, bytes] = {}
-    for seg in segments:
-        if isinstance(seg, tuple):
-            if seg[0] != b":status":
-                headers[seg[0]] = seg[1]
-            continue
-        decoder = Decoder()
-        decoder.max_header_list_size = MAX_HEADER_BLOCK
-        try:
-            fields = decoder.decode(seg, raw=True)
-        except HPACKError:
-            continue
-        for name, value in fields:
-            if name != b":status":
-                headers[bytes(name)] = bytes(value)
-    return headers
-
-
 def _unpad(payload: bytes) -> bytes:
     if not payload:
-        raise H2ProtocolError("bad padding")
+        raise ProtocolError("bad padding")
     pad = payload[0]
     if pad >= len(payload):
-        raise H2ProtocolError("bad padding")
+        raise ProtocolError("bad padding")
     return payload[1 : len(payload) - pad]

@@ -6,13 +6,17 @@ the writer sends everything pending in one socket write per scheduling round. Th
 or write error ends the connection and every stream still waiting on it is handed back to the
 sink: ``on_unsent`` when the provider never processed it (REFUSED_STREAM, above a GOAWAY's last
 stream id, never written), ``on_lost`` when its outcome is unknown (resent: at-least-once).
+
+The byte stream comes from an injected ``connect`` factory (TLS with ALPN ``h2`` by default),
+so tests run the real connection over an in-memory stream pair.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -24,7 +28,7 @@ from anyio.streams.tls import TLSAttribute
 from pushgo.protocol.h2client import (
     GoAway,
     H2Client,
-    H2ProtocolError,
+    ProtocolError,
     Response,
     SettingsChanged,
     StreamReset,
@@ -65,31 +69,72 @@ class ConnectionFailed(Exception):
     pass
 
 
-class Connection:
-    """States: connecting → open → draining (GOAWAY or close asked) → closed."""
+#: Opens the byte stream a connection speaks HTTP/2 over.
+Connect = Callable[[], Awaitable[anyio.abc.ByteStream]]
 
-    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, sink: Sink, *,
-                 stream_cap: int, initial_streams: int = 1,
+
+def tls_connect(origin: Origin, ssl_context: ssl.SSLContext) -> Connect:
+    """TCP + TLS to ``origin``; a peer that does not negotiate ``h2`` by ALPN is a failure."""
+
+    async def connect() -> anyio.abc.ByteStream:
+        stream = await anyio.connect_tcp(origin.host, origin.port, tls=True,
+                                         ssl_context=ssl_context, tls_hostname=origin.host)
+        if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
+            await anyio.aclose_forcefully(stream)
+            raise ConnectionFailed(f"{origin.authority} did not negotiate h2")
+        return stream
+
+    return connect
+
+
+# Theory of operation. A connection is CONNECTING until its byte stream is up, then OPEN: it
+# takes streams while the peer's MAX_CONCURRENT_STREAMS allows. It turns DRAINING when asked
+# (``drain()``: the pool closing, a renewed credential, idle too long) or when the peer sends
+# GOAWAY: no new streams; the open ones are answered; once none is left the writer sends our
+# GOAWAY and the connection ends. CLOSED is final, whatever ended it (drained, a read or write
+# error, the peer closing, cancellation), and every stream still waiting is handed back then.
+# Only ``run()`` (its reader and writer) and ``drain()`` change the state.
+class State(enum.Enum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+CONNECTING, OPEN, DRAINING, CLOSED = State.CONNECTING, State.OPEN, State.DRAINING, State.CLOSED
+
+
+class Connection:
+    """One HTTP/2 connection; see :class:`State` for its life."""
+
+    def __init__(self, origin: Origin, sink: Sink, *, stream_cap: int,
+                 initial_streams: int = 1, connect: Connect | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
                  on_change: Callable[[], None] = lambda: None,
                  ping_interval: float = PING_INTERVAL_S,
                  idle_timeout: float = IDLE_TIMEOUT_S) -> None:
+        if connect is None:
+            if ssl_context is None:
+                raise ValueError("a connection needs a connect factory or an SSL context")
+            connect = tls_connect(origin, ssl_context)
         self.origin = origin
-        self.ssl_context = ssl_context
         self.sink = sink
         self.h2 = H2Client(stream_cap=stream_cap, initial_streams=initial_streams)
-        self.state = "connecting"
+        self.state = CONNECTING
         self.on_change = on_change
         self.ping_interval = ping_interval
         self.idle_timeout = idle_timeout
         self.tag: Any = None  # the owner's label (e.g. the JWT generation it was opened with)
+        self._connect = connect
         self._tags: dict[int, Any] = {}
         self._wake = anyio.Event()
         self._last_active = 0.0
+        self._goodbye = b""  # the GOAWAY the client queued when the peer broke the protocol
         self.error: str | None = None
 
     @property
     def available(self) -> int:
-        return self.h2.available if self.state == "open" else 0
+        return self.h2.available if self.state is OPEN else 0
 
     @property
     def inflight(self) -> int:
@@ -102,8 +147,8 @@ class Connection:
 
     def drain(self) -> None:
         """Take no new streams; close once the open ones finish."""
-        if self.state in ("connecting", "open"):
-            self.state = "draining"
+        if self.state is CONNECTING or self.state is OPEN:
+            self.state = DRAINING
             self._wake.set()
             self.on_change()
 
@@ -113,23 +158,20 @@ class Connection:
         try:
             try:
                 with anyio.fail_after(CONNECT_TIMEOUT_S):
-                    stream = await anyio.connect_tcp(self.origin.host, self.origin.port,
-                                                     tls=True, ssl_context=self.ssl_context,
-                                                     tls_hostname=self.origin.host)
+                    stream = await self._connect()
             except (OSError, TimeoutError, ssl.SSLError, anyio.BrokenResourceError) as exc:
                 raise ConnectionFailed(f"connect {self.origin.authority}: {exc}") from exc
-            if stream.extra(TLSAttribute.alpn_protocol, None) != "h2":
-                raise ConnectionFailed(f"{self.origin.authority} did not negotiate h2")
             self._last_active = anyio.current_time()
-            if self.state == "connecting":
-                self.state = "open"
+            if self.state is CONNECTING:
+                self.state = OPEN
             task_status.started()
             self.on_change()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._guard, self._writer, stream, tg.cancel_scope)
                 await self._guard(self._reader, stream, tg.cancel_scope)
+            await self._send_goaway(stream)
         finally:
-            self.state = "closed"
+            self.state = CLOSED
             tags, self._tags = self._tags, {}
             for tag in tags.values():
                 # Sticky failure: whatever was still open has an unknown outcome.
@@ -144,14 +186,35 @@ class Connection:
         try:
             await loop(stream, scope)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                OSError, ssl.SSLError, H2ProtocolError) as exc:
+                OSError, ssl.SSLError, ProtocolError) as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.info("provider connection closed", extra={"fields": {
                 "origin": self.origin.authority, "reason": self.error}})
         finally:
             scope.cancel()
 
+    async def _send_goaway(self, stream: anyio.abc.ByteStream) -> None:
+        """After the peer broke the protocol: the GOAWAY saying why, sent once reader and
+        writer are done, so nothing else writes the stream."""
+        data, self._goodbye = self._goodbye, b""
+        if data:
+            with anyio.move_on_after(1):
+                try:
+                    await stream.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError,
+                        ssl.SSLError):
+                    pass
+
     async def _reader(self, stream: anyio.abc.ByteStream, _scope: anyio.CancelScope) -> None:
+        try:
+            await self._read(stream)
+        except ProtocolError:
+            # Taken before the writer can run again: a writer cancelled with the bytes in
+            # hand would drop the GOAWAY.
+            self._goodbye = self.h2.data_to_send()
+            raise
+
+    async def _read(self, stream: anyio.abc.ByteStream) -> None:
         sink = self.sink
         while True:
             try:
@@ -176,17 +239,17 @@ class Connection:
                         tag = self._tags.pop(sid, None)
                         if tag is not None:
                             sink.on_unsent(tag)
-                    if self.state != "closed":
-                        self.state = "draining"
+                    if self.state is not CLOSED:
+                        self.state = DRAINING
                     freed = True
                 elif isinstance(ev, SettingsChanged):
                     freed = True
             self._last_active = anyio.current_time()
-            self._wake.set()  # settings/ping ACKs and window updates to send
+            # Settings/ping ACKs and window updates to send; once a draining connection has
+            # nothing open, the writer says GOAWAY and ends it.
+            self._wake.set()
             if freed:
                 self.on_change()
-            if self.state == "draining" and not self._tags:
-                return
 
     async def _writer(self, stream: anyio.abc.ByteStream, scope: anyio.CancelScope) -> None:
         while True:
@@ -201,7 +264,7 @@ class Connection:
                     self.drain()
                 else:
                     self.h2.ping()
-            if self.state == "draining" and not self._tags:
+            if self.state is DRAINING and not self._tags:
                 self.h2.close()
                 data = self.h2.data_to_send()
                 with anyio.move_on_after(1):

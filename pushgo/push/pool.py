@@ -2,12 +2,14 @@
 
 ``slot()`` returns an open connection with a free stream, opening connections lazily (with
 backoff after failures) and waiting — never polling — until one frees up. The pool's task group
-owns every connection task.
+owns every connection task. ``aclose()`` drains them all: each finishes its open streams and
+says GOAWAY, within a bounded grace.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +17,15 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from pushgo.push.connection import Connection, ConnectionFailed, Origin, Sink
+from pushgo.push.connection import (
+    CONNECTING,
+    OPEN,
+    Connect,
+    Connection,
+    ConnectionFailed,
+    Origin,
+    Sink,
+)
 
 log = logging.getLogger("pushgo.push")
 
@@ -24,21 +34,25 @@ BACKOFF_MAX_S = 30.0
 
 
 class Pool:
-    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, sink: Sink, *,
-                 size: int, stream_cap: int, initial_streams: int = 1,
+    def __init__(self, origin: Origin, sink: Sink, *, size: int, stream_cap: int,
+                 initial_streams: int = 1, connect: Connect | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
                  tag_factory: Callable[[], Any] = lambda: None) -> None:
         self.origin = origin
-        self.ssl_context = ssl_context
         self.sink = sink
         self.size = size
         self.stream_cap = stream_cap
         self.initial_streams = initial_streams
+        self.connect = connect
+        self.ssl_context = ssl_context
         self.tag_factory = tag_factory
         self.connections: list[Connection] = []
         self._changed = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._failures = 0
         self._retry_at = 0.0
+        self._closing = False
+        self._drained = anyio.Event()  # set once closing and no connection is left
         self.last_error: str | None = None
         self.connects = 0  # connections opened (attempts), for /metrics
         self.connect_failures = 0
@@ -54,14 +68,29 @@ class Pool:
             await anyio.sleep_forever()
 
     def close_all(self) -> None:
+        """Open no more connections and drain those there are."""
+        self._closing = True
         for conn in self.connections:
             conn.drain()
+        if not self.connections:
+            self._drained.set()
+        self._notify()
+
+    async def aclose(self, grace: float) -> None:
+        """Drain every connection, wait up to ``grace`` seconds for their open streams, then
+        end ``run()`` (a connection still open then hands its streams back as lost)."""
+        self.close_all()
+        with anyio.move_on_after(grace):
+            await self._drained.wait()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
 
     @property
     def open_count(self) -> int:
-        return sum(1 for c in self.connections if c.state == "open")
+        return sum(1 for c in self.connections if c.state is OPEN)
 
     async def slot(self) -> Connection:
+        """An open connection with a free stream; once closing, it waits until cancelled."""
         while True:
             best: Connection | None = None
             for conn in self.connections:
@@ -76,18 +105,22 @@ class Pool:
                 self._open()
             self._changed = anyio.Event()
             # A timeout makes a connection retry after backoff without another wake-up.
-            with anyio.move_on_after(max(0.05, self._retry_at - anyio.current_time())):
+            wait = math.inf if self._closing else max(0.05, self._retry_at - anyio.current_time())
+            with anyio.move_on_after(wait):
                 await self._changed.wait()
 
     def _can_open(self) -> bool:
-        live = sum(1 for c in self.connections if c.state in ("connecting", "open"))
-        connecting = any(c.state == "connecting" for c in self.connections)
+        if self._closing:
+            return False
+        live = sum(1 for c in self.connections if c.state is CONNECTING or c.state is OPEN)
+        connecting = any(c.state is CONNECTING for c in self.connections)
         return live < self.size and not connecting and anyio.current_time() >= self._retry_at
 
     def _open(self) -> None:
         assert self._tg is not None, "pool is not running"
-        conn = Connection(self.origin, self.ssl_context, self.sink, stream_cap=self.stream_cap,
-                          initial_streams=self.initial_streams, on_change=self._notify)
+        conn = Connection(self.origin, self.sink, stream_cap=self.stream_cap,
+                          initial_streams=self.initial_streams, connect=self.connect,
+                          ssl_context=self.ssl_context, on_change=self._notify)
         conn.tag = self.tag_factory()
         self.connections.append(conn)
         self.connects += 1
@@ -108,4 +141,6 @@ class Pool:
         finally:
             if conn in self.connections:
                 self.connections.remove(conn)
+            if self._closing and not self.connections:
+                self._drained.set()
             self._notify()

@@ -3,7 +3,9 @@ HTTP/2 connection, and report one :class:`Result` per job.
 
 A rejection is a value (``Rejected``), a transport failure is retried here on a fresh stream
 (REFUSED_STREAM, GOAWAY-unprocessed, lost connection) up to ``LOCAL_TRIES`` times before it is
-handed to the dispatcher as a retryable failure. Expired jobs are never sent.
+handed to the dispatcher as a retryable failure. Expired jobs are never sent: expiry is judged
+by an injected wall clock (``clock_ms``, the gateway's own). ``aclose()`` drains the connections
+when the sender stops.
 APNs: an ``ExpiredProviderToken`` renews the JWT once, drains that connection and retries.
 FCM: a 401 invalidates the access token once and retries.
 """
@@ -15,7 +17,7 @@ import ssl
 import time
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.protocol.h2client import Response
-from pushgo.push.connection import Connection, Origin
+from pushgo.protocol.outcomes import Delivered, Rejected
+from pushgo.push.connection import Connect, Connection, Origin
 from pushgo.push.credentials import ApnsTokens, CredentialError, FcmTokens
 from pushgo.push.pool import Pool
 
@@ -34,6 +37,12 @@ log = logging.getLogger("pushgo.push")
 
 LOCAL_TRIES = 3
 QUEUE_SIZE = 2048
+#: How long a stopping sender lets its in-flight streams finish.
+DRAIN_GRACE_S = 2.0
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(slots=True)
@@ -64,7 +73,7 @@ class TransportFailure:
     reason: str
 
 
-Outcome = A.Accepted | A.Rejected | Expired | TransportFailure
+Outcome = Delivered | Rejected | Expired | TransportFailure
 
 
 class LatencyHistogram:
@@ -123,20 +132,22 @@ class ProviderSender:
     stream_cap = 1000
     initial_streams = 1
 
-    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, results: ResultBuffer, *,
-                 connections: int = 1, clock_ms: Callable[[], int] | None = None,
-                 queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None,
+                 results: ResultBuffer, *, connections: int = 1,
+                 clock_ms: Callable[[], int] = wall_clock_ms, queue_size: int = QUEUE_SIZE,
+                 connect: Connect | None = None) -> None:
         self.origin = origin
         self.results = results
-        self.pool = Pool(origin, ssl_context, self, size=connections,
-                         stream_cap=self.stream_cap, initial_streams=self.initial_streams,
-                         tag_factory=self._connection_tag)
+        self.pool = Pool(origin, self, size=connections, stream_cap=self.stream_cap,
+                         initial_streams=self.initial_streams, connect=connect,
+                         ssl_context=ssl_context, tag_factory=self._connection_tag)
         self.jobs_in: MemoryObjectSendStream[Job]
         self._jobs: MemoryObjectReceiveStream[Job]
         self.jobs_in, self._jobs = anyio.create_memory_object_stream[Job](queue_size)
         self._retry: deque[Job] = deque()
         self._retry_event = anyio.Event()
-        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._clock_ms = clock_ms
+        self._scope: anyio.CancelScope | None = None
         self.inflight = 0
         self.latency = LatencyHistogram()
         self.resent = 0  # streams sent again after REFUSED_STREAM / GOAWAY / a lost connection
@@ -147,9 +158,18 @@ class ProviderSender:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:
         async with anyio.create_task_group() as tg:
+            self._scope = tg.cancel_scope
             await tg.start(self.pool.run)
             task_status.started()
             await self._feed()
+
+    async def aclose(self, grace: float = DRAIN_GRACE_S) -> None:
+        """Stop: send nothing more, let the streams in flight finish (their results are
+        reported) for at most ``grace`` seconds, then end ``run()``. Jobs not sent by then are
+        not reported: the pump's leases bring them back."""
+        await self.pool.aclose(grace)
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def _next_job(self) -> Job:
         while True:
@@ -181,12 +201,12 @@ class ProviderSender:
                 continue
             conn = await self.pool.slot()
             try:
-                block, body = await self.build(job, conn)
+                block, body = await self.build(job)
             except CredentialError as exc:
                 self.results.add(Result(job, TransportFailure(f"credentials: {exc}")))
                 continue
             if body is None:
-                self.results.add(Result(job, A.Rejected("PayloadTooLarge", 413, "permanent")))
+                self.results.add(Result(job, Rejected("PayloadTooLarge", 413, "permanent")))
                 continue
             if conn.available <= 0:  # the await above let others take the slot
                 self._requeue(job)
@@ -195,7 +215,7 @@ class ProviderSender:
             conn.submit(block, body, (job, conn))
             self.inflight += 1
 
-    async def build(self, job: Job, conn: Connection) -> tuple[bytes, bytes | None]:
+    async def build(self, job: Job) -> tuple[bytes, bytes | None]:
         raise NotImplementedError
 
     def interpret(self, job: Job, conn: Connection, response: Response) -> Outcome | None:
@@ -234,12 +254,19 @@ class ProviderSender:
             self.results.add(Result(job, TransportFailure("connection lost")))
 
 
+async def stop_senders(senders: Iterable[ProviderSender], grace: float = DRAIN_GRACE_S) -> None:
+    """Stop every sender at once (see :meth:`ProviderSender.aclose`)."""
+    async with anyio.create_task_group() as tg:
+        for sender in senders:
+            tg.start_soon(sender.aclose, grace)
+
+
 class ApnsSender(ProviderSender):
     name = "apns"
     stream_cap = 1000
     initial_streams = 1
 
-    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, results: ResultBuffer,
+    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None, results: ResultBuffer,
                  jwt_source: ApnsTokens, topic: str, *, watch_topic: str | None = None,
                  **kw: Any) -> None:
         super().__init__(origin, ssl_context, results, **kw)
@@ -256,7 +283,7 @@ class ApnsSender(ProviderSender):
             hb = self._headers[topic] = A.HeaderBuilder(self.origin.authority, topic, jwt)
         return hb
 
-    async def build(self, job: Job, conn: Connection) -> tuple[bytes, bytes | None]:
+    async def build(self, job: Job) -> tuple[bytes, bytes | None]:
         hb = await self._header_builder(job.platform)
         template: A.PayloadTemplate = job.template
         block = hb.block(job.token, job.delivery_id, low_priority=job.low_priority,
@@ -268,16 +295,16 @@ class ApnsSender(ProviderSender):
         if response.status == 200:
             # APNs answers with the apns-id the request carried: no need to decode the
             # response's headers (the steady state's largest cost when they were).
-            return A.Accepted(A.apns_id_of(job.delivery_id))
+            return Delivered(A.apns_id_of(job.delivery_id))
         outcome = A.interpret(response.status, response.headers, response.body)
-        if isinstance(outcome, A.Rejected) and outcome.kind == "provider_token":
+        if isinstance(outcome, Rejected) and outcome.kind == "provider_token":
             if not job.auth_retried:
                 job.auth_retried = True
                 self.jwt_source.expired(job.credential)
                 conn.drain()
                 self._requeue(job)
                 return None
-            return A.Rejected(outcome.reason, outcome.status, "permanent")
+            return Rejected(outcome.reason, outcome.status, "permanent")
         return outcome
 
 
@@ -286,13 +313,13 @@ class FcmSender(ProviderSender):
     stream_cap = 100
     initial_streams = 100
 
-    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext, results: ResultBuffer,
+    def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None, results: ResultBuffer,
                  token_source: FcmTokens, **kw: Any) -> None:
         super().__init__(origin, ssl_context, results, **kw)
         self.token_source = token_source
         self._headers: FC.HeaderBuilder | None = None
 
-    async def build(self, job: Job, conn: Connection) -> tuple[bytes, bytes | None]:
+    async def build(self, job: Job) -> tuple[bytes, bytes | None]:
         token = await self.token_source.token()
         hb = self._headers
         if hb is None or hb.access_token != token:
@@ -310,11 +337,11 @@ class FcmSender(ProviderSender):
 
     def interpret(self, job: Job, conn: Connection, response: Response) -> Outcome | None:
         outcome = FC.interpret(response.status, response.headers, response.body)
-        if isinstance(outcome, A.Rejected) and outcome.kind == "provider_token":
+        if isinstance(outcome, Rejected) and outcome.kind == "provider_token":
             if not job.auth_retried:
                 job.auth_retried = True
                 self.token_source.invalidate(job.credential)
                 self._requeue(job)
                 return None
-            return A.Rejected(outcome.reason, outcome.status, "permanent")
+            return Rejected(outcome.reason, outcome.status, "permanent")
         return outcome

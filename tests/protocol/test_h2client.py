@@ -18,15 +18,18 @@ from hypothesis import strategies as st
 
 from pushgo.protocol import h2client as H
 from pushgo.protocol.h2client import (
+    FlowControlError,
+    FrameSizeError,
     GoAway,
     H2Client,
-    H2ProtocolError,
+    H2ClientError,
+    NoStreamAvailable,
+    ProtocolError,
     Response,
     SettingsChanged,
     StreamReset,
-    encode_header,
-    encode_headers,
 )
+from pushgo.protocol.h2headers import MAX_HEADER_BLOCK, encode_header, encode_headers
 
 REQ = [(b":method", b"POST"), (b":scheme", b"https"), (b":path", b"/3/device/ab"),
        (b":authority", b"api.push.apple.com"), (b"authorization", b"bearer abc.def"),
@@ -81,7 +84,7 @@ def test_the_connection_opens_with_the_preface_our_settings_and_a_big_receive_wi
     rest = out[len(H.PREFACE):]
     settings_frame = H.frame(H.SETTINGS, 0, 0, struct.pack(
         ">HLHLHL", H.S_ENABLE_PUSH, 0, H.S_INITIAL_WINDOW_SIZE, H.RECEIVE_WINDOW,
-        H.S_MAX_HEADER_LIST_SIZE, H.MAX_HEADER_BLOCK))
+        H.S_MAX_HEADER_LIST_SIZE, MAX_HEADER_BLOCK))
     update = H.frame(H.WINDOW_UPDATE, 0, 0,
                      struct.pack(">L", H.RECEIVE_WINDOW - H.DEFAULT_WINDOW))
     assert rest == settings_frame + update
@@ -146,7 +149,7 @@ def test_the_stream_gate_follows_the_peer_max_concurrent_streams():
     assert SettingsChanged(1) in events
     client.submit(encode_headers(REQ))
     assert client.available == 0
-    with pytest.raises(RuntimeError):
+    with pytest.raises(NoStreamAvailable):
         client.submit(encode_headers(REQ))
     server.conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 500})
     assert SettingsChanged(500) in exchange(client, server)
@@ -211,8 +214,70 @@ def test_pings_are_acknowledged_with_the_same_payload():
 
 def test_server_push_is_a_protocol_error():
     client = H2Client()
-    with pytest.raises(H2ProtocolError):
+    with pytest.raises(ProtocolError):
         client.receive_data(H.frame(H.PUSH_PROMISE, H.END_HEADERS, 1, b"\0\0\0\2"))
+
+
+def test_submit_without_a_free_stream_raises_no_stream_available_and_queues_nothing():
+    client = H2Client(initial_streams=1)
+    client.data_to_send()
+    block = encode_headers(REQ)
+    client.submit(block)
+    sent = client.data_to_send()
+    with pytest.raises(NoStreamAvailable) as caught:
+        client.submit(block)
+    assert isinstance(caught.value, H2ClientError)
+    assert not isinstance(caught.value, ProtocolError)
+    assert sent == H.frame(H.HEADERS, H.END_HEADERS | H.END_STREAM, 1, block)
+    assert client.data_to_send() == b"" and client.open_streams == 1
+
+
+def test_protocol_errors_carry_their_http2_error_code():
+    assert ProtocolError("x").error_code == H.PROTOCOL_ERROR
+    assert ProtocolError("x", H.COMPRESSION_ERROR).error_code == H.COMPRESSION_ERROR
+    assert FlowControlError("x").error_code == H.FLOW_CONTROL_ERROR
+    assert FrameSizeError("x").error_code == H.FRAME_SIZE_ERROR
+    assert issubclass(FlowControlError, ProtocolError)
+    assert issubclass(FrameSizeError, ProtocolError)
+    assert issubclass(ProtocolError, H2ClientError)
+    assert issubclass(NoStreamAvailable, H2ClientError)
+
+
+RUDE_FRAMES = {
+    "server push": (H.frame(H.PUSH_PROMISE, H.END_HEADERS, 1, b"\0\0\0\2"),
+                    ProtocolError, H.PROTOCOL_ERROR),
+    "connection window overflow": (H.frame(H.WINDOW_UPDATE, 0, 0, struct.pack(">L", H.MAX_WINDOW)),
+                                   FlowControlError, H.FLOW_CONTROL_ERROR),
+    "short RST_STREAM": (H.frame(H.RST_STREAM, 0, 1, b"\0\0\0"), FrameSizeError,
+                         H.FRAME_SIZE_ERROR),
+    "short GOAWAY": (H.frame(H.GOAWAY, 0, 0, b"\0\0\0\0"), FrameSizeError, H.FRAME_SIZE_ERROR),
+    "bad SETTINGS length": (H.frame(H.SETTINGS, 0, 0, b"\0\3\0"), FrameSizeError,
+                            H.FRAME_SIZE_ERROR),
+    "huge initial window": (H.frame(H.SETTINGS, 0, 0, struct.pack(">HL", H.S_INITIAL_WINDOW_SIZE,
+                                                                 2**31)),
+                            FlowControlError, H.FLOW_CONTROL_ERROR),
+    "undecodable header block": (H.frame(H.HEADERS, H.END_HEADERS | H.END_STREAM, 1, b"\x80"),
+                                 ProtocolError, H.COMPRESSION_ERROR),
+    "missing CONTINUATION": (H.frame(H.HEADERS, 0, 1, b"\x88") + H.frame(H.DATA, 0, 1, b"x"),
+                             ProtocolError, H.PROTOCOL_ERROR),
+}
+
+
+@pytest.mark.parametrize("rude", RUDE_FRAMES.values(), ids=list(RUDE_FRAMES))
+def test_a_connection_error_queues_goaway_with_its_code_before_raising(rude):
+    wire, error, code = rude
+    client, server = H2Client(), Server()
+    exchange(client, server)
+    client.submit(encode_headers(REQ))
+    server.feed(client.data_to_send())
+    with pytest.raises(error) as caught:
+        client.receive_data(wire)
+    assert type(caught.value) is error and caught.value.error_code == code
+    goaway = client.data_to_send()
+    assert goaway == H.frame(H.GOAWAY, 0, 0, struct.pack(">LL", 0, code))
+    terminated = [e for e in server.conn.receive_data(goaway)
+                  if isinstance(e, h2.events.ConnectionTerminated)]
+    assert [(t.error_code, t.last_stream_id) for t in terminated] == [(code, 0)]
 
 
 @settings(max_examples=60, deadline=None)

@@ -19,11 +19,11 @@ from pushgo.protocol.h2client import (
     END_STREAM,
     HEADERS,
     H2Client,
-    H2ProtocolError,
+    ProtocolError,
     Response,
     frame,
-    scan_block,
 )
+from pushgo.protocol.h2headers import MAX_HEADER_BLOCK, encode_headers, scan_block
 
 HUFFMAN = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 #: A 200 exactly as nginx 1.22 sends it: :status from the static table, content-length with
@@ -35,7 +35,7 @@ APNS_ID = b"12345678-1234-1234-1234-123456789012"
 
 def open_client(n: int) -> tuple[H2Client, list[int]]:
     client = H2Client(stream_cap=10_000, initial_streams=10_000)
-    sids = [client.submit(H.encode_headers([(b":method", b"POST"), (b":path", b"/")]))
+    sids = [client.submit(encode_headers([(b":method", b"POST"), (b":path", b"/")]))
             for _ in range(n)]
     client.data_to_send()
     return client, sids
@@ -144,7 +144,7 @@ def test_a_broken_huffman_value_in_a_plain_200_costs_only_its_headers():
 
 def test_a_broken_stateful_part_ends_the_connection():
     client, (sid,) = open_client(1)
-    with pytest.raises(H2ProtocolError):
+    with pytest.raises(ProtocolError):
         respond(client, sid, bytes([0x88, 0x80 | 70]))  # dynamic index that does not exist
 
 
@@ -196,14 +196,14 @@ def reference(decoder: hpack.Decoder, block: bytes) -> tuple[int, dict[bytes, by
 def test_fast_path_and_full_hpack_agree(specs):
     encoder = hpack.Encoder()
     decoder = hpack.Decoder()
-    decoder.max_header_list_size = H.MAX_HEADER_BLOCK
+    decoder.max_header_list_size = MAX_HEADER_BLOCK
     client, sids = open_client(len(specs))
     for spec, sid in zip(specs, sids, strict=True):
         block = encode_block(encoder, spec)
         try:
             expected = reference(decoder, block)
         except (hpack.HPACKError, ValueError):
-            with pytest.raises((H2ProtocolError, ValueError)):
+            with pytest.raises((ProtocolError, ValueError)):
                 respond(client, sid, block)
             return  # the connection is unusable from here on, for both
         resp = response(client, sid, block)
@@ -224,7 +224,7 @@ def test_apns_header_block_is_the_plain_encoding_of_its_headers(token, did, low,
 
     hb = A.HeaderBuilder("api.push.apple.com", "com.example", "h.p.s")
     for expiration in (exp, exp2, exp):  # the cached expiry is replaced when it changes
-        expected = H.encode_headers([
+        expected = encode_headers([
             (b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"api.push.apple.com"),
             (b":path", b"/3/device/" + token.encode()), (b"authorization", b"bearer h.p.s"),
             (b"apns-topic", b"com.example"), (b"apns-push-type", b"alert"),
