@@ -13,7 +13,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -26,7 +26,7 @@ from pushgo.delivery.private import Hub, PrivateStreams
 from pushgo.delivery.providers import build_senders
 from pushgo.delivery.pump import OutboxPump
 from pushgo.delivery.wakeups import PgWakeups
-from pushgo.errors import GatewayError
+from pushgo.errors import GatewayError, StoreUnavailable, codes
 from pushgo.mcp import Mcp, build_mcp
 from pushgo.metrics import GatewayMetrics
 from pushgo.oauth import OAuthServer
@@ -34,6 +34,7 @@ from pushgo.push.sender import ResultBuffer, stop_senders
 from pushgo.service import Services
 from pushgo.service.bulk import Bulk
 from pushgo.service.context import Context, wall_ms
+from pushgo.service.outbox import OutboxService
 from pushgo.settings import Settings
 from pushgo.store import Store
 from pushgo.store import outbox as O
@@ -42,6 +43,9 @@ log = logging.getLogger("pushgo.app")
 
 #: How often expired deliveries are swept out of the outbox and inboxes.
 SWEEP_INTERVAL_S = 60.0
+#: How often the store's health is probed (each probe has the store's request deadline);
+#: /readyz answers from the last probe and never waits on the database.
+HEALTH_INTERVAL_S = 1.0
 
 
 class Gateway:
@@ -50,24 +54,27 @@ class Gateway:
     def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms,
                  store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or Store(settings.db_url)
+        self.store = store or Store.from_settings(settings)
+        #: Why the store cannot serve (the last health probe's reason), None while it can.
+        self.store_problem: str | None = None
         self.hub = Hub()
         self.ctx = Context(settings, self.store, listeners=[self.hub], clock=clock)
         self.results = ResultBuffer()
         self.senders = build_senders(settings, self.results, clock_ms=clock)
-        self.pump = OutboxPump(self.ctx, self.senders, self.results)
+        self.outbox = OutboxService(self.store)
+        self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results)
         self.ctx.listeners.append(self.pump)
         self.services = Services.build(self.ctx)
         self.pump.on_results.append(self.services.status.results_written)
         self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
-        self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox)
+        self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
         # PostgreSQL may be shared by several processes: tell them about work accepted here.
         self.wakeups: PgWakeups | None = None
         if self.store.dialect == "postgresql":
-            self.wakeups = PgWakeups(self.ctx, on_reconnect=self._wake_all)
+            self.wakeups = PgWakeups(self.ctx, self.outbox, on_reconnect=self._wake_all)
             self.ctx.listeners.append(self.wakeups)
         self._started = False
-        routes = build_routes(self.services, self.streams, self.ready)
+        routes = build_routes(self.services, self.streams, self.not_ready)
         routes += build_bulk_routes(self.bulk, self.services.status)
         # /mcp exists only when enabled; otherwise it is an unknown route (404). It comes
         # with the OAuth authorization server unless legacy mode is configured.
@@ -91,12 +98,15 @@ class Gateway:
             exception_handlers={
                 GatewayError: _on_gateway_error,
                 HTTPException: _on_http_error,
+                ClientDisconnect: _on_client_gone,
                 Exception: _on_unhandled,
             },
             lifespan=self._lifespan,
         )
         self.asgi = Front(self.starlette, self.starlette.router, token=settings.token,
-                          exempt=self._auth_exempt, on_request=self.metrics.on_request)
+                          exempt=self._auth_exempt, on_request=self.metrics.on_request,
+                          trusted_proxies=settings.trusted_proxies,
+                          body_timeout_s=settings.http_body_timeout_s)
 
     def _auth_exempt(self, path: str) -> bool:
         if not self.settings.mcp_enabled:
@@ -108,7 +118,16 @@ class Gateway:
         self.hub.wake_all()
 
     async def ready(self) -> bool:
-        return self._started and self.pump.ready and await self.store.ping()
+        return await self.not_ready() is None
+
+    async def not_ready(self) -> str | None:
+        """Why the gateway is not ready (None when it is), from the last health probe: no
+        database round trip here."""
+        if not (self._started and self.pump.ready):
+            return "starting"
+        if self.store_problem is not None:
+            return f"store unavailable: {self.store_problem}"
+        return None
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:
@@ -119,6 +138,7 @@ class Gateway:
                 await self.oauth.start()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._sweep_forever)
+                tg.start_soon(self._probe_forever)
                 if self.oauth is not None:
                     tg.start_soon(self.oauth.maintain_forever)
                 await tg.start(self.pump.run)
@@ -143,12 +163,28 @@ class Gateway:
         async with self.running():
             yield
 
+    async def _probe_forever(self) -> None:
+        while True:
+            problem = await self.store.health()  # bounded by the store's request deadline
+            if problem != self.store_problem:
+                if problem is None:
+                    log.info("store available again")
+                else:
+                    log.warning("store unhealthy", extra={"fields": {"reason": problem}})
+                self.store_problem = problem
+            await anyio.sleep(HEALTH_INTERVAL_S)
+
     async def _sweep_forever(self) -> None:
         while True:
             try:
-                expired = await self.store.run(O.expire, self.ctx.now())
+                # A sweep may take longer than a request: the statement timeout bounds it.
+                expired = await self.store.run(
+                    O.expire, self.ctx.now(),
+                    deadline_s=self.settings.db_statement_timeout_ms / 1000)
                 if expired:
                     log.info("expired deliveries", extra={"fields": {"count": expired}})
+            except StoreUnavailable as exc:  # named reason, no traceback: tried next round
+                log.warning("expiry sweep failed", extra={"fields": {"error": exc.message}})
             except Exception:
                 log.exception("expiry sweep failed")
             await anyio.sleep(SWEEP_INTERVAL_S)
@@ -162,20 +198,26 @@ async def _on_gateway_error(request: Request, exc: Exception) -> Response:
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        err = GatewayError("method not allowed", code="method_not_allowed", status=405)
+        err = GatewayError(codes.METHOD_NOT_ALLOWED, "method not allowed")
         resp = error_response(err, request)
         if exc.headers:
             resp.headers.update(exc.headers)
         return resp
     if exc.status_code == 404:
-        return error_response(GatewayError("404 Not Found", code="route_not_found", status=404),
+        return error_response(GatewayError(codes.ROUTE_NOT_FOUND, "404 Not Found"),
                               request)
-    return error_response(GatewayError(str(exc.detail), code="http_error",
+    return error_response(GatewayError(codes.HTTP_ERROR, str(exc.detail),
                                        status=exc.status_code), request)
+
+
+async def _on_client_gone(_request: Request, _exc: Exception) -> Response:
+    # The client left in the middle of its body: nobody reads this; the front door counts
+    # and logs the request as 499, not as a server error.
+    return Response(status_code=499)
 
 
 async def _on_unhandled(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc,
               extra={"fields": {"request_id": request.scope.get("state", {}).get("request_id")}})
-    return error_response(GatewayError("internal error", code="internal_error", status=500),
+    return error_response(GatewayError(codes.INTERNAL_ERROR, "internal error"),
                           request)

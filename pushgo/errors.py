@@ -2,25 +2,61 @@
 
 Every layer below the HTTP/MCP boundary raises :class:`GatewayError` (or a subclass) for a
 failure a caller should see; the API error handler and the MCP dispatcher translate it to the
-wire at exactly one place each. Imports nothing from pushgo.
+wire at exactly one place each. Each error carries an :class:`ErrorCode` from the registry
+(:mod:`pushgo.protocol.errors`, re-exported here as ``codes``), which fixes its ``error_code``,
+HTTP status, category and retryability. Imports nothing from pushgo outside pushgo.protocol.
 """
 
 from __future__ import annotations
 
+import math
+from typing import ClassVar
+
+from pushgo.protocol import errors as codes
+from pushgo.protocol.errors import ErrorCode, by_code
+
+__all__ = ["AuthenticationFailed", "Conflict", "ErrorCode", "GatewayError", "InvalidInput",
+           "NotFound", "PasswordMismatch", "PayloadTooLarge", "RateLimited", "ServerBusy",
+           "StoreUnavailable", "by_code", "codes"]
+
 
 class GatewayError(Exception):
-    """A failure with a stable ``error_code`` and the HTTP status it maps to."""
+    """A failure with a registered :class:`ErrorCode` (``error_code`` and HTTP status).
 
-    status: int = 400
-    code: str = "invalid_request"
+    ``GatewayError(codes.X, "message")``; a subclass brings its own default code and, for the
+    fixed ones, a default message. ``status`` overrides the registered status only for an
+    HTTP error passed through from the web framework (``codes.HTTP_ERROR``).
+    """
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    default: ClassVar[ErrorCode] = codes.INVALID_REQUEST
+    default_message: ClassVar[str | None] = None
+    #: Seconds a client should wait before trying again (a ``Retry-After`` header), or None.
+    retry_after: int | None = None
+
+    def __init__(self, error: ErrorCode | None = None, message: str | None = None, *,
+                 status: int | None = None):
+        error = error if error is not None else self.default
+        message = message if message is not None else (self.default_message or error.code)
         super().__init__(message)
+        self.error = error
         self.message = message
-        if code is not None:
-            self.code = code
-        if status is not None:
-            self.status = status
+        self.status = error.status if status is None else status
+
+    @property
+    def code(self) -> str:
+        return self.error.code
+
+    @property
+    def category(self) -> str:
+        if self.status == self.error.status:
+            return self.error.category
+        return codes.category_of(self.status)
+
+    @property
+    def retryable(self) -> bool:
+        if self.status == self.error.status:
+            return self.error.retryable
+        return codes.retryable_status(self.status)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status}, {self.code!r}, {self.message!r})"
@@ -29,40 +65,47 @@ class GatewayError(Exception):
 class InvalidInput(GatewayError):
     """A request that failed validation (400)."""
 
-    status = 400
-    code = "invalid_request"
+    default = codes.INVALID_REQUEST
 
 
 class AuthenticationFailed(GatewayError):
-    status = 401
-    code = "authentication_failed"
+    default = codes.AUTHENTICATION_FAILED
+    default_message = "authentication failed"
 
 
 class PasswordMismatch(GatewayError):
-    status = 403
-    code = "password_mismatch"
+    default = codes.PASSWORD_MISMATCH
+    default_message = "invalid channel password"
 
 
 class NotFound(GatewayError):
-    status = 404
-    code = "not_found"
+    default = codes.NOT_FOUND
 
 
 class Conflict(GatewayError):
-    status = 409
-    code = "conflict"
+    default = codes.CONFLICT
 
 
 class PayloadTooLarge(GatewayError):
-    status = 413
-    code = "payload_too_large"
+    default = codes.PAYLOAD_TOO_LARGE
 
 
 class ServerBusy(GatewayError):
-    status = 503
-    code = "server_busy"
+    default = codes.SERVER_BUSY
+
+
+class RateLimited(GatewayError):
+    """Too many failed password checks from this client (429 with ``Retry-After``)."""
+
+    default = codes.RATE_LIMITED
+
+    def __init__(self, retry_after: float, message: str | None = None) -> None:
+        wait = max(1, math.ceil(round(retry_after, 3)))  # 1.0000000001 s is 1 s
+        super().__init__(None, message or f"too many failed password attempts; retry in "
+                                          f"{wait} s")
+        self.retry_after = wait
 
 
 class StoreUnavailable(GatewayError):
-    status = 503
-    code = "store_unavailable"
+    default = codes.STORE_UNAVAILABLE
+    default_message = "store unavailable"

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol
 
 import anyio
 import httpx
-import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -32,17 +31,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.process_collector import ProcessCollector
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from pushgo import __version__
-from pushgo.errors import InvalidInput
-from pushgo.push.sender import LatencyHistogram
-from pushgo.store.schema import deliveries
-
-if TYPE_CHECKING:
-    from pushgo.app import Gateway
+from pushgo.delivery.private import Hub
+from pushgo.delivery.pump import OutboxPump
+from pushgo.errors import InvalidInput, codes
+from pushgo.service.context import Context
+from pushgo.service.outbox import OutboxService
 
 log = logging.getLogger("pushgo.metrics")
 
@@ -57,15 +54,39 @@ SHARED_GAUGES = frozenset({"pushgo_queue_depth", "process_start_time_seconds",
                            "process_max_fds"})
 
 
-def queue_depth(conn: Connection) -> dict[str, int]:
-    """Queued deliveries per route (index-only on ``ix_deliveries_due``)."""
-    rows = conn.execute(sa.select(deliveries.c.route, sa.func.count())
-                        .where(deliveries.c.state == "queued").group_by(deliveries.c.route))
-    return {str(route): int(n) for route, n in rows}
+class Observed(Protocol):
+    """What /metrics reads of a gateway (``pushgo.app.Gateway``): the accepted-work counts,
+    the pump (its outcome counts and the provider senders it feeds), the private hub, and
+    the outbox (queue depth)."""
+
+    @property
+    def ctx(self) -> Context: ...
+
+    @property
+    def pump(self) -> OutboxPump: ...
+
+    @property
+    def hub(self) -> Hub: ...
+
+    @property
+    def outbox(self) -> OutboxService: ...
+
+
+class _Histogram(Protocol):
+    """A sender's latency buckets (``pushgo.push.sender.LatencyHistogram``)."""
+
+    @property
+    def BOUNDS(self) -> Sequence[float]: ...
+
+    @property
+    def counts(self) -> Sequence[int]: ...
+
+    @property
+    def sum(self) -> float: ...
 
 
 class GatewayMetrics:
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Observed) -> None:
         self.gateway = gateway
         self.http: dict[tuple[str, str, str], int] = {}
         self.queue: dict[str, int] = {}
@@ -88,7 +109,7 @@ class GatewayMetrics:
             if anyio.current_time() - self._queue_at < QUEUE_REFRESH_S:
                 return
             try:
-                self.queue = await self.gateway.store.read(queue_depth)
+                self.queue = await self.gateway.outbox.queue_depth()
             except Exception:
                 log.exception("reading the queue depth failed")
             self._queue_at = anyio.current_time()
@@ -100,7 +121,7 @@ class GatewayMetrics:
     async def endpoint(self, request: Request) -> Response:
         scope = request.query_params.get("scope", "all")
         if scope not in ("all", "process") or any(k != "scope" for k in request.query_params):
-            raise InvalidInput("query parameter scope must be all or process", code="invalid_query")
+            raise InvalidInput(codes.INVALID_QUERY, "query parameter scope must be all or process")
         own = await self.render()
         if scope == "all" and self.peer_dir is not None:
             own = merge([own, *await self._peers(request.headers.get("authorization"))])
@@ -143,6 +164,7 @@ class _Collector:
         gw = self.m.gateway
         counts = gw.ctx.counts
         disp = gw.pump
+        senders = disp.senders
 
         ops = CounterMetricFamily("pushgo_operations_accepted",
                                   "Operations accepted into the outbox", labels=["kind"])
@@ -155,7 +177,7 @@ class _Collector:
 
         sent = CounterMetricFamily("pushgo_deliveries_sent",
                                    "Deliveries a provider accepted", labels=["route"])
-        for route, n in sorted({**dict.fromkeys(gw.senders, 0), **disp.sent_by_route}.items()):
+        for route, n in sorted({**dict.fromkeys(senders, 0), **disp.sent_by_route}.items()):
             sent.add_metric([route], n)
         yield sent
         failed = CounterMetricFamily(
@@ -207,7 +229,7 @@ class _Collector:
         latency = HistogramMetricFamily(
             "pushgo_send_latency_seconds",
             "Provider send latency: request written to response read", labels=["provider"])
-        for name, sender in sorted(gw.senders.items()):
+        for name, sender in sorted(senders.items()):
             inflight.add_metric([name], sender.inflight)
             conns.add_metric([name], sender.pool.open_count)
             waiting.add_metric([name], sender.jobs_in.statistics().current_buffer_used
@@ -234,7 +256,7 @@ class _Collector:
         yield http
 
 
-def _buckets(h: LatencyHistogram) -> Iterator[tuple[str, float]]:
+def _buckets(h: _Histogram) -> Iterator[tuple[str, float]]:
     total = 0
     for bound, n in zip((*h.BOUNDS, float("inf")), h.counts, strict=True):
         total += n

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from pushgo.api.envelope import is_json_type, ok
 from pushgo.api.spool import Spool
-from pushgo.errors import GatewayError, InvalidInput
+from pushgo.errors import GatewayError, InvalidInput, codes
 from pushgo.protocol import bulk as B
 from pushgo.protocol import fields as F
 from pushgo.protocol.sse import encode_comment, encode_event
@@ -37,7 +37,7 @@ INFLATE_STEP = 64 * 1024
 
 
 def unsupported(message: str) -> GatewayError:
-    return GatewayError(message, code="unsupported_media_type", status=415)
+    return GatewayError(codes.UNSUPPORTED_MEDIA_TYPE, message)
 
 
 class BulkEndpoint:
@@ -120,7 +120,7 @@ def _channel_filter(request: Request) -> list[str] | None:
     channel: str | None = None
     for key, value in request.query_params.multi_items():
         if key != "channel_id":
-            raise InvalidInput(f"unknown query parameter {key!r}", code="invalid_query")
+            raise InvalidInput(codes.INVALID_QUERY, f"unknown query parameter {key!r}")
         channel = value
     return None if channel is None or not channel.strip() else [F.channel_id(channel)]
 

@@ -12,7 +12,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pushgo.errors import GatewayError, InvalidInput, PayloadTooLarge
+from pushgo.errors import GatewayError, InvalidInput, PayloadTooLarge, codes
+from pushgo.protocol import jsondepth
 
 T = TypeVar("T")
 
@@ -42,9 +43,6 @@ class Envelope(msgspec.Struct, omit_defaults=True):
     problem: Problem | None = None
 
 
-_CATEGORY = {400: "validation", 401: "auth", 403: "permission", 404: "not_found",
-             405: "validation", 409: "conflict", 413: "validation", 429: "rate_limit",
-             502: "upstream", 503: "too_busy"}
 _TEXT = {
     "en": {
         "validation": ("Validation failed", "The request is invalid. Please check the input and retry."),
@@ -87,11 +85,9 @@ def ok(data: Any = None, status: int = 200) -> Response:
 
 
 def error_body(exc: GatewayError, request_id: str | None, locale: str = "en") -> bytes:
-    category = _CATEGORY.get(exc.status, "internal" if exc.status >= 500 else "validation")
-    title, text = _TEXT[locale][category]
-    problem = Problem(category=category, status=exc.status, title=title, detail=exc.message,
-                      localized_message=text, locale=locale,
-                      retryable=exc.status in (429, 502, 503) or exc.status >= 500,
+    title, text = _TEXT[locale][exc.category]
+    problem = Problem(category=exc.category, status=exc.status, title=title, detail=exc.message,
+                      localized_message=text, locale=locale, retryable=exc.retryable,
                       code=exc.code, request_id=request_id)
     return _encoder.encode(Envelope(False, None, exc.message, exc.code, problem))
 
@@ -102,6 +98,8 @@ def error_response(exc: GatewayError, request: Request | None = None) -> Respons
     headers = {"content-language": locale}
     if exc.status == 401:
         headers["www-authenticate"] = "Bearer"
+    if exc.retry_after is not None:
+        headers["retry-after"] = str(exc.retry_after)
     return Response(error_body(exc, rid, locale), status_code=exc.status,
                     media_type="application/json", headers=headers)
 
@@ -116,20 +114,21 @@ def _decoder(kind: type[T]) -> msgspec.json.Decoder[T]:
 def decode(raw: bytes, kind: type[T]) -> T:
     """Decode a JSON body into ``kind``; every failure is an InvalidInput with a code."""
     try:
+        jsondepth.check(raw)
         value = _decoder(kind).decode(raw)
+    except jsondepth.TooDeep as exc:
+        raise InvalidInput(codes.JSON_TOO_DEEP, f"invalid JSON: {exc}") from None
     except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid JSON data: {exc}", code="invalid_json_data") from None
+        raise InvalidInput(codes.INVALID_JSON_DATA, f"invalid JSON data: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise InvalidInput(f"invalid JSON syntax: {exc}", code="invalid_json_syntax") from None
-    except RecursionError:
-        # msgspec raises this (not a DecodeError) for deep nesting inside an Any field.
-        raise InvalidInput("invalid JSON syntax: nested too deeply",
-                           code="invalid_json_syntax") from None
+        raise InvalidInput(codes.INVALID_JSON_SYNTAX, f"invalid JSON syntax: {exc}") from None
+    except RecursionError:  # the depth check above keeps msgspec well short of this
+        raise InvalidInput(codes.JSON_TOO_DEEP, "invalid JSON: nested too deeply") from None
     # PostgreSQL text cannot hold U+0000 and no field has a use for it: refused here, once,
     # on every store. JSON can only spell it \u0000, so most bodies skip the walk.
     if b"\\u0000" in raw and _has_nul(value):
-        raise InvalidInput("invalid JSON data: strings must not contain U+0000",
-                           code="invalid_json_data")
+        raise InvalidInput(codes.INVALID_JSON_DATA,
+                           "invalid JSON data: strings must not contain U+0000")
     return value
 
 
@@ -155,20 +154,20 @@ def convert(obj: Any, kind: type[T]) -> T:
     try:
         return msgspec.convert(obj, kind)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid query: {exc}", code="invalid_query") from None
+        raise InvalidInput(codes.INVALID_QUERY, f"invalid query: {exc}") from None
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     """Read the request body, refusing more than ``limit`` bytes without buffering them."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
+        raise PayloadTooLarge(codes.PAYLOAD_TOO_LARGE, f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes", code="payload_too_large")
+            raise PayloadTooLarge(codes.PAYLOAD_TOO_LARGE, f"request body exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -180,6 +179,6 @@ def is_json_type(content_type: str | None) -> bool:
 
 async def body_as(request: Request, kind: type[T]) -> T:
     if not is_json_type(request.headers.get("content-type")):
-        raise InvalidInput("missing Content-Type: application/json",
-                           code="missing_json_content_type")
+        raise InvalidInput(codes.MISSING_JSON_CONTENT_TYPE,
+                           "missing Content-Type: application/json")
     return decode(await read_body(request), kind)

@@ -1,5 +1,8 @@
-"""The front door of every HTTP request (pure ASGI middleware): request id, the optional
-gateway token, unknown routes, the per-request JSON log line, and the last-resort 500.
+"""The front door of every HTTP request (pure ASGI middleware): request id, the client address
+the rate limits key on (``PUSHGO_TRUSTED_PROXIES``), the optional gateway token, unknown
+routes, the request body's deadline and leftovers (pushgo.api.reading), the per-request JSON
+log line (status 499 for a client that went away in the middle of its body), and the
+last-resort 500.
 
 Logs never carry query strings (GET /message has the password there) or bodies.
 """
@@ -16,11 +19,15 @@ from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pushgo.api.envelope import error_body, locale_of
-from pushgo.errors import AuthenticationFailed, GatewayError, NotFound
+from pushgo.api.reading import BodyReader, RequestTimeout
+from pushgo.errors import AuthenticationFailed, GatewayError, NotFound, codes
+from pushgo.service.throttle import CLIENT, client_address, networks
 
 log = logging.getLogger("pushgo.http")
 
 MAX_TOKEN = 4096
+#: The status counted and logged for a request whose client went away before its body ended.
+CLIENT_CLOSED = 499
 
 
 _random = random.Random()  # seeded from os.urandom
@@ -47,8 +54,13 @@ def bearer_matches(header: str | None, token: str) -> bool:
 class Front:
     def __init__(self, app: ASGIApp, router: Router, *, token: str | None,
                  exempt: Callable[[str], bool] = lambda _p: False,
-                 on_request: Callable[[str, str, int], None] | None = None) -> None:
+                 on_request: Callable[[str, str, int], None] | None = None,
+                 trusted_proxies: tuple[str, ...] = (),
+                 body_timeout_s: float | None = None) -> None:
         self.app = app
+        # The request body's arrival deadline (pushgo.api.reading); None: no deadline.
+        self.body_timeout_s = body_timeout_s
+        self.trusted = networks(trusted_proxies)
         self.router = router
         self.token = token
         self.exempt = exempt
@@ -80,13 +92,17 @@ class Front:
         scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
         status = 0
+        body = BodyReader(scope, receive, self.body_timeout_s)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []),
-                                      (b"x-request-id", rid.encode())]
+                                      (b"x-request-id", rid.encode()),
+                                      *body.response_headers(scope.get("http_version", "1.1"))]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                await body.finish()  # a small unread body: the connection stays usable
             await send(message)
 
         async def reply(exc: GatewayError) -> None:
@@ -102,24 +118,34 @@ class Front:
 
         path: str = scope["path"]
         template: str | None = None
+        peer = scope.get("client")
+        forwarded = [raw.decode("latin-1") for key, raw in scope["headers"]
+                     if key == b"x-forwarded-for"] if self.trusted else []
+        client = CLIENT.set(client_address(str(peer[0]) if peer else None, forwarded,
+                                           self.trusted))
         try:
             template = self._template(scope)
             if template is None:
-                await reply(NotFound("404 Not Found", code="route_not_found"))
+                await reply(NotFound(codes.ROUTE_NOT_FOUND, "404 Not Found"))
             elif (self.token is not None and not self.exempt(path)
                   and not bearer_matches(_header(scope, b"authorization"), self.token)):
-                await reply(AuthenticationFailed("authentication failed"))
+                await reply(AuthenticationFailed())
             else:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, body, send_with_id)
         except Exception:
             # Starlette's handler has already logged and answered a 500 it could answer; what
-            # is left is a failure before any response, or in the middle of a stream.
-            if status != 500:
+            # is left is a failure before any response, or in the middle of a stream. A client
+            # gone in the middle of its body, or too slow with it, is not a server error.
+            if status != 500 and not (body.gone or body.timed_out):
                 log.exception("unhandled error",
                               extra={"fields": {"request_id": rid, "path": path}})
-            if status == 0:
-                await reply(GatewayError("internal error", code="internal_error", status=500))
+            if status == 0 and not body.gone:
+                await reply(RequestTimeout() if body.timed_out
+                            else GatewayError(codes.INTERNAL_ERROR, "internal error"))
         finally:
+            CLIENT.reset(client)
+            if body.gone:  # counted and logged apart from the answers the gateway gave
+                status = CLIENT_CLOSED
             if self.on_request is not None:
                 self.on_request(scope["method"], template or "unmatched", status)
             if log.isEnabledFor(logging.INFO):
@@ -127,5 +153,6 @@ class Front:
                     "method": scope["method"], "path": path, "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     "request_id": rid,
+                    **({"client_disconnected": True} if body.gone else {}),
                 }})
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pushgo.api.envelope import body_as, ok
-from pushgo.errors import InvalidInput
+from pushgo.errors import InvalidInput, codes
 from pushgo.service import Services
 
 
@@ -29,9 +29,9 @@ def admin_routes(svc: Services) -> list[BaseRoute]:
     async def info(request: Request) -> Response:
         params = request.query_params
         if any(k != "channel_id" for k in params) or "\x00" in params.get("channel_id", ""):
-            raise InvalidInput("only channel_id is accepted", code="invalid_query")
+            raise InvalidInput(codes.INVALID_QUERY, "only channel_id is accepted")
         if not params.get("channel_id", "").strip():
-            raise InvalidInput("channel id must not be empty", code="channel_id_required")
+            raise InvalidInput(codes.CHANNEL_ID_REQUIRED, "channel id must not be empty")
         return ok(await svc.channels.info(params["channel_id"]))
 
     return [

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 from pushgo.api.envelope import body_as, convert, ok
 from pushgo.api.page import render_index
 from pushgo.delivery.private import PrivateStreams
-from pushgo.errors import GatewayError, InvalidInput
+from pushgo.errors import GatewayError, InvalidInput, codes
 from pushgo.protocol import fields as F
 from pushgo.protocol import operations as OPS
 from pushgo.protocol import wire as W
@@ -25,15 +25,15 @@ def _query(request: Request, allowed: set[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in request.query_params.multi_items():
         if key not in allowed:
-            raise InvalidInput(f"unknown query parameter {key!r}", code="invalid_query")
+            raise InvalidInput(codes.INVALID_QUERY, f"unknown query parameter {key!r}")
         if "\x00" in value:  # as JSON bodies (envelope.decode): PostgreSQL cannot store it
-            raise InvalidInput(f"query parameter {key!r} contains U+0000", code="invalid_query")
+            raise InvalidInput(codes.INVALID_QUERY, f"query parameter {key!r} contains U+0000")
         out.setdefault(key, value)
     return out
 
 
 def build_routes(svc: Services, streams: PrivateStreams,
-                 ready: Callable[[], Awaitable[bool]]) -> list[BaseRoute]:
+                 not_ready: Callable[[], Awaitable[str | None]]) -> list[BaseRoute]:
     settings = svc.ctx.settings
 
     def json_route(kind: type[Any], call: Callable[[Any], Awaitable[Any]]) -> Handler:
@@ -84,7 +84,7 @@ def build_routes(svc: Services, streams: PrivateStreams,
     async def channel_exists(request: Request) -> Response:
         query = _query(request, {"channel_id"})
         if "channel_id" not in query:
-            raise InvalidInput("channel id must not be empty", code="channel_id_required")
+            raise InvalidInput(codes.CHANNEL_ID_REQUIRED, "channel id must not be empty")
         return ok(await svc.channels.exists(query["channel_id"]))
 
     # --- private stream -----------------------------------------------------------------------
@@ -92,9 +92,7 @@ def build_routes(svc: Services, streams: PrivateStreams,
     async def private_stream(request: Request) -> Response:
         query = _query(request, {"device_key"})
         key = F.device_key(query.get("device_key", ""))
-        from pushgo.service.devices import require_device
-
-        await svc.ctx.store.read(require_device, key)
+        await svc.devices.require(key)
         last = request.headers.get("last-event-id")
         return StreamingResponse(
             streams.stream(key, last), media_type="text/event-stream",
@@ -108,8 +106,12 @@ def build_routes(svc: Services, streams: PrivateStreams,
                    "private_runtime_ready": True})
 
     async def readyz(_request: Request) -> Response:
-        if not await ready():
-            raise GatewayError("store unreachable", code="not_ready", status=503)
+        # From the gateway's last health probe: answers at once, whatever the database does.
+        problem = await not_ready()
+        if problem is not None:
+            err = GatewayError(codes.NOT_READY, problem)
+            err.retry_after = 1
+            raise err
         return ok({"status": "ok"})
 
     async def profile(_request: Request) -> Response:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pushgo.errors import GatewayError
+from pushgo.errors import GatewayError, codes
 
 MAX_TOKEN = 4096
 
@@ -100,9 +100,9 @@ class LegacyAuth:
 
 def oauth_required() -> GatewayError:
     return GatewayError(
+        codes.OAUTH_REQUIRED,
         "channel binding needs OAuth mode: this gateway runs MCP in legacy mode, where send "
-        "tools take the channel password in each call and there are no channel grants",
-        code="oauth_required", status=400)
+        "tools take the channel password in each call and there are no channel grants")
 
 
 class ChannelBinding(Protocol):

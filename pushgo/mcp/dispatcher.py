@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import msgspec
 
 from pushgo import __version__
-from pushgo.errors import GatewayError
+from pushgo.errors import GatewayError, codes
 from pushgo.mcp.auth import SCOPE_CHANNELS, McpAuth, Principal, Unauthorized
 from pushgo.mcp.tools import EndResponse, ToolContext, ToolDef, ToolResult
 from pushgo.protocol import jsonrpc as J
@@ -119,7 +119,9 @@ def tool_result(structured: dict[str, Any]) -> dict[str, Any]:
 
 
 def tool_error(exc: GatewayError) -> dict[str, Any]:
-    doc = {"error_code": exc.code, "error": exc.message, "status": exc.status}
+    doc: dict[str, Any] = {"error_code": exc.code, "error": exc.message, "status": exc.status}
+    if exc.retry_after is not None:
+        doc["retry_after"] = exc.retry_after
     return {"content": [_text(doc)], "structuredContent": doc, "isError": True}
 
 
@@ -267,7 +269,7 @@ class Dispatcher:
             return tool_error(exc)
         except Exception:
             log.exception("mcp tool failed", extra={"fields": {"tool": p.name}})
-            return tool_error(GatewayError("internal error", code="internal_error", status=500))
+            return tool_error(GatewayError(codes.INTERNAL_ERROR, "internal error"))
         if isinstance(out, ToolResult):
             return out.wire()
         return tool_result(out)

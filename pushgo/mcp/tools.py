@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from pushgo.errors import GatewayError, InvalidInput
+from pushgo.errors import GatewayError, InvalidInput, codes
 from pushgo.mcp import schemas as S
 from pushgo.mcp.auth import SCOPE_CHANNELS, SCOPE_TOOLS, ChannelBinding, Principal
 from pushgo.mcp.progress import report_delivery
@@ -92,7 +92,7 @@ def _convert(arguments: dict[str, Any], kind: type[Any]) -> Any:
     try:
         return msgspec.convert(arguments, kind)
     except msgspec.ValidationError as exc:
-        raise InvalidInput(f"invalid arguments: {exc}", code="invalid_arguments") from None
+        raise InvalidInput(codes.INVALID_ARGUMENTS, f"invalid arguments: {exc}") from None
 
 
 def _annotations(title: str, *, read_only: bool = False, destructive: bool = False,
@@ -146,13 +146,13 @@ class Tools:
             accepted = await self.svc.publisher.send(spec, OPS.require_password(password))
         else:
             if password is not None:
-                raise InvalidInput("password must not be passed in OAuth mode: channels are "
-                                   "authorized by binding them (pushgo.channel.bind.start)",
-                                   code="password_forbidden_in_oauth_mode")
+                raise InvalidInput(codes.PASSWORD_FORBIDDEN_IN_OAUTH_MODE,
+                                   "password must not be passed in OAuth mode: channels are "
+                                   "authorized by binding them (pushgo.channel.bind.start)")
             if not await self.binding.is_granted(ctx.principal, spec.channel_id):
-                raise GatewayError("this channel is not bound to your authorization; bind it "
-                                   "with pushgo.channel.bind.start", code="channel_not_bound",
-                                   status=403)
+                raise GatewayError(codes.CHANNEL_NOT_BOUND,
+                                   "this channel is not bound to your authorization; bind it "
+                                   "with pushgo.channel.bind.start")
             accepted = await self.svc.publisher.send_granted(spec)
         out = msgspec.to_builtins(accepted.wire())
         if not ctx.wants_progress:
@@ -231,7 +231,7 @@ class Tools:
         async def bind_start(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
             req = _convert(args, BindStartIn)
             if req.action not in ("bind", "revoke"):
-                raise InvalidInput("action must be bind or revoke", code="invalid_action")
+                raise InvalidInput(codes.INVALID_ACTION, "action must be bind or revoke")
             requested = F.channel_id(req.requested_channel_id) \
                 if F.blank_to_none(req.requested_channel_id) else None
             return await binding.start(ctx.principal, action=req.action,

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pushgo.errors import InvalidInput, NotFound
+from pushgo.errors import InvalidInput, NotFound, codes
 from pushgo.mcp.auth import Principal, oauth_required
 from pushgo.oauth.authorize import redirect_to
 from pushgo.oauth.clients import Clients
@@ -53,7 +53,7 @@ def owner_of(grant_id: str) -> str:
 
 
 def session_not_found() -> NotFound:
-    return NotFound("bind session not found", code="bind_session_not_found")
+    return NotFound(codes.BIND_SESSION_NOT_FOUND, "bind session not found")
 
 
 class OAuthBinding:
@@ -101,8 +101,9 @@ class OAuthBinding:
         if redirect_uri is not None:
             client = await self.clients.get(grant.client_id, self.svc.ctx.now(), fresh=False)
             if client is None or not client.redirect_allowed(redirect_uri):
-                raise InvalidInput("redirect_uri must be one of this client's registered "
-                                   "redirect URIs", code="invalid_redirect_uri")
+                raise InvalidInput(codes.INVALID_REDIRECT_URI,
+                                   "redirect_uri must be one of this client's registered "
+                                   "redirect URIs")
         locale = P.pick_locale(lang, None, None)
         now = self.svc.ctx.now()
         session_id = new_id("pgbs", 18)
@@ -228,7 +229,7 @@ class OAuthBinding:
             if not cid or not password:
                 page.rows[0].error = t(locale, "incomplete")
             else:
-                checked = await self.checker.check(client_address(request), cid, password)
+                checked = await self.checker.check(cid, password)
                 page.rows[0].channel_id = checked.channel_id or cid
                 if checked.error is not None:
                     page.rows[0].error = checked.message(locale)

@@ -15,11 +15,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pushgo.errors import GatewayError
+from pushgo.errors import GatewayError, RateLimited, codes
 from pushgo.oauth.config import digest
 from pushgo.oauth.pages import t
 from pushgo.oauth.ratelimit import Limiter
-from pushgo.oauth.web import OAuthError, client_address, json_response, read_json
+from pushgo.oauth.web import OAuthError, json_response, read_json
 from pushgo.protocol import fields as F
 from pushgo.protocol import oauth as P
 from pushgo.service import Services
@@ -105,24 +105,24 @@ class Checked:
 
 
 class ChannelCheck:
-    def __init__(self, svc: Services, limiter: Limiter) -> None:
+    def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.limiter = limiter
 
-    async def check(self, address: str, raw_id: str, password: str) -> Checked:
-        """Does ``password`` open the channel? Attempts are limited per channel and per
-        client address; a refused attempt runs no KDF."""
+    async def check(self, raw_id: str, password: str) -> Checked:
+        """Does ``password`` open the channel? Failed checks are limited per client address
+        and per (channel, address), as on every path (pushgo.service.throttle): guesses
+        from one address never lock the owner out from another. A refused attempt runs no
+        KDF."""
         try:
             cid = F.channel_id(raw_id)
         except GatewayError:
             return Checked(None, error="bad_id")
-        wait = self.limiter.take(("channel", cid), ("address", address))
-        if wait:
-            return Checked(cid, error="too_many", retry_after=wait)
         try:
             row = await self.svc.channels.authorize(cid, password)
+        except RateLimited as exc:
+            return Checked(cid, error="too_many", retry_after=exc.retry_after or 1)
         except GatewayError as exc:
-            if exc.code in ("channel_not_found", "password_mismatch", "invalid_password"):
+            if exc.error in (codes.CHANNEL_NOT_FOUND, codes.PASSWORD_MISMATCH, codes.INVALID_PASSWORD):
                 return Checked(cid, error="wrong")
             raise
         return Checked(cid, str(row.channel_name))
@@ -176,16 +176,18 @@ class LiveCheck:
                                   "message": t(locale, exc.key)}, exc.status, cors=False)
         cid, password = (text("channel_id") or "").strip(), text("password") or ""
         if not cid or not password:
-            return json_response({"valid": False, "error_code": "incomplete",
+            return json_response({"valid": False, "error_code": codes.INCOMPLETE.code,
                                   "message": t(locale, "incomplete")}, cors=False)
-        result = await self.checker.check(client_address(request), cid[:64], password[:256])
+        result = await self.checker.check(cid[:64], password[:256])
         if result.error == "too_many":
-            return json_response({"valid": False, "error_code": "too_many_attempts",
-                                  "message": result.message(locale)}, 429,
+            return json_response({"valid": False, "error_code": codes.TOO_MANY_ATTEMPTS.code,
+                                  "message": result.message(locale)}, codes.TOO_MANY_ATTEMPTS.status,
                                  {"retry-after": str(result.retry_after)}, cors=False)
         if result.error is not None:
-            code = {"bad_id": "invalid_channel_id"}.get(result.error, "channel_password_mismatch")
-            return json_response({"valid": False, "error_code": code,
+            # A failed check is an answer, not a failed request: 200 with valid false.
+            code = (codes.INVALID_CHANNEL_ID if result.error == "bad_id"
+                    else codes.CHANNEL_PASSWORD_MISMATCH)
+            return json_response({"valid": False, "error_code": code.code,
                                   "message": result.message(locale)}, cors=False)
         return json_response({"valid": True, "channel_id": result.channel_id,
                               "channel_name": result.channel_name}, cors=False)

@@ -20,7 +20,9 @@ from typing import Any
 
 import msgspec
 
+from pushgo.protocol import errors as codes
 from pushgo.protocol import fields as F
+from pushgo.protocol import jsondepth
 from pushgo.protocol import operations as OPS
 from pushgo.protocol.ids import is_token_id
 
@@ -326,7 +328,7 @@ class Item:
 class ItemError(F.FieldError):
     """An item that cannot be an operation; ``op_id`` is kept when it could be read."""
 
-    def __init__(self, code: str, message: str, op_id: str | None = None) -> None:
+    def __init__(self, code: codes.ErrorCode, message: str, op_id: str | None = None) -> None:
         super().__init__(code, message)
         self.op_id = op_id
 
@@ -337,34 +339,37 @@ _generic = msgspec.json.Decoder()
 def decode_item(raw: bytes) -> Item:
     """Decode and validate one item; every failure is an :class:`ItemError` (a FieldError)."""
     try:
+        jsondepth.check(raw)
         doc = _generic.decode(raw)
+    except jsondepth.TooDeep as exc:
+        raise ItemError(codes.JSON_TOO_DEEP, f"invalid JSON: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise ItemError("invalid_json_syntax", f"invalid JSON syntax: {exc}") from None
-    except RecursionError:
-        raise ItemError("invalid_json_syntax", "invalid JSON syntax: nested too deeply") from None
+        raise ItemError(codes.INVALID_JSON_SYNTAX, f"invalid JSON syntax: {exc}") from None
+    except RecursionError:  # the depth check above keeps msgspec well short of this
+        raise ItemError(codes.JSON_TOO_DEEP, "invalid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
-        raise ItemError("invalid_json_data", "each operation must be a JSON object")
+        raise ItemError(codes.INVALID_JSON_DATA, "each operation must be a JSON object")
     raw_op = doc.get("op_id")
     op_id = raw_op if isinstance(raw_op, str) and is_token_id(raw_op, F.OP_ID_MAX) else None
     try:
         if b"\\u0000" in raw and _has_nul(doc):
-            raise ItemError("invalid_json_data", "strings must not contain U+0000")
+            raise ItemError(codes.INVALID_JSON_DATA, "strings must not contain U+0000")
         return _item(doc)
     except ItemError as exc:
         exc.op_id = op_id
         raise
     except F.FieldError as exc:
-        raise ItemError(exc.code, exc.message, op_id) from None
+        raise ItemError(exc.error, exc.message, op_id) from None
 
 
 def _item(doc: dict[str, Any]) -> Item:
     kind = doc.pop("type", "message")
     if not isinstance(kind, str) or kind not in KINDS:
-        raise ItemError("invalid_operation_type",
+        raise ItemError(codes.INVALID_OPERATION_TYPE,
                         "type must be one of " + ", ".join(KINDS))
     if "route" in doc or "tokens" in doc:
         if kind != "message":
-            raise ItemError("invalid_operation_type", "a direct send (route + tokens) can "
+            raise ItemError(codes.INVALID_OPERATION_TYPE, "a direct send (route + tokens) can "
                             "only be a message")
         req = _convert(doc, DirectIn)
         route, tokens = direct_target(req.route, req.tokens)
@@ -390,17 +395,17 @@ def _convert(doc: dict[str, Any], kind: type[Any]) -> Any:
     try:
         return msgspec.convert(doc, kind)
     except msgspec.ValidationError as exc:
-        raise ItemError("invalid_json_data", f"invalid JSON data: {exc}") from None
+        raise ItemError(codes.INVALID_JSON_DATA, f"invalid JSON data: {exc}") from None
 
 
 def direct_target(route_raw: str, tokens_raw: list[str]) -> tuple[str, tuple[str, ...]]:
     route = route_raw.strip().lower()
     if route not in DIRECT_ROUTES:
-        raise ItemError("invalid_route", "route must be one of " + ", ".join(DIRECT_ROUTES))
+        raise ItemError(codes.INVALID_ROUTE, "route must be one of " + ", ".join(DIRECT_ROUTES))
     if not tokens_raw:
-        raise ItemError("tokens_required", "tokens must list at least one provider token")
+        raise ItemError(codes.TOKENS_REQUIRED, "tokens must list at least one provider token")
     if len(tokens_raw) > MAX_TOKENS:
-        raise ItemError("too_many_tokens", f"at most {MAX_TOKENS} tokens per operation; split "
+        raise ItemError(codes.TOO_MANY_TOKENS, f"at most {MAX_TOKENS} tokens per operation; split "
                         "larger sends over several lines")
     platform = "ios" if route == "apns" else "android"
     seen: dict[str, None] = {}
@@ -410,7 +415,7 @@ def direct_target(route_raw: str, tokens_raw: list[str]) -> tuple[str, tuple[str
             # APNs tokens are hex, whatever their case: one device, one delivery.
             seen.setdefault(token.lower() if route == "apns" else token, None)
         except F.FieldError:
-            raise ItemError("invalid_provider_token",
+            raise ItemError(codes.INVALID_PROVIDER_TOKEN,
                             f"invalid {route} token at position {len(seen)}") from None
     return route, tuple(seen)
 

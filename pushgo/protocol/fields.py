@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from pushgo.errors import InvalidInput
+from pushgo.protocol import errors as codes
+from pushgo.protocol import jsondepth
 from pushgo.protocol.ids import is_token_id, parse_channel_id
 from pushgo.protocol.timeparse import to_epoch_ms
 
@@ -39,8 +41,18 @@ Scalar = str | int | float | bool
 class FieldError(InvalidInput):
     """A field that breaks its rule: 400 with a specific ``error_code``."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message, code=code)
+    def __init__(self, code: codes.ErrorCode, message: str) -> None:
+        super().__init__(code, message)
+
+
+def _required(field: str) -> codes.ErrorCode:
+    """``<field>_required``: registered for every field the operations pass in."""
+    return codes.by_code(f"{field}_required")
+
+
+def _invalid(field: str) -> codes.ErrorCode:
+    """``invalid_<field>``: registered for every field the operations pass in."""
+    return codes.by_code(f"invalid_{field}")
 
 
 def blank_to_none(value: str | None) -> str | None:
@@ -52,37 +64,37 @@ def blank_to_none(value: str | None) -> str | None:
 
 def channel_id(raw: str) -> str:
     if not raw.strip():
-        raise FieldError("channel_id_required", "channel id must not be empty")
+        raise FieldError(codes.CHANNEL_ID_REQUIRED, "channel id must not be empty")
     # Readers often paste ids with separators; they are not part of the id.
     parsed = parse_channel_id(re.sub(r"[\s\-]", "", raw))
     if parsed is None:
-        raise FieldError("invalid_channel_id", "invalid channel id")
+        raise FieldError(codes.INVALID_CHANNEL_ID, "invalid channel id")
     return parsed
 
 
 def device_key(raw: str) -> str:
     value = raw.strip()
     if not value:
-        raise FieldError("device_key_required", "device_key is required")
+        raise FieldError(codes.DEVICE_KEY_REQUIRED, "device_key is required")
     if len(value) > 128 or not value.isprintable():
-        raise FieldError("invalid_device_key", "device_key is invalid")
+        raise FieldError(codes.INVALID_DEVICE_KEY, "device_key is invalid")
     return value
 
 
 def token_id(raw: str | None, field: str, max_len: int, *, required: bool) -> str | None:
     if raw is None:
         if required:
-            raise FieldError(f"{field}_required", f"{field} is required")
+            raise FieldError(_required(field), f"{field} is required")
         return None
     value = raw.strip()
     if not value:
         if required:
-            raise FieldError(f"{field}_required", f"{field} must not be empty")
+            raise FieldError(_required(field), f"{field} must not be empty")
         return None
     if len(value.encode()) > max_len:
-        raise FieldError(f"invalid_{field}", f"{field} is too long (max {max_len})")
+        raise FieldError(_invalid(field), f"{field} is too long (max {max_len})")
     if not is_token_id(value, max_len):
-        raise FieldError(f"invalid_{field}", f"{field} may only contain A-Z a-z 0-9 _ : -")
+        raise FieldError(_invalid(field), f"{field} may only contain A-Z a-z 0-9 _ : -")
     return value
 
 
@@ -93,16 +105,16 @@ def op_id(raw: str | None) -> str | None:
 def timestamp(raw: object, field: str, *, required: bool = False) -> int | None:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         if required:
-            raise FieldError(f"{field}_required", f"{field} is required")
+            raise FieldError(_required(field), f"{field} is required")
         return None
     ms = to_epoch_ms(raw)
     if ms is None:
-        raise FieldError(f"invalid_{field}", f"{field} must be Unix seconds or milliseconds")
+        raise FieldError(_invalid(field), f"{field} must be Unix seconds or milliseconds")
     return ms
 
 
 def _string_list(values: list[str] | None, field: str, max_items: int, max_len: int,
-                 code: str) -> list[str]:
+                 code: codes.ErrorCode) -> list[str]:
     if not values:
         return []
     if len(values) > max_items:
@@ -122,11 +134,11 @@ def _string_list(values: list[str] | None, field: str, max_items: int, max_len: 
 
 
 def images(values: list[str] | None) -> list[str]:
-    return _string_list(values, "images", IMAGES_MAX, IMAGE_URL_MAX, "images_format_invalid")
+    return _string_list(values, "images", IMAGES_MAX, IMAGE_URL_MAX, codes.IMAGES_FORMAT_INVALID)
 
 
 def tags(values: list[str] | None) -> list[str]:
-    return _string_list(values, "tags", TAGS_MAX, TAG_MAX, "tags_format_invalid")
+    return _string_list(values, "tags", TAGS_MAX, TAG_MAX, codes.TAGS_FORMAT_INVALID)
 
 
 def csv_list(raw: str | None) -> list[str] | None:
@@ -152,19 +164,19 @@ def metadata(raw: Mapping[str, Any] | None) -> dict[str, Scalar]:
     for key_raw, value in raw.items():
         key = key_raw.strip()
         if not key:
-            raise FieldError("metadata_key_required", "metadata key must not be empty")
+            raise FieldError(codes.METADATA_KEY_REQUIRED, "metadata key must not be empty")
         if key in out:
-            raise FieldError("metadata_key_duplicate", f"metadata key {key!r} is duplicated")
+            raise FieldError(codes.METADATA_KEY_DUPLICATE, f"metadata key {key!r} is duplicated")
         if len(key.encode()) > METADATA_KEY_MAX:
-            raise FieldError("metadata_key_too_long", "metadata key is too long (max 64 bytes)")
+            raise FieldError(codes.METADATA_KEY_TOO_LONG, "metadata key is too long (max 64 bytes)")
         if not isinstance(value, str | int | float | bool) or value is None:
-            raise FieldError("metadata_value_scalar_required", f"metadata.{key} must be a scalar")
+            raise FieldError(codes.METADATA_VALUE_SCALAR_REQUIRED, f"metadata.{key} must be a scalar")
         if isinstance(value, float) and value != value:  # NaN never arrives from JSON; guard
-            raise FieldError("metadata_value_scalar_required", f"metadata.{key} must be a scalar")
+            raise FieldError(codes.METADATA_VALUE_SCALAR_REQUIRED, f"metadata.{key} must be a scalar")
         if isinstance(value, str) and not value.strip():
-            raise FieldError("metadata_value_required", f"metadata.{key} must not be empty")
+            raise FieldError(codes.METADATA_VALUE_REQUIRED, f"metadata.{key} must not be empty")
         if len(scalar_text(value).encode()) > METADATA_VALUE_MAX:
-            raise FieldError("metadata_value_too_long", "metadata value is too long (max 512 bytes)")
+            raise FieldError(codes.METADATA_VALUE_TOO_LONG, "metadata value is too long (max 512 bytes)")
         out[key] = value
     return dict(sorted(out.items()))
 
@@ -173,13 +185,15 @@ def metadata_from_query(raw: str | None) -> dict[str, Scalar]:
     if raw is None or not raw.strip():
         return {}
     try:
-        parsed = json.loads(raw)
+        parsed = jsondepth.loads(raw)
+    except jsondepth.TooDeep as exc:
+        raise FieldError(codes.JSON_TOO_DEEP, f"metadata: {exc}") from None
     except ValueError:
-        raise FieldError("metadata_object_required", "metadata must be a JSON object") from None
+        raise FieldError(codes.METADATA_OBJECT_REQUIRED, "metadata must be a JSON object") from None
     if parsed is None:
         return {}
     if not isinstance(parsed, dict):
-        raise FieldError("metadata_object_required", "metadata must be a JSON object")
+        raise FieldError(codes.METADATA_OBJECT_REQUIRED, "metadata must be a JSON object")
     return metadata(parsed)
 
 
@@ -191,13 +205,13 @@ def attrs(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     for key_raw, value in raw.items():
         key = key_raw.strip()
         if not key:
-            raise FieldError("extension_object_key_required", "attrs contains empty key")
+            raise FieldError(codes.EXTENSION_OBJECT_KEY_REQUIRED, "attrs contains empty key")
         if isinstance(value, list):
-            raise FieldError("extension_object_arrays_unsupported", "attrs does not support arrays")
+            raise FieldError(codes.EXTENSION_OBJECT_ARRAYS_UNSUPPORTED, "attrs does not support arrays")
         if isinstance(value, dict):
             for inner in value.values():
                 if isinstance(inner, dict | list):
-                    raise FieldError("extension_object_nested_object_unsupported",
+                    raise FieldError(codes.EXTENSION_OBJECT_NESTED_OBJECT_UNSUPPORTED,
                                      "attrs only supports one-level objects")
         out[key] = value
     return dict(sorted(out.items()))
@@ -213,7 +227,7 @@ def severity_strict(raw: str | None) -> str | None:
         return None
     value = raw.strip().lower()
     if value not in SEVERITIES:
-        raise FieldError("invalid_severity", "severity must be one of critical/high/normal/low")
+        raise FieldError(codes.INVALID_SEVERITY, "severity must be one of critical/high/normal/low")
     return value
 
 
@@ -222,16 +236,16 @@ def bounded_text(raw: str | None, field: str, max_chars: int) -> str | None:
         return None
     value = raw.strip()
     if not value:
-        raise FieldError(f"invalid_{field}", f"{field} must not be empty")
+        raise FieldError(_invalid(field), f"{field} must not be empty")
     if len(value) > max_chars:
-        raise FieldError(f"invalid_{field}", f"{field} is too long (max {max_chars})")
+        raise FieldError(_invalid(field), f"{field} is too long (max {max_chars})")
     return value
 
 
 def image_url(raw: str | None, field: str) -> str | None:
     value = blank_to_none(raw)
     if value is not None and len(value.encode()) > IMAGE_URL_MAX:
-        raise FieldError("images_format_invalid", f"{field} is longer than 2048 bytes")
+        raise FieldError(codes.IMAGES_FORMAT_INVALID, f"{field} is longer than 2048 bytes")
     return value
 
 
@@ -247,20 +261,20 @@ def external_ids(raw: Mapping[str, Any] | None) -> dict[str, str | None]:
     for key_raw, value in raw.items():
         key = key_raw.strip().lower()
         if not key:
-            raise FieldError("external_ids_key_invalid", "external_ids contains empty key")
+            raise FieldError(codes.EXTERNAL_IDS_KEY_INVALID, "external_ids contains empty key")
         if len(key.encode()) > EXTERNAL_ID_KEY_MAX or not _EXT_KEY.fullmatch(key):
-            raise FieldError("external_ids_key_invalid", "external_ids key format is invalid")
+            raise FieldError(codes.EXTERNAL_IDS_KEY_INVALID, "external_ids key format is invalid")
         if value is None:
             out[key] = None
             continue
         if not isinstance(value, str):
-            raise FieldError("external_ids_value_invalid",
+            raise FieldError(codes.EXTERNAL_IDS_VALUE_INVALID,
                              "external_ids only supports string or null values")
         text = value.strip()
         if not text:
-            raise FieldError("external_ids_value_required", "external_ids contains empty value")
+            raise FieldError(codes.EXTERNAL_IDS_VALUE_REQUIRED, "external_ids contains empty value")
         if len(text.encode()) > EXTERNAL_ID_VALUE_MAX:
-            raise FieldError("external_ids_value_too_long", "external_ids value is too long")
+            raise FieldError(codes.EXTERNAL_IDS_VALUE_TOO_LONG, "external_ids value is too long")
         out[key] = text
     return dict(sorted(out.items()))
 
@@ -268,10 +282,10 @@ def external_ids(raw: Mapping[str, Any] | None) -> dict[str, str | None]:
 def _loc_tokens(value: str, sep: str, lo: int, hi: int, kind: str) -> str:
     parts = [p.strip().lower() for p in value.split(sep)]
     if not lo <= len(parts) <= hi:
-        raise FieldError("invalid_location", f"{kind} location_value has the wrong number of parts")
+        raise FieldError(codes.INVALID_LOCATION, f"{kind} location_value has the wrong number of parts")
     for p in parts:
         if not p or len(p) > LOCATION_TOKEN_MAX or not _LOC_TOKEN.fullmatch(p):
-            raise FieldError("invalid_location", "location_value token format is invalid")
+            raise FieldError(codes.INVALID_LOCATION, "location_value token format is invalid")
     return sep.join(parts)
 
 
@@ -280,25 +294,25 @@ def location(type_raw: str | None, value_raw: str | None) -> tuple[str, str] | N
     if ltype is None and lvalue is None:
         return None
     if ltype is None or lvalue is None:
-        raise FieldError("invalid_location",
+        raise FieldError(codes.INVALID_LOCATION,
                          "location_type and location_value must be provided together")
     ltype = ltype.lower()
     if ltype not in LOCATION_TYPES:
-        raise FieldError("invalid_location", "location_type must be one of " + "|".join(LOCATION_TYPES))
+        raise FieldError(codes.INVALID_LOCATION, "location_type must be one of " + "|".join(LOCATION_TYPES))
     if ltype == "physical":
         if len(lvalue.encode()) > LOCATION_TEXT_MAX:
-            raise FieldError("invalid_location", "physical location_value is too long")
+            raise FieldError(codes.INVALID_LOCATION, "physical location_value is too long")
         return ltype, lvalue
     if ltype == "geo":
         lat_s, sep, lng_s = lvalue.partition(",")
         if not sep:
-            raise FieldError("invalid_location", "geo location_value must be <lat>,<lng>")
+            raise FieldError(codes.INVALID_LOCATION, "geo location_value must be <lat>,<lng>")
         try:
             lat, lng = float(lat_s), float(lng_s)
         except ValueError:
-            raise FieldError("invalid_location", "geo location_value must be numbers") from None
+            raise FieldError(codes.INVALID_LOCATION, "geo location_value must be numbers") from None
         if not (-90 <= lat <= 90) or not (-180 <= lng <= 180):
-            raise FieldError("invalid_location", "geo location_value out of range")
+            raise FieldError(codes.INVALID_LOCATION, "geo location_value out of range")
         return ltype, f"{round(lat, 6):.6f},{round(lng, 6):.6f}"
     if ltype == "cloud":
         return ltype, _loc_tokens(lvalue, ":", 2, 3, "cloud")
@@ -310,11 +324,11 @@ def location(type_raw: str | None, value_raw: str | None) -> tuple[str, str] | N
 def channel_name(raw: str) -> str:
     value = raw.strip()
     if not value:
-        raise FieldError("invalid_channel_name", "channel name must not be empty")
+        raise FieldError(codes.INVALID_CHANNEL_NAME, "channel name must not be empty")
     if len(value) > 128:
-        raise FieldError("invalid_channel_name", "channel name too long (max 128)")
+        raise FieldError(codes.INVALID_CHANNEL_NAME, "channel name too long (max 128)")
     if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
-        raise FieldError("invalid_channel_name", "channel name contains invalid characters")
+        raise FieldError(codes.INVALID_CHANNEL_NAME, "channel name contains invalid characters")
     return value
 
 
@@ -327,14 +341,14 @@ APPLE = ("ios", "macos", "watchos")
 def platform(raw: str) -> str:
     value = PLATFORMS.get(raw.strip().lower())
     if value is None:
-        raise FieldError("invalid_platform", "invalid platform")
+        raise FieldError(codes.INVALID_PLATFORM, "invalid platform")
     return value
 
 
 def channel_type(raw: str) -> str:
     value = raw.strip().lower()
     if value not in CHANNEL_TYPES:
-        raise FieldError("invalid_channel_type", "invalid channel_type")
+        raise FieldError(codes.INVALID_CHANNEL_TYPE, "invalid channel_type")
     return value
 
 
@@ -349,5 +363,5 @@ def provider_token(raw: str, plat: str) -> str:
         # Control characters are never part of a real FCM/WNS token.
         ok = 16 <= len(value.encode()) <= 4096 and value.isprintable()
     if not ok:
-        raise FieldError("invalid_provider_token", "invalid provider_token")
+        raise FieldError(codes.INVALID_PROVIDER_TOKEN, "invalid provider_token")
     return value

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from pushgo.protocol import errors as codes
 from pushgo.protocol import fields as F
 
 Ts = int | float | str | None
@@ -148,7 +149,7 @@ class OpSpec:
 
 def require_password(raw: str | None) -> str:
     if raw is None or not raw.strip():
-        raise F.FieldError("password_required", "password is required")
+        raise F.FieldError(codes.PASSWORD_REQUIRED, "password is required")
     return raw
 
 
@@ -158,16 +159,16 @@ def message_spec(req: MessageIn, *, channel_key: str | None = None) -> OpSpec:
     thing_id = F.token_id(req.thing_id, "thing_id", F.ENTITY_ID_MAX, required=False) \
         if req.thing_id is not None else None
     if req.thing_id is not None and thing_id is None:
-        raise F.FieldError("invalid_thing_id", "thing_id must not be empty")
+        raise F.FieldError(codes.INVALID_THING_ID, "thing_id must not be empty")
     cid = F.channel_id(req.channel_id) if channel_key is None else channel_key
     op = F.op_id(req.op_id)
     title = req.title.strip()
     if not title:
-        raise F.FieldError("title_required", "title must not be empty")
+        raise F.FieldError(codes.TITLE_REQUIRED, "title must not be empty")
     meta = F.metadata(req.metadata)
     occurred = F.timestamp(req.occurred_at, "occurred_at")
     if thing_id is not None and occurred is None:
-        raise F.FieldError("occurred_at_required_for_thing_scoped_message",
+        raise F.FieldError(codes.OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE,
                            "occurred_at is required when message is scoped to thing_id")
     fields = {
         "title": title,
@@ -212,19 +213,19 @@ def event_spec(req: _EventBody, action: str) -> OpSpec:
     started = F.timestamp(req.started_at, "started_at")
     ended = F.timestamp(req.ended_at, "ended_at")
     if action == "create" and ended is not None:
-        raise F.FieldError("ended_at_forbidden_on_create", "ended_at is only allowed on /event/close")
+        raise F.FieldError(codes.ENDED_AT_FORBIDDEN_ON_CREATE, "ended_at is only allowed on /event/close")
     if action == "update" and (started is not None or ended is not None):
-        raise F.FieldError("event_temporal_fields_forbidden_on_update",
+        raise F.FieldError(codes.EVENT_TEMPORAL_FIELDS_FORBIDDEN_ON_UPDATE,
                            "started_at and ended_at are not allowed on /event/update")
     if action == "close" and started is not None:
-        raise F.FieldError("started_at_forbidden_on_close",
+        raise F.FieldError(codes.STARTED_AT_FORBIDDEN_ON_CLOSE,
                            "started_at is only allowed on /event/create")
     if action == "create":
         if req.title is None or status is None or message is None or severity is None:
-            raise F.FieldError("event_create_required_fields_missing",
+            raise F.FieldError(codes.EVENT_CREATE_REQUIRED_FIELDS_MISSING,
                                "title, status, message and severity are required on /event/create")
     elif status is None or message is None or severity is None:
-        raise F.FieldError("event_update_required_fields_missing",
+        raise F.FieldError(codes.EVENT_UPDATE_REQUIRED_FIELDS_MISSING,
                            "status, message and severity are required on /event/update and "
                            "/event/close")
     event_time = F.timestamp(req.event_time, "event_time", required=True)
@@ -259,13 +260,13 @@ def thing_spec(req: _ThingBody, action: str) -> OpSpec:
     manufacturer = attrs.get("manufacturer")
     if "manufacturer" in attrs and manufacturer is not None:
         if not isinstance(manufacturer, dict):
-            raise F.FieldError("manufacturer_attr_invalid", "attrs.manufacturer must be object or null")
+            raise F.FieldError(codes.MANUFACTURER_ATTR_INVALID, "attrs.manufacturer must be object or null")
         for key in manufacturer:
             if not key.strip():
-                raise F.FieldError("manufacturer_attr_key_required",
+                raise F.FieldError(codes.MANUFACTURER_ATTR_KEY_REQUIRED,
                                    "attrs.manufacturer contains empty key")
             if len(key.strip().encode()) > 64:
-                raise F.FieldError("manufacturer_attr_key_too_long",
+                raise F.FieldError(codes.MANUFACTURER_ATTR_KEY_TOO_LONG,
                                    "attrs.manufacturer key is too long")
     ext = F.external_ids(req.external_ids)
     loc = F.location(req.location_type, req.location_value)

@@ -24,12 +24,20 @@ from dataclasses import dataclass
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from pushgo.errors import GatewayError, InvalidInput, StoreUnavailable
+from pushgo.errors import (
+    GatewayError,
+    InvalidInput,
+    RateLimited,
+    ServerBusy,
+    StoreUnavailable,
+    codes,
+)
 from pushgo.protocol import bulk as B
 from pushgo.protocol import fields as F
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context
 from pushgo.service.send import Accepted, Direct, Prepared, Publisher
+from pushgo.service.throttle import RequestBudget
 from pushgo.store import channels as C
 
 log = logging.getLogger("pushgo.bulk")
@@ -61,7 +69,7 @@ class _Failed:
 
 def _copy(exc: GatewayError) -> GatewayError:
     # A fresh exception per item: re-raising one object would grow its traceback every time.
-    return GatewayError(exc.message, code=exc.code, status=exc.status)
+    return GatewayError(exc.error, exc.message, status=exc.status)
 
 
 class _Authorizer:
@@ -73,6 +81,8 @@ class _Authorizer:
         self.channels = channels
         self.gateway_token = ctx.settings.token is not None
         self._seen: dict[tuple[str, str | None], GatewayError | None] = {}
+        #: Past a few wrong passwords, this request's other checks are not run at all.
+        self.budget = RequestBudget()
 
     async def check(self, channel_id: str, password: str | None) -> None:
         key = (channel_id, password)
@@ -83,14 +93,14 @@ class _Authorizer:
             return
         try:
             if password is not None:
-                await self.channels.authorize(channel_id, password)
+                await self.channels.authorize(channel_id, password, self.budget)
             elif not self.gateway_token:
-                raise F.FieldError("password_required", "password is required (only a "
+                raise F.FieldError(codes.PASSWORD_REQUIRED, "password is required (only a "
                                    "gateway with PUSHGO_TOKEN authorises channels by its "
                                    "token)")
             elif await self.ctx.store.read(C.get, channel_id) is None:
                 raise channel_not_found()
-        except StoreUnavailable:
+        except (StoreUnavailable, RateLimited, ServerBusy):
             raise  # not an answer about this channel
         except GatewayError as exc:
             self._remember(key, exc)
@@ -129,7 +139,7 @@ class Bulk:
                     for frame in piece:
                         if isinstance(frame, B.Broken):
                             batch.append(_Failed(count, InvalidInput(
-                                frame.message, code="invalid_json_syntax"), None))
+                                codes.INVALID_JSON_SYNTAX, frame.message), None))
                             await send.send(batch)
                             return count + 1
                         entry = await self._decode(count, frame, auth)
@@ -149,8 +159,8 @@ class Bulk:
                       auth: _Authorizer) -> _Ready | _Failed:
         if isinstance(frame, B.TooLong):
             return _Failed(index, InvalidInput(
-                f"operation is {frame.size} bytes; at most {B.MAX_ITEM_BYTES} bytes each",
-                code="line_too_long"), None)
+                codes.LINE_TOO_LONG,
+                f"operation is {frame.size} bytes; at most {B.MAX_ITEM_BYTES} bytes each"), None)
         try:
             item = B.decode_item(frame)
         except B.ItemError as exc:
@@ -168,11 +178,12 @@ class Bulk:
 
     def _check_direct(self, route: str) -> None:
         if self.ctx.settings.token is None:
-            raise GatewayError("direct sends to provider tokens need a gateway with "
-                               "PUSHGO_TOKEN set", code="gateway_token_required", status=403)
+            raise GatewayError(codes.GATEWAY_TOKEN_REQUIRED,
+                               "direct sends to provider tokens need a gateway with "
+                               "PUSHGO_TOKEN set")
         if route not in self.routes:
-            raise InvalidInput(f"{route} is not configured on this gateway",
-                               code="provider_not_configured")
+            raise InvalidInput(codes.PROVIDER_NOT_CONFIGURED,
+                               f"{route} is not configured on this gateway")
 
     async def _write(self, receive: MemoryObjectReceiveStream[list[_Ready | _Failed]],
                      emit: Callable[[bytes], None]) -> None:
@@ -203,8 +214,7 @@ class Bulk:
                 written = [exc] * len(ready)
             except Exception:
                 log.exception("bulk batch failed")
-                written = [GatewayError("internal error", code="internal_error",
-                                        status=500)] * len(ready)
+                written = [GatewayError(codes.INTERNAL_ERROR, "internal error")] * len(ready)
             outcomes = {e.index: out for e, out in zip(ready, written, strict=True)}
         lines = []
         for entry in batch:

@@ -8,26 +8,27 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from pushgo.errors import GatewayError, InvalidInput, NotFound, PasswordMismatch
+from pushgo.errors import GatewayError, InvalidInput, NotFound, PasswordMismatch, codes
 from pushgo.protocol import fields as F
 from pushgo.protocol import wire as W
 from pushgo.protocol.ids import encode_channel_id
 from pushgo.service.context import Context
 from pushgo.service.devices import require_device
 from pushgo.service.passwords import normalize_password
+from pushgo.service.throttle import RequestBudget, current_client
 from pushgo.store import channels as C
-from pushgo.store.history import channel_info
+from pushgo.store.history import channel_info, channel_overview
 
 SYNC_LIMIT = 2000
 
 
 def channel_not_found() -> NotFound:
-    return NotFound("channel not found", code="channel_not_found")
+    return NotFound(codes.CHANNEL_NOT_FOUND, "channel not found")
 
 
 def limit_exceeded() -> InvalidInput:
-    return InvalidInput("channel subscriber limit exceeded",
-                        code="channel_subscriber_limit_exceeded")
+    return InvalidInput(codes.CHANNEL_SUBSCRIBER_LIMIT_EXCEEDED,
+                        "channel subscriber limit exceeded")
 
 
 def _join(conn: Connection, channel_id: str, device_key: str, now: int, limit: int) -> None:
@@ -41,22 +42,40 @@ def _join(conn: Connection, channel_id: str, device_key: str, now: int, limit: i
 
 def _check_route(row: Any) -> None:
     if row.channel_type != "private" and row.provider_token is None:
-        raise InvalidInput("device route is provider; provider_token required (switch route "
-                           "to private for private channel ops)", code="provider_token_required")
+        raise InvalidInput(codes.PROVIDER_TOKEN_REQUIRED,
+                           "device route is provider; provider_token required (switch route "
+                           "to private for private channel ops)")
 
 
 class Channels:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    async def authorize(self, channel_id: str, password: str) -> Any:
-        """The channel row if ``password`` opens it; 404 / 403 otherwise."""
+    async def authorize(self, channel_id: str, password: str,
+                        budget: RequestBudget | None = None) -> Any:
+        """The channel row if ``password`` opens it; 404 / 403 otherwise. A client with too
+        many failed checks (see pushgo.service.throttle), or a request past its ``budget``,
+        gets 429 rate_limited before anything is read or hashed."""
         password = normalize_password(password)
+        client, throttle = current_client(), self.ctx.throttle
+        throttle.check(channel_id, client, self.ctx.now())
+        if budget is not None:
+            budget.check()
         row = await self.ctx.store.read(C.get, channel_id)
         if row is None:
             raise channel_not_found()
-        if not await self.ctx.verifier.verify(password, row.password_hash):
-            raise PasswordMismatch("invalid channel password", code="password_mismatch")
+        spent = False
+
+        def spend() -> None:  # only when the KDF is about to run
+            nonlocal spent
+            throttle.spend(channel_id, client, self.ctx.now())
+            spent = True
+
+        if not await self.ctx.verifier.verify(password, row.password_hash, spend):
+            if budget is not None:
+                budget.failed()
+            raise PasswordMismatch()
+        throttle.succeeded(channel_id, client, self.ctx.now(), spent=spent)
         self.ctx.verifier.remember(channel_id, password, row.password_hash)
         return row
 
@@ -66,8 +85,8 @@ class Channels:
         cid = F.channel_id(cid_raw) if cid_raw is not None else None
         name = F.channel_name(name_raw) if name_raw is not None else None
         if (cid is None) == (name is None):
-            raise InvalidInput("must provide either channel_id or channel_name",
-                               code="channel_binding_invalid")
+            raise InvalidInput(codes.CHANNEL_BINDING_INVALID,
+                               "must provide either channel_id or channel_name")
         password = normalize_password(req.password)
         device = await self.ctx.store.read(require_device, key)
         _check_route(device)
@@ -112,23 +131,24 @@ class Channels:
     async def sync(self, req: W.SyncIn) -> W.SyncOut:
         key = F.device_key(req.device_key)
         if len(req.channels) > SYNC_LIMIT:
-            raise InvalidInput(f"channels exceeds max limit {SYNC_LIMIT}",
-                               code="channels_limit_exceeded")
+            raise InvalidInput(codes.CHANNELS_LIMIT_EXCEEDED,
+                               f"channels exceeds max limit {SYNC_LIMIT}")
         device = await self.ctx.store.read(require_device, key)
         results: list[W.SyncItemOut] = []
         ok_ids: list[str] = []
+        budget = RequestBudget()
         limit = self.ctx.settings.channel_subscriber_limit
         for item in req.channels:
             shown = item.channel_id.strip()
             try:
                 if device.channel_type != "private" and device.provider_token is None:
-                    raise InvalidInput("provider channel requires provider_token",
-                                       code="provider_token_missing")
+                    raise InvalidInput(codes.PROVIDER_TOKEN_MISSING,
+                                       "provider channel requires provider_token")
                 cid = F.channel_id(item.channel_id) if shown else None
                 if cid is None:
-                    raise InvalidInput("channel_id is required", code="invalid_channel_id")
+                    raise InvalidInput(codes.INVALID_CHANNEL_ID, "channel_id is required")
                 shown = cid
-                row = await self.authorize(cid, item.password)
+                row = await self.authorize(cid, item.password, budget)
                 now = self.ctx.now()
 
                 await self.ctx.store.run(_join, cid, key, now, limit)
@@ -136,7 +156,8 @@ class Channels:
                 results.append(W.SyncItemOut(channel_id=cid, channel_name=row.channel_name,
                                              subscribed=True, created=False))
             except GatewayError as exc:
-                code = "invalid_channel_id" if exc.code == "channel_id_required" else exc.code
+                code = (codes.INVALID_CHANNEL_ID if exc.error == codes.CHANNEL_ID_REQUIRED
+                        else exc.error).code
                 results.append(W.SyncItemOut(channel_id=shown, subscribed=False, created=False,
                                              error=exc.message, error_code=code))
         failed = len(results) - len(ok_ids)
@@ -158,6 +179,11 @@ class Channels:
         row = await self.ctx.store.read(C.get, cid)
         return W.ExistsOut(channel_id=cid, exists=row is not None,
                            channel_name=row.channel_name if row is not None else None)
+
+    async def overview(self, channel_id: str) -> dict[str, Any] | None:
+        """A channel's info with its recent messages, open events and things (the
+        ``pushgo://channels/{channel_id}`` resource); None when there is no such channel."""
+        return await self.ctx.store.read(channel_overview, channel_id)
 
     async def create(self, name_raw: str, password_raw: str) -> dict[str, Any]:
         """A channel with no subscribers yet (operators: ``pushgo channel create``)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from pushgo.errors import InvalidInput
+from pushgo.errors import InvalidInput, codes
 from pushgo.protocol import fields as F
 from pushgo.protocol import wire as W
 from pushgo.service.context import Context, new_hex_id
@@ -14,14 +14,14 @@ from pushgo.store import devices as D
 
 _PLATFORM_FOR_TYPE = {"apns": F.APPLE, "fcm": ("android",), "wns": ("windows",)}
 _TYPE_PLATFORM_CODE = {
-    "apns": ("apns_channel_requires_apple_platform", "channel_type apns requires apple platform"),
-    "fcm": ("fcm_channel_requires_android_platform", "channel_type fcm requires android platform"),
-    "wns": ("wns_channel_requires_windows_platform", "channel_type wns requires windows platform"),
+    "apns": (codes.APNS_CHANNEL_REQUIRES_APPLE_PLATFORM, "channel_type apns requires apple platform"),
+    "fcm": (codes.FCM_CHANNEL_REQUIRES_ANDROID_PLATFORM, "channel_type fcm requires android platform"),
+    "wns": (codes.WNS_CHANNEL_REQUIRES_WINDOWS_PLATFORM, "channel_type wns requires windows platform"),
 }
 
 
 def device_not_found() -> InvalidInput:
-    return InvalidInput("device_key not found", code="device_key_not_found")
+    return InvalidInput(codes.DEVICE_KEY_NOT_FOUND, "device_key not found")
 
 
 def require_device(conn: Connection, device_key: str) -> Any:
@@ -34,6 +34,10 @@ def require_device(conn: Connection, device_key: str) -> Any:
 class Devices:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+
+    async def require(self, device_key: str) -> None:
+        """Nothing when the device is registered; ``device_key_not_found`` otherwise."""
+        await self.ctx.store.read(require_device, device_key)
 
     async def register(self, req: W.DeviceRegisterIn) -> W.DeviceRegisterOut:
         platform = F.platform(req.platform)
@@ -69,20 +73,20 @@ class Devices:
         def work(conn: Connection) -> W.DeviceRouteOut:
             row = require_device(conn, key)
             if asked_platform is not None and asked_platform != row.platform:
-                raise InvalidInput("platform does not match device identity",
-                                   code="platform_mismatch")
+                raise InvalidInput(codes.PLATFORM_MISMATCH,
+                                   "platform does not match device identity")
             token: str | None = None
             if ctype == "private":
                 if token_raw is not None:
-                    raise InvalidInput("provider_token is not allowed for private channel",
-                                       code="provider_token_forbidden_for_private_channel")
+                    raise InvalidInput(codes.PROVIDER_TOKEN_FORBIDDEN_FOR_PRIVATE_CHANNEL,
+                                       "provider_token is not allowed for private channel")
             else:
                 if token_raw is None:
-                    raise InvalidInput("provider_token required for provider channel",
-                                       code="provider_token_required")
+                    raise InvalidInput(codes.PROVIDER_TOKEN_REQUIRED,
+                                       "provider_token required for provider channel")
                 if row.platform not in _PLATFORM_FOR_TYPE[ctype]:
                     code, msg = _TYPE_PLATFORM_CODE[ctype]
-                    raise InvalidInput(msg, code=code)
+                    raise InvalidInput(code, msg)
                 token = F.provider_token(token_raw, row.platform)
             if (row.channel_type, row.provider_token) != (ctype, token):
                 if token is not None:
@@ -105,8 +109,8 @@ class Devices:
         def work(conn: Connection) -> W.DeviceRouteOut:
             row = require_device(conn, key)
             if row.channel_type != ctype:
-                raise InvalidInput("channel_type does not match current device route",
-                                   code="channel_type_mismatch")
+                raise InvalidInput(codes.CHANNEL_TYPE_MISMATCH,
+                                   "channel_type does not match current device route")
             if row.provider_token is not None:
                 D.set_route(conn, key, ctype, None, now)
             return W.DeviceRouteOut(device_key=key, channel_type=ctype, issued_new_key=False)
@@ -116,7 +120,7 @@ class Devices:
     async def retire_token(self, req: W.TokenRetireIn) -> W.TokenRetireOut:
         platform = F.platform(req.platform)
         if not req.provider_token.strip():
-            raise InvalidInput("provider_token is required", code="provider_token_required")
+            raise InvalidInput(codes.PROVIDER_TOKEN_REQUIRED, "provider_token is required")
         token = F.provider_token(req.provider_token, platform)
         now = self.ctx.now()
         await self.ctx.store.run(D.retire_token, platform, token, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from pushgo.errors import InvalidInput
+from pushgo.errors import InvalidInput, codes
 from pushgo.protocol import fields as F
 from pushgo.protocol import wire as W
 from pushgo.protocol.payload import with_delivery_id
@@ -20,7 +20,7 @@ def _delivery_id(raw: str | None) -> str | None:
         return None
     value = raw.strip()
     if not value:
-        raise InvalidInput("delivery_id must not be empty", code="delivery_id_required")
+        raise InvalidInput(codes.DELIVERY_ID_REQUIRED, "delivery_id must not be empty")
     return value
 
 

@@ -12,11 +12,15 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from pushgo.errors import InvalidInput
+from pushgo.errors import InvalidInput, ServerBusy, codes
+
+T = TypeVar("T")
 
 # N=2^14, r=8: ~16 MiB and a few tens of ms per check: slow for a guesser, fine for a person.
 SCRYPT_N = 1 << 14
@@ -30,6 +34,19 @@ PASSWORD_MAX = 128
 #: How long a verified (channel, password) pair skips the KDF.
 CACHE_TTL_S = 60.0
 CACHE_SIZE = 4096
+#: KDF threads, and the checks that may wait for one; past that a check answers 503
+#: server_busy (Retry-After) at once instead of queueing without bound.
+KDF_THREADS = 2
+KDF_WAITING = 64
+
+
+class _Running:
+    """One KDF check in flight: identical concurrent checks wait for its answer."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.result: bool | None = None
+
 
 def normalize_password(raw: str) -> str:
     """Trim and check the length in bytes (8–128)."""
@@ -37,7 +54,7 @@ def normalize_password(raw: str) -> str:
     size = len(value.encode())
     if size < PASSWORD_MIN or size > PASSWORD_MAX:
         raise InvalidInput(
-            f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} bytes", code="invalid_password"
+            codes.INVALID_PASSWORD, f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} bytes"
         )
     return value
 
@@ -81,16 +98,33 @@ class PasswordVerifier:
         # skip reading the channel before its write (see ``remembered``).
         self._granted: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         # Hashing is CPU-bound: two threads at most, so it never takes every worker thread
-        # the store needs. Made on first use, inside the running event loop.
+        # the store needs (nor anything /healthz or /readyz wait on). Made on first use,
+        # inside the running event loop.
         self._limiter: anyio.CapacityLimiter | None = None
+        self._queued = 0  # KDF runs waiting or running
+        self._running: dict[bytes, _Running] = {}
 
     def _kdf(self) -> anyio.CapacityLimiter:
         if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(2)
+            self._limiter = anyio.CapacityLimiter(KDF_THREADS)
         return self._limiter
 
+    def _check_room(self) -> None:
+        if self._queued >= KDF_THREADS + KDF_WAITING:
+            busy = ServerBusy(codes.SERVER_BUSY, "too many password checks at once; retry")
+            busy.retry_after = 1
+            raise busy
+
+    async def _run_kdf(self, func: Callable[..., T], *args: Any) -> T:
+        self._check_room()
+        self._queued += 1
+        try:
+            return await anyio.to_thread.run_sync(func, *args, limiter=self._kdf())
+        finally:
+            self._queued -= 1
+
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(hash_password_sync, password, limiter=self._kdf())
+        return await self._run_kdf(hash_password_sync, password)
 
     @staticmethod
     def _key(stored: str, password: str) -> bytes:
@@ -119,14 +153,32 @@ class PasswordVerifier:
             return None
         return entry[0]
 
-    async def verify(self, password: str, stored: str) -> bool:
+    async def verify(self, password: str, stored: str,
+                     before_kdf: Callable[[], None] | None = None) -> bool:
+        """Does ``password`` match ``stored``? A recent success answers from the cache; a
+        check identical to one in flight waits for its answer; otherwise ``before_kdf`` is
+        called (it may raise to refuse the work) and the KDF runs."""
         key = self._key(stored, password)
-        now = anyio.current_time()
-        expires = self._cache.get(key)
-        if expires is not None and expires > now:
-            return True
-        ok = await anyio.to_thread.run_sync(verify_password_sync, password, stored,
-                                            limiter=self._kdf())
+        while True:
+            expires = self._cache.get(key)
+            if expires is not None and expires > anyio.current_time():
+                return True
+            running = self._running.get(key)
+            if running is None:
+                break
+            await running.done.wait()
+            if running.result is not None:
+                return running.result
+        self._check_room()  # before ``before_kdf``: a refusal here costs the caller nothing
+        if before_kdf is not None:
+            before_kdf()
+        running = self._running[key] = _Running()
+        try:
+            ok = await self._run_kdf(verify_password_sync, password, stored)
+            running.result = ok
+        finally:
+            del self._running[key]
+            running.done.set()
         if ok:
             self._cache[key] = anyio.current_time() + self._ttl
             self._cache.move_to_end(key)

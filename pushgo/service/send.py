@@ -14,13 +14,14 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from pushgo.errors import Conflict, GatewayError, StoreUnavailable
+from pushgo.errors import Conflict, GatewayError, StoreUnavailable, codes
 from pushgo.protocol import wire as W
 from pushgo.protocol.operations import OpSpec
 from pushgo.protocol.payload import Rendered, render
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context, new_time_ordered_id
 from pushgo.service.passwords import normalize_password
+from pushgo.service.throttle import current_client
 from pushgo.store import channels as C
 from pushgo.store import entities as E
 from pushgo.store import outbox as O
@@ -58,6 +59,9 @@ class Publisher:
     async def send(self, spec: OpSpec, password: str) -> Accepted:
         """Send with the channel password (HTTP API, legacy MCP)."""
         password = normalize_password(password)
+        # A throttled client is refused before the cache too: a hit there would tell it
+        # which guess is right.
+        self.ctx.throttle.check(spec.channel_id, current_client(), self.ctx.now())
         stored = self.ctx.verifier.remembered(spec.channel_id, password)
         if stored is not None:
             # Verified recently: the write transaction checks the channel still has that
@@ -199,8 +203,8 @@ class Prepared:
             seen = O.find_operation(conn, spec.channel_id, op_id)
             if seen is not None:
                 if seen.fingerprint != self.fingerprint or seen.route != spec.route:
-                    raise Conflict("op_id was already used with a different payload",
-                                   code="op_id_conflict")
+                    raise Conflict(codes.OP_ID_CONFLICT,
+                                   "op_id was already used with a different payload")
                 return Accepted(spec.channel_id, op_id, seen.route, seen.entity_id,
                                 seen.thing_id, seen.recipients, duplicate=True)
         _check_lifecycle(conn, spec, kind, action)
@@ -285,8 +289,8 @@ def _write_one(conn: Connection, item: Prepared) -> Accepted | GatewayError:
             # answers as it did.
             if attempt:
                 break
-    return Conflict("the operation could not be stored (a concurrent send collided with it)",
-                    code="store_conflict")
+    return Conflict(codes.STORE_CONFLICT,
+                    "the operation could not be stored (a concurrent send collided with it)")
 
 
 def _check_lifecycle(conn: Connection, spec: OpSpec, kind: str, action: str) -> None:
@@ -294,8 +298,8 @@ def _check_lifecycle(conn: Connection, spec: OpSpec, kind: str, action: str) -> 
     if kind == "event" and action in ("update", "close") and spec.entity_id:
         row: Any = E.get_event(conn, spec.channel_id, spec.entity_id)
         if row is not None and row.state == "CLOSED" and action == "update":
-            raise Conflict("event is closed", code="event_closed")
+            raise Conflict(codes.EVENT_CLOSED, "event is closed")
     if kind == "thing" and action != "create" and spec.entity_id:
         row = E.get_thing(conn, spec.channel_id, spec.entity_id)
         if row is not None and row.state == "deleted":
-            raise Conflict("thing is deleted", code="thing_deleted")
+            raise Conflict(codes.THING_DELETED, "thing is deleted")

@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from pushgo.errors import NotFound
+from pushgo.errors import NotFound, codes
 from pushgo.protocol import fields as F
 from pushgo.service.context import Context
 from pushgo.store import status as S
@@ -35,7 +35,7 @@ Doc = dict[str, Any]
 
 
 def operation_not_found() -> NotFound:
-    return NotFound("operation not found", code="operation_not_found")
+    return NotFound(codes.OPERATION_NOT_FOUND, "operation not found")
 
 
 def is_done(doc: Doc) -> bool:
@@ -143,5 +143,5 @@ class Status:
 def _op_id(raw: str) -> str:
     op_id = F.op_id(raw)
     if op_id is None:
-        raise F.FieldError("op_id_required", "op_id must not be empty")
+        raise F.FieldError(codes.OP_ID_REQUIRED, "op_id must not be empty")
     return op_id

@@ -3,32 +3,55 @@
 unchanged on Trio and asyncio.
 
 Owns: engine creation for SQLite (file, WAL) and PostgreSQL (psycopg 3), the worker threads
-sized to the connection pool, write vs read transactions, the schema migration at start.
+sized to the connection pool, write vs read transactions, the schema migration at start, and
+the store's deadlines: every ``run`` carries one (``PUSHGO_DB_REQUEST_TIMEOUT_MS``); past it the
+caller gets StoreUnavailable("store unavailable: timeout") and the query is cancelled on its
+connection (which is then dropped), so a frozen database answers 503s, not hangs.
 Must not import: anyio-free callers only ever see ``Store.run``; nothing here imports
 pushgo.service, pushgo.api or starlette.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from pushgo.errors import StoreUnavailable
-from pushgo.store.threads import Batch, StoreCall, StoreThreads
+from pushgo.errors import StoreUnavailable, codes
+from pushgo.store.reasons import is_unavailable, reason_of
+from pushgo.store.threads import Batch, StoreCall, StoreThreads, current_call
+
+if TYPE_CHECKING:
+    from pushgo.settings import Settings
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: statement_timeout for PostgreSQL sessions: no single store call may hang the gateway.
+log = logging.getLogger("pushgo.store")
+
+#: statement_timeout for PostgreSQL sessions (``PUSHGO_DB_STATEMENT_TIMEOUT_MS``).
 STATEMENT_TIMEOUT_MS = 30_000
+#: The deadline of one store call (``PUSHGO_DB_REQUEST_TIMEOUT_MS``), in seconds.
+REQUEST_TIMEOUT_S = 5.0
+#: libpq's connect_timeout (``PUSHGO_DB_CONNECT_TIMEOUT_S``).
+CONNECT_TIMEOUT_S = 10
+#: SQLite's busy_timeout (``PUSHGO_DB_BUSY_TIMEOUT_MS``).
+BUSY_TIMEOUT_MS = 30_000
+#: The Retry-After of a 503 for a store that cannot serve now.
+RETRY_AFTER_S = 1
+#: The same reason is logged at most once in this many seconds (a frozen database fails every
+#: request: one line says so, not one per request).
+LOG_EVERY_S = 10.0
 
 
 def normalize_url(url: str) -> tuple[str, str]:
@@ -50,23 +73,30 @@ def _sqlite_path(sa_url: str) -> str | None:
 class Store:
     """Owns the engine; ``run`` executes one store function in one transaction off the loop."""
 
-    def __init__(self, url: str, *, pool_size: int = 8, pg_options: str | None = None) -> None:
+    def __init__(self, url: str, *, pool_size: int = 8, pg_options: str | None = None,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S,
+                 statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+                 connect_timeout_s: int = CONNECT_TIMEOUT_S,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.dialect, sa_url = normalize_url(url)
         self.url = url
+        self.request_timeout_s = request_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self._logged: dict[str, float] = {}  # reason → when it was last logged
         if self.dialect == "sqlite":
             path = _sqlite_path(sa_url)
             if path:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             self.engine = sa.create_engine(
                 sa_url,
-                pool_size=pool_size + 1,  # the readers' threads and the writer's
+                pool_size=pool_size + 2,  # the readers' threads, the writer's, the probe's
                 max_overflow=0,
-                connect_args={"check_same_thread": False, "timeout": 30},
+                connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             )
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, busy_timeout_ms)
             # SQLite has one writer; a small pool of readers is still useful under WAL.
         else:
-            options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+            options = f"-c statement_timeout={statement_timeout_ms}"
             url_obj = sa.engine.make_url(sa_url)
             # connect_args would replace an ``options`` given in the URL: carry it over.
             if "options" in url_obj.query:
@@ -77,14 +107,18 @@ class Store:
                 options += " " + pg_options
             self.engine = sa.create_engine(
                 sa_url,
-                pool_size=pool_size,
+                pool_size=pool_size + 1,  # the threads' and the health probe's
                 max_overflow=0,
                 pool_pre_ping=True,
-                connect_args={"options": options, "connect_timeout": 10},
+                connect_args={"options": options, "connect_timeout": connect_timeout_s},
             )
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
         # One thread per pooled connection: a store call never waits for a connection.
         self.threads = StoreThreads(pool_size)
+        # The health probe's own thread: a probe stuck on a frozen database holds no thread
+        # of the requests', and the next probe waits behind it (and times out) instead of
+        # taking another.
+        self.probe = StoreThreads(1, limit=1, name="pushgo-store-probe")
         # SQLite writes one transaction at a time anyway: one thread owns the writes and
         # commits those queued together in one transaction (group commit: a commit writes
         # every page it touched, and sends in a row share most of theirs).
@@ -93,6 +127,14 @@ class Store:
         if self.dialect == "sqlite":
             self.writer = StoreThreads(1, name="pushgo-store-writer", limit=MAX_WRITE_BATCH * 2,
                                        batch=self._write_batch, max_batch=MAX_WRITE_BATCH)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> Store:
+        """A store with the deadlines of ``settings`` (the PUSHGO_DB_* timeouts)."""
+        return cls(settings.db_url, request_timeout_s=settings.db_request_timeout_ms / 1000,
+                   statement_timeout_ms=settings.db_statement_timeout_ms,
+                   connect_timeout_s=settings.db_connect_timeout_s,
+                   busy_timeout_ms=settings.db_busy_timeout_ms, **kwargs)
 
     # -- running store functions -------------------------------------------------------------
 
@@ -112,18 +154,66 @@ class Store:
         with self.engine.connect() as conn:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(pushgo_write=write)
-            with conn.begin():
-                return fn(conn, *args)
+            job = current_call()  # run by StoreThreads for a caller with a deadline?
+            if job is not None and not job.set_cancel(self._canceller(conn)):
+                raise TimeoutError("the caller's deadline passed")
+            try:
+                with conn.begin():
+                    result = fn(conn, *args)
+                    if job is not None and job.abandoned:
+                        # Its caller answered 503: roll back rather than commit behind it.
+                        raise TimeoutError("the caller's deadline passed")
+                    return result
+            finally:
+                if job is not None:
+                    job.set_cancel(None)
+                    if job.abandoned:  # a cancel may still be on its way: drop the connection
+                        conn.invalidate()
 
-    async def run(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
+    def _canceller(self, conn: Connection) -> Callable[[], None]:
+        driver: Any = conn.connection.driver_connection
+        if self.dialect == "sqlite":
+            return driver.interrupt  # type: ignore[no-any-return]
+        timeout = self.connect_timeout_s
+
+        def cancel() -> None:
+            driver.cancel_safe(timeout=timeout)
+
+        return cancel
+
+    async def run(self, fn: Callable[..., T], *args: Any, write: bool = True,
+                  deadline_s: float | None = None) -> T:
         """Run ``fn(conn, *args)`` in its own transaction on one of the store's threads
         (``StoreThreads``: as many as pooled connections; a cancelled caller never leaves a
         transaction half done). SQLite writes go to the writer thread, which may commit it
         together with other writes queued at the same time: each in its own savepoint, so
-        one that raises is rolled back alone, and none is answered before the commit."""
-        if write and self.writer is not None:
-            return await self.writer.run(fn, *args)
-        return await self.threads.run(self._run_job, fn, args, write)
+        one that raises is rolled back alone, and none is answered before the commit.
+
+        The call has a deadline, ``deadline_s`` seconds (default: the store's request timeout)
+        from now, the wait for a thread included: past it StoreUnavailable (reason
+        ``timeout``) is raised, and a query still running is cancelled and rolled back."""
+        deadline = anyio.current_time() + (self.request_timeout_s if deadline_s is None
+                                           else deadline_s)
+        try:
+            if write and self.writer is not None:
+                return await self.writer.run(fn, *args, deadline=deadline)
+            return await self.threads.run(self._run_job, fn, args, write, deadline=deadline)
+        except TimeoutError as exc:
+            raise self._failed("timeout", getattr(fn, "__name__", "call")) from exc
+        except StoreDown as exc:
+            self._log_failure(exc.reason, getattr(fn, "__name__", "call"))
+            raise
+
+    def _failed(self, reason: str, what: str) -> StoreDown:
+        self._log_failure(reason, what)
+        return StoreDown(reason)
+
+    def _log_failure(self, reason: str, what: str) -> None:
+        now = time.monotonic()
+        if now - self._logged.get(reason, -LOG_EVERY_S) < LOG_EVERY_S:
+            return
+        self._logged[reason] = now
+        log.warning("store unavailable", extra={"fields": {"reason": reason, "call": what}})
 
     def _write_batch(self, batch: Batch) -> None:
         """The writer thread: ``job.fn(conn, *job.args)`` for every job of the batch (those
@@ -190,18 +280,37 @@ class Store:
 
         return self.run_sync(migrate, self.dialect, now_ms)
 
-    async def ping(self) -> bool:
+    async def health(self, deadline_s: float | None = None) -> str | None:
+        """None when the database answers (and takes writes) within ``deadline_s`` (default:
+        the request timeout); else the reason it does not. Runs on the probe's own thread."""
+        deadline = anyio.current_time() + (self.request_timeout_s if deadline_s is None
+                                           else deadline_s)
         try:
-            await self.read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar())
-        except Exception:
-            return False
-        return True
+            return await self.probe.run(self._run_job, self._probe, (), False,
+                                        deadline=deadline)
+        except TimeoutError:
+            return "timeout"
+        except StoreDown as exc:
+            return exc.reason
+        except Exception as exc:
+            return reason_of(exc)
+
+    def _probe(self, conn: Connection) -> str | None:
+        if self.dialect == "sqlite":
+            conn.exec_driver_sql("SELECT 1").scalar()
+            return None
+        read_only = conn.exec_driver_sql("SHOW transaction_read_only").scalar()
+        return "read-only" if read_only == "on" else None
+
+    async def ping(self) -> bool:
+        return await self.health() is None
 
     def dispose(self) -> None:
         if self.writer is not None:
             self.writer.close()  # its thread is gone: its connection can be closed here
             self._close_writer_connection()
         self.threads.close()
+        self.probe.close(timeout=1.0)
         if self.dialect == "sqlite":
             # Fold the WAL back into the main file so a copied data dir is self-contained.
             try:
@@ -218,13 +327,25 @@ MAX_WRITE_BATCH = 64
 WRITER_CACHE_KIB = 16 * 1024
 
 
+class StoreDown(StoreUnavailable):
+    """The 503 for a database that cannot serve now, naming why: ``reason`` is a fixed short
+    text (see :mod:`pushgo.store.reasons`), never the driver's message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(codes.STORE_UNAVAILABLE, f"store unavailable: {reason}")
+        self.reason = reason
+        self.retry_after = RETRY_AFTER_S
+
+
 def _unavailable(exc: DBAPIError) -> BaseException:
-    """What a caller sees of a database error: StoreUnavailable when the database is
-    unreachable or the connection was lost; the error itself otherwise."""
-    if isinstance(exc, OperationalError):
-        return StoreUnavailable(f"store unavailable: {type(exc.orig).__name__}")
+    """What a caller sees of a database error: StoreUnavailable naming the reason when the
+    database is unreachable, refuses, is read-only or full, or the connection was lost; the
+    error itself otherwise (a constraint, a bug)."""
+    reason = reason_of(exc)
+    if is_unavailable(reason) or isinstance(exc, OperationalError):
+        return StoreDown(reason)
     if exc.connection_invalidated:
-        return StoreUnavailable("store connection lost")
+        return StoreDown("connection lost")
     return exc
 
 
@@ -238,19 +359,21 @@ def _run_in_savepoints(conn: Connection, jobs: Iterable[StoreCall]) -> None:
         try:
             driver.execute(statement)
         except sqlite3.Error as exc:  # e.g. the transaction is gone: nothing will commit
-            raise StoreUnavailable(f"store unavailable: {type(exc).__name__}") from exc
+            raise StoreDown(reason_of(exc)) from exc
 
     for job in jobs:
         sql("SAVEPOINT pushgo_write")
         try:
             job.result = job.context.run(job.fn, conn, *job.args)
+            if job.abandoned:  # its caller answered 503: its write is not kept
+                raise TimeoutError("the caller's deadline passed")
         except BaseException as exc:  # this job's failure alone
             sql("ROLLBACK TO pushgo_write")
             job.result, job.error = None, exc
         sql("RELEASE pushgo_write")
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event decide how each transaction starts.
@@ -261,7 +384,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # the last commits.
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -17,7 +17,7 @@ import httpx
 import jsonschema
 import pytest
 
-from pushgo.errors import GatewayError
+from pushgo.errors import GatewayError, codes
 from pushgo.mcp.auth import NoBinding
 from pushgo.mcp.dispatcher import tool_error
 from pushgo.mcp.sessions import Notifier
@@ -260,8 +260,8 @@ def test_every_output_schema_admits_its_tools_error_results():
         ctx = None
 
     tools = Tools(_Svc(), NoBinding(), oauth=False).wire()  # type: ignore[arg-type]
-    error = tool_error(GatewayError("wrong password", code="password_mismatch",
-                                    status=403))["structuredContent"]
+    error = tool_error(GatewayError(codes.PASSWORD_MISMATCH,
+                                    "wrong password"))["structuredContent"]
     for tool in tools:
         assert tool.outputSchema is not None
         jsonschema.validate(error, tool.outputSchema)

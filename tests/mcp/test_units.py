@@ -192,7 +192,7 @@ def test_cursors_round_trip():
 async def test_a_store_failure_outside_a_tool_is_an_internal_error_with_the_code(gateway,
                                                                                 monkeypatch):
     async def broken(*_a: Any, **_k: Any) -> Any:
-        raise StoreUnavailable("store down")
+        raise StoreUnavailable(message="store down")
 
     monkeypatch.setattr(gateway.mcp.dispatcher.resources, "read", broken)
     call = D.Call(J.Request(1, "resources/read", msgspec.Raw(b'{"uri":"pushgo://x"}')),
