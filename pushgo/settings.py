@@ -56,6 +56,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     private_ttl_seconds: int | None = None
     delivery_lease_seconds: int = 60
     workers: int = 1
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 30.0
+    http_max_connections: int = 1000
 
     @property
     def private_ttl_s(self) -> int:
@@ -111,6 +114,19 @@ def _int_range(lo: int, hi: int) -> Callable[[str], int]:
             raise ValueError("expected an integer") from None
         if not lo <= value <= hi:
             raise ValueError(f"expected an integer from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def _seconds(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("expected a number of seconds") from None
+        if not lo <= value <= hi:  # NaN fails both comparisons
+            raise ValueError(f"expected seconds from {lo:g} to {hi:g}")
         return value
 
     return parse
@@ -232,6 +248,15 @@ OPTIONS: tuple[Option, ...] = (
            "(default 60)"),
     Option("PUSHGO_WORKERS", "workers", _int_range(1, 64),
            "gateway processes sharing the listening socket (default 1; >1 needs PostgreSQL)"),
+    Option("PUSHGO_HTTP_HEADER_TIMEOUT_S", "http_header_timeout_s", _seconds(0.1, 3600),
+           "seconds a client has to send a request's headers; slower connections are closed "
+           "(default 10)"),
+    Option("PUSHGO_HTTP_BODY_TIMEOUT_S", "http_body_timeout_s", _seconds(0.1, 3600),
+           "seconds a request body may take to arrive, plus one per 64 KiB received; "
+           "slower bodies get 408 request_timeout (default 30)"),
+    Option("PUSHGO_HTTP_MAX_CONNECTIONS", "http_max_connections", _int_range(1, 1_000_000),
+           "open HTTP connections per process; past it a new connection gets 503 with "
+           "Retry-After (default 1000)"),
 )
 
 OPTIONS_BY_ENV = {opt.env: opt for opt in OPTIONS}

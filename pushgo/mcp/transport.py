@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from pushgo.errors import GatewayError
 from pushgo.mcp.auth import McpAuth, Principal, Unauthorized
 from pushgo.mcp.dispatcher import Call, Dispatcher, Outcome, progress_token
 from pushgo.mcp.http import (
@@ -85,6 +86,9 @@ class McpEndpoint:
             await self._handle(Incoming.of(scope), receive, reply)
         except ClientGone:
             pass
+        except GatewayError as exc:  # the front door's body deadline (408 request_timeout)
+            if not reply.started:
+                await reply.error(exc.status, J.INVALID_REQUEST, exc.message)
         except Exception:
             log.exception("mcp transport failed")
             if not reply.started:

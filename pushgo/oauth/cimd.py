@@ -11,7 +11,6 @@ still verified against the host name), no redirects, a 64 KiB cap and a 5 s dead
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import httpx
 
+from pushgo.protocol import jsondepth
 from pushgo.protocol import oauth as P
 
 MAX_DOCUMENT = 64 * 1024
@@ -113,7 +113,7 @@ async def fetch(client_id: str, *, allow_loopback: bool) -> Document:
 
 def parse(client_id: str, body: bytes) -> Document:
     try:
-        doc = json.loads(body)
+        doc = jsondepth.loads(body)
     except ValueError:
         raise CimdError("client metadata document is not JSON") from None
     if not isinstance(doc, dict):

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pushgo.protocol import jsondepth
 from pushgo.protocol import oauth as P
 from pushgo.settings import Settings
 
@@ -115,7 +116,9 @@ async def read_json(request: Request) -> Any:
     if ctype != "application/json":
         raise OAuthError("invalid_request", "the body must be application/json")
     try:
-        return json.loads(await read_body(request, MAX_JSON))
+        return jsondepth.loads(await read_body(request, MAX_JSON))
+    except jsondepth.TooDeep as exc:
+        raise OAuthError("invalid_request", f"the body is not valid JSON: {exc}") from None
     except ValueError:
         raise OAuthError("invalid_request", "the body is not valid JSON") from None
 

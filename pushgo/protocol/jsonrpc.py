@@ -10,6 +10,8 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from pushgo.protocol import jsondepth
+
 JSONRPC_VERSION: Final = "2.0"
 
 # Standard JSON-RPC codes.
@@ -101,6 +103,10 @@ def parse_message(body: bytes) -> Message:
     ``RpcError.data`` is left None; the id of a malformed request is recoverable with
     :func:`salvage_id` for the error response.
     """
+    try:
+        jsondepth.check(body)
+    except jsondepth.TooDeep:
+        raise RpcError(PARSE_ERROR, "Parse error: JSON nested too deeply") from None
     stripped = body.lstrip()
     if stripped[:1] == b"[":
         try:
