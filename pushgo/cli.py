@@ -17,8 +17,6 @@ from typing import Any
 from pushgo import __version__
 from pushgo.settings import OPTIONS, Settings, SettingsError, load
 
-GRACEFUL_TIMEOUT_S = 5.0
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pushgo", description="pushgo push-notification gateway")
@@ -129,13 +127,19 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
         binds.append(f"unix:{own}")
         gateway.metrics.peer_dir, gateway.metrics.own_socket = worker_dir, own
         gateway.metrics.worker_index = worker_index
+    from pushgo import hypercorn_guard
+
+    config = hypercorn_guard.server_config(settings, binds)
     try:
-        anyio.run(_serve, gateway, binds, listen_fd is not None, backend=backend,
-                  backend_options=options)
+        config.bind_now()  # before "listening": a taken address is one line and exit 2
     except OSError as exc:
-        print(f"pushgo: cannot listen on PUSHGO_HTTP_ADDR={settings.http_addr}: {exc.strerror}",
-              file=sys.stderr)
+        print(f"pushgo: cannot listen on PUSHGO_HTTP_ADDR={settings.http_addr}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        store.dispose()
         return 2
+    try:
+        anyio.run(_serve, gateway, config, listen_fd is not None, backend=backend,
+                  backend_options=options)
     except KeyboardInterrupt:
         pass
     return 0
@@ -146,20 +150,14 @@ def _reason(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-async def _serve(gateway: Any, binds: list[str], supervised: bool) -> None:
+async def _serve(gateway: Any, config: Any, supervised: bool) -> None:
+    """Serve on the sockets ``config`` (a ServerConfig) has already bound."""
     import logging
     import signal
 
     import anyio
     import sniffio
-    from hypercorn.config import Config
 
-    config = Config()
-    config.bind = binds
-    config.graceful_timeout = GRACEFUL_TIMEOUT_S
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.keep_alive_timeout = 75
     stop = anyio.Event()
 
     async def on_signals() -> None:

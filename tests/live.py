@@ -15,28 +15,29 @@ from typing import Any
 import anyio
 import httpx
 import sniffio
-from hypercorn.config import Config
 
 from pushgo import hypercorn_guard
 from pushgo.app import Gateway
+from pushgo.settings import Settings
 from tests.conftest import free_port
 
 
 @asynccontextmanager
 async def hypercorn_server(gateway: Gateway) -> AsyncIterator[str]:
     """Serve ``gateway`` (already running) on a loopback port; yields its base URL."""
-    async with serve_app(gateway.asgi) as base:
+    async with serve_app(gateway.asgi, gateway.settings) as base:
         yield base
 
 
 @asynccontextmanager
-async def serve_app(app: Any) -> AsyncIterator[str]:
-    """Serve any ASGI app (lifespan ignored) on a loopback port; yields its base URL."""
+async def serve_app(app: Any, settings: Settings | None = None) -> AsyncIterator[str]:
+    """Serve any ASGI app (lifespan ignored) on a loopback port; yields its base URL.
+
+    Hypercorn is configured as ``pushgo serve`` configures it, from ``settings`` (header
+    deadline, connection cap), defaults when None."""
     port = free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
+    config = hypercorn_guard.server_config(settings or Settings(), [f"127.0.0.1:{port}"])
     config.graceful_timeout = 1
-    config.accesslog = None
     stop = anyio.Event()
 
     async def trigger() -> None:

@@ -57,6 +57,8 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert (s.log_level, s.async_backend) == ("info", "trio")
     assert s.private_ttl_s == 7 * 86400
     assert s.provider_connections == 2
+    assert (s.http_header_timeout_s, s.http_body_timeout_s) == (10.0, 30.0)
+    assert s.http_max_connections == 1000
 
 
 def test_the_public_profile_keeps_deliveries_30_days_unless_a_ttl_is_set():
@@ -94,6 +96,9 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_PROVIDER_CONNECTIONS": "8",
         "PUSHGO_DELIVERY_LEASE_SECONDS": "5",
         "PUSHGO_WORKERS": "4",
+        "PUSHGO_HTTP_HEADER_TIMEOUT_S": "2.5",
+        "PUSHGO_HTTP_BODY_TIMEOUT_S": " 0.5 ",
+        "PUSHGO_HTTP_MAX_CONNECTIONS": "20000",
     }
     assert set(env) == set(OPTIONS_BY_ENV), "a PUSHGO_* variable is not covered here"
     s = load(env)
@@ -123,6 +128,9 @@ def test_every_variable_is_parsed_into_its_field(files):
         "provider_connections": 8,
         "delivery_lease_seconds": 5,
         "workers": 4,
+        "http_header_timeout_s": 2.5,
+        "http_body_timeout_s": 0.5,
+        "http_max_connections": 20000,
     }
     assert (s.apns_configured, s.fcm_configured) == (True, True)
 
@@ -183,6 +191,12 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_PRIVATE_TTL_SECONDS", str(30 * 86400 + 1)),
     ("PUSHGO_PROVIDER_CONNECTIONS", "0"),
     ("PUSHGO_PROVIDER_CONNECTIONS", "65"),
+    ("PUSHGO_HTTP_HEADER_TIMEOUT_S", "0"),
+    ("PUSHGO_HTTP_HEADER_TIMEOUT_S", "nan"),
+    ("PUSHGO_HTTP_BODY_TIMEOUT_S", "soon"),
+    ("PUSHGO_HTTP_BODY_TIMEOUT_S", "3601"),
+    ("PUSHGO_HTTP_MAX_CONNECTIONS", "0"),
+    ("PUSHGO_HTTP_MAX_CONNECTIONS", "1.5"),
     ("PUSHGO_DB_URL", "mysql://root@db/pushgo"),
     ("PUSHGO_TOKEN", "   "),
     ("PUSHGO_MCP_PREDEFINED_CLIENTS", " \t "),
