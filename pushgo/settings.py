@@ -8,6 +8,7 @@ Imports nothing from pushgo but the version.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -56,6 +57,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     private_ttl_seconds: int | None = None
     delivery_lease_seconds: int = 60
     workers: int = 1
+    #: Reverse proxies whose ``X-Forwarded-For`` names the client (networks, normalized).
+    trusted_proxies: tuple[str, ...] = ()
     http_header_timeout_s: float = 10.0
     http_body_timeout_s: float = 30.0
     http_max_connections: int = 1000
@@ -188,6 +191,23 @@ def _addr(raw: str) -> tuple[str, int]:
     return host, port
 
 
+def _networks(raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in raw.split(","):
+        item = part.strip()
+        if not item:
+            continue
+        try:
+            net = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item[:60]!r} is not an IP address or CIDR network") from None
+        if str(net) not in out:
+            out.append(str(net))
+    if not out:
+        raise ValueError("expected IP addresses or CIDR networks, comma-separated")
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Option:
     env: str
@@ -248,6 +268,9 @@ OPTIONS: tuple[Option, ...] = (
            "(default 60)"),
     Option("PUSHGO_WORKERS", "workers", _int_range(1, 64),
            "gateway processes sharing the listening socket (default 1; >1 needs PostgreSQL)"),
+    Option("PUSHGO_TRUSTED_PROXIES", "trusted_proxies", _networks,
+           "reverse proxies (IPs/CIDRs, comma-separated) whose X-Forwarded-For names the "
+           "client for the rate limits (default none: the peer address)"),
     Option("PUSHGO_HTTP_HEADER_TIMEOUT_S", "http_header_timeout_s", _seconds(0.1, 3600),
            "seconds a client has to send a request's headers; slower connections are closed "
            "(default 10)"),

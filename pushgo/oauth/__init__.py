@@ -68,7 +68,7 @@ class OAuthServer:
                                allow_loopback_cimd=settings.mcp_cimd_allow_loopback)
         self.limiter = default_limiter()
         self.requests = PageRequests(svc, self.limiter)
-        self.checker = ChannelCheck(svc, self.limiter)
+        self.checker = ChannelCheck(svc)
         self.tokens = Tokens(svc, self.keys, self.clients, self.lifetimes)
         self.authorize = Authorize(svc, settings, self.clients, self.lifetimes, self.requests,
                                    self.checker)

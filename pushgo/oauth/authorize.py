@@ -217,12 +217,11 @@ class Authorize:
 
         names: list[tuple[str, str]] = []
         failed = False
-        address = client_address(request)
         for row, (cid, password) in zip(page.rows, rows, strict=False):
             if not cid or not password:
                 row.error, failed = t(locale, "incomplete"), True
                 continue
-            checked = await self.checker.check(address, cid, password)
+            checked = await self.checker.check(cid, password)
             row.channel_id = checked.channel_id or cid
             if checked.error is not None:
                 row.error, failed = checked.message(locale), True

@@ -1,8 +1,11 @@
-"""Token buckets in process memory: channel-password attempts per channel and per client
-address, dynamic registrations per address. A refused attempt costs nothing (no KDF run).
+"""Token buckets in process memory for the OAuth server: dynamic registrations and pages opened,
+per client address. (Channel-password checks are limited on every path alike, by
+pushgo.service.throttle.)
 
-The client address is the connection's peer: ``X-Forwarded-For`` is not trusted, since
-whoever sends it chooses it.
+The client address is the one the front door computed (pushgo.service.throttle.client_address):
+the connection's peer, or, behind a proxy named in ``PUSHGO_TRUSTED_PROXIES``, the client that
+proxy reports in ``X-Forwarded-For``; otherwise that header is ignored, since whoever sends it
+chooses it.
 """
 
 from __future__ import annotations
@@ -69,10 +72,6 @@ class Limiter:
 
 def default_limiter() -> Limiter:
     return Limiter({
-        # Ten tries at one channel, then one every six seconds.
-        "channel": Rule(burst=10, per_second=1 / 6),
-        # Twenty tries from one address, then one every three seconds.
-        "address": Rule(burst=20, per_second=1 / 3),
         "register": Rule(burst=20, per_second=1 / 6),
         # Authorize and bind pages opened (each is a row until it expires).
         "page": Rule(burst=60, per_second=1.0),

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from pushgo.protocol import jsondepth
 from pushgo.protocol import oauth as P
+from pushgo.service.throttle import current_client
 from pushgo.settings import Settings
 
 MAX_FORM = 16 * 1024
@@ -83,9 +84,10 @@ def base_url(settings: Settings, request: Request) -> str:
     return P.request_base_url(settings.public_base_url, headers_of(request))
 
 
-def client_address(request: Request) -> str:
-    client = request.scope.get("client")
-    return str(client[0]) if client else "unknown"
+def client_address(_request: Request) -> str:
+    """The address the limits key on: computed once per request by the front door
+    (pushgo.service.throttle.client_address, which honours PUSHGO_TRUSTED_PROXIES)."""
+    return current_client()
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -74,7 +74,9 @@ def _copy(exc: GatewayError) -> GatewayError:
 
 class _Authorizer:
     """Channel authorisation for one request, each distinct answer computed once (a body
-    of 100k items to one channel costs one password check, and so do 100k wrong ones)."""
+    of 100k items to one channel costs one password check, and so do 100k wrong ones).
+    After a few distinct wrong passwords (the request's budget) the other items' passwords
+    are not checked at all: they answer ``rate_limited``."""
 
     def __init__(self, ctx: Context, channels: Channels) -> None:
         self.ctx = ctx

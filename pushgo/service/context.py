@@ -1,6 +1,6 @@
-"""What every service shares: settings, the store, the password verifier, the clock, and the
-listeners told about accepted work (the private-stream hub, the outbox pump, delivery status,
-the cross-process wake-ups). Only service modules reach the store through it.
+"""What every service shares: settings, the store, the password verifier and its throttle, the
+clock, and the listeners told about accepted work (the private-stream hub, the outbox pump,
+delivery status, the cross-process wake-ups). Only service modules reach the store through it.
 
 Must not import pushgo.api, pushgo.mcp or starlette.
 """
@@ -16,6 +16,7 @@ from typing import Protocol
 
 from pushgo.protocol.ids import hex_id
 from pushgo.service.passwords import PasswordVerifier
+from pushgo.service.throttle import PasswordThrottle
 from pushgo.settings import Settings
 from pushgo.store import Store
 
@@ -92,6 +93,7 @@ class Context:
     settings: Settings
     store: Store
     verifier: PasswordVerifier = field(default_factory=PasswordVerifier)
+    throttle: PasswordThrottle = field(default_factory=PasswordThrottle)
     listeners: list[DeliveryListener] = field(default_factory=list)
     clock: Callable[[], int] = wall_ms
     counts: AcceptCounts = field(default_factory=AcceptCounts)
