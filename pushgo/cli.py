@@ -76,7 +76,7 @@ def supervise(settings: Settings, serve_args: Sequence[str]) -> int:
         return 2
     logs.setup(settings.log_level)
     try:
-        store = Store(settings.db_url, pool_size=1)
+        store = Store.from_settings(settings, pool_size=1)
         store.migrate()
         store.dispose()
     except Exception as exc:
@@ -100,7 +100,7 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
 
     logs.setup(settings.log_level)
     try:
-        store = Store(settings.db_url)
+        store = Store.from_settings(settings)
         store.migrate()
     except Exception as exc:  # the one place a bad database stops start-up
         print(f"pushgo: cannot open PUSHGO_DB_URL: {_reason(exc)}", file=sys.stderr)
@@ -146,8 +146,11 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """Why the database could not be opened, in a few fixed words (never the driver's
+    message, which may name the host, the user or the password)."""
+    from pushgo.store.reasons import reason_of
+
+    return str(getattr(exc, "reason", None) or reason_of(exc))
 
 
 async def _serve(gateway: Any, config: Any, supervised: bool) -> None:

@@ -62,6 +62,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_header_timeout_s: float = 10.0
     http_body_timeout_s: float = 30.0
     http_max_connections: int = 1000
+    db_request_timeout_ms: int = 5000
+    db_statement_timeout_ms: int = 30_000
+    db_connect_timeout_s: int = 10
+    db_busy_timeout_ms: int = 30_000
 
     @property
     def private_ttl_s(self) -> int:
@@ -280,6 +284,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("PUSHGO_HTTP_MAX_CONNECTIONS", "http_max_connections", _int_range(1, 1_000_000),
            "open HTTP connections per process; past it a new connection gets 503 with "
            "Retry-After (default 1000)"),
+    Option("PUSHGO_DB_REQUEST_TIMEOUT_MS", "db_request_timeout_ms", _int_range(100, 600_000),
+           "deadline of each store call, the wait for a store thread included: past it the "
+           "request answers 503 store_unavailable (default 5000)"),
+    Option("PUSHGO_DB_STATEMENT_TIMEOUT_MS", "db_statement_timeout_ms",
+           _int_range(100, 86_400_000), "PostgreSQL statement_timeout (default 30000)"),
+    Option("PUSHGO_DB_CONNECT_TIMEOUT_S", "db_connect_timeout_s", _int_range(2, 600),
+           "PostgreSQL connect_timeout in seconds (default 10)"),
+    Option("PUSHGO_DB_BUSY_TIMEOUT_MS", "db_busy_timeout_ms", _int_range(0, 600_000),
+           "SQLite busy_timeout: how long a write waits for another process's lock "
+           "(default 30000)"),
 )
 
 OPTIONS_BY_ENV = {opt.env: opt for opt in OPTIONS}

@@ -59,6 +59,8 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert s.provider_connections == 2
     assert (s.http_header_timeout_s, s.http_body_timeout_s) == (10.0, 30.0)
     assert s.http_max_connections == 1000
+    assert (s.db_request_timeout_ms, s.db_statement_timeout_ms, s.db_connect_timeout_s,
+            s.db_busy_timeout_ms) == (5000, 30_000, 10, 30_000)
 
 
 def test_the_public_profile_keeps_deliveries_30_days_unless_a_ttl_is_set():
@@ -99,6 +101,10 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_HTTP_HEADER_TIMEOUT_S": "2.5",
         "PUSHGO_HTTP_BODY_TIMEOUT_S": " 0.5 ",
         "PUSHGO_HTTP_MAX_CONNECTIONS": "20000",
+        "PUSHGO_DB_REQUEST_TIMEOUT_MS": "1500",
+        "PUSHGO_DB_STATEMENT_TIMEOUT_MS": "20000",
+        "PUSHGO_DB_CONNECT_TIMEOUT_S": "3",
+        "PUSHGO_DB_BUSY_TIMEOUT_MS": "0",
     }
     assert set(env) == set(OPTIONS_BY_ENV), "a PUSHGO_* variable is not covered here"
     s = load(env)
@@ -131,6 +137,10 @@ def test_every_variable_is_parsed_into_its_field(files):
         "http_header_timeout_s": 2.5,
         "http_body_timeout_s": 0.5,
         "http_max_connections": 20000,
+        "db_request_timeout_ms": 1500,
+        "db_statement_timeout_ms": 20000,
+        "db_connect_timeout_s": 3,
+        "db_busy_timeout_ms": 0,
     }
     assert (s.apns_configured, s.fcm_configured) == (True, True)
 
@@ -198,6 +208,12 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_HTTP_MAX_CONNECTIONS", "0"),
     ("PUSHGO_HTTP_MAX_CONNECTIONS", "1.5"),
     ("PUSHGO_DB_URL", "mysql://root@db/pushgo"),
+    ("PUSHGO_DB_REQUEST_TIMEOUT_MS", "99"),
+    ("PUSHGO_DB_REQUEST_TIMEOUT_MS", "5s"),
+    ("PUSHGO_DB_STATEMENT_TIMEOUT_MS", "0"),
+    ("PUSHGO_DB_CONNECT_TIMEOUT_S", "1"),
+    ("PUSHGO_DB_CONNECT_TIMEOUT_S", "601"),
+    ("PUSHGO_DB_BUSY_TIMEOUT_MS", "-1"),
     ("PUSHGO_TOKEN", "   "),
     ("PUSHGO_MCP_PREDEFINED_CLIENTS", " \t "),
 ])
@@ -279,6 +295,9 @@ def test_the_listen_address_is_host_and_port_with_bracketed_ipv6(raw, host, port
     ("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "100000000", "channel_subscriber_limit", 100_000_000),
     ("PUSHGO_PRIVATE_TTL_SECONDS", "60", "private_ttl_seconds", 60),
     ("PUSHGO_PRIVATE_TTL_SECONDS", " 2592000 ", "private_ttl_seconds", 2_592_000),
+    ("PUSHGO_DB_REQUEST_TIMEOUT_MS", "100", "db_request_timeout_ms", 100),
+    ("PUSHGO_DB_CONNECT_TIMEOUT_S", "2", "db_connect_timeout_s", 2),
+    ("PUSHGO_DB_BUSY_TIMEOUT_MS", "600000", "db_busy_timeout_ms", 600_000),
     ("PUSHGO_DB_URL", "sqlite:////var/lib/pushgo.db", "db_url", "sqlite:////var/lib/pushgo.db"),
     ("PUSHGO_DB_URL", "postgres://h/db", "db_url", "postgres://h/db"),
     ("PUSHGO_DB_URL", "postgresql+psycopg://h/db", "db_url", "postgresql+psycopg://h/db"),

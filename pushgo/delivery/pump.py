@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from pushgo.errors import StoreUnavailable
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.protocol.outcomes import Delivered, Rejected
@@ -107,6 +108,9 @@ class OutboxPump:
             try:
                 page = await self.ctx.store.run(S.claim_due, PROVIDER_ROUTES, self.ctx.now(),
                                                 PAGE, self.lease_ms)
+            except StoreUnavailable as exc:  # tried again after IDLE_POLL_S (or a wake-up)
+                log.warning("claiming deliveries failed", extra={"fields": {"error": exc.message}})
+                page = []
             except Exception:
                 log.exception("claiming deliveries failed")
                 page = []
@@ -128,6 +132,9 @@ class OutboxPump:
                 try:
                     await self.ctx.store.run(S.extend_leases, sorted(self._held),
                                              self.ctx.now() + self.lease_ms)
+                except StoreUnavailable as exc:
+                    log.warning("renewing delivery leases failed",
+                                extra={"fields": {"error": exc.message}})
                 except Exception:
                     log.exception("renewing delivery leases failed")
 
@@ -212,8 +219,11 @@ class OutboxPump:
                 self._classify(result, now, out)
             try:
                 await self.ctx.store.run(S.apply_outcomes, out, now)
-            except Exception:
+            except StoreUnavailable as exc:
                 # The leases stay: these deliveries are tried again when they run out.
+                log.warning("recording send results failed",
+                            extra={"fields": {"error": exc.message}})
+            except Exception:
                 log.exception("recording send results failed")
             for result in batch:
                 self._held.discard(result.job.seq)

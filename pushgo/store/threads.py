@@ -18,6 +18,14 @@ Guarantees:
   cancellation (Trio: at its next checkpoint, with the result returned; asyncio: the
   cancellation is raised once the job is done). So no caller ever leaves a transaction half
   done behind it, as with ``anyio.to_thread.run_sync`` (which never abandons a thread).
+- **Deadline**: ``run(..., deadline=t)`` (``anyio.current_time()`` units) bounds the whole
+  call — the wait for admission, for a free thread and for the job — and raises TimeoutError
+  past it. A job still queued is taken back; a running one is *abandoned*: the caller leaves,
+  the job's ``cancel`` hook (the store's: cancel the query on its connection) runs on a thread
+  of its own, and the job's thread finishes the job (its transaction commits or rolls back
+  whole; the store rolls back what an abandoned job wrote rather than commit it). Until then
+  only other callers' deadlines wait on that thread, never an event loop. Outer cancellations
+  do not take such a call away before its deadline: it ends (or times out) first.
 - **One owner**: the ``Store`` that made the pool; ``close()`` stops the threads (they come
   back on the next call).
 
@@ -29,11 +37,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import anyio
@@ -41,12 +50,18 @@ import sniffio
 
 T = TypeVar("T")
 
-_QUEUED, _RUNNING, _CANCELLED = 0, 1, 2
+log = logging.getLogger("pushgo.store")
+
+_QUEUED, _RUNNING, _CANCELLED, _DONE = 0, 1, 2, 3
+
+#: Guards each job's ``abandoned``/``cancel`` handshake between its caller and its thread.
+_cancel_lock = threading.Lock()
+_local = threading.local()  # .job: the StoreCall this worker thread is running
 
 
 class StoreCall:
-    __slots__ = ("args", "context", "done", "error", "fn", "post", "result", "state", "waiter",
-                 "wake")
+    __slots__ = ("abandoned", "args", "cancel", "context", "done", "error", "fn", "post",
+                 "result", "state", "waiter", "wake")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
@@ -58,7 +73,39 @@ class StoreCall:
         self.wake: Callable[[], None] | None = None  # run in the caller's loop when done
         self.post: Callable[[Callable[[], None]], object] | None = None  # there, thread-safe
         self.done = False  # set in the caller's loop once the thread has finished
-        self.waiter: Any = None  # the asyncio future or Trio task that waits
+        self.waiter: Any = None  # the asyncio future that waits; Trio: whether a task does
+        self.abandoned = False  # its caller's deadline passed while it ran: nobody waits
+        self.cancel: Callable[[], None] | None = None  # stops it early (set while it runs)
+
+    def set_cancel(self, cancel: Callable[[], None] | None) -> bool:
+        """Called by the job on its thread: ``cancel`` stops it early if its caller gives up.
+        False when the caller already has (the job should stop now)."""
+        with _cancel_lock:
+            if self.abandoned and cancel is not None:
+                return False
+            self.cancel = cancel
+            return True
+
+    def _abandon(self) -> None:
+        with _cancel_lock:
+            self.abandoned = True
+            cancel, self.cancel = self.cancel, None
+        if cancel is not None:  # it may block (a frozen server): never on the event loop
+            threading.Thread(target=_run_cancel, args=(cancel,), name="pushgo-store-cancel",
+                             daemon=True).start()
+
+
+def current_call() -> StoreCall | None:
+    """The job the calling worker thread is running (None elsewhere)."""
+    return getattr(_local, "job", None)
+
+
+def _run_cancel(cancel: Callable[[], None]) -> None:
+    try:
+        cancel()
+    except Exception as exc:  # the job's own end reports what matters
+        log.debug("cancelling a store call failed", extra={"fields": {
+            "error": type(exc).__name__}})
 
 
 class StoreThreads:
@@ -85,16 +132,25 @@ class StoreThreads:
 
     # -- the caller's side (event loop) ------------------------------------------------------
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        await self._admit()
+    async def run(self, fn: Callable[..., T], *args: Any, deadline: float | None = None) -> T:
+        if deadline is None:
+            await self._admit()
+        else:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                await self._admit()
+            if scope.cancelled_caught:
+                raise TimeoutError("no store thread free before the deadline")
         try:
             job = StoreCall(fn, args)
             if not self._threads:
                 self._start()
-            if sniffio.current_async_library() == "trio":
-                await self._run_trio(job)
+            if deadline is None:
+                await self._wait(job, None)
             else:
-                await self._run_asyncio(job)
+                with anyio.CancelScope(deadline=deadline):
+                    await self._wait(job, deadline)
+                if not job.done:  # this deadline's cancellation, caught above
+                    raise TimeoutError("store call deadline passed")
         finally:
             self._release()
         error = job.error
@@ -105,6 +161,12 @@ class StoreThreads:
             finally:
                 del error
         return job.result  # type: ignore[no-any-return]
+
+    async def _wait(self, job: StoreCall, deadline: float | None) -> None:
+        if sniffio.current_async_library() == "trio":
+            await self._run_trio(job, deadline)
+        else:
+            await self._run_asyncio(job, deadline)
 
     async def _admit(self) -> None:
         if self._in_flight < self.limit and not self._admission:
@@ -127,28 +189,69 @@ class StoreThreads:
         else:
             self._in_flight -= 1
 
-    async def _run_trio(self, job: StoreCall) -> None:
+    def _give_up(self, job: StoreCall, deadline: float | None) -> bool:
+        """The caller's wait was cancelled: True if it may leave now (the job was taken back,
+        or its deadline passed and it is abandoned), False if it waits for the job's end."""
+        if job.abandoned:
+            return True
+        with self._lock:
+            if job.state == _QUEUED:
+                job.state = _CANCELLED  # a thread that takes it skips it
+                return True
+            if job.state == _DONE or deadline is None or anyio.current_time() < deadline:
+                return False  # running (or done, its wake-up on the way): wait for its end
+        job._abandon()
+        return True
+
+    def _expire(self, job: StoreCall) -> None:
+        """asyncio: the deadline of a job whose caller waits past a cancellation."""
+        with self._lock:
+            if job.done or job.state == _DONE:
+                return
+        job._abandon()
+        if not job.waiter.done():
+            job.waiter.cancel()
+
+    async def _run_trio(self, job: StoreCall, deadline: float | None) -> None:
         import trio
 
         task = trio.lowlevel.current_task()
         token = trio.lowlevel.current_trio_token()
+        # job.waiter: True while the task sleeps on the job (wake() reschedules it then).
 
         def wake() -> None:
             job.done = True
-            trio.lowlevel.reschedule(task)
+            if job.waiter:
+                job.waiter = False
+                trio.lowlevel.reschedule(task)
 
         def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
-            with self._lock:
-                if job.state == _QUEUED:
-                    job.state = _CANCELLED  # a thread that takes it skips it
-                    return trio.lowlevel.Abort.SUCCEEDED
+            if self._give_up(job, deadline) or deadline is not None:
+                # Taken back, abandoned, or (running, with a deadline) cancelled from outside:
+                # the latter waits below for the job's end, within its deadline.
+                job.waiter = False
+                return trio.lowlevel.Abort.SUCCEEDED
             return trio.lowlevel.Abort.FAILED  # running: wait for its end; Trio cancels later
 
         job.wake, job.post = wake, token.run_sync_soon
+        job.waiter = True
         self._jobs.put(job)
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        try:
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        except trio.Cancelled:
+            if deadline is None or job.done or job.state != _RUNNING or job.abandoned:
+                raise
+            # Cancelled from outside while running: the transaction ends as it ends, so wait
+            # for that (shielded), but never past the deadline.
+            with trio.CancelScope(deadline=deadline, shield=True):
+                if not job.done:
+                    job.waiter = True
+                    await trio.lowlevel.wait_task_rescheduled(abort)
+            if not job.done:
+                job._abandon()
+            raise
 
-    async def _run_asyncio(self, job: StoreCall) -> None:
+    async def _run_asyncio(self, job: StoreCall, deadline: float | None) -> None:
         loop = asyncio.get_running_loop()
 
         def wake() -> None:
@@ -160,18 +263,24 @@ class StoreThreads:
         job.wake, job.post = wake, loop.call_soon_threadsafe
         self._jobs.put(job)
         cancelled: BaseException | None = None
-        while not job.done:
-            try:
-                await job.waiter
-            except asyncio.CancelledError as exc:
-                with self._lock:
-                    if job.state == _QUEUED:
-                        job.state = _CANCELLED
+        timer: asyncio.TimerHandle | None = None
+        try:
+            while not job.done:
+                try:
+                    await job.waiter
+                except asyncio.CancelledError as exc:
+                    if self._give_up(job, deadline):
                         raise
-                # Running: its transaction ends as it ends; wait for that, then give way.
-                cancelled = exc
-                if not job.done:
-                    job.waiter = loop.create_future()
+                    # Running: its transaction ends as it ends; wait for that (never past
+                    # the deadline: the timer cancels this wait then), then give way.
+                    cancelled = exc
+                    if not job.done:
+                        job.waiter = loop.create_future()
+                        if deadline is not None and timer is None:
+                            timer = loop.call_at(deadline, self._expire, job)
+        finally:
+            if timer is not None:
+                timer.cancel()
         if cancelled is not None:
             raise cancelled
 
@@ -205,10 +314,14 @@ class StoreThreads:
                 return
             if not self._claim(job):
                 continue
+            _local.job = job
             try:
                 job.result = job.context.run(job.fn, *job.args)
             except BaseException as exc:  # handed to the caller, raised there
                 job.error = exc
+            finally:
+                _local.job = None
+            self._finish((job,))
             _notify(job)
             job = None  # the caller owns it now
 
@@ -231,18 +344,26 @@ class StoreThreads:
             except BaseException as exc:  # every job gets the failure
                 for job in batch.jobs:
                     job.result, job.error = None, exc
+            self._finish(batch.jobs)
             _notify_all(batch.jobs)
             if batch.stopping:
                 return
 
+    def _finish(self, jobs: Iterable[StoreCall]) -> None:
+        with self._lock:  # an abandoning caller sees it has ended (its wake-up is on its way)
+            for job in jobs:
+                job.state = _DONE
+
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the threads once the jobs queued before this are done."""
+        """Stop the threads once the jobs queued before this are done (waiting at most
+        ``timeout`` in all: a thread stuck on a frozen database is left behind)."""
         with self._lock:
             threads, self._threads = self._threads, []
         for _ in threads:
             self._jobs.put(None)
+        end = time.monotonic() + timeout
         for thread in threads:
-            thread.join(timeout)
+            thread.join(max(0.0, end - time.monotonic()))
 
 
 class Batch:
