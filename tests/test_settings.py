@@ -57,6 +57,7 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert (s.log_level, s.async_backend) == ("info", "trio")
     assert s.private_ttl_s == 7 * 86400
     assert s.provider_connections == 2
+    assert s.trusted_proxies == ()  # X-Forwarded-For ignored unless a proxy is named
     assert (s.http_header_timeout_s, s.http_body_timeout_s) == (10.0, 30.0)
     assert s.http_max_connections == 1000
     assert (s.db_request_timeout_ms, s.db_statement_timeout_ms, s.db_connect_timeout_s,
@@ -98,6 +99,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_PROVIDER_CONNECTIONS": "8",
         "PUSHGO_DELIVERY_LEASE_SECONDS": "5",
         "PUSHGO_WORKERS": "4",
+        "PUSHGO_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16,fd00::/8",
         "PUSHGO_HTTP_HEADER_TIMEOUT_S": "2.5",
         "PUSHGO_HTTP_BODY_TIMEOUT_S": " 0.5 ",
         "PUSHGO_HTTP_MAX_CONNECTIONS": "20000",
@@ -134,6 +136,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "provider_connections": 8,
         "delivery_lease_seconds": 5,
         "workers": 4,
+        "trusted_proxies": ("10.0.0.1/32", "192.168.0.0/16", "fd00::/8"),
         "http_header_timeout_s": 2.5,
         "http_body_timeout_s": 0.5,
         "http_max_connections": 20000,
@@ -214,6 +217,9 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_DB_CONNECT_TIMEOUT_S", "1"),
     ("PUSHGO_DB_CONNECT_TIMEOUT_S", "601"),
     ("PUSHGO_DB_BUSY_TIMEOUT_MS", "-1"),
+    ("PUSHGO_TRUSTED_PROXIES", "proxy.internal"),
+    ("PUSHGO_TRUSTED_PROXIES", "10.0.0.0/33"),
+    ("PUSHGO_TRUSTED_PROXIES", " , "),
     ("PUSHGO_TOKEN", "   "),
     ("PUSHGO_MCP_PREDEFINED_CLIENTS", " \t "),
 ])
