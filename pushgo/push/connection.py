@@ -7,6 +7,11 @@ or write error ends the connection and every stream still waiting on it is hande
 sink: ``on_unsent`` when the provider never processed it (REFUSED_STREAM, above a GOAWAY's last
 stream id, never written), ``on_lost`` when its outcome is unknown (resent: at-least-once).
 
+A connection proves it is alive (:class:`Liveness`): a stream unanswered past the response
+deadline, a PING (sent when streams are in flight and nothing has arrived for a while) with no
+frame back in time, or a socket write that does not complete, ends it like a read error does.
+The checks cost O(1) per writer round, nothing per request.
+
 The byte stream comes from an injected ``connect`` factory (TLS with ALPN ``h2`` by default),
 so tests run the real connection over an in-memory stream pair.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import enum
 import logging
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -40,6 +46,21 @@ READ_SIZE = 65_536
 CONNECT_TIMEOUT_S = 10.0
 PING_INTERVAL_S = 60.0
 IDLE_TIMEOUT_S = 600.0
+RESPONSE_TIMEOUT_S = 30.0
+PING_TIMEOUT_S = 10.0
+WRITE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """How a connection with streams in flight proves the peer is still there."""
+
+    #: A stream with no response this long after it was written: the connection is suspect.
+    response_s: float = RESPONSE_TIMEOUT_S
+    #: Streams in flight and nothing received this long: PING; nothing back this long: dead.
+    ping_s: float = PING_TIMEOUT_S
+    #: A socket write (the peer not reading, its TCP window full) that takes longer: dead.
+    write_s: float = WRITE_TIMEOUT_S
 
 
 class Sink(Protocol):
@@ -67,6 +88,11 @@ class Origin:
 
 class ConnectionFailed(Exception):
     pass
+
+
+class Unresponsive(Exception):
+    """The peer stopped answering: a stream past its deadline, a PING unanswered, a write
+    stuck. The connection ends and its streams are handed back as lost."""
 
 
 #: Opens the byte stream a connection speaks HTTP/2 over.
@@ -112,7 +138,8 @@ class Connection:
                  ssl_context: ssl.SSLContext | None = None,
                  on_change: Callable[[], None] = lambda: None,
                  ping_interval: float = PING_INTERVAL_S,
-                 idle_timeout: float = IDLE_TIMEOUT_S) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT_S,
+                 liveness: Liveness = Liveness()) -> None:
         if connect is None:
             if ssl_context is None:
                 raise ValueError("a connection needs a connect factory or an SSL context")
@@ -124,11 +151,22 @@ class Connection:
         self.on_change = on_change
         self.ping_interval = ping_interval
         self.idle_timeout = idle_timeout
+        self.liveness = liveness
         self.tag: Any = None  # the owner's label (e.g. the JWT generation it was opened with)
         self._connect = connect
         self._tags: dict[int, Any] = {}
         self._wake = anyio.Event()
         self._last_active = 0.0
+        # Liveness: stream ids are handed out in order (1, 3, 5, …); ``_oldest_sid`` only moves
+        # forward past answered streams, and ``_marks`` holds (highest stream id, time) for each
+        # writer round that wrote new streams, so the oldest open stream's age costs O(1)
+        # amortized per round.
+        self._last_received = 0.0
+        self._ping_sent: float | None = None  # a PING waiting for any frame back
+        self._last_sid = -1
+        self._marked_sid = -1
+        self._oldest_sid = 1
+        self._marks: deque[tuple[int, float]] = deque()
         self._goodbye = b""  # the GOAWAY the client queued when the peer broke the protocol
         self.error: str | None = None
 
@@ -143,6 +181,7 @@ class Connection:
     def submit(self, block: bytes, body: bytes, tag: Any) -> None:
         sid = self.h2.submit(block, body)
         self._tags[sid] = tag
+        self._last_sid = sid
         self._wake.set()
 
     def drain(self) -> None:
@@ -161,7 +200,7 @@ class Connection:
                     stream = await self._connect()
             except (OSError, TimeoutError, ssl.SSLError, anyio.BrokenResourceError) as exc:
                 raise ConnectionFailed(f"connect {self.origin.authority}: {exc}") from exc
-            self._last_active = anyio.current_time()
+            self._last_active = self._last_received = anyio.current_time()
             if self.state is CONNECTING:
                 self.state = OPEN
             task_status.started()
@@ -186,10 +225,12 @@ class Connection:
         try:
             await loop(stream, scope)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                OSError, ssl.SSLError, ProtocolError) as exc:
+                OSError, ssl.SSLError, ProtocolError, Unresponsive) as exc:
             self.error = f"{type(exc).__name__}: {exc}"
-            log.info("provider connection closed", extra={"fields": {
-                "origin": self.origin.authority, "reason": self.error}})
+            level = logging.WARNING if isinstance(exc, Unresponsive) else logging.INFO
+            log.log(level, "provider connection closed", extra={"fields": {
+                "origin": self.origin.authority, "reason": self.error,
+                "streams": len(self._tags)}})
         finally:
             scope.cancel()
 
@@ -244,7 +285,8 @@ class Connection:
                     freed = True
                 elif isinstance(ev, SettingsChanged):
                     freed = True
-            self._last_active = anyio.current_time()
+            self._last_active = self._last_received = anyio.current_time()
+            self._ping_sent = None  # any frame answers our PING
             # Settings/ping ACKs and window updates to send; once a draining connection has
             # nothing open, the writer says GOAWAY and ends it.
             self._wake.set()
@@ -252,13 +294,20 @@ class Connection:
                 self.on_change()
 
     async def _writer(self, stream: anyio.abc.ByteStream, scope: anyio.CancelScope) -> None:
+        wait = self.ping_interval
+        write_s = self.liveness.write_s
         while True:
-            with anyio.move_on_after(self.ping_interval):
+            with anyio.move_on_after(wait):
                 await self._wake.wait()
             self._wake = anyio.Event()
             now = anyio.current_time()
+            wait = self.ping_interval
+            if self._last_sid > self._marked_sid:  # new streams go out this round
+                self._marks.append((self._last_sid, now))
+                self._marked_sid = self._last_sid
             if self._tags:
                 self._last_active = now
+                wait = self._check_liveness(now)
             elif now - self._last_active >= self.ping_interval:
                 if now - self._last_active >= self.idle_timeout:
                     self.drain()
@@ -272,4 +321,34 @@ class Connection:
                 return
             data = self.h2.data_to_send()
             if data:
-                await stream.send(data)
+                with anyio.move_on_after(write_s) as sending:
+                    await stream.send(data)
+                if sending.cancelled_caught:
+                    raise Unresponsive(f"a write did not complete in {write_s:g} s")
+
+    def _check_liveness(self, now: float) -> float:
+        """With streams in flight: raise :class:`Unresponsive` when the oldest is past its
+        response deadline or our PING went unanswered; queue a PING when nothing has arrived
+        for a while. Returns the seconds until the next check is due."""
+        live = self.liveness
+        tags = self._tags
+        sid = self._oldest_sid
+        while sid not in tags:  # every open stream id is >= _oldest_sid, and one is open
+            sid += 2
+        self._oldest_sid = sid
+        marks = self._marks
+        while marks and marks[0][0] < sid:
+            marks.popleft()
+        written = marks[0][1] if marks else now
+        due = written + live.response_s
+        if now >= due:
+            raise Unresponsive(f"stream {sid} had no response in {live.response_s:g} s")
+        if self._ping_sent is None:
+            quiet_since = max(self._last_received, written)
+            if now - quiet_since < live.ping_s:
+                return min(due, quiet_since + live.ping_s) - now
+            self.h2.ping()
+            self._ping_sent = now
+        elif now - self._ping_sent >= live.ping_s:
+            raise Unresponsive(f"no answer to PING in {live.ping_s:g} s")
+        return min(due, self._ping_sent + live.ping_s) - now

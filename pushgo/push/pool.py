@@ -23,6 +23,7 @@ from pushgo.push.connection import (
     Connect,
     Connection,
     ConnectionFailed,
+    Liveness,
     Origin,
     Sink,
 )
@@ -37,7 +38,8 @@ class Pool:
     def __init__(self, origin: Origin, sink: Sink, *, size: int, stream_cap: int,
                  initial_streams: int = 1, connect: Connect | None = None,
                  ssl_context: ssl.SSLContext | None = None,
-                 tag_factory: Callable[[], Any] = lambda: None) -> None:
+                 tag_factory: Callable[[], Any] = lambda: None,
+                 liveness: Liveness = Liveness()) -> None:
         self.origin = origin
         self.sink = sink
         self.size = size
@@ -46,6 +48,7 @@ class Pool:
         self.connect = connect
         self.ssl_context = ssl_context
         self.tag_factory = tag_factory
+        self.liveness = liveness
         self.connections: list[Connection] = []
         self._changed = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
@@ -120,7 +123,8 @@ class Pool:
         assert self._tg is not None, "pool is not running"
         conn = Connection(self.origin, self.sink, stream_cap=self.stream_cap,
                           initial_streams=self.initial_streams, connect=self.connect,
-                          ssl_context=self.ssl_context, on_change=self._notify)
+                          ssl_context=self.ssl_context, on_change=self._notify,
+                          liveness=self.liveness)
         conn.tag = self.tag_factory()
         self.connections.append(conn)
         self.connects += 1

@@ -29,7 +29,7 @@ from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.protocol.h2client import Response
 from pushgo.protocol.outcomes import Delivered, Rejected
-from pushgo.push.connection import Connect, Connection, Origin
+from pushgo.push.connection import Connect, Connection, Liveness, Origin
 from pushgo.push.credentials import ApnsTokens, CredentialError, FcmTokens
 from pushgo.push.pool import Pool
 
@@ -135,12 +135,13 @@ class ProviderSender:
     def __init__(self, origin: Origin, ssl_context: ssl.SSLContext | None,
                  results: ResultBuffer, *, connections: int = 1,
                  clock_ms: Callable[[], int] = wall_clock_ms, queue_size: int = QUEUE_SIZE,
-                 connect: Connect | None = None) -> None:
+                 connect: Connect | None = None, liveness: Liveness = Liveness()) -> None:
         self.origin = origin
         self.results = results
         self.pool = Pool(origin, self, size=connections, stream_cap=self.stream_cap,
                          initial_streams=self.initial_streams, connect=connect,
-                         ssl_context=ssl_context, tag_factory=self._connection_tag)
+                         ssl_context=ssl_context, tag_factory=self._connection_tag,
+                         liveness=liveness)
         self.jobs_in: MemoryObjectSendStream[Job]
         self._jobs: MemoryObjectReceiveStream[Job]
         self.jobs_in, self._jobs = anyio.create_memory_object_stream[Job](queue_size)

@@ -61,10 +61,22 @@ class MemoryByteStream(anyio.abc.ByteStream):
         await self._receive.aclose()
 
 
-def byte_stream_pair() -> tuple[MemoryByteStream, MemoryByteStream]:
-    a_send, b_receive = anyio.create_memory_object_stream[bytes](math.inf)
-    b_send, a_receive = anyio.create_memory_object_stream[bytes](math.inf)
+def byte_stream_pair(capacity: float = math.inf) -> tuple[MemoryByteStream, MemoryByteStream]:
+    """Two connected ends; each direction buffers ``capacity`` writes (0: a write waits for
+    the other end to read it, as a full TCP window makes it)."""
+    a_send, b_receive = anyio.create_memory_object_stream[bytes](capacity)
+    b_send, a_receive = anyio.create_memory_object_stream[bytes](capacity)
     return MemoryByteStream(a_send, a_receive), MemoryByteStream(b_send, b_receive)
+
+
+def frame_types(data: bytes) -> list[tuple[int, int]]:
+    """(type, flags) of each HTTP/2 frame in ``data`` (whole frames, no preface)."""
+    out = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        out.append((data[3], data[4]))
+        data = data[9 + length:]
+    return out
 
 
 def on_mock_clock() -> pytest.MarkDecorator:
@@ -104,6 +116,9 @@ class Peer:
         self._partial: dict[int, Request] = {}
         self._requests_in, self._requests = anyio.create_memory_object_stream[Request](math.inf)
         self.pings = 0
+        self.silent = False  # reads but processes and answers nothing, PINGs included
+        self.ignored = bytearray()  # what a silent peer read
+        self.reading = True
         self.terminated: h2.events.ConnectionTerminated | None = None
         self.closed = anyio.Event()  # the client's end is closed (EOF)
         self.changed = anyio.Event()
@@ -112,10 +127,16 @@ class Peer:
         await self.flush()
         try:
             while True:
+                if not self.reading:
+                    await anyio.sleep_forever()
                 try:
                     data = await self.stream.receive()
                 except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
                     return
+                if self.silent or not self.reading:
+                    self.ignored += data
+                    self.changed.set()
+                    continue
                 self._feed(data)
                 await self.flush()
         finally:
@@ -174,6 +195,16 @@ class Peer:
     async def hang_up(self) -> None:
         await self.stream.aclose()
 
+    def go_silent(self) -> None:
+        """From now on read the connection but never answer anything, PINGs included (a
+        half-open connection as the client sees it)."""
+        self.silent = True
+
+    def stop_reading(self) -> None:
+        """Read nothing more once the read under way ends: on a pair of capacity 0 the
+        client's next write waits forever."""
+        self.reading = False
+
 
 @dataclass
 class Sink:
@@ -204,9 +235,11 @@ class Provider:
     """A connect factory: each call opens a fresh pair and serves its far end with a
     :class:`Peer` in the test's task group; ``fail_next`` makes the next calls fail."""
 
-    def __init__(self, tg: anyio.abc.TaskGroup, *, max_streams: int | None = 1000) -> None:
+    def __init__(self, tg: anyio.abc.TaskGroup, *, max_streams: int | None = 1000,
+                 capacity: float = math.inf) -> None:
         self.tg = tg
         self.max_streams = max_streams
+        self.capacity = capacity
         self.peers: list[Peer] = []
         self.attempts: list[float] = []  # when each connect was tried
         self.fail_next = 0
@@ -218,7 +251,7 @@ class Provider:
         if self.fail_next:
             self.fail_next -= 1
             raise OSError("connection refused")
-        client, server = byte_stream_pair()
+        client, server = byte_stream_pair(self.capacity)
         peer = Peer(server, max_streams=self.max_streams)
         self.peers.append(peer)
         self.tg.start_soon(peer.serve)

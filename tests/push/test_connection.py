@@ -1,10 +1,11 @@
 """The real Connection and H2Client over an in-memory byte-stream pair, against python-hyper h2
 as the provider: responses, refused and reset streams, GOAWAY, a peer hanging up or breaking
-the protocol, the live stream gate, draining, and (on Trio's mock clock) pings and the idle
-timeout."""
+the protocol, the live stream gate, draining, and (on Trio's mock clock) pings, the idle
+timeout and the liveness deadlines: a stream left unanswered, a silent peer, a stuck write."""
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ import h2.events
 import pytest
 
 from pushgo.protocol import h2client as H
-from pushgo.push.connection import Connection, State
+from pushgo.push.connection import Connection, Liveness, State
 from tests.push.h2peer import (
     ORIGIN,
     REQUEST,
@@ -27,6 +28,7 @@ from tests.push.h2peer import (
     Provider,
     Sink,
     byte_stream_pair,
+    frame_types,
     on_mock_clock,
     until,
 )
@@ -46,11 +48,11 @@ class Changes:
 
 @asynccontextmanager
 async def connected(*, max_streams: int | None = 1000, stream_cap: int = 1000,
-                    initial_streams: int = 1, **kw: Any,
+                    initial_streams: int = 1, capacity: float = math.inf, **kw: Any,
                     ) -> AsyncIterator[tuple[Connection, Peer, Sink, Changes]]:
     sink, changes = Sink(), Changes()
     async with anyio.create_task_group() as tg:
-        provider = Provider(tg, max_streams=max_streams)
+        provider = Provider(tg, max_streams=max_streams, capacity=capacity)
         conn = Connection(ORIGIN, sink, stream_cap=stream_cap, initial_streams=initial_streams,
                           connect=provider.connect, on_change=changes, **kw)
         await tg.start(conn.run)
@@ -209,3 +211,79 @@ async def test_a_silent_peer_is_pinged_then_left_with_goaway_after_the_idle_time
     [goaway] = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
     assert goaway.error_code == H.NO_ERROR
     assert received.endswith(H.frame(H.GOAWAY, 0, 0, struct.pack(">LL", 0, H.NO_ERROR)))
+
+
+# -- liveness: streams in flight must be answered, the peer must answer PINGs, writes must end --
+
+
+@on_mock_clock()
+async def test_a_stream_left_unanswered_past_the_response_deadline_ends_the_connection() -> None:
+    live = Liveness(response_s=30.0, ping_s=10.0, write_s=10.0)
+    async with connected(liveness=live) as (conn, peer, sink, changes):
+        await until(changes, lambda: conn.available >= 2)
+        conn.submit(REQUEST, b"", "stuck")
+        stuck = await peer.next_request()
+        # The peer answers every other stream (and PINGs) but never this one.
+        for i in range(5):
+            await anyio.sleep(5)
+            conn.submit(REQUEST, b"", f"job-{i}")
+            await peer.respond((await peer.next_request()).stream_id)
+        await anyio.sleep(4)
+        assert conn.state is State.OPEN and sink.lost == []
+        await until(changes, lambda: conn.state is State.CLOSED, timeout=60)
+        assert sink.lost == ["stuck"] and not sink.unsent
+        assert tags(sink) == [f"job-{i}" for i in range(5)]
+        assert conn.error is not None and conn.error.startswith("Unresponsive")
+        assert f"stream {stuck.stream_id} had no response" in conn.error
+
+
+@on_mock_clock()
+async def test_streams_answered_in_time_keep_a_busy_connection_open_without_pings() -> None:
+    live = Liveness(response_s=30.0, ping_s=10.0, write_s=10.0)
+    async with connected(liveness=live) as (conn, peer, sink, changes):
+        await until(changes, lambda: conn.available >= 2)
+        conn.submit(REQUEST, b"", "job-0")
+        previous = await peer.next_request()
+        # For 100 s there is always a stream in flight, each answered 5 s after it was sent.
+        for i in range(1, 21):
+            await anyio.sleep(5)
+            conn.submit(REQUEST, b"", f"job-{i}")
+            current = await peer.next_request()
+            await peer.respond(previous.stream_id)
+            previous = current
+        await sink.until(lambda: len(sink.responses) == 20)
+        assert conn.state is State.OPEN and conn.inflight == 1
+        assert not sink.lost and peer.pings == 0
+
+
+@on_mock_clock()
+async def test_a_silent_peer_with_streams_in_flight_is_pinged_then_left() -> None:
+    live = Liveness(response_s=300.0, ping_s=10.0, write_s=10.0)
+    async with connected(liveness=live) as (conn, peer, sink, changes):
+        await until(changes, lambda: conn.available >= 2)
+        conn.submit(REQUEST, b"", "job-0")
+        conn.submit(REQUEST, b"", "job-1")
+        await peer.next_request()
+        await peer.next_request()
+        peer.go_silent()  # reads on, answers nothing: no response, no PING ACK
+        await until(changes, lambda: conn.state is State.CLOSED, timeout=100)
+        assert sorted(sink.lost) == ["job-0", "job-1"] and not sink.responses
+        assert conn.error is not None and "no answer to PING" in conn.error
+        await peer.until(lambda: peer.closed.is_set())
+        assert frame_types(bytes(peer.ignored)).count((H.PING, 0)) == 1
+
+
+@on_mock_clock()
+async def test_a_peer_that_stops_reading_is_left_once_a_write_misses_its_deadline() -> None:
+    live = Liveness(response_s=300.0, ping_s=100.0, write_s=5.0)
+    async with connected(capacity=0, liveness=live) as (conn, peer, sink, changes):
+        await until(changes, lambda: conn.available >= 2)
+        conn.submit(REQUEST, b"", "job-0")
+        await peer.next_request()
+        peer.stop_reading()  # the read under way may take one more write; the next one waits
+        conn.submit(REQUEST, b"", "job-1")
+        await anyio.wait_all_tasks_blocked()
+        conn.submit(REQUEST, b"", "job-2")
+        await until(changes, lambda: conn.state is State.CLOSED, timeout=100)
+        assert sorted(sink.lost) == ["job-0", "job-1", "job-2"] and not sink.responses
+        assert conn.error is not None and "a write did not complete" in conn.error

@@ -1,6 +1,8 @@
 """The provider senders over in-memory connections to an h2 peer: one result per job, a
 rejection as a value, REFUSED_STREAM retried on a fresh stream, an expired job (by the injected
-wall clock) never sent, and stopping drains the connections."""
+wall clock) never sent, stopping drains the connections, and (on Trio's mock clock) a provider
+that stops answering has its streams sent again, under the same apns-id, on a new
+connection."""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.protocol import h2client as H
 from pushgo.protocol.outcomes import Delivered, Rejected
-from pushgo.push.connection import State
+from pushgo.push.connection import Liveness, State
 from pushgo.push.sender import ApnsSender, Expired, FcmSender, Job, ProviderSender, Result, ResultBuffer
-from tests.push.h2peer import ORIGIN, WAIT_S, Provider
+from tests.push.h2peer import ORIGIN, WAIT_S, Peer, Provider, frame_types, on_mock_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -61,8 +63,8 @@ class Clock:
 
 
 def job(seq: int = 1, *, expires_at_ms: int = NOW_MS + 3_600_000, template: Any = TEMPLATE,
-        ) -> Job:
-    return Job(seq, DELIVERY_ID, "device-1", TOKEN, template, expires_at_ms, False)
+        delivery_id: str = DELIVERY_ID) -> Job:
+    return Job(seq, delivery_id, "device-1", TOKEN, template, expires_at_ms, False)
 
 
 @asynccontextmanager
@@ -173,3 +175,63 @@ async def test_stopping_lets_the_stream_in_flight_finish_and_ends_the_sender() -
 async def first_peer(provider: Provider) -> Any:
     await provider.until(lambda: bool(provider.peers))
     return provider.peers[0]
+
+
+async def peer_number(provider: Provider, n: int, timeout: float = WAIT_S) -> Peer:
+    await provider.until(lambda: len(provider.peers) > n, timeout)
+    return provider.peers[n]
+
+
+def delivery_ids(results: list[Result]) -> list[str]:
+    return sorted(r.job.delivery_id for r in results)
+
+
+@on_mock_clock()
+async def test_a_stream_the_provider_never_answers_goes_out_again_on_a_new_connection() -> None:
+    live = Liveness(response_s=30.0, ping_s=10.0, write_s=10.0)
+    ids = ["a" * 32, "b" * 32]
+    async with running(ApnsSender, Clock(), liveness=live) as (sender, provider, results):
+        sender.jobs_in.send_nowait(job(1, delivery_id=ids[0]))
+        first = await first_peer(provider)
+        stuck = await first.next_request()
+        sender.jobs_in.send_nowait(job(2, delivery_id=ids[1]))
+        answered = await first.next_request()
+        await first.respond(answered.stream_id)
+        [result] = await take(results)
+        assert result.job.delivery_id == ids[1]
+        # The first connection answers PINGs but never the stuck stream.
+        second = await peer_number(provider, 1, timeout=60)
+        again = await second.next_request()
+        assert again.headers[b"apns-id"] == stuck.headers[b"apns-id"]
+        assert again.body == stuck.body
+        await second.respond(again.stream_id)
+        [result] = await take(results)
+        assert result.outcome == Delivered(A.apns_id_of(ids[0]))
+        assert first.pings >= 1 and sender.resent == 1 and len(provider.peers) == 2
+        [conn] = sender.pool.connections
+        assert conn.state is State.OPEN
+
+
+@on_mock_clock()
+async def test_a_silent_provider_has_its_streams_sent_again_on_a_fresh_connection() -> None:
+    live = Liveness(response_s=300.0, ping_s=10.0, write_s=10.0)
+    ids = [c * 32 for c in "abc"]
+    async with running(ApnsSender, Clock(), liveness=live) as (sender, provider, results):
+        for i, delivery_id in enumerate(ids):
+            sender.jobs_in.send_nowait(job(i, delivery_id=delivery_id))
+        first = await first_peer(provider)
+        sent = [await first.next_request() for _ in ids]
+        first.go_silent()  # half-open: nothing answered, PINGs included
+        second = await peer_number(provider, 1, timeout=100)
+        again = [await second.next_request() for _ in ids]
+        assert sorted(r.headers[b"apns-id"] for r in again) == sorted(
+            r.headers[b"apns-id"] for r in sent)
+        for req in again:
+            await second.respond(req.stream_id)
+        done: list[Result] = []
+        while len(done) < len(ids):
+            done += await take(results)
+        assert delivery_ids(done) == ids
+        assert all(isinstance(r.outcome, Delivered) for r in done)
+        assert (H.PING, 0) in frame_types(bytes(first.ignored))
+        assert sender.resent == 3 and sender.inflight == 0
