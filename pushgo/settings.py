@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_service_url: str | None = None
     channel_subscriber_limit: int = 10000
     provider_connections: int = 2
+    provider_response_timeout_s: float = 30.0
+    provider_ping_timeout_s: float = 10.0
+    provider_write_timeout_s: float = 10.0
     log_level: LogLevel = "info"
     async_backend: Backend = "trio"
     private_ttl_seconds: int | None = None
@@ -261,6 +264,16 @@ OPTIONS: tuple[Option, ...] = (
            _int_range(1, 100_000_000), "subscribers per channel (default 10000)"),
     Option("PUSHGO_PROVIDER_CONNECTIONS", "provider_connections", _int_range(1, 64),
            "HTTP/2 connections per provider (default 2)"),
+    Option("PUSHGO_PROVIDER_RESPONSE_TIMEOUT_S", "provider_response_timeout_s",
+           _seconds(0.1, 3600), "seconds a provider has to answer a request; past it the "
+           "connection is closed and its requests sent again on a new one (default 30)"),
+    Option("PUSHGO_PROVIDER_PING_TIMEOUT_S", "provider_ping_timeout_s", _seconds(0.1, 600),
+           "with requests in flight and nothing heard from a provider this long, PING it; no "
+           "answer this long after: the connection is closed, its requests sent again "
+           "(default 10)"),
+    Option("PUSHGO_PROVIDER_WRITE_TIMEOUT_S", "provider_write_timeout_s", _seconds(0.1, 600),
+           "seconds a write to a provider connection may take (the provider not reading); "
+           "past it the connection is closed, its requests sent again (default 10)"),
     Option("PUSHGO_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"),
            "log level (JSON logs on stdout)"),
     Option("PUSHGO_ASYNC_BACKEND", "async_backend", _choice("trio", "asyncio"),

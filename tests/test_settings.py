@@ -57,6 +57,8 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert (s.log_level, s.async_backend) == ("info", "trio")
     assert s.private_ttl_s == 7 * 86400
     assert s.provider_connections == 2
+    assert (s.provider_response_timeout_s, s.provider_ping_timeout_s,
+            s.provider_write_timeout_s) == (30.0, 10.0, 10.0)
     assert s.trusted_proxies == ()  # X-Forwarded-For ignored unless a proxy is named
     assert (s.http_header_timeout_s, s.http_body_timeout_s) == (10.0, 30.0)
     assert s.http_max_connections == 1000
@@ -97,6 +99,9 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_ASYNC_BACKEND": "asyncio",
         "PUSHGO_PRIVATE_TTL_SECONDS": "86400",
         "PUSHGO_PROVIDER_CONNECTIONS": "8",
+        "PUSHGO_PROVIDER_RESPONSE_TIMEOUT_S": "45",
+        "PUSHGO_PROVIDER_PING_TIMEOUT_S": " 2.5 ",
+        "PUSHGO_PROVIDER_WRITE_TIMEOUT_S": "0.5",
         "PUSHGO_DELIVERY_LEASE_SECONDS": "5",
         "PUSHGO_WORKERS": "4",
         "PUSHGO_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16,fd00::/8",
@@ -134,6 +139,9 @@ def test_every_variable_is_parsed_into_its_field(files):
         "async_backend": "asyncio",
         "private_ttl_seconds": 86400,
         "provider_connections": 8,
+        "provider_response_timeout_s": 45.0,
+        "provider_ping_timeout_s": 2.5,
+        "provider_write_timeout_s": 0.5,
         "delivery_lease_seconds": 5,
         "workers": 4,
         "trusted_proxies": ("10.0.0.1/32", "192.168.0.0/16", "fd00::/8"),
@@ -204,6 +212,13 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_PRIVATE_TTL_SECONDS", str(30 * 86400 + 1)),
     ("PUSHGO_PROVIDER_CONNECTIONS", "0"),
     ("PUSHGO_PROVIDER_CONNECTIONS", "65"),
+    ("PUSHGO_PROVIDER_RESPONSE_TIMEOUT_S", "0"),
+    ("PUSHGO_PROVIDER_RESPONSE_TIMEOUT_S", "3601"),
+    ("PUSHGO_PROVIDER_RESPONSE_TIMEOUT_S", "30s"),
+    ("PUSHGO_PROVIDER_PING_TIMEOUT_S", "-1"),
+    ("PUSHGO_PROVIDER_PING_TIMEOUT_S", "inf"),
+    ("PUSHGO_PROVIDER_WRITE_TIMEOUT_S", "nan"),
+    ("PUSHGO_PROVIDER_WRITE_TIMEOUT_S", "601"),
     ("PUSHGO_HTTP_HEADER_TIMEOUT_S", "0"),
     ("PUSHGO_HTTP_HEADER_TIMEOUT_S", "nan"),
     ("PUSHGO_HTTP_BODY_TIMEOUT_S", "soon"),
@@ -302,6 +317,10 @@ def test_the_listen_address_is_host_and_port_with_bracketed_ipv6(raw, host, port
     ("PUSHGO_PRIVATE_TTL_SECONDS", "60", "private_ttl_seconds", 60),
     ("PUSHGO_PRIVATE_TTL_SECONDS", " 2592000 ", "private_ttl_seconds", 2_592_000),
     ("PUSHGO_DB_REQUEST_TIMEOUT_MS", "100", "db_request_timeout_ms", 100),
+    ("PUSHGO_PROVIDER_RESPONSE_TIMEOUT_S", "0.1", "provider_response_timeout_s", 0.1),
+    ("PUSHGO_PROVIDER_RESPONSE_TIMEOUT_S", "3600", "provider_response_timeout_s", 3600.0),
+    ("PUSHGO_PROVIDER_PING_TIMEOUT_S", "600", "provider_ping_timeout_s", 600.0),
+    ("PUSHGO_PROVIDER_WRITE_TIMEOUT_S", "0.1", "provider_write_timeout_s", 0.1),
     ("PUSHGO_DB_CONNECT_TIMEOUT_S", "2", "db_connect_timeout_s", 2),
     ("PUSHGO_DB_BUSY_TIMEOUT_MS", "600000", "db_busy_timeout_ms", 600_000),
     ("PUSHGO_DB_URL", "sqlite:////var/lib/pushgo.db", "db_url", "sqlite:////var/lib/pushgo.db"),

@@ -13,7 +13,7 @@ import httpx
 
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
-from pushgo.push.connection import Origin
+from pushgo.push.connection import Liveness, Origin
 from pushgo.push.credentials import (
     ApnsJwtSource,
     ApnsTokens,
@@ -73,6 +73,9 @@ def build_senders(settings: Settings, results: ResultBuffer, *,
     if not (settings.apns_configured or settings.fcm_configured or remote):
         return senders
     ctx = provider_ssl_context(settings)
+    liveness = Liveness(response_s=settings.provider_response_timeout_s,
+                        ping_s=settings.provider_ping_timeout_s,
+                        write_s=settings.provider_write_timeout_s)
     apns_tokens: ApnsTokens | None = None
     watch_topic: str | None = None
     if settings.apns_configured:
@@ -94,7 +97,8 @@ def build_senders(settings: Settings, results: ResultBuffer, *,
         origin = Origin.parse(settings.apns_endpoint or f"https://{host}")
         senders["apns"] = ApnsSender(origin, ctx, results, apns_tokens, topic,
                                      watch_topic=watch_topic, clock_ms=clock_ms,
-                                     connections=settings.provider_connections)
+                                     connections=settings.provider_connections,
+                                     liveness=liveness)
     fcm_tokens: FcmTokens | None = None
     if settings.fcm_configured:
         assert settings.fcm_credentials_file
@@ -108,5 +112,6 @@ def build_senders(settings: Settings, results: ResultBuffer, *,
     if fcm_tokens is not None:
         origin = Origin.parse(settings.fcm_endpoint or f"https://{FC.HOST}")
         senders["fcm"] = FcmSender(origin, ctx, results, fcm_tokens, clock_ms=clock_ms,
-                                   connections=settings.provider_connections)
+                                   connections=settings.provider_connections,
+                                   liveness=liveness)
     return senders
