@@ -98,6 +98,13 @@ class Drop:
 
 
 @dataclass(frozen=True, slots=True)
+class Silence:
+    """A connection rule, not an answer: the connection goes silent — it reads nothing more
+    and never writes again (no answers, no PING ACKs), as a half-open connection looks to the
+    client. It stays so until the server stops."""
+
+
+@dataclass(frozen=True, slots=True)
 class Delay:
     """Wait `seconds`, then apply `then`."""
 
@@ -121,6 +128,7 @@ class ConnectionInfo:
     responses: int = 0
     refused_over_limit: int = 0
     goaway_sent: bool = False
+    silenced: bool = False
     closed: bool = False
 
 

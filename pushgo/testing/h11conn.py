@@ -22,6 +22,7 @@ from pushgo.testing.exchange import (
     GoAway,
     Request,
     Response,
+    Silence,
     abort_socket,
     header_text,
 )
@@ -58,6 +59,9 @@ async def serve_http11(server: H2Server, stream: anyio.abc.ByteStream, info: Con
                 return
         info.requests += 1
         rule = server._rule_for(info.requests)
+        if isinstance(rule, Silence):
+            info.silenced = True
+            await anyio.sleep_forever()  # neither reads nor answers; the server's exit ends it
         if isinstance(rule, Drop):
             if rule.reset:
                 abort_socket(stream)

@@ -55,6 +55,7 @@ from pushgo.testing.exchange import (
     Request,
     ResetStream,
     Response,
+    Silence,
     abort_socket,
     header_text,
 )
@@ -67,7 +68,7 @@ log = logging.getLogger("pushgo.testing")
 @dataclass
 class _ConnRule:
     after: int
-    action: GoAway | Drop
+    action: GoAway | Drop | Silence
     every_connection: bool
     used: bool = False
 
@@ -146,6 +147,12 @@ class H2Server:
         GOAWAY: the earlier ones are answered first, then TCP FIN (or RST with `reset`)."""
         self._rules.append(_ConnRule(requests, Drop(reset=reset), every_connection))
 
+    def silent_after(self, requests: int, *, every_connection: bool = False) -> None:
+        """After a connection has received `requests` requests, the next one makes it silent
+        (see `Silence`): that request and any later ones are never answered, nor is anything
+        else; connections opened later are served normally (unless `every_connection`)."""
+        self._rules.append(_ConnRule(requests, Silence(), every_connection))
+
     def clear_rules(self) -> None:
         self._rules.clear()
 
@@ -156,7 +163,7 @@ class H2Server:
             conn.goaway(GoAway(error_code, debug_data, conn.h2.highest_inbound_stream_id, None, close,
                                send_first))
 
-    def _rule_for(self, sequence: int) -> GoAway | Drop | None:
+    def _rule_for(self, sequence: int) -> GoAway | Drop | Silence | None:
         for rule in self._rules:
             if rule.used:
                 continue
@@ -277,6 +284,7 @@ class _H2Conn:
         self.pending_goaway: bytes | None = None
         self.close_when_drained = False
         self.drop_when_drained: Drop | None = None
+        self.silent = False
         self.raised = False
         self.tg: anyio.abc.TaskGroup | None = None
 
@@ -312,6 +320,8 @@ class _H2Conn:
             for event in events:
                 if self._on_event(event):
                     return
+            if self.silent:
+                await anyio.sleep_forever()  # reads nothing more; the server's exit ends it
             self.kick()
 
     def _on_event(self, event: Event) -> bool:
@@ -345,10 +355,15 @@ class _H2Conn:
         return False
 
     def _dispatch(self, sid: int, part: _Partial) -> None:
-        if self.drop_when_drained is not None or (self.goaway_last is not None and sid > self.goaway_last):
+        if self.silent or self.drop_when_drained is not None or (
+                self.goaway_last is not None and sid > self.goaway_last):
             return
         self.info.requests += 1
         rule = self.server._rule_for(self.info.requests)
+        if isinstance(rule, Silence):
+            self.info.requests -= 1
+            self.silent = self.info.silenced = True
+            return
         if isinstance(rule, Drop):
             self.info.requests -= 1
             self.drop_when_drained = rule
@@ -489,6 +504,8 @@ class _H2Conn:
             while True:
                 await self.wake.wait()
                 self.wake = anyio.Event()
+                if self.silent:
+                    await anyio.sleep_forever()  # writes nothing more, PING ACKs included
                 if self.pending_goaway is not None and self._drained():
                     self.raw_out += self.h2.data_to_send() + self.pending_goaway
                     self.pending_goaway = None

@@ -1,10 +1,10 @@
 """What MockAPNs and MockFCM share: the server plumbing (TLS, `serving()`, origin, CA file), a
-response delay, and the provider-independent faults — refuse the next K streams, GOAWAY or a
-dropped connection after N requests, GOAWAY now.
+response delay, and the provider-independent faults — refuse the next K streams, GOAWAY, a
+dropped or a silent connection after N requests, GOAWAY now.
 
 "The next K requests" are the next K the handler decides on (the count is exact; which of
 several concurrent requests get hit follows handler order, which Trio shuffles). Connection
-rules (GOAWAY/drop after N) are decided at dispatch instead, in arrival order. Imports nothing
+rules (GOAWAY/drop/silence after N) are decided at dispatch instead, in arrival order. Imports nothing
 from pushgo outside pushgo.testing.
 """
 
@@ -101,6 +101,12 @@ class ScriptedMock:
     def drop_after(self, requests: int, *, reset: bool = False, every_connection: bool = False) -> None:
         """Close a connection without GOAWAY on its `requests`+1-th request (see H2Server.drop_after)."""
         self.server.drop_after(requests, reset=reset, every_connection=every_connection)
+
+    def silent_after(self, requests: int, *, every_connection: bool = False) -> None:
+        """A connection goes silent on its `requests`+1-th request: it reads nothing more and
+        never writes again, PING ACKs included (a half-open connection); later connections
+        are served normally (see H2Server.silent_after)."""
+        self.server.silent_after(requests, every_connection=every_connection)
 
     def goaway_now(self, *, debug_data: bytes = b"", error_code: int = ErrorCodes.NO_ERROR,
                    close: bool = True, send_first: bool = False) -> None:

@@ -203,6 +203,32 @@ async def test_a_connection_dropped_mid_burst_loses_nothing_and_resends_only_wha
     assert len(seen.lost) <= mock_options["max_concurrent_streams"]
 
 
+@pytest.mark.parametrize("settings_overrides", [{
+    "provider_response_timeout_s": 2.0, "provider_ping_timeout_s": 0.3,
+    "provider_write_timeout_s": 1.0}], ids=["short-deadlines"])
+async def test_a_connection_gone_silent_is_left_and_its_deliveries_sent_on_a_new_one(
+        pclient, pgateway, providers, settings_overrides):
+    fleet = await make_fleet(pgateway, 6)
+    seen = watch(pgateway)
+    # The connection's 3rd request turns it half-open: it reads and answers nothing more,
+    # PING ACKs included. Connections opened after it are served normally.
+    providers.apns.silent_after(2)
+    await send(pclient, fleet.channel_id, title="half-open")
+    rows = await settled(pgateway.store, fleet)
+
+    assert {r.state for r in rows.values()} == {"sent"}
+    silent = [c for c in providers.apns.server.connections if c.silenced]
+    assert len(silent) == 1 and silent[0].responses <= 2
+    assert pgateway.senders["apns"].pool.connects >= 2
+    counts = accepted_counts(providers.apns)
+    assert set(counts) == set(rows)
+    assert seen.lost, "no stream was in flight on the silent connection"
+    # Only a stream whose outcome was unknown when the connection was left went out twice.
+    assert {i for i, n in counts.items() if n > 1} <= seen.lost
+    for note in providers.apns.accepted:
+        assert note.headers["apns-id"] == apns_id_of(note.payload["delivery_id"])
+
+
 async def test_refused_streams_are_resent_and_each_device_gets_the_message_once(
         pclient, pgateway, providers):
     fleet = await make_fleet(pgateway, 50)
