@@ -8,7 +8,7 @@ and the MCP conformance suite's fixtures on pushgo's MCP engine.
 - `mock_apns`: `MockAPNs` (accept-all / validating / scripted), `APNsKey`.
 - `mock_fcm`: `MockFCM` (OAuth token endpoint + messages:send), `ServiceAccount`.
 - `counting_apns`: a light APNs peer that only counts (volume tests and benchmarks).
-- `scripted`: scripted answers for the mocks (rejections, GOAWAY, drops, delays).
+- `scripted`: scripted answers for the mocks (rejections, GOAWAY, drops, silence, delays).
 - `mcp_fixtures`: the tools and resources the MCP conformance suite calls by name.
 
 Used by tests and benchmarks only: nothing in the gateway imports this package. This

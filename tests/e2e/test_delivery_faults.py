@@ -1,6 +1,6 @@
-"""Delivery under provider and process faults: GOAWAY, dropped connections, refused streams,
-a stream limit that falls back to 1, throttling, expired provider credentials, bounded
-retries, expired deliveries, and kill -9 of the gateway mid-fan-out.
+"""Delivery under provider and process faults: GOAWAY, dropped or silent (half-open)
+connections, refused streams, a stream limit that falls back to 1, throttling, expired provider
+credentials, bounded retries, expired deliveries, and kill -9 of the gateway mid-fan-out.
 
 For each fault: no delivery is lost, none reaches the provider twice unless its outcome was
 unknown when a connection (or the process) died, and every delivery ends in a recorded state.
