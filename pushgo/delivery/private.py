@@ -17,7 +17,7 @@ from pushgo.protocol.payload import with_delivery_id
 from pushgo.protocol.sse import encode_comment, encode_event
 from pushgo.service.context import Context
 from pushgo.service.inbox import Inbox
-from pushgo.store import channels as C
+from pushgo.service.outbox import OutboxService
 
 KEEPALIVE_S = 15.0
 PAGE = 200
@@ -86,11 +86,12 @@ class Hub:
 
 
 class PrivateStreams:
-    def __init__(self, ctx: Context, hub: Hub, inbox: Inbox,
+    def __init__(self, ctx: Context, hub: Hub, inbox: Inbox, outbox: OutboxService,
                  keepalive_s: float = KEEPALIVE_S) -> None:
         self.ctx = ctx
         self.hub = hub
         self.inbox = inbox
+        self.outbox = outbox
         self.keepalive_s = keepalive_s
 
     async def stream(self, device_key: str, last_event_id: str | None) -> AsyncIterator[bytes]:
@@ -105,7 +106,7 @@ class PrivateStreams:
                 waiter.event = anyio.Event()
                 if waiter.stale:
                     waiter.stale = False
-                    chans = await self.ctx.store.read(C.subscribed_channels, device_key)
+                    chans = await self.outbox.subscribed_channels(device_key)
                     self.hub._set_channels(waiter, set(chans))
                 items = await self.inbox.page(device_key, cursor, PAGE)
                 if items:

@@ -30,8 +30,7 @@ from pushgo.protocol.outcomes import Delivered, Rejected
 from pushgo.protocol.payload import wakeup_data
 from pushgo.push.sender import Expired, Job, ProviderSender, Result, ResultBuffer, TransportFailure
 from pushgo.service.context import Context
-from pushgo.store import dispatch as S
-from pushgo.store.dispatch import Due, OpInfo, Outcomes
+from pushgo.service.outbox import Due, OpInfo, OutboxService, Outcomes
 
 log = logging.getLogger("pushgo.dispatch")
 
@@ -61,8 +60,10 @@ def backoff_ms(attempts: int, retry_after_s: float | None) -> int:
 
 
 class OutboxPump:
-    def __init__(self, ctx: Context, senders: dict[str, ProviderSender], results: ResultBuffer) -> None:
+    def __init__(self, ctx: Context, outbox: OutboxService, senders: dict[str, ProviderSender],
+                 results: ResultBuffer) -> None:
         self.ctx = ctx
+        self.outbox = outbox
         self.senders = senders
         self.results = results
         self._wake = anyio.Event()
@@ -89,9 +90,9 @@ class OutboxPump:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:
-        if self.ctx.store.dialect == "sqlite":
+        if not self.outbox.shared:
             # The only process: every lease left behind belonged to a dead one.
-            await self.ctx.store.run(S.release_leases)
+            await self.outbox.release_leases()
         async with anyio.create_task_group() as tg:
             for sender in self.senders.values():
                 await tg.start(sender.run)
@@ -106,8 +107,8 @@ class OutboxPump:
             self._wake = anyio.Event()
             claimed_at = anyio.current_time()
             try:
-                page = await self.ctx.store.run(S.claim_due, PROVIDER_ROUTES, self.ctx.now(),
-                                                PAGE, self.lease_ms)
+                page = await self.outbox.claim_due(PROVIDER_ROUTES, self.ctx.now(), PAGE,
+                                                   self.lease_ms)
             except StoreUnavailable as exc:  # tried again after IDLE_POLL_S (or a wake-up)
                 log.warning("claiming deliveries failed", extra={"fields": {"error": exc.message}})
                 page = []
@@ -130,8 +131,8 @@ class OutboxPump:
             await anyio.sleep(self.lease_ms / 3000)
             if self._held:
                 try:
-                    await self.ctx.store.run(S.extend_leases, sorted(self._held),
-                                             self.ctx.now() + self.lease_ms)
+                    await self.outbox.extend_leases(sorted(self._held),
+                                                    self.ctx.now() + self.lease_ms)
                 except StoreUnavailable as exc:
                     log.warning("renewing delivery leases failed",
                                 extra={"fields": {"error": exc.message}})
@@ -147,7 +148,7 @@ class OutboxPump:
         missing = {d.op_pk for d in page if (d.op_pk, d.route) not in self._templates}
         infos: dict[int, OpInfo] = {}
         if missing:
-            infos = await self.ctx.store.read(S.op_infos, sorted(missing))
+            infos = await self.outbox.op_infos(sorted(missing))
         failures: list[Result] = []
         now = self.ctx.now()
         for due in page:
@@ -218,7 +219,7 @@ class OutboxPump:
             for result in batch:
                 self._classify(result, now, out)
             try:
-                await self.ctx.store.run(S.apply_outcomes, out, now)
+                await self.outbox.apply_outcomes(out, now)
             except StoreUnavailable as exc:
                 # The leases stay: these deliveries are tried again when they run out.
                 log.warning("recording send results failed",

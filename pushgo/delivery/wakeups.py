@@ -18,7 +18,7 @@ import logging
 import secrets
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -26,31 +26,21 @@ import anyio.abc
 import anyio.from_thread
 import anyio.to_thread
 import psycopg
-from sqlalchemy.engine import Connection
 
 from pushgo.service.context import Context
+from pushgo.service.outbox import OutboxService
 
 log = logging.getLogger("pushgo.wakeups")
 
-#: A notice payload is at most 8000 bytes: ids are short, so batches are cut well below.
-BATCH = 200
 LISTEN_POLL_S = 1.0
 RECONNECT_S = 2.0
 
 
-def _notify(conn: Connection, channel: str, payloads: Sequence[str]) -> None:
-    for start in range(0, len(payloads), BATCH):
-        conn.exec_driver_sql("SELECT pg_notify(%(c)s, %(p)s)",
-                             {"c": channel, "p": "\n".join(payloads[start:start + BATCH])})
-
-
-def _schema(conn: Connection) -> str:
-    return str(conn.exec_driver_sql("SELECT current_schema()").scalar())
-
-
 class PgWakeups:
-    def __init__(self, ctx: Context, on_reconnect: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, ctx: Context, outbox: OutboxService,
+                 on_reconnect: Callable[[], None] = lambda: None) -> None:
         self.ctx = ctx
+        self.outbox = outbox
         self.on_reconnect = on_reconnect
         self.ident = secrets.token_hex(4)  # this process: its own notices are skipped
         self.channel = ""
@@ -71,7 +61,7 @@ class PgWakeups:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:
         # One NOTIFY channel per schema: gateways on other schemas of the database stay apart.
-        schema = await self.ctx.store.read(_schema)
+        schema = await self.outbox.schema()
         self.channel = f"pushgo_wake_{zlib.crc32(schema.encode()):08x}"
         try:
             async with anyio.create_task_group() as tg:
@@ -89,7 +79,7 @@ class PgWakeups:
             payloads += [f"{self.ident} d {d}" for d in self._devices]
             self._ops, self._devices = set(), set()
             try:
-                await self.ctx.store.run(_notify, self.channel, payloads)
+                await self.outbox.notify(self.channel, payloads)
             except Exception:
                 log.warning("sending wake-ups failed", exc_info=True)
 
@@ -99,7 +89,7 @@ class PgWakeups:
                                        limiter=anyio.CapacityLimiter(1))
 
     def _listen(self) -> None:
-        url = self.ctx.store.url
+        url = self.outbox.database_url
         first = True
         while not self._stop.is_set():
             try:

@@ -25,7 +25,6 @@ from pushgo.protocol import fields as F
 from pushgo.protocol.jsonrpc import INVALID_PARAMS, RESOURCE_NOT_FOUND_LEGACY, RpcError
 from pushgo.protocol.mcp import Resource, ResourceTemplate, TextResourceContents
 from pushgo.service import Services
-from pushgo.store import history as H
 
 SCHEME = "pushgo://"
 CHANNELS_URI = "pushgo://channels"
@@ -90,11 +89,15 @@ class Resources:
         return [TextResourceContents(uri=uri, mimeType=MIME, text=_json(doc))]
 
     async def _granted(self, principal: Principal) -> list[dict[str, Any]]:
+        """The caller's granted channels: none for a caller without a grant, but a store
+        outage is an error (the dispatcher answers it), never an empty list."""
         if not principal.oauth:
             return []
         try:
             return await self.binding.list_channels(principal)
-        except GatewayError:
+        except GatewayError as exc:
+            if exc.status >= 500:
+                raise
             return []
 
     async def listed(self, principal: Principal) -> list[Resource]:
@@ -126,7 +129,7 @@ class Resources:
             raise not_found(uri, modern=modern) from None
         if principal.oauth and not await self.binding.is_granted(principal, cid):
             raise not_found(uri, modern=modern)
-        overview = await self.svc.ctx.store.read(H.channel_overview, cid)
+        overview = await self.svc.channels.overview(cid)
         if overview is None:
             raise not_found(uri, modern=modern)
         if not principal.oauth and self.svc.ctx.settings.token is None:
