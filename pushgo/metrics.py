@@ -161,11 +161,13 @@ class _Collector:
         self.m = metrics
 
     def collect(self) -> Iterable[Metric]:
-        gw = self.m.gateway
-        counts = gw.ctx.counts
-        disp = gw.pump
-        senders = disp.senders
+        yield from self._accepted()
+        yield from self._outcomes()
+        yield from self._providers()
+        yield from self._process()
 
+    def _accepted(self) -> Iterator[Metric]:
+        counts = self.m.gateway.ctx.counts
         ops = CounterMetricFamily("pushgo_operations_accepted",
                                   "Operations accepted into the outbox", labels=["kind"])
         for kind, n in sorted(counts.operations.items()):
@@ -174,10 +176,18 @@ class _Collector:
         yield CounterMetricFamily("pushgo_deliveries_enqueued",
                                   "Deliveries written by accepted operations",
                                   value=counts.deliveries)
+        depth = GaugeMetricFamily("pushgo_queue_depth",
+                                  "Queued deliveries in the outbox (all processes)",
+                                  labels=["route"])
+        for route, n in sorted({**dict.fromkeys(ROUTES, 0), **self.m.queue}.items()):
+            depth.add_metric([route], n)
+        yield depth
 
+    def _outcomes(self) -> Iterator[Metric]:
+        disp = self.m.gateway.pump
         sent = CounterMetricFamily("pushgo_deliveries_sent",
                                    "Deliveries a provider accepted", labels=["route"])
-        for route, n in sorted({**dict.fromkeys(senders, 0), **disp.sent_by_route}.items()):
+        for route, n in sorted({**dict.fromkeys(disp.senders, 0), **disp.sent_by_route}.items()):
             sent.add_metric([route], n)
         yield sent
         failed = CounterMetricFamily(
@@ -202,13 +212,8 @@ class _Collector:
         yield retried
         yield expired
 
-        depth = GaugeMetricFamily("pushgo_queue_depth",
-                                  "Queued deliveries in the outbox (all processes)",
-                                  labels=["route"])
-        for route, n in sorted({**dict.fromkeys(ROUTES, 0), **self.m.queue}.items()):
-            depth.add_metric([route], n)
-        yield depth
-
+    def _providers(self) -> Iterator[Metric]:
+        senders = self.m.gateway.pump.senders
         inflight = GaugeMetricFamily("pushgo_provider_streams_in_flight",
                                      "HTTP/2 streams waiting for a provider response",
                                      labels=["provider"])
@@ -241,13 +246,15 @@ class _Collector:
                                sum_value=sender.latency.sum)
         yield from (inflight, conns, waiting, connects, connect_failures, resent, latency)
 
+    def _process(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("pushgo_worker_info",
                                  "One per gateway process that answered this scrape",
                                  labels=["worker", "pid", "version"])
         info.add_metric([str(self.m.worker_index), str(os.getpid()), __version__], 1)
         yield info
         yield GaugeMetricFamily("pushgo_private_streams",
-                                "Devices connected to /private/stream", value=gw.hub.connected)
+                                "Devices connected to /private/stream",
+                                value=self.m.gateway.hub.connected)
 
         http = CounterMetricFamily("pushgo_http_requests", "HTTP requests answered",
                                    labels=["method", "route", "status"])

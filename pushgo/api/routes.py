@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -34,15 +35,19 @@ def _query(request: Request, allowed: set[str]) -> dict[str, str]:
 
 def build_routes(svc: Services, streams: PrivateStreams,
                  not_ready: Callable[[], Awaitable[str | None]]) -> list[BaseRoute]:
-    settings = svc.ctx.settings
+    return [*_gateway_routes(svc, not_ready), *_device_routes(svc, streams),
+            *_send_routes(svc)]
 
-    def json_route(kind: type[Any], call: Callable[[Any], Awaitable[Any]]) -> Handler:
-        async def handler(request: Request) -> Response:
-            return ok(await call(await body_as(request, kind)))
 
-        return handler
+def _json_route(kind: type[Any], call: Callable[[Any], Awaitable[Any]]) -> Handler:
+    async def handler(request: Request) -> Response:
+        return ok(await call(await body_as(request, kind)))
 
-    # --- sending ------------------------------------------------------------------------------
+    return handler
+
+
+def _send_routes(svc: Services) -> list[BaseRoute]:
+    """POST/GET /message, /event/*, /thing/*: decode, check the password is there, send."""
 
     async def post_message(request: Request) -> Response:
         req = await body_as(request, OPS.MessageIn)
@@ -57,37 +62,33 @@ def build_routes(svc: Services, streams: PrivateStreams,
         password = OPS.require_password(req.password)
         return ok((await svc.publisher.send(OPS.message_spec(req), password)).wire())
 
-    def event_route(action: str) -> Handler:
-        kind = OPS.EVENT_ACTIONS[action]
-
+    def lifecycle_route(kind: type[Any], to_spec: Callable[[Any], OPS.OpSpec]) -> Handler:
         async def handler(request: Request) -> Response:
             req = await body_as(request, kind)
             password = OPS.require_password(req.password)
-            spec = OPS.event_spec(req, action)
-            return ok((await svc.publisher.send(spec, password)).wire())
+            return ok((await svc.publisher.send(to_spec(req), password)).wire())
 
         return handler
 
-    def thing_route(action: str) -> Handler:
-        kind = OPS.THING_ACTIONS[action]
+    routes: list[BaseRoute] = [
+        Route("/message", post_message, methods=["POST"]),
+        Route("/message", get_message, methods=["GET"]),
+    ]
+    routes += [Route(f"/event/{a}", lifecycle_route(kind, partial(OPS.event_spec, action=a)),
+                     methods=["POST"]) for a, kind in OPS.EVENT_ACTIONS.items()]
+    routes += [Route(f"/thing/{a}", lifecycle_route(kind, partial(OPS.thing_spec, action=a)),
+                     methods=["POST"]) for a, kind in OPS.THING_ACTIONS.items()]
+    return routes
 
-        async def handler(request: Request) -> Response:
-            req = await body_as(request, kind)
-            password = OPS.require_password(req.password)
-            spec = OPS.thing_spec(req, action)
-            return ok((await svc.publisher.send(spec, password)).wire())
 
-        return handler
-
-    # --- channels -----------------------------------------------------------------------------
+def _device_routes(svc: Services, streams: PrivateStreams) -> list[BaseRoute]:
+    """Devices, their routes and subscriptions, their inbox and private stream."""
 
     async def channel_exists(request: Request) -> Response:
         query = _query(request, {"channel_id"})
         if "channel_id" not in query:
             raise InvalidInput(codes.CHANNEL_ID_REQUIRED, "channel id must not be empty")
         return ok(await svc.channels.exists(query["channel_id"]))
-
-    # --- private stream -----------------------------------------------------------------------
 
     async def private_stream(request: Request) -> Response:
         query = _query(request, {"device_key"})
@@ -99,7 +100,29 @@ def build_routes(svc: Services, streams: PrivateStreams,
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
 
-    # --- gateway ------------------------------------------------------------------------------
+    def post(path: str, kind: type[Any], call: Callable[[Any], Awaitable[Any]]) -> Route:
+        return Route(path, _json_route(kind, call), methods=["POST"])
+
+    return [
+        post("/device/register", W.DeviceRegisterIn, svc.devices.register),
+        post("/channel/device", W.DeviceRouteIn, svc.devices.set_route),
+        post("/channel/device/delete", W.DeviceRouteDeleteIn, svc.devices.clear_route),
+        post("/channel/device/provider-token/retire", W.TokenRetireIn, svc.devices.retire_token),
+        post("/channel/subscribe", W.SubscribeIn, svc.channels.subscribe),
+        post("/channel/unsubscribe", W.UnsubscribeIn, svc.channels.unsubscribe),
+        post("/channel/sync", W.SyncIn, svc.channels.sync),
+        Route("/channel/exists", channel_exists, methods=["GET"]),
+        post("/channel/rename", W.RenameIn, svc.channels.rename),
+        post("/messages/pull", W.PullIn, svc.inbox.pull),
+        post("/messages/ack", W.AckIn, svc.inbox.ack),
+        Route("/private/stream", private_stream, methods=["GET"]),
+    ]
+
+
+def _gateway_routes(svc: Services,
+                    not_ready: Callable[[], Awaitable[str | None]]) -> list[BaseRoute]:
+    """The index page, health, readiness and the gateway profile."""
+    settings = svc.ctx.settings
 
     async def healthz(_request: Request) -> Response:
         return ok({"status": "ok", "private_channel_enabled": True,
@@ -135,32 +158,9 @@ def build_routes(svc: Services, streams: PrivateStreams,
     async def index(_request: Request) -> Response:
         return HTMLResponse(render_index(settings))
 
-    routes: list[BaseRoute] = [
+    return [
         Route("/", index, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/gateway/profile", profile, methods=["GET"]),
-        Route("/device/register", json_route(W.DeviceRegisterIn, svc.devices.register),
-              methods=["POST"]),
-        Route("/channel/device", json_route(W.DeviceRouteIn, svc.devices.set_route),
-              methods=["POST"]),
-        Route("/channel/device/delete",
-              json_route(W.DeviceRouteDeleteIn, svc.devices.clear_route), methods=["POST"]),
-        Route("/channel/device/provider-token/retire",
-              json_route(W.TokenRetireIn, svc.devices.retire_token), methods=["POST"]),
-        Route("/channel/subscribe", json_route(W.SubscribeIn, svc.channels.subscribe),
-              methods=["POST"]),
-        Route("/channel/unsubscribe", json_route(W.UnsubscribeIn, svc.channels.unsubscribe),
-              methods=["POST"]),
-        Route("/channel/sync", json_route(W.SyncIn, svc.channels.sync), methods=["POST"]),
-        Route("/channel/exists", channel_exists, methods=["GET"]),
-        Route("/channel/rename", json_route(W.RenameIn, svc.channels.rename), methods=["POST"]),
-        Route("/message", post_message, methods=["POST"]),
-        Route("/message", get_message, methods=["GET"]),
-        Route("/messages/pull", json_route(W.PullIn, svc.inbox.pull), methods=["POST"]),
-        Route("/messages/ack", json_route(W.AckIn, svc.inbox.ack), methods=["POST"]),
-        Route("/private/stream", private_stream, methods=["GET"]),
     ]
-    routes += [Route(f"/event/{a}", event_route(a), methods=["POST"]) for a in OPS.EVENT_ACTIONS]
-    routes += [Route(f"/thing/{a}", thing_route(a), methods=["POST"]) for a in OPS.THING_ACTIONS]
-    return routes
