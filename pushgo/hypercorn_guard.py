@@ -9,7 +9,8 @@ Limits (on both the Trio and asyncio workers, from the settings via :class:`Serv
   streams (SSE) and its ``keep_alive_timeout`` counts from the end of the last answer, so the
   guard runs its own deadline in Hypercorn's idle timer: a connection has that long for a
   request's headers from its start, or, kept alive, from the first byte of the next request
-  (HTTP/1; an h2c connection keeps Hypercorn's keep-alive timeout). A body's deadline is the application's (pushgo.api.reading).
+  (HTTP/1; an h2c connection keeps Hypercorn's keep-alive timeout). A body's deadline is the
+  application's (pushgo.api.reading).
 - ``PUSHGO_HTTP_MAX_CONNECTIONS``: past it a new connection is answered 503 ``server_busy``
   with ``Retry-After`` and closed (after reading what the client sent, for at most a second,
   so that the close is no reset that loses the answer); open connections go on. A connection
