@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from pushgo.store import Store
 from pushgo.store import channels as C
 from pushgo.store import dispatch as S
+from pushgo.store import providers as P
 from pushgo.store.dispatch import Due, OpInfo, Outcomes
 from pushgo.store.schema import deliveries
 
@@ -76,6 +77,15 @@ class OutboxService:
 
     async def queue_depth(self) -> dict[str, int]:
         return await self._store.read(queue_depth)
+
+    async def record_provider(self, route: str, state: str, last_error: str | None, since: int,
+                              now: int) -> None:
+        """A provider's breaker changed: tell every process sharing the outbox (status)."""
+        await self._store.run(P.record, route, state, last_error, since, now)
+
+    async def make_due(self, route: str, now: int) -> int:
+        """The provider of ``route`` is back: what waits for it is due now."""
+        return await self._store.run(P.make_due, route, now)
 
     # the private hub
 

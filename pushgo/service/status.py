@@ -133,7 +133,7 @@ class Status:
                 newer = self._recent.get(key)
                 if newer is not None and newer[0] > seen[0] and newer[1] is not None:
                     return newer[1]  # another watcher read it meanwhile
-        doc = await self.ctx.store.read(S.status, op_id, channel_ids)
+        doc = await self.ctx.store.read(S.status, op_id, channel_ids, self.ctx.now())
         if len(self._recent) >= _CACHE_MAX:
             self._recent.clear()
         self._recent[key] = (anyio.current_time(), doc)

@@ -116,10 +116,13 @@ class Outcomes:
     failed: list[tuple[int, str]] = field(default_factory=list)
     retry: list[tuple[int, int, str]] = field(default_factory=list)  # seq, next_at, reason
     dead: list[tuple[int, str, str, str]] = field(default_factory=list)  # seq, key, token, why
+    #: Given back unsent (the provider's breaker is open): due again at next_at, no attempt
+    #: spent; the reason is why the provider is unavailable.
+    deferred: list[tuple[int, int, str]] = field(default_factory=list)  # seq, next_at, reason
 
     def __len__(self) -> int:
         return (len(self.sent) + len(self.expired) + len(self.failed) + len(self.retry)
-                + len(self.dead))
+                + len(self.dead) + len(self.deferred))
 
 
 def apply_outcomes(conn: Connection, out: Outcomes, now: int) -> None:
@@ -141,6 +144,11 @@ def apply_outcomes(conn: Connection, out: Outcomes, now: int) -> None:
             attempts=d.c.attempts + 1, lease_until=None, next_attempt_at=sa.bindparam("n"),
             last_error=sa.bindparam("r"), updated_at=now),
             [{"s": seq, "n": at, "r": reason[:255]} for seq, at, reason in out.retry])
+    if out.deferred:
+        conn.execute(d.update().where(d.c.seq == sa.bindparam("s"), d.c.state == "queued").values(
+            lease_until=None, next_attempt_at=sa.bindparam("n"), last_error=sa.bindparam("r"),
+            updated_at=now),
+            [{"s": seq, "n": at, "r": reason[:255]} for seq, at, reason in out.deferred])
     for seq, device_key, token, reason in out.dead:
         if device_key == DIRECT_DEVICE:
             _dead_direct(conn, seq, token, reason, now)

@@ -12,7 +12,14 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pushgo.store.schema import OAUTH_TABLES, deliveries, metadata, operations, schema_info
+from pushgo.store.schema import (
+    OAUTH_TABLES,
+    deliveries,
+    metadata,
+    operations,
+    provider_health,
+    schema_info,
+)
 
 
 def _v1(conn: Connection, _dialect: str) -> None:
@@ -39,7 +46,13 @@ def _v3(conn: Connection, _dialect: str) -> None:
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3]
+def _v4(conn: Connection, _dialect: str) -> None:
+    """``provider_health``: each provider's breaker state, shared by the processes of one
+    outbox (delivery status says why deliveries wait)."""
+    provider_health.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4]
 LATEST = len(MIGRATIONS)
 
 

@@ -300,3 +300,16 @@ oauth_bind_sessions = sa.Table(
 
 OAUTH_TABLES = (oauth_keys, oauth_clients, oauth_requests, oauth_grants, oauth_channel_grants,
                 oauth_codes, oauth_refresh_tokens, oauth_bind_sessions)
+
+#: What a process's outbox pump last knew of each provider: its breaker state (closed, open,
+#: half_open), the last transient failure and since when the provider has been unavailable.
+#: One row per route, written on each breaker change by whichever process saw it, read by
+#: delivery status so every process sharing the outbox can say why deliveries wait.
+provider_health = sa.Table(
+    "provider_health", metadata,
+    sa.Column("route", sa.String(16), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("last_error", sa.String(255), nullable=True),
+    sa.Column("since", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+)

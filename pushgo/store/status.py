@@ -14,13 +14,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pushgo.protocol.bulk import is_direct_key
+from pushgo.store import providers as P
 from pushgo.store.schema import deliveries, operations
 
 STATES = ("queued", "sent", "failed", "expired")
 
 
-def status(conn: Connection, op_id: str, channel_ids: Sequence[str] | None) -> dict[str, Any] | None:
-    """The wire document of ``GET /deliveries/{op_id}``, or None when no operation matches."""
+def status(conn: Connection, op_id: str, channel_ids: Sequence[str] | None, now: int = 0,
+           ) -> dict[str, Any] | None:
+    """The wire document of ``GET /deliveries/{op_id}``, or None when no operation matches.
+    ``now`` (epoch ms) judges how fresh the providers' breaker states are."""
     o, d = operations, deliveries
     where = [o.c.op_id == op_id]
     if channel_ids is not None:
@@ -32,15 +35,17 @@ def status(conn: Connection, op_id: str, channel_ids: Sequence[str] | None) -> d
     count, created_at, first_channel, last_channel = head
     if not count:
         return None
-    reason = sa.case((d.c.state == "failed", d.c.last_error), else_=sa.null())
-    retrying = sa.func.sum(sa.case((sa.and_(d.c.state == "queued", d.c.attempts > 0), 1),
-                                   else_=0))
+    # A queued delivery's last error says why it waits (a retry, or a provider unavailable).
+    reason = sa.case((d.c.state.in_(("failed", "queued")), d.c.last_error), else_=sa.null())
+    again = sa.or_(d.c.attempts > 0, d.c.last_error.is_not(None))
+    retrying = sa.func.sum(sa.case((sa.and_(d.c.state == "queued", again), 1), else_=0))
     rows = conn.execute(sa.select(d.c.route, d.c.state, reason, sa.func.count(), retrying)
                         .select_from(d.join(o, o.c.op_pk == d.c.op_pk))
                         .where(*where).group_by(d.c.route, d.c.state, reason)).all()
     states = dict.fromkeys(STATES, 0)
     routes: dict[str, dict[str, int]] = {}
     failures: dict[str, int] = {}
+    queued_why: dict[str, dict[str, int]] = {}  # route -> last error -> queued deliveries
     waiting_retry = 0
     for route, state, why, n, again in rows:
         n = int(n)
@@ -50,6 +55,9 @@ def status(conn: Connection, op_id: str, channel_ids: Sequence[str] | None) -> d
         if state == "failed":
             key = why or "unknown"
             failures[key] = failures.get(key, 0) + n
+        elif state == "queued" and why:
+            per_why = queued_why.setdefault(route, {})
+            per_why[why] = per_why.get(why, 0) + n
         waiting_retry += int(again or 0)
     doc: dict[str, Any] = {
         "op_id": op_id, "total": sum(states.values()), "done": states["queued"] == 0,
@@ -58,4 +66,34 @@ def status(conn: Connection, op_id: str, channel_ids: Sequence[str] | None) -> d
     }
     if first_channel == last_channel and not is_direct_key(first_channel):
         doc["channel_id"] = first_channel
+    waiting = _waiting(conn, routes, queued_why, now)
+    if waiting:
+        doc["waiting"] = waiting
+    offline = routes.get("private", {}).get("queued", 0)
+    if offline:
+        doc["private"] = {"waiting_offline": offline}
     return doc
+
+
+def _waiting(conn: Connection, routes: dict[str, dict[str, int]],
+             queued_why: dict[str, dict[str, int]], now: int) -> dict[str, Any]:
+    """Why the provider routes with queued deliveries wait: ``provider_unavailable`` while a
+    process holds the provider's breaker open (with its last error and since when), else
+    ``retrying`` when some wait for another attempt (with their most frequent last error)."""
+    pending = sorted(r for r, counts in routes.items() if r != "private" and counts["queued"])
+    if not pending:
+        return {}
+    down = P.unavailable(conn, pending, now)
+    out: dict[str, Any] = {}
+    for route in pending:
+        why = queued_why.get(route, {})
+        common = max(why.items(), key=lambda kv: (kv[1], kv[0]))[0] if why else None
+        health = down.get(route)
+        if health is not None:
+            out[route] = {"state": "provider_unavailable", "breaker": health.state,
+                          "last_error": health.last_error or common, "since": health.since,
+                          "deliveries": routes[route]["queued"]}
+        elif why:
+            out[route] = {"state": "retrying", "last_error": common,
+                          "deliveries": sum(why.values())}
+    return out

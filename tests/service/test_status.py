@@ -13,6 +13,7 @@ from pushgo.protocol import wire as W
 from pushgo.service import Services
 from pushgo.service import status as status_module
 from pushgo.service.status import Pulse, is_done, provider_settled
+from pushgo.store import providers as P
 from pushgo.store import schema as S
 from tests.service.support import APNS_TOKEN, PASSWORD, channel, device, fails, message
 
@@ -48,7 +49,8 @@ async def test_a_new_operation_is_queued_on_each_route_of_its_devices(svc, clock
         "op_id": "op-1", "channel_id": cid, "total": 2, "done": False, "operations": 1,
         "states": {**STATES_0, "queued": 2}, "failures": {}, "retrying": 0,
         "created_at": clock.now,
-        "routes": {"private": {**STATES_0, "queued": 1}, "apns": {**STATES_0, "queued": 1}}}
+        "routes": {"private": {**STATES_0, "queued": 1}, "apns": {**STATES_0, "queued": 1}},
+        "private": {"waiting_offline": 1}}
     assert not provider_settled(doc)
 
 
@@ -163,3 +165,55 @@ async def test_watching_an_unknown_operation_is_operation_not_found(svc):
     with fails("operation_not_found", 404):
         async with aclosing(svc.status.watch("never-sent")) as updates:
             await updates.__anext__()
+
+
+def _queued_errors(reason: str) -> Any:
+    def work(conn: Any) -> None:
+        conn.execute(S.deliveries.update().where(S.deliveries.c.route != "private")
+                     .values(last_error=reason))
+    return work
+
+
+async def test_queued_deliveries_with_a_last_error_count_as_retrying_and_say_why(
+        svc, clock, fresh_reads):
+    apns = await device(svc, "ios", "apns", APNS_TOKEN)
+    await send(svc, await channel(svc, apns), "op-1")
+    assert "waiting" not in await svc.status.get("op-1")
+    # Given back unsent by an open breaker: no attempt spent, the provider's error kept.
+    await svc.ctx.store.run(_queued_errors("ServiceUnavailable"))
+    doc = await svc.status.get("op-1")
+    assert doc["retrying"] == 1 and doc["states"]["queued"] == 1 and doc["failures"] == {}
+    assert doc["waiting"] == {"apns": {"state": "retrying", "last_error": "ServiceUnavailable",
+                                       "deliveries": 1}}
+    assert "private" not in doc
+
+
+async def test_a_provider_held_open_by_a_process_is_shown_unavailable_until_its_word_is_stale(
+        svc, clock, fresh_reads):
+    apns = await device(svc, "ios", "apns", APNS_TOKEN)
+    await send(svc, await channel(svc, apns), "op-1")
+    since = clock.now - 5000
+    await svc.ctx.store.run(P.record, "apns", "open", "ConnectionRefused", since, clock.now)
+    await svc.ctx.store.run(P.record, "fcm", "open", "ServiceUnavailable", since, clock.now)
+    doc = await svc.status.get("op-1")
+    assert doc["waiting"] == {"apns": {  # fcm is down too, but this operation has nothing there
+        "state": "provider_unavailable", "breaker": "open", "last_error": "ConnectionRefused",
+        "since": since, "deliveries": 1}}
+    await svc.ctx.store.run(P.record, "apns", "half_open", "ConnectionRefused", since, clock.now)
+    assert (await svc.status.get("op-1"))["waiting"]["apns"]["breaker"] == "half_open"
+    clock.advance(P.STALE_MS + 1)  # the process that wrote it is gone
+    assert "waiting" not in await svc.status.get("op-1")
+    await svc.ctx.store.run(P.record, "apns", "closed", None, clock.now, clock.now)
+    assert "waiting" not in await svc.status.get("op-1")
+
+
+async def test_private_deliveries_not_yet_fetched_wait_for_their_offline_device(
+        svc, fresh_reads):
+    first, second = await device(svc), await device(svc)
+    await send(svc, await channel(svc, first, second), "op-1")
+    assert (await svc.status.get("op-1"))["private"] == {"waiting_offline": 2}
+    await pull(svc, first)
+    doc = await svc.status.get("op-1")
+    assert doc["private"] == {"waiting_offline": 1} and "waiting" not in doc
+    await pull(svc, second)
+    assert "private" not in await svc.status.get("op-1")
