@@ -34,7 +34,7 @@ from pushgo.push.sender import ResultBuffer, stop_senders
 from pushgo.service import Services
 from pushgo.service.bulk import Bulk
 from pushgo.service.context import Context, wall_ms
-from pushgo.service.outbox import OutboxService
+from pushgo.service.outbox import OutboxService, instance_identity
 from pushgo.settings import Settings
 from pushgo.store import Store
 from pushgo.store import outbox as O
@@ -52,7 +52,9 @@ class Gateway:
     """One gateway: its store, services and ASGI app. ``running()`` owns its background work."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, slot: int = 0) -> None:
+        """``slot``: this process's worker slot (``pushgo serve --workers``), part of its
+        identity in the outbox's leases."""
         self.settings = settings
         self.store = store or Store.from_settings(settings)
         #: Why the store cannot serve (the last health probe's reason), None while it can.
@@ -61,7 +63,7 @@ class Gateway:
         self.ctx = Context(settings, self.store, listeners=[self.hub], clock=clock)
         self.results = ResultBuffer()
         self.senders = build_senders(settings, self.results, clock_ms=clock)
-        self.outbox = OutboxService(self.store)
+        self.outbox = OutboxService(self.store, instance_identity(settings, slot))
         self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results)
         self.ctx.listeners.append(self.pump)
         self.services = Services.build(self.ctx)

@@ -106,7 +106,7 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
         print(f"pushgo: cannot open PUSHGO_DB_URL: {_reason(exc)}", file=sys.stderr)
         return 2
     try:
-        gateway = Gateway(settings, store=store)
+        gateway = Gateway(settings, store=store, slot=worker_index)
     except SettingsError as exc:
         print(f"pushgo: {exc}", file=sys.stderr)
         return 2

@@ -59,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     async_backend: Backend = "trio"
     private_ttl_seconds: int | None = None
     delivery_lease_seconds: int = 60
+    #: This machine's name in the outbox's leases (default: the host name).
+    instance_id: str | None = None
     workers: int = 1
     #: Reverse proxies whose ``X-Forwarded-For`` names the client (networks, normalized).
     trusted_proxies: tuple[str, ...] = ()
@@ -198,6 +200,13 @@ def _addr(raw: str) -> tuple[str, int]:
     return host, port
 
 
+def _instance_id(raw: str) -> str:
+    value = _text(raw)
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", value):
+        raise ValueError("expected 1 to 64 letters, digits, '.', '_', ':' or '-'")
+    return value
+
+
 def _networks(raw: str) -> tuple[str, ...]:
     out: list[str] = []
     for part in raw.split(","):
@@ -283,6 +292,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("PUSHGO_DELIVERY_LEASE_SECONDS", "delivery_lease_seconds", _int_range(2, 3600),
            "how long a claimed delivery stays with its process before another may take it "
            "(default 60)"),
+    Option("PUSHGO_INSTANCE_ID", "instance_id", _instance_id,
+           "this machine's name in delivery leases: a restarted process takes back its own "
+           "claims at once; must differ between machines sharing one PostgreSQL "
+           "(default: the host name)"),
     Option("PUSHGO_WORKERS", "workers", _int_range(1, 64),
            "gateway processes sharing the listening socket (default 1; >1 needs PostgreSQL)"),
     Option("PUSHGO_TRUSTED_PROXIES", "trusted_proxies", _networks,

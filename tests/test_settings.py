@@ -53,6 +53,7 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert (s.apns_configured, s.fcm_configured) == (False, False)
     assert s.apns_endpoint is None and s.fcm_endpoint is None and s.provider_ca_file is None
     assert s.token_service_url is None
+    assert s.instance_id is None  # the host name names this machine in delivery leases
     assert s.channel_subscriber_limit == 10000
     assert (s.log_level, s.async_backend) == ("info", "trio")
     assert s.private_ttl_s == 7 * 86400
@@ -103,6 +104,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_PROVIDER_PING_TIMEOUT_S": " 2.5 ",
         "PUSHGO_PROVIDER_WRITE_TIMEOUT_S": "0.5",
         "PUSHGO_DELIVERY_LEASE_SECONDS": "5",
+        "PUSHGO_INSTANCE_ID": " edge-1.eu ",
         "PUSHGO_WORKERS": "4",
         "PUSHGO_TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16,fd00::/8",
         "PUSHGO_HTTP_HEADER_TIMEOUT_S": "2.5",
@@ -143,6 +145,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "provider_ping_timeout_s": 2.5,
         "provider_write_timeout_s": 0.5,
         "delivery_lease_seconds": 5,
+        "instance_id": "edge-1.eu",
         "workers": 4,
         "trusted_proxies": ("10.0.0.1/32", "192.168.0.0/16", "fd00::/8"),
         "http_header_timeout_s": 2.5,
@@ -224,6 +227,9 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_HTTP_BODY_TIMEOUT_S", "soon"),
     ("PUSHGO_HTTP_BODY_TIMEOUT_S", "3601"),
     ("PUSHGO_HTTP_MAX_CONNECTIONS", "0"),
+    ("PUSHGO_INSTANCE_ID", "edge 1"),
+    ("PUSHGO_INSTANCE_ID", "e" * 65),
+    ("PUSHGO_INSTANCE_ID", "edge/1"),
     ("PUSHGO_HTTP_MAX_CONNECTIONS", "1.5"),
     ("PUSHGO_DB_URL", "mysql://root@db/pushgo"),
     ("PUSHGO_DB_REQUEST_TIMEOUT_MS", "99"),
@@ -323,6 +329,8 @@ def test_the_listen_address_is_host_and_port_with_bracketed_ipv6(raw, host, port
     ("PUSHGO_PROVIDER_WRITE_TIMEOUT_S", "0.1", "provider_write_timeout_s", 0.1),
     ("PUSHGO_DB_CONNECT_TIMEOUT_S", "2", "db_connect_timeout_s", 2),
     ("PUSHGO_DB_BUSY_TIMEOUT_MS", "600000", "db_busy_timeout_ms", 600_000),
+    ("PUSHGO_INSTANCE_ID", "e" * 64, "instance_id", "e" * 64),
+    ("PUSHGO_INSTANCE_ID", "node-7.eu_west:2", "instance_id", "node-7.eu_west:2"),
     ("PUSHGO_DB_URL", "sqlite:////var/lib/pushgo.db", "db_url", "sqlite:////var/lib/pushgo.db"),
     ("PUSHGO_DB_URL", "postgres://h/db", "db_url", "postgres://h/db"),
     ("PUSHGO_DB_URL", "postgresql+psycopg://h/db", "db_url", "postgresql+psycopg://h/db"),

@@ -37,7 +37,7 @@ log = logging.getLogger("pushgo.dispatch")
 PAGE = 1000
 #: A claimed delivery is ours for this long (``PUSHGO_DELIVERY_LEASE_SECONDS``, this by
 #: default), renewed every third of it while a sender still holds it; a process that dies loses
-#: its claims within one lease.
+#: its claims within one lease, or at once when it is restarted under the same identity.
 LEASE_MS = 60 * 1000
 IDLE_POLL_S = 1.0
 #: Woken sooner than this after its last claim, the dispatcher waits out the rest: a burst of
@@ -90,9 +90,9 @@ class OutboxPump:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:
-        if not self.outbox.shared:
-            # The only process: every lease left behind belonged to a dead one.
-            await self.outbox.release_leases()
+        # What this process's previous run left leased is due at once (on SQLite, the only
+        # process, every lease left behind); other processes' claims wait out their lease.
+        await self.outbox.recover_own_claims()
         async with anyio.create_task_group() as tg:
             for sender in self.senders.values():
                 await tg.start(sender.run)

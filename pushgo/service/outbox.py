@@ -3,16 +3,30 @@ provider deliveries under a lease, renewing and releasing leases, the operations
 claimed page, recording a batch of send outcomes, the channels a device's private stream
 follows, the queue depth, and the cross-process wake-up notices (PostgreSQL NOTIFY).
 
+Every claim is leased to this process's identity (``instance_identity``: PUSHGO_INSTANCE_ID or
+the host name, the listening address and the worker slot), the same again when the process
+is restarted; at start the process takes its own claims back at once (``recover_own_claims``)
+instead of waiting for their leases to run out.
+
 pushgo.delivery reaches the store only through ``OutboxService``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import secrets
+import socket
 from collections.abc import Sequence
 
+import anyio
+import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
+from pushgo.errors import StoreUnavailable
+from pushgo.settings import Settings
 from pushgo.store import Store
 from pushgo.store import channels as C
 from pushgo.store import dispatch as S
@@ -20,8 +34,30 @@ from pushgo.store import providers as P
 from pushgo.store.dispatch import Due, OpInfo, Outcomes
 from pushgo.store.schema import deliveries
 
+log = logging.getLogger("pushgo.outbox")
+
 #: A wake-up notice payload is at most 8000 bytes: ids are short, so batches are cut well below.
 NOTICE_BATCH = 200
+#: Tries to lock this process's identity at start, this far apart: the session of a run killed
+#: a moment ago may still be ending.
+IDENTITY_LOCK_TRIES = 5
+IDENTITY_LOCK_PAUSE_S = 0.5
+
+
+def instance_identity(settings: Settings, slot: int = 0, host: str | None = None) -> str:
+    """The identity this process leases its claims under: PUSHGO_INSTANCE_ID (else the host
+    name), the listening address and the worker slot. The same again after a restart of the
+    same process; different between live processes of one machine, which cannot listen on one
+    address unless they are workers of one supervisor, whose slots differ."""
+    name = settings.instance_id or (socket.gethostname() if host is None else host)
+    return f"{(name or 'localhost')[:64]}@{settings.http_addr}#{slot}"
+
+
+def identity_lock_key(schema: str, identity: str) -> int:
+    """The advisory lock key of ``identity`` in the outbox of ``schema`` (64 bits, signed)."""
+    digest = hashlib.blake2b(f"pushgo instance\0{schema}\0{identity}".encode(),
+                             digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def notify(conn: Connection, channel: str, payloads: Sequence[str]) -> None:
@@ -43,8 +79,11 @@ def queue_depth(conn: Connection) -> dict[str, int]:
 
 
 class OutboxService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, identity: str | None = None) -> None:
         self._store = store
+        #: Who this process's claims are leased to (``instance_identity``; a random one when
+        #: not given, or when another live process holds the given one).
+        self.identity = identity or "~" + secrets.token_hex(8)
 
     @property
     def shared(self) -> bool:
@@ -62,9 +101,52 @@ class OutboxService:
         """Forget every lease (at start-up of the only process: they belonged to a dead one)."""
         return await self._store.run(S.release_leases)
 
+    async def recover_own_claims(self) -> int:
+        """At start, before the first claim: what this identity's previous run left leased is
+        due at once (SQLite, the only process: every lease left behind). On PostgreSQL the
+        identity is locked first, for the life of the process; when another live process
+        holds it (the same PUSHGO_INSTANCE_ID on two machines), this one claims under a random
+        identity and leaves those leases to run out. Returns how many were taken back."""
+        try:
+            if not self.shared:
+                return await self._store.run(S.release_leases)
+            if not await self._lock_identity():
+                return 0
+            released = await self._store.run(S.release_own_leases, self.identity)
+        except StoreUnavailable as exc:  # the leases run out instead
+            log.warning("taking back this process's claims failed",
+                        extra={"fields": {"error": exc.message}})
+            return 0
+        log.info("delivery leases", extra={"fields": {"identity": self.identity,
+                                                      "taken_back": released}})
+        return released
+
+    async def _lock_identity(self) -> bool:
+        key = identity_lock_key(await self.schema(), self.identity)
+        deadline_s = self._store.request_timeout_s + self._store.connect_timeout_s
+        for attempt in range(IDENTITY_LOCK_TRIES):
+            if attempt:
+                await anyio.sleep(IDENTITY_LOCK_PAUSE_S)
+            try:
+                with anyio.fail_after(deadline_s):
+                    if await anyio.to_thread.run_sync(self._store.hold_session_lock, key,
+                                                      abandon_on_cancel=True):
+                        return True
+            except (TimeoutError, SQLAlchemyError):
+                why = "the database did not answer"
+                break
+        else:
+            why = "another live process has this identity (PUSHGO_INSTANCE_ID on two machines?)"
+        taken = self.identity
+        self.identity = f"{taken}~{secrets.token_hex(4)}"
+        log.warning("claiming deliveries under a random identity; the claims of an earlier "
+                    "run wait out their lease", extra={"fields": {
+                        "identity": taken, "reason": why}})
+        return False
+
     async def claim_due(self, routes: Sequence[str], now: int, limit: int, lease_ms: int
                         ) -> list[Due]:
-        return await self._store.run(S.claim_due, routes, now, limit, lease_ms)
+        return await self._store.run(S.claim_due, routes, now, limit, lease_ms, self.identity)
 
     async def extend_leases(self, seqs: Sequence[int], until: int) -> None:
         await self._store.run(S.extend_leases, seqs, until)
@@ -102,4 +184,5 @@ class OutboxService:
         await self._store.run(notify, channel, payloads)
 
 
-__all__ = ["Due", "OpInfo", "OutboxService", "Outcomes"]
+__all__ = ["Due", "OpInfo", "OutboxService", "Outcomes", "identity_lock_key",
+           "instance_identity"]

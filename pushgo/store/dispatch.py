@@ -1,8 +1,10 @@
 """The dispatcher's side of the outbox: claim due provider deliveries under a lease, and apply
 send outcomes in batches. Plain functions of a Connection.
 
-A claimed delivery has ``lease_until`` set; it is due again only when its lease runs out (the
-process holding it died) or when a result clears it. Backoff lives in ``next_attempt_at``.
+A claimed delivery has ``lease_until`` set and ``lease_owner`` naming the process identity
+that claimed it; it is due again only when its lease runs out (the process holding it died),
+when a result clears it, or when a process restarted under the same identity takes its own
+claims back at start (``release_own_leases``). Backoff lives in ``next_attempt_at``.
 """
 
 from __future__ import annotations
@@ -65,18 +67,22 @@ def _claim_query(locking: bool) -> sa.Select[Any]:
 _CLAIM = {False: _claim_query(False), True: _claim_query(True)}
 _LEASE = deliveries.update().where(
     deliveries.c.seq.in_(sa.bindparam("seqs", expanding=True))
-).values(lease_until=sa.bindparam("until", type_=sa.BigInteger))
+).values(lease_until=sa.bindparam("until", type_=sa.BigInteger),
+         lease_owner=sa.bindparam("owner", type_=sa.String))
 
 
 def claim_due(conn: Connection, routes: Sequence[str], now: int, limit: int,
-              lease_ms: int) -> list[Due]:
+              lease_ms: int, owner: str | None = None) -> list[Due]:
+    """Claim up to ``limit`` due deliveries on ``routes`` for ``lease_ms``, leased to
+    ``owner`` (the claiming process's identity)."""
     q = _CLAIM[conn.dialect.name == "postgresql"]
     rows = [Due(r.seq, r.delivery_id, r.route, r.device_key, r.platform or "",
                 r.provider_token, r.op_pk, r.expires_at, r.attempts)
             for r in conn.execute(q, {"routes": list(routes), "now": now, "limit": limit})]
     seqs = [r.seq for r in rows]
     for start in range(0, len(seqs), CHUNK):
-        conn.execute(_LEASE, {"seqs": seqs[start:start + CHUNK], "until": now + lease_ms})
+        conn.execute(_LEASE, {"seqs": seqs[start:start + CHUNK], "until": now + lease_ms,
+                              "owner": owner})
     return rows
 
 
@@ -105,6 +111,16 @@ def release_leases(conn: Connection) -> int:
     """At start of the only process: nothing is held by anyone."""
     return conn.execute(deliveries.update().where(deliveries.c.lease_until.is_not(None))
                         .values(lease_until=None)).rowcount
+
+
+def release_own_leases(conn: Connection, owner: str) -> int:
+    """At start of a process sharing the outbox: the queued deliveries still leased to
+    ``owner`` were claimed by this identity's previous run, which is gone; they are due at
+    once. Other owners' leases are left to run out."""
+    d = deliveries
+    return conn.execute(d.update().where(
+        d.c.lease_owner == owner, d.c.lease_until.is_not(None), d.c.state == "queued",
+    ).values(lease_until=None)).rowcount
 
 
 @dataclass

@@ -107,12 +107,14 @@ class Store:
                 options += " " + pg_options
             self.engine = sa.create_engine(
                 sa_url,
-                pool_size=pool_size + 1,  # the threads' and the health probe's
+                # The threads', the health probe's and the one holding the instance lock.
+                pool_size=pool_size + 2,
                 max_overflow=0,
                 pool_pre_ping=True,
                 connect_args={"options": options, "connect_timeout": connect_timeout_s},
             )
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._held_locks: list[Connection] = []  # sessions holding an advisory lock
         # One thread per pooled connection: a store call never waits for a connection.
         self.threads = StoreThreads(pool_size)
         # The health probe's own thread: a probe stuck on a frozen database holds no thread
@@ -305,7 +307,31 @@ class Store:
     async def ping(self) -> bool:
         return await self.health() is None
 
+    def hold_session_lock(self, key: int) -> bool:
+        """PostgreSQL: take the session advisory lock ``key`` on a connection of its own and
+        hold it until ``dispose`` (or until that session ends: the process died, the database
+        restarted). False when another session holds it. Never waits for the lock; the
+        connect and the query have the store's connect and statement timeouts."""
+        conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            taken = bool(conn.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)",
+                                              {"k": key}).scalar())
+        except BaseException:
+            conn.close()
+            raise
+        if not taken:
+            conn.close()
+            return False
+        self._held_locks.append(conn)
+        return True
+
     def dispose(self) -> None:
+        for conn in self._held_locks:
+            try:
+                conn.invalidate()  # the session ends and its locks with it
+            except Exception:  # noqa: S110 - a broken connection is gone anyway
+                pass
+        self._held_locks.clear()
         if self.writer is not None:
             self.writer.close()  # its thread is gone: its connection can be closed here
             self._close_writer_connection()

@@ -52,7 +52,17 @@ def _v4(conn: Connection, _dialect: str) -> None:
     provider_health.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4]
+def _v5(conn: Connection, _dialect: str) -> None:
+    """``deliveries.lease_owner``: which process identity holds a lease (a database made by
+    v1 of a newer schema.py already has it). Leases taken before it have no owner: they run
+    out as before."""
+    if "lease_owner" not in {c["name"] for c in sa.inspect(conn).get_columns(deliveries.name)}:
+        column = deliveries.c.lease_owner
+        conn.exec_driver_sql(f"ALTER TABLE {deliveries.name} ADD COLUMN {column.name} "
+                             f"{column.type.compile(dialect=conn.dialect)}")
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5]
 LATEST = len(MIGRATIONS)
 
 

@@ -163,6 +163,9 @@ deliveries = sa.Table(
     # provider token travels on the delivery, and ``device_key`` is ``"direct"``. NULL: the
     # device's current token is used.
     sa.Column("provider_token", sa.String(4096), nullable=True),
+    # The process identity that holds the lease (``lease_until``): a process restarted under
+    # the same identity takes its own claims back at once instead of waiting them out.
+    sa.Column("lease_owner", sa.String(255), nullable=True),
     sa.Index("ix_deliveries_inbox", "device_key", "inbox", "seq"),
     sa.Index("ix_deliveries_due", "state", "route", "next_attempt_at"),
     sa.Index("ix_deliveries_op", "op_pk"),
