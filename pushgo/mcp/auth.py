@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pushgo.errors import GatewayError, codes
+from pushgo.errors import ErrorCode, GatewayError, codes
 
 MAX_TOKEN = 4096
 
@@ -39,14 +39,21 @@ class Principal:
 
 
 class Unauthorized(Exception):
-    """401 (no or bad credentials) or 403 (insufficient scope), with its challenge."""
+    """401 (no or bad credentials) or 403 (insufficient scope), with its challenge: an RFC 6750
+    ``error`` (``codes.OAUTH_*``); the status is the code's unless given (a missing token is
+    ``invalid_request`` answered 401)."""
 
-    def __init__(self, status: int, error: str, description: str, challenge: str) -> None:
+    def __init__(self, error: ErrorCode, description: str, challenge: str, *,
+                 status: int | None = None) -> None:
         super().__init__(description)
-        self.status = status
+        self.status = error.status if status is None else status
         self.error = error
         self.description = description
         self.challenge = challenge
+
+    @property
+    def code(self) -> str:
+        return self.error.code
 
 
 class McpAuth(Protocol):
@@ -87,15 +94,16 @@ class LegacyAuth:
             return self.PRINCIPAL
         given = bearer_token(headers.get("authorization"))
         if given is None:
-            raise Unauthorized(401, "invalid_request", "a Bearer token is required", "Bearer")
+            raise Unauthorized(codes.OAUTH_INVALID_REQUEST, "a Bearer token is required", "Bearer",
+                               status=401)
         if not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise Unauthorized(401, "invalid_token", "the Bearer token is not valid",
-                               'Bearer error="invalid_token"')
+            raise Unauthorized(codes.OAUTH_INVALID_TOKEN, "the Bearer token is not valid",
+                               f'Bearer error="{codes.OAUTH_INVALID_TOKEN.code}"')
         return self.PRINCIPAL
 
     def insufficient_scope(self, scope: str) -> Unauthorized:
-        return Unauthorized(403, "insufficient_scope", f"scope {scope} is required",
-                            f'Bearer error="insufficient_scope", scope="{scope}"')
+        return Unauthorized(codes.OAUTH_INSUFFICIENT_SCOPE, f"scope {scope} is required",
+                            f'Bearer error="{codes.OAUTH_INSUFFICIENT_SCOPE.code}", scope="{scope}"')
 
 
 def oauth_required() -> GatewayError:

@@ -116,7 +116,7 @@ class McpEndpoint:
 
     @staticmethod
     async def _unauthorized(reply: Reply, exc: Unauthorized) -> None:
-        body = J.encode({"error": exc.error, "error_description": exc.description})
+        body = J.encode({"error": exc.code, "error_description": exc.description})
         await reply.json(exc.status, body, [(b"www-authenticate", exc.challenge.encode())])
 
     def _modern_header(self, req: Incoming) -> bool:

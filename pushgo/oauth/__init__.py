@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from pushgo.errors import codes
 from pushgo.oauth import metadata as M
 from pushgo.oauth.authorize import Authorize
 from pushgo.oauth.binding import PATHS, OAuthBinding, Publisher
@@ -140,13 +141,13 @@ class OAuthServer:
         try:
             wait = self.limiter.take(("register", client_address(request)))
             if wait:
-                raise OAuthError("too_many_requests", "too many registrations; retry later",
+                raise OAuthError(codes.OAUTH_TOO_MANY_REQUESTS, "too many registrations; retry later",
                                  429, {"retry-after": str(wait)})
             doc = await read_json(request)
             registered = await self.clients.register(doc, self.svc.ctx.now())
         except OAuthError as exc:
-            if exc.error == "invalid_request":
-                exc = OAuthError("invalid_client_metadata", exc.description, exc.status)
+            if exc.error == codes.OAUTH_INVALID_REQUEST:
+                exc = OAuthError(codes.OAUTH_INVALID_CLIENT_METADATA, exc.description, exc.status)
             return error_response(exc)
         return json_response(registered, 201)
 

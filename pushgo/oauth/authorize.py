@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from pushgo.errors import ErrorCode, codes
 from pushgo.oauth.clients import Client, Clients
 from pushgo.oauth.config import Lifetimes, digest, new_id
 from pushgo.oauth.forms import ChannelCheck, PageProblem, PageRequests, locale_for, pairs
@@ -113,28 +114,28 @@ class Authorize:
             scope = single(form, "scope", max_len=1024)
             resources = form.get("resource", [])
         except OAuthError as exc:
-            raise _Redirect(client, redirect_uri, state, base, "invalid_request",
+            raise _Redirect(client, redirect_uri, state, base, codes.OAUTH_INVALID_REQUEST,
                             exc.description) from None
         req = (client, redirect_uri, state, base)
         if response_type != "code":
-            raise _Redirect(*req, "unsupported_response_type", "response_type must be code")
+            raise _Redirect(*req, codes.OAUTH_UNSUPPORTED_RESPONSE_TYPE, "response_type must be code")
         if challenge is None:
-            raise _Redirect(*req, "invalid_request", "PKCE is required: send code_challenge "
+            raise _Redirect(*req, codes.OAUTH_INVALID_REQUEST, "PKCE is required: send code_challenge "
                             "with code_challenge_method=S256")
         if method != "S256":
-            raise _Redirect(*req, "invalid_request", "code_challenge_method must be S256")
+            raise _Redirect(*req, codes.OAUTH_INVALID_REQUEST, "code_challenge_method must be S256")
         if not P.valid_challenge(challenge):
-            raise _Redirect(*req, "invalid_request", "code_challenge must be 43 base64url "
+            raise _Redirect(*req, codes.OAUTH_INVALID_REQUEST, "code_challenge must be 43 base64url "
                             "characters (S256)")
         resource = f"{base}/mcp"
         if any(r.rstrip("/") != resource for r in resources):
-            raise _Redirect(*req, "invalid_target", f"the only resource here is {resource}")
+            raise _Redirect(*req, codes.OAUTH_INVALID_TARGET, f"the only resource here is {resource}")
         if scope is None:
             scopes = client.registered_scope or frozenset(P.SCOPES)
         else:
             scopes, _unknown = P.parse_scope(scope)
             if not scopes:
-                raise _Redirect(*req, "invalid_scope", "scope must include "
+                raise _Redirect(*req, codes.OAUTH_INVALID_SCOPE, "scope must include "
                                 + " or ".join(P.SCOPES))
         return AuthRequest(client, redirect_uri, state, challenge, scopes, resource, base)
 
@@ -211,7 +212,7 @@ class Authorize:
         if single(form, "decision") == "deny":
             if not await self.svc.oauth.use_request(page_req.request_id, self.svc.ctx.now()):
                 return self._message(locale, "error_title", t(locale, "expired"), 400)
-            return redirect_to(redirect_uri, [("error", "access_denied"),
+            return redirect_to(redirect_uri, [("error", codes.OAUTH_ACCESS_DENIED.code),
                                               ("error_description", "the user denied access"),
                                               *answer])
 
@@ -252,10 +253,10 @@ class Authorize:
 
 class _Redirect(Exception):
     def __init__(self, client: Client, redirect_uri: str, state: str | None, issuer: str,
-                 error: str, description: str) -> None:
+                 error: ErrorCode, description: str) -> None:
         super().__init__(description)
         self.redirect_uri = redirect_uri
-        self.params = [("error", error), ("error_description", description)]
+        self.params = [("error", error.code), ("error_description", description)]
         if state is not None:
             self.params.append(("state", state))
         self.params.append(("iss", issuer))

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from pushgo.errors import codes
 from pushgo.oauth import cimd
 from pushgo.oauth.config import Lifetimes, PredefinedClient, digest, digest_matches, new_id
 from pushgo.oauth.web import OAuthError, single
@@ -57,7 +58,7 @@ class Client:
 
 
 def _invalid(description: str) -> OAuthError:
-    return OAuthError("invalid_client_metadata", description)
+    return OAuthError(codes.OAUTH_INVALID_CLIENT_METADATA, description)
 
 
 def _registration_metadata(doc: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +123,7 @@ class Clients:
         try:
             doc = await cimd.fetch(client_id, allow_loopback=self.allow_loopback_cimd)
         except cimd.CimdError as exc:
-            raise OAuthError("invalid_client", str(exc)) from None
+            raise OAuthError(codes.OAUTH_INVALID_CLIENT, str(exc)) from None
         expires = now + self.lifetimes.cimd_cache
         await self.records.put_client(
             client_id=client_id, kind="cimd", secret_hash=None, auth_method="none",
@@ -137,12 +138,12 @@ class Clients:
         uris = doc.get("redirect_uris")
         if not isinstance(uris, list) or not uris or len(uris) > MAX_REDIRECT_URIS \
                 or not all(isinstance(u, str) for u in uris):
-            raise OAuthError("invalid_redirect_uri",
+            raise OAuthError(codes.OAUTH_INVALID_REDIRECT_URI,
                              f"redirect_uris must list 1 to {MAX_REDIRECT_URIS} URIs")
         for uri in uris:
             problem = P.redirect_uri_problem(uri)
             if problem is not None:
-                raise OAuthError("invalid_redirect_uri", f"redirect URI {uri[:200]!r} {problem}")
+                raise OAuthError(codes.OAUTH_INVALID_REDIRECT_URI, f"redirect URI {uri[:200]!r} {problem}")
         method = doc.get("token_endpoint_auth_method", "client_secret_basic")
         if method not in AUTH_METHODS:
             raise _invalid("token_endpoint_auth_method must be one of " + ", ".join(AUTH_METHODS))
@@ -180,9 +181,9 @@ class Clients:
         body_secret = single(form, "client_secret", max_len=512)
         if basic is not None:
             if body_secret is not None:
-                raise OAuthError("invalid_request", "use one client authentication method")
+                raise OAuthError(codes.OAUTH_INVALID_REQUEST, "use one client authentication method")
             if body_id is not None and body_id != basic[0]:
-                raise OAuthError("invalid_request", "client_id differs from the credentials")
+                raise OAuthError(codes.OAUTH_INVALID_REQUEST, "client_id differs from the credentials")
             client_id: str = basic[0]
             secret: str | None = basic[1]
         elif body_id is not None:
@@ -204,4 +205,4 @@ class Clients:
     @staticmethod
     def _unauthorized(description: str, *, basic: bool = False) -> OAuthError:
         headers = {"www-authenticate": 'Basic realm="pushgo"'} if basic else {}
-        return OAuthError("invalid_client", description, 401, headers)
+        return OAuthError(codes.OAUTH_INVALID_CLIENT, description, 401, headers)

@@ -133,7 +133,7 @@ def pairs(form: dict[str, list[str]]) -> list[tuple[str, str]]:
     ids = form.get("channel_id", [])
     passwords = form.get("password", [])
     if len(ids) > MAX_ROWS or len(passwords) > MAX_ROWS:
-        raise OAuthError("invalid_request", f"at most {MAX_ROWS} channels at once")
+        raise OAuthError(codes.OAUTH_INVALID_REQUEST, f"at most {MAX_ROWS} channels at once")
     rows = []
     for i in range(max(len(ids), len(passwords))):
         cid = ids[i].strip() if i < len(ids) else ""
@@ -158,7 +158,7 @@ class LiveCheck:
         try:
             doc = await read_json(request)
         except OAuthError as exc:
-            return json_response({"valid": False, "error_code": exc.error,
+            return json_response({"valid": False, "error_code": exc.code,
                                   "message": exc.description}, exc.status, cors=False)
         if not isinstance(doc, dict):
             doc = {}

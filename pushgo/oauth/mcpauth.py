@@ -12,6 +12,7 @@ import contextvars
 import hmac
 from collections.abc import Mapping
 
+from pushgo.errors import codes
 from pushgo.mcp.auth import LegacyAuth, Principal, Unauthorized, bearer_token
 from pushgo.oauth.binding import owner_of
 from pushgo.oauth.keys import InvalidToken
@@ -57,9 +58,10 @@ class OAuthAuth:
         token = bearer_token(raw)
         if token is None:
             description = "a Bearer access token is required"
-            error = "invalid_request" if raw else None
-            raise Unauthorized(401, error or "invalid_token", description,
-                               self._challenge(metadata_url, error, description if error else None))
+            error = codes.OAUTH_INVALID_REQUEST if raw else None
+            raise Unauthorized(error or codes.OAUTH_INVALID_TOKEN, description,
+                               self._challenge(metadata_url, error.code if error else None,
+                                               description if error else None), status=401)
         gateway_token = self.settings.token
         if gateway_token is not None and hmac.compare_digest(token.encode(),
                                                              gateway_token.encode()):
@@ -67,16 +69,18 @@ class OAuthAuth:
         try:
             claims = await self.tokens.verify(token, base, base + "/mcp")
         except InvalidToken as exc:
-            raise Unauthorized(401, "invalid_token", str(exc),
-                               self._challenge(metadata_url, "invalid_token", str(exc))) from None
+            raise Unauthorized(codes.OAUTH_INVALID_TOKEN, str(exc),
+                               self._challenge(metadata_url, codes.OAUTH_INVALID_TOKEN.code,
+                                               str(exc))) from None
         return Principal(key=owner_of(claims.grant_id), oauth=True, subject=claims.grant_id,
                          scopes=claims.scopes)
 
     def insufficient_scope(self, scope: str) -> Unauthorized:
         description = f"scope {scope} is required"
         url = _metadata_url.get()
-        parts = ['error="insufficient_scope"', f'scope="{scope}"',
+        parts = [f'error="{codes.OAUTH_INSUFFICIENT_SCOPE.code}"', f'scope="{scope}"',
                  f'error_description="{description}"']
         if url is not None:
             parts.append(f'resource_metadata="{_quoted(url)}"')
-        return Unauthorized(403, "insufficient_scope", description, "Bearer " + ", ".join(parts))
+        return Unauthorized(codes.OAUTH_INSUFFICIENT_SCOPE, description,
+                            "Bearer " + ", ".join(parts))

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pushgo.errors import codes
 from pushgo.oauth.clients import Client, Clients
 from pushgo.oauth.config import Lifetimes, digest, new_id, pkce_matches
 from pushgo.oauth.keys import InvalidToken, KeyRing
@@ -45,7 +46,7 @@ class AccessClaims:
 
 
 def _invalid_grant(description: str) -> OAuthError:
-    return OAuthError("invalid_grant", description)
+    return OAuthError(codes.OAUTH_INVALID_GRANT, description)
 
 
 class Tokens:
@@ -90,10 +91,10 @@ class Tokens:
             elif grant_type == "refresh_token":
                 doc = await self._refresh(client, form)
             else:
-                raise OAuthError("unsupported_grant_type",
+                raise OAuthError(codes.OAUTH_UNSUPPORTED_GRANT_TYPE,
                                  "grant_type must be authorization_code or refresh_token")
         except OAuthError as exc:
-            log.info("token request refused", extra={"fields": {"error": exc.error}})
+            log.info("token request refused", extra={"fields": {"error": exc.code}})
             return error_response(exc)
         return json_response(doc)
 
@@ -135,7 +136,7 @@ class Tokens:
         if grant is None or grant.revoked_at is not None:
             raise _invalid_grant("the authorization was revoked")
         if resource is not None and resource.rstrip("/") != grant.resource:
-            raise await burn(OAuthError("invalid_target",
+            raise await burn(OAuthError(codes.OAUTH_INVALID_TARGET,
                                         "resource differs from the one authorized"))
 
         refresh, stored = self._new_refresh(grant, now)
@@ -172,11 +173,11 @@ class Tokens:
         if scope is not None:
             wanted, unknown = P.parse_scope(scope)
             if unknown or not wanted or not wanted <= granted:
-                raise OAuthError("invalid_scope",
+                raise OAuthError(codes.OAUTH_INVALID_SCOPE,
                                  "scope may only narrow what was granted: " + grant.scope)
             scopes = wanted
         if resource is not None and resource.rstrip("/") != grant.resource:
-            raise OAuthError("invalid_target", "resource differs from the one authorized")
+            raise OAuthError(codes.OAUTH_INVALID_TARGET, "resource differs from the one authorized")
 
         # A concurrent exchange of the same token is a retry: both get a successor.
         refresh, stored = self._new_refresh(grant, now)

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from pushgo.errors import ErrorCode, codes
 from pushgo.protocol import jsondepth
 from pushgo.protocol import oauth as P
 from pushgo.service.throttle import current_client
@@ -30,15 +31,20 @@ NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 
 
 class OAuthError(Exception):
-    """An RFC 6749 §5.2 error: ``error`` code, description, HTTP status."""
+    """An RFC 6749 §5.2 error: a registered ``error`` code (``codes.OAUTH_*``), description,
+    HTTP status (the code's unless given: invalid_client answers 401 with a challenge)."""
 
-    def __init__(self, error: str, description: str, status: int = 400,
+    def __init__(self, error: ErrorCode, description: str, status: int | None = None,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
-        self.status = status
+        self.status = error.status if status is None else status
         self.headers = headers or {}
+
+    @property
+    def code(self) -> str:
+        return self.error.code
 
 
 def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None,
@@ -49,7 +55,7 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def error_response(exc: OAuthError) -> Response:
-    return json_response({"error": exc.error, "error_description": exc.description},
+    return json_response({"error": exc.code, "error_description": exc.description},
                          exc.status, exc.headers)
 
 
@@ -93,36 +99,36 @@ def client_address(_request: Request) -> str:
 async def read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise OAuthError("invalid_request", f"request body over {limit} bytes", 413)
+        raise OAuthError(codes.OAUTH_INVALID_REQUEST, f"request body over {limit} bytes", 413)
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise OAuthError("invalid_request", f"request body over {limit} bytes", 413)
+            raise OAuthError(codes.OAUTH_INVALID_REQUEST, f"request body over {limit} bytes", 413)
     return body
 
 
 async def read_form(request: Request) -> dict[str, list[str]]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        raise OAuthError("invalid_request",
+        raise OAuthError(codes.OAUTH_INVALID_REQUEST,
                          "the body must be application/x-www-form-urlencoded")
     try:
         return P.parse_form(await read_body(request, MAX_FORM))
     except ValueError:
-        raise OAuthError("invalid_request", "the form body is malformed") from None
+        raise OAuthError(codes.OAUTH_INVALID_REQUEST, "the form body is malformed") from None
 
 
 async def read_json(request: Request) -> Any:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
-        raise OAuthError("invalid_request", "the body must be application/json")
+        raise OAuthError(codes.OAUTH_INVALID_REQUEST, "the body must be application/json")
     try:
         return jsondepth.loads(await read_body(request, MAX_JSON))
     except jsondepth.TooDeep as exc:
-        raise OAuthError("invalid_request", f"the body is not valid JSON: {exc}") from None
+        raise OAuthError(codes.OAUTH_INVALID_REQUEST, f"the body is not valid JSON: {exc}") from None
     except ValueError:
-        raise OAuthError("invalid_request", "the body is not valid JSON") from None
+        raise OAuthError(codes.OAUTH_INVALID_REQUEST, "the body is not valid JSON") from None
 
 
 def single(form: dict[str, list[str]], name: str, *, required: bool = False,
@@ -130,13 +136,13 @@ def single(form: dict[str, list[str]], name: str, *, required: bool = False,
     """One parameter: repeated is invalid (RFC 6749 §3.1), empty counts as absent."""
     values = form.get(name) or []
     if len(values) > 1:
-        raise OAuthError("invalid_request", f"parameter {name} is repeated")
+        raise OAuthError(codes.OAUTH_INVALID_REQUEST, f"parameter {name} is repeated")
     value = values[0] if values else ""
     if len(value) > max_len:
-        raise OAuthError("invalid_request", f"parameter {name} is too long")
+        raise OAuthError(codes.OAUTH_INVALID_REQUEST, f"parameter {name} is too long")
     if not value:
         if required:
-            raise OAuthError("invalid_request", f"parameter {name} is required")
+            raise OAuthError(codes.OAUTH_INVALID_REQUEST, f"parameter {name} is required")
         return None
     return value
 

@@ -13,7 +13,7 @@ import httpx
 import msgspec
 import pytest
 
-from pushgo.errors import StoreUnavailable
+from pushgo.errors import StoreUnavailable, codes
 from pushgo.mcp import build_mcp
 from pushgo.mcp import dispatcher as D
 from pushgo.mcp.auth import Principal, Unauthorized
@@ -247,11 +247,11 @@ class FakeAuth:
 
     async def authenticate(self, headers: Any) -> Principal:
         if headers.get("authorization") != "Bearer oauth":
-            raise Unauthorized(401, "invalid_token", "no", 'Bearer resource_metadata="x"')
+            raise Unauthorized(codes.OAUTH_INVALID_TOKEN, "no", 'Bearer resource_metadata="x"')
         return Principal("client-1", oauth=True, subject="u", scopes=self.scopes)
 
     def insufficient_scope(self, scope: str) -> Unauthorized:
-        return Unauthorized(403, "insufficient_scope", scope,
+        return Unauthorized(codes.OAUTH_INSUFFICIENT_SCOPE, scope,
                             f'Bearer error="insufficient_scope", scope="{scope}"')
 
 
