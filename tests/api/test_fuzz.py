@@ -1,4 +1,4 @@
-"""Hypothesis-driven robustness of the HTTP API (SPEC §2: "Never a 500 for bad input").
+"""Hypothesis-driven robustness of the HTTP API ("never a 500 for bad input").
 
 Every JSON POST route gets random JSON values, dicts built from the route's real field names
 with plausible or random-typed values, and random bytes; every answer must be a 200 success
@@ -192,8 +192,8 @@ class World:
 
 def problem(path: str, body: Any, resp: httpx.Response, *, envelope: bool = True) -> str | None:
     """None when ``resp`` is a 200 success or a 4xx error envelope; else what is wrong.
-    Without ``envelope`` (POST routes beyond SPEC §2 such as OAuth's, with their own error
-    format) the answer need only be below 500."""
+    Without ``envelope`` (POST routes beyond the device/channel API such as OAuth's, with
+    their own error format) the answer need only be below 500."""
     where = f"{path} {body!r:.600} -> {resp.status_code} {resp.text[:300]!r}"
     if not envelope:
         return None if resp.status_code < 500 else "5xx: " + where
