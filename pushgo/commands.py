@@ -299,7 +299,9 @@ def _bar(data: dict[str, Any]) -> None:
     line = (f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {finished}/{total}  "
             f"sent {states.get('sent', 0)}  failed {states.get('failed', 0)}  "
             f"expired {states.get('expired', 0)}")
-    sys.stderr.write(line)
+    why = "; ".join(_why_waiting(data))
+    # Rewritten in place: erase to the end of the line, so a shorter one leaves nothing behind.
+    sys.stderr.write(f"{line}  {why}\x1b[K" if why else f"{line}\x1b[K")
     sys.stderr.flush()
 
 
@@ -311,6 +313,28 @@ def _summary(data: dict[str, Any]) -> None:
         print(f"{name:<9} {states.get(name, 0)}")
     for reason, n in sorted((data.get("failures") or {}).items()):
         print(f"  failed: {reason} {n}")
+    if data.get("retrying"):
+        print(f"retrying  {data['retrying']}")
+    for line in _why_waiting(data):
+        print(f"waiting   {line}")
+
+
+def _why_waiting(data: dict[str, Any]) -> list[str]:
+    """Why queued deliveries wait, one phrase each: a provider unavailable (its last error,
+    since when), deliveries retrying, private devices that have not fetched theirs."""
+    out: list[str] = []
+    for route, why in sorted((data.get("waiting") or {}).items()):
+        if not isinstance(why, dict):
+            continue
+        n, error = why.get("deliveries", 0), why.get("last_error") or "unknown"
+        if why.get("state") == "provider_unavailable":
+            out.append(f"{route} unavailable ({error}) since {_when(why.get('since'))}: {n}")
+        else:
+            out.append(f"{route} retrying ({error}): {n}")
+    offline = (data.get("private") or {}).get("waiting_offline")
+    if offline:
+        out.append(f"private devices offline: {offline}")
+    return out
 
 
 def _when(ms: Any) -> str:

@@ -164,6 +164,7 @@ class _Collector:
         yield from self._accepted()
         yield from self._outcomes()
         yield from self._providers()
+        yield from self._breakers()
         yield from self._process()
 
     def _accepted(self) -> Iterator[Metric]:
@@ -245,6 +246,32 @@ class _Collector:
             latency.add_metric([name], list(_buckets(sender.latency)),
                                sum_value=sender.latency.sum)
         yield from (inflight, conns, waiting, connects, connect_failures, resent, latency)
+
+    def _breakers(self) -> Iterator[Metric]:
+        pump = self.m.gateway.pump
+        state = GaugeMetricFamily(
+            "pushgo_provider_breaker_state",
+            "This process's circuit breaker per provider: 0 closed, 1 open, 2 half-open",
+            labels=["provider"])
+        opened = CounterMetricFamily("pushgo_provider_breaker_opened",
+                                     "Times a provider's circuit breaker opened",
+                                     labels=["provider"])
+        last = GaugeMetricFamily(
+            "pushgo_provider_last_error_info",
+            "1 for the last transient failure of a provider whose breaker is not closed",
+            labels=["provider", "reason"])
+        unresponsive = CounterMetricFamily(
+            "pushgo_provider_connections_unresponsive",
+            "Provider connections closed because the peer stopped answering",
+            labels=["provider"])
+        for name, breaker in sorted(pump.breakers.items()):
+            state.add_metric([name], int(breaker.state))
+            opened.add_metric([name], breaker.opened)
+            if breaker.holding and breaker.last_error:
+                last.add_metric([name, breaker.last_error.partition(":")[0][:64]], 1)
+        for name, sender in sorted(pump.senders.items()):
+            unresponsive.add_metric([name], sender.pool.unresponsive)
+        yield from (state, opened, last, unresponsive)
 
     def _process(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("pushgo_worker_info",

@@ -3,10 +3,18 @@
 One task claims due provider deliveries in pages (under a lease), builds each operation's
 payload template once, and feeds the senders' bounded queues (backpressure: a full queue stops
 the claiming). Another takes results in batches and writes them in one transaction: sent;
-dead token (the device route loses it, its pending provider work fails); retryable (429, 5xx,
-transport) → next attempt at an exponential backoff honouring Retry-After, at most
-``MAX_ATTEMPTS``; permanent → failed with the reason. Routes with no configured provider fail
-at once with ``provider_not_configured`` (the payload stays pullable).
+dead token (the device route loses it, its pending provider work fails); transient (429, 5xx,
+a lost connection, a timeout) → next attempt at a capped exponential backoff with jitter
+honouring Retry-After, for as long as the delivery's TTL lasts (only a provider's permanent
+answer or the TTL ends a delivery); permanent → failed with the reason. Routes with no
+configured provider fail at once with ``provider_not_configured`` (the payload stays pullable).
+
+Each provider has a circuit breaker (``breaker.py``) fed by those results and by connections
+that fail to open. While it is open the provider's route is not claimed, what its sender holds
+is given back to the outbox unsent (due again after the cool-down, no attempt spent), and the
+other routes keep flowing; half-open, a few real deliveries probe it; the first success closes
+it and makes everything waiting for the provider due at once. Each change is written to the
+outbox (``provider_health``) so delivery status in every process can say why deliveries wait.
 
 It wakes when an operation is accepted (DeliveryListener) and otherwise at the next due time.
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import ssl
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +32,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from pushgo.delivery import breaker as B
 from pushgo.errors import StoreUnavailable
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
@@ -43,20 +53,41 @@ IDLE_POLL_S = 1.0
 #: Woken sooner than this after its last claim, the dispatcher waits out the rest: a burst of
 #: accepted operations is claimed together, and a lone one at once.
 CLAIM_GAP_S = 0.02
-MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 1.0
-BACKOFF_MAX_S = 15 * 60.0
+#: Transient failures are retried until the TTL: the backoff stays short (a provider back after
+#: an outage is used within a minute) and a provider's Retry-After is honoured up to as much.
+BACKOFF_MAX_S = 60.0
+RETRY_AFTER_MAX_S = 60.0
 RESULT_BATCH = 2000
 TEMPLATE_CACHE = 4096
 PROVIDER_ROUTES = ("apns", "fcm", "wns")
 
 
 def backoff_ms(attempts: int, retry_after_s: float | None) -> int:
-    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, attempts))
+    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** min(max(0, attempts), 32))
     delay *= 0.5 + random.random() / 2  # jitter: retries of one burst spread out
     if retry_after_s is not None:
-        delay = max(delay, retry_after_s)
+        delay = max(delay, min(retry_after_s, RETRY_AFTER_MAX_S))
     return int(delay * 1000)
+
+
+def connect_reason(error: BaseException) -> str:
+    """A short fixed name for why a provider connection could not be opened (status, metrics
+    labels), from the exceptions behind it, never their text."""
+    seen: BaseException | None = error
+    for _ in range(8):  # the chain is short; a cycle must not hang
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError):
+            return "ConnectionRefused"
+        if isinstance(seen, ssl.SSLError):
+            return "TLSError"
+        if isinstance(seen, TimeoutError):
+            return "ConnectTimeout"
+        if isinstance(seen, anyio.BrokenResourceError | ConnectionResetError):
+            return "ConnectionClosed"
+        seen = seen.__cause__ or seen.__context__
+    return "NoHTTP2" if "did not negotiate h2" in str(error) else "ConnectFailed"
 
 
 class OutboxPump:
@@ -77,6 +108,18 @@ class OutboxPump:
         #: Called after each batch of send results is recorded (delivery status watchers).
         self.on_results: list[Callable[[], None]] = []
         self.ready = False
+        self.breakers = {route: B.Breaker(threshold=B.THRESHOLD, window_s=B.WINDOW_S,
+                                          cooldown_s=B.COOLDOWN_S, probes=B.PROBES)
+                         for route in senders}
+        self._since: dict[str, int] = {}  # wall-clock ms a provider's breaker left closed
+        self._changed: set[str] = set()  # breakers changed, not yet written to the outbox
+        # A hand-out waiting for room in a sender's queue (route, scope): cancelled when that
+        # provider's breaker opens, so the claim loop can give its deliveries back.
+        self._blocked: tuple[str, anyio.CancelScope] | None = None
+        self._parked: list[Job] = []  # claimed for a provider whose breaker opened meanwhile
+        for route, sender in senders.items():
+            sender.pool.on_connect_failed = (
+                lambda error, r=route: self._failure(r, connect_reason(error)))
 
     # DeliveryListener
     def operation_accepted(self, channel_id: str) -> None:
@@ -107,8 +150,10 @@ class OutboxPump:
             self._wake = anyio.Event()
             claimed_at = anyio.current_time()
             try:
-                page = await self.outbox.claim_due(PROVIDER_ROUTES, self.ctx.now(), PAGE,
+                routes = await self._tend_breakers()
+                page = await self.outbox.claim_due(routes, self.ctx.now(), PAGE,
                                                    self.lease_ms)
+                page += await self._claim_probes()
             except StoreUnavailable as exc:  # tried again after IDLE_POLL_S (or a wake-up)
                 log.warning("claiming deliveries failed", extra={"fields": {"error": exc.message}})
                 page = []
@@ -160,6 +205,9 @@ class OutboxPump:
                 failures.append(Result(job, Rejected("provider_not_configured", 0,
                                                      "permanent")))
                 continue
+            if self.breakers[due.route].state is B.State.OPEN:
+                self._parked.append(job)  # given back unsent by the next claim round
+                continue
             if due.token is None:
                 failures.append(Result(job, Rejected("no_provider_token", 0, "permanent")))
                 continue
@@ -176,7 +224,7 @@ class OutboxPump:
                 # give the sender one job per scheduling round, a handful of streams in flight.
                 sender.jobs_in.send_nowait(job)
             except anyio.WouldBlock:
-                await sender.jobs_in.send(job)
+                await self._send_waiting(sender, job)
         for result in failures:
             self.results.add(result)
 
@@ -238,18 +286,22 @@ class OutboxPump:
         if isinstance(outcome, Delivered):
             out.sent.append(job.seq)
             self.sent_by_route[job.route] = self.sent_by_route.get(job.route, 0) + 1
+            self._success(job.route)
         elif isinstance(outcome, Expired):
             out.expired.append(job.seq)
             self._count(job, "expired", "expired")
         elif isinstance(outcome, TransportFailure):
-            self._retry_or_fail(job, outcome.reason, None, now, out)
-        elif outcome.kind == "dead_token":
-            out.dead.append((job.seq, job.device_key, job.token, outcome.reason))
-            self._count(job, "failed", outcome.reason)
+            self._failure(job.route, outcome.reason)
+            self._retry(job, outcome.reason, None, now, out)
         elif outcome.kind == "retry":
-            self._retry_or_fail(job, outcome.reason, outcome.retry_after_s, now, out)
-        else:
-            out.failed.append((job.seq, outcome.reason))
+            self._failure(job.route, outcome.reason)
+            self._retry(job, outcome.reason, outcome.retry_after_s, now, out)
+        else:  # a permanent answer: the provider is serving, this delivery ends
+            self._success(job.route)
+            if outcome.kind == "dead_token":
+                out.dead.append((job.seq, job.device_key, job.token, outcome.reason))
+            else:
+                out.failed.append((job.seq, outcome.reason))
             self._count(job, "failed", outcome.reason)
 
     def _count(self, job: Job, outcome: str, reason: str) -> None:
@@ -257,12 +309,119 @@ class OutboxPump:
         key = (job.route, outcome, reason.partition(":")[0][:64])
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
-    def _retry_or_fail(self, job: Job, reason: str, retry_after: float | None, now: int,
-                       out: Outcomes) -> None:
-        attempts = job.attempts + 1
-        if attempts >= MAX_ATTEMPTS:
-            out.failed.append((job.seq, reason))
-            self._count(job, "failed", reason)
-            return
-        out.retry.append((job.seq, now + backoff_ms(attempts, retry_after), reason))
+    def _retry(self, job: Job, reason: str, retry_after: float | None, now: int,
+               out: Outcomes) -> None:
+        """A transient failure: another attempt, however many came before, until the TTL."""
+        delay = backoff_ms(job.attempts + 1, retry_after)
+        breaker = self.breakers.get(job.route)
+        if breaker is not None and breaker.holding:
+            # Due when the breaker lets deliveries through again, not later.
+            delay = min(delay, int(breaker.cooldown_s * 1000))
+        # Past its TTL it is expired at the next claim, not kept queued longer.
+        out.retry.append((job.seq, min(now + delay, max(now, job.expires_at_ms)), reason))
         self._count(job, "retried", reason)
+
+    # -- the providers' breakers -------------------------------------------------------------
+
+    def _failure(self, route: str, reason: str) -> None:
+        breaker = self.breakers.get(route)
+        if breaker is None or not breaker.failure(reason[:64], anyio.current_time()):
+            return
+        self._changed.add(route)
+        if route not in self._since:  # it opened (not again after a failed probe)
+            self._since[route] = self.ctx.now()
+            log.warning("provider unavailable: its deliveries wait", extra={"fields": {
+                "provider": route, "error": breaker.last_error,
+                "retry_in_s": breaker.cooldown_s}})
+        self._wake.set()
+        if self._blocked is not None and self._blocked[0] == route:
+            self._blocked[1].cancel()
+
+    def _success(self, route: str) -> None:
+        breaker = self.breakers.get(route)
+        if breaker is not None and breaker.success():
+            self._changed.add(route)
+            log.info("provider available again", extra={"fields": {"provider": route}})
+            self._wake.set()
+
+    async def _send_waiting(self, sender: ProviderSender, job: Job) -> None:
+        """Wait for room in the sender's queue, unless the provider's breaker opens first:
+        then the job is parked and given back with the others."""
+        with anyio.CancelScope() as scope:
+            self._blocked = (job.route, scope)
+            try:
+                await sender.jobs_in.send(job)
+            finally:
+                self._blocked = None
+        if scope.cancelled_caught:
+            self._parked.append(job)
+
+    async def _tend_breakers(self) -> tuple[str, ...]:
+        """Turn breakers whose cool-down is over half-open, give back what open ones hold,
+        write the changes; the routes that may be claimed in full."""
+        now_s = anyio.current_time()
+        for route, breaker in self.breakers.items():
+            if breaker.tick(now_s):
+                self._changed.add(route)
+        await self._give_back()
+        await self._write_breakers()
+        return tuple(r for r in PROVIDER_ROUTES
+                     if r not in self.breakers or not self.breakers[r].holding)
+
+    async def _claim_probes(self) -> list[Due]:
+        """A few deliveries for each half-open provider, once per cool-down."""
+        page: list[Due] = []
+        for route, breaker in self.breakers.items():
+            if breaker.state is B.State.HALF_OPEN:
+                admitted = breaker.admit(anyio.current_time())
+                if admitted:
+                    page += await self.outbox.claim_due((route,), self.ctx.now(), admitted,
+                                                        self.lease_ms)
+        return page
+
+    async def _give_back(self) -> None:
+        """What the senders of open providers hold goes back to the outbox unsent: due again
+        when the breaker half-opens, no attempt spent, the provider's last error kept."""
+        parked, self._parked = self._parked, []
+        for route, breaker in self.breakers.items():
+            if breaker.state is B.State.OPEN:
+                parked += self.senders[route].take_back()
+        if not parked:
+            return
+        now, now_s = self.ctx.now(), anyio.current_time()
+        out = Outcomes()
+        for job in parked:
+            breaker = self.breakers[job.route]
+            wait_ms = max(1, int(breaker.wait_s(now_s) * 1000))
+            out.deferred.append((job.seq, now + wait_ms, breaker.last_error or "unavailable"))
+        try:
+            await self.outbox.apply_outcomes(out, now)
+        except StoreUnavailable as exc:  # their leases run out and bring them back
+            log.warning("giving deliveries back failed", extra={"fields": {"error": exc.message}})
+        except Exception:
+            log.exception("giving deliveries back failed")
+        for job in parked:
+            self._held.discard(job.seq)
+        for hook in self.on_results:
+            hook()
+
+    async def _write_breakers(self) -> None:
+        """Tell the outbox (every process's delivery status) what changed; a provider back in
+        service has its waiting deliveries made due at once."""
+        changed, self._changed = self._changed, set()
+        now = self.ctx.now()
+        for route in sorted(changed):
+            breaker = self.breakers[route]
+            since = self._since.get(route, now) if breaker.holding else now
+            try:
+                await self.outbox.record_provider(route, breaker.state.name.lower(),
+                                                  breaker.last_error, since, now)
+                if not breaker.holding:
+                    self._since.pop(route, None)
+                    await self.outbox.make_due(route, now)
+            except Exception as exc:
+                self._changed.add(route)  # written at the next round
+                if not isinstance(exc, StoreUnavailable):
+                    raise
+                log.warning("recording a provider's state failed",
+                            extra={"fields": {"error": exc.message}})

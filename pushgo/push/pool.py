@@ -59,6 +59,9 @@ class Pool:
         self.last_error: str | None = None
         self.connects = 0  # connections opened (attempts), for /metrics
         self.connect_failures = 0
+        self.unresponsive = 0  # connections left because the peer stopped answering
+        #: Told each time a connection fails to open (the outbox pump's breaker).
+        self.on_connect_failed: Callable[[ConnectionFailed], None] | None = None
 
     def _notify(self) -> None:
         self._changed.set()
@@ -134,6 +137,8 @@ class Pool:
         try:
             await conn.run()
             self._failures = 0
+            if conn.error is not None and conn.error.startswith("Unresponsive"):
+                self.unresponsive += 1
         except ConnectionFailed as exc:
             self._failures += 1
             self.connect_failures += 1
@@ -142,6 +147,8 @@ class Pool:
             self.last_error = str(exc)
             log.warning("provider connect failed", extra={"fields": {
                 "origin": self.origin.authority, "error": str(exc), "retry_in_s": delay}})
+            if self.on_connect_failed is not None:
+                self.on_connect_failed(exc)
         finally:
             if conn in self.connections:
                 self.connections.remove(conn)

@@ -227,6 +227,17 @@ class ProviderSender:
         self._retry.append(job)
         self._retry_event.set()
 
+    def take_back(self) -> list[Job]:
+        """Every job waiting here for a stream (queued or to be resent), taken out unsent: the
+        caller gives them back to the outbox while the provider is unavailable."""
+        jobs = list(self._retry)
+        self._retry.clear()
+        while True:
+            try:
+                jobs.append(self._jobs.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return jobs
+
     # -- Sink --------------------------------------------------------------------------------
 
     def on_response(self, tag: Any, response: Response) -> None:

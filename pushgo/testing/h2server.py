@@ -99,6 +99,10 @@ class H2Server:
         self._request_index = 0
         self._live: dict[int, _H2Conn] = {}
         self._rules: list[_ConnRule] = []
+        #: While set, a new TCP connection is closed at once, before TLS (the provider is down).
+        self.refusing = False
+        self.refused_connections = 0
+        self._scopes: dict[int, anyio.CancelScope] = {}
 
     @property
     def origin(self) -> str:
@@ -156,6 +160,17 @@ class H2Server:
     def clear_rules(self) -> None:
         self._rules.clear()
 
+    def go_down(self) -> None:
+        """The provider goes away: every live connection is cut (no GOAWAY) and new ones are
+        closed before their TLS handshake until `come_up()`."""
+        self.refusing = True
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+
+    def come_up(self) -> None:
+        """New connections are served again."""
+        self.refusing = False
+
     def goaway_all(self, *, error_code: int = ErrorCodes.NO_ERROR, debug_data: bytes = b"",
                    close: bool = True, send_first: bool = False) -> None:
         """GOAWAY on every live HTTP/2 connection, last_stream_id = highest stream received."""
@@ -188,7 +203,19 @@ class H2Server:
             return Response(500, [("content-type", "text/plain")], b"mock handler error")
 
     async def _on_tcp(self, tcp: anyio.abc.SocketStream) -> None:
-        conn_id = next(self._conn_ids)
+        if self.refusing:
+            self.refused_connections += 1
+            await anyio.aclose_forcefully(tcp)
+            return
+        with anyio.CancelScope() as scope:
+            conn_id = next(self._conn_ids)
+            self._scopes[conn_id] = scope
+            try:
+                await self._serve_tcp(tcp, conn_id)
+            finally:
+                del self._scopes[conn_id]
+
+    async def _serve_tcp(self, tcp: anyio.abc.SocketStream, conn_id: int) -> None:
         try:
             with anyio.fail_after(self.handshake_timeout):
                 stream = await TLSStream.wrap(tcp, server_side=True, ssl_context=self.ssl_context,

@@ -187,6 +187,7 @@ class MockAPNs(ScriptedMock):
         self._current_token: dict[str, tuple[str, float]] = {}
         self._rejections: dict[str, _Scripted] = {}
         self._fail: Countdown[Rejection] = Countdown()
+        self._outage: Rejection | None = None
         for token, spec in (rejections or {}).items():
             self._rejections[token] = _Scripted(_as_rejection(spec), None)
 
@@ -214,6 +215,14 @@ class MockAPNs(ScriptedMock):
         """The next `count` requests get this error whatever they carry (429/500/503 …)."""
         self._fail.add(count, Rejection(status, reason, None, retry_after))
 
+    def outage(self, status: int = 503, reason: str = "ServiceUnavailable", *,
+               retry_after: int | None = None) -> None:
+        """Every request gets this error, whatever it carries, until `end_outage()`."""
+        self._outage = Rejection(status, reason, None, retry_after)
+
+    def end_outage(self) -> None:
+        self._outage = None
+
     def throttle_next(self, count: int = 1, retry_after: int | None = 1) -> None:
         """The next `count` requests get 429 TooManyRequests with Retry-After."""
         self.fail_next(count, 429, "TooManyRequests", retry_after=retry_after)
@@ -222,6 +231,7 @@ class MockAPNs(ScriptedMock):
         """Back to plain accept/validate: no scripted rejections, failures or faults."""
         self.clear_rejections()
         self._fail.clear()
+        self._outage = None
         self.reset_faults()
 
     # -- records
@@ -273,7 +283,7 @@ class MockAPNs(ScriptedMock):
         return json_response(rejection.status, body, headers)
 
     def _decide(self, req: Request, token: str) -> Rejection | None:
-        failure = self._fail.take()
+        failure = self._fail.take() or self._outage
         if failure is not None:
             return failure
         if self.validate:

@@ -1,6 +1,7 @@
 """What MockAPNs and MockFCM share: the server plumbing (TLS, `serving()`, origin, CA file), a
 response delay, and the provider-independent faults — refuse the next K streams, GOAWAY, a
-dropped or a silent connection after N requests, GOAWAY now.
+dropped or a silent connection after N requests, GOAWAY now, the whole provider down (its
+connections cut, new ones closed before TLS) and up again.
 
 "The next K requests" are the next K the handler decides on (the count is exact; which of
 several concurrent requests get hit follows handler order, which Trio shuffles). Connection
@@ -107,6 +108,15 @@ class ScriptedMock:
         never writes again, PING ACKs included (a half-open connection); later connections
         are served normally (see H2Server.silent_after)."""
         self.server.silent_after(requests, every_connection=every_connection)
+
+    def go_down(self) -> None:
+        """The provider is down: live connections are cut and new ones closed before TLS (the
+        gateway sees its connects fail) until `come_up()`."""
+        self.server.go_down()
+
+    def come_up(self) -> None:
+        """The provider is back: connections are served again."""
+        self.server.come_up()
 
     def goaway_now(self, *, debug_data: bytes = b"", error_code: int = ErrorCodes.NO_ERROR,
                    close: bool = True, send_first: bool = False) -> None:

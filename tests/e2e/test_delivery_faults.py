@@ -1,6 +1,7 @@
 """Delivery under provider and process faults: GOAWAY, dropped or silent (half-open)
 connections, refused streams, a stream limit that falls back to 1, throttling, expired provider
-credentials, bounded retries, expired deliveries, and kill -9 of the gateway mid-fan-out.
+credentials, transient failures retried until sent, expired deliveries, and kill -9 of the
+gateway mid-fan-out.
 
 For each fault: no delivery is lost, none reaches the provider twice unless its outcome was
 unknown when a connection (or the process) died, and every delivery ends in a recorded state.
@@ -402,20 +403,22 @@ async def test_fcm_quota_exceeded_and_unavailable_are_retried_then_sent(
     assert set(accepted_counts(providers.fcm).values()) == {1}
 
 
-async def test_retries_are_bounded_and_end_failed_with_the_reason(
+async def test_transient_failures_are_retried_past_the_old_attempt_cap_until_sent(
         pclient, pgateway, providers, monkeypatch):
-    monkeypatch.setattr(pump, "MAX_ATTEMPTS", 3)
+    monkeypatch.setattr(pump, "BACKOFF_MAX_S", 0.05)
     fleet = await make_fleet(pgateway, 2)
     (down_key, down_token), (ok_key, _) = fleet.tokens.items()
-    providers.apns.reject(down_token, 503, "ServiceUnavailable")
+    # Main gave up after 8 attempts; a transient failure now ends nothing before the TTL.
+    providers.apns.reject(down_token, 503, "ServiceUnavailable", times=12)
     await send(pclient, fleet.channel_id, title="down")
     rows = await settled(pgateway.store, fleet)
 
     by_key = {r.device_key: r for r in rows.values()}
     down = by_key[down_key]
-    assert (down.state, down.attempts, down.last_error) == ("failed", 3, "ServiceUnavailable")
+    assert (down.state, down.attempts, down.last_error) == ("sent", 13, None)
     assert by_key[ok_key].state == "sent"
-    assert [n.status for n in providers.apns.notifications if n.token == down_token] == [503] * 3
+    assert [n.status for n in providers.apns.notifications if n.token == down_token] == [
+        503] * 12 + [200]
 
 
 async def test_an_expired_delivery_is_recorded_expired_and_never_sent(
