@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks import sender as S
+from benchmarks import sender as sender_bench
 from benchmarks.harness import Benchmark, Check, Column, Need, Options, Report, median, register
 from benchmarks.nginx_mock import NginxMock
 from benchmarks.servers import PASSWORD, ServerProcess, api
@@ -34,7 +34,7 @@ TOPIC = "com.example.bench"
 PG_ADMIN_URL = os.environ.get("PUSHGO_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 MEMORY_DEVICES = 100_000
 MEMORY_LIMIT_MB = 256
-NEEDS = (*S.NEEDS[:3], Need("pip", "trustme>=1.1", "trustme"),
+NEEDS = (*sender_bench.NEEDS[:3], Need("pip", "trustme>=1.1", "trustme"),
          Need("pip", "matplotlib>=3.8", "matplotlib"))
 
 COLUMNS = [
@@ -156,7 +156,7 @@ def run(opts: Options) -> Report:
     if not opts.quick:
         targets.append(Target(f"pushgo serve {backend}, SQLite, {MEMORY_DEVICES:,} devices",
                               "sqlite", backend, MEMORY_DEVICES))
-    sender = S.Client(f"sender: pushgo {backend} ×1 (alone)", "pushgo", backend, 1)
+    sender = sender_bench.Client(f"sender: pushgo {backend} ×1 (alone)", "pushgo", backend, 1)
     pg_url: str | None = None
     try:
         with NginxMock(cpu=mock_cpu) as mock:
@@ -195,11 +195,11 @@ def run(opts: Options) -> Report:
                 except Exception as exc:
                     t.failed = str(exc)
                     opts.log(f"  {t.label} failed: {exc}")
-            sender.proc = S._spawn(S._client_cmd(sender, mock, key, opts, server_cpu,
+            sender.proc = sender_bench._spawn(sender_bench._client_cmd(sender, mock, key, opts, server_cpu,
                                                  n=devices))
-            S._ask(sender.proc, None)
+            sender_bench._ask(sender.proc, None)
             try:
-                sender.warmup = S._ask(sender.proc, "warmup")
+                sender.warmup = sender_bench._ask(sender.proc, "warmup")
                 main_targets = [t for t in targets if t.devices == devices]
                 for t in main_targets:  # warm-up: connections, TLS, JIT-less caches
                     if not t.failed:
@@ -208,14 +208,14 @@ def run(opts: Options) -> Report:
                     for t in main_targets:
                         if not t.failed:
                             _try(t, mock, opts)
-                    res = S._ask(sender.proc, "round")
+                    res = sender_bench._ask(sender.proc, "round")
                     sender.rounds.append(res)
                     opts.log(f"round {r + 1}/{opts.rounds} {sender.label}: {res['rate']:,.0f}/s")
                 for t in targets:
                     if t.devices != devices and not t.failed:
                         _try(t, mock, opts)
             finally:
-                S._quit(sender.proc)
+                sender_bench._quit(sender.proc)
             rss = {t.label: (t.server.rss_mb() if t.server else 0.0) for t in targets}
             for t in targets:
                 if t.server is not None:
@@ -253,7 +253,7 @@ def run(opts: Options) -> Report:
             row["failed"] = t.failed
             report.notes.append(f"{t.label}: not measured — {t.failed}")
         rows.append(row)
-    srow = S._row(sender, None)
+    srow = sender_bench._row(sender, None)
     srow.update({"devices": devices, "impl": "sender"})
     rows.append(srow)
     report.rows = rows
@@ -273,7 +273,7 @@ def run(opts: Options) -> Report:
     elif opts.quick:
         report.notes.append(f"memory target ({MEMORY_DEVICES:,} devices < {MEMORY_LIMIT_MB} MB) "
                             "is measured by a full run only")
-    S.mock_note(report)
+    sender_bench.mock_note(report)
     report.notes.append("deliveries/s = devices / (POST /message sent → the mock has counted all "
                         "of them); the sender row is notifications/s with 1000 in flight")
     report.chart = chart

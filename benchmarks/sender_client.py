@@ -51,10 +51,10 @@ def device_tokens() -> list[str]:
 def payload_template() -> Any:
     """pushgo's payload template for a realistic alert, padded so a rendered payload is exactly
     ``PAYLOAD_BYTES`` long (the h2load row posts the same bytes)."""
-    from pushgo.protocol import apns as A
+    from pushgo.protocol import apns
 
     def build(body: str) -> Any:
-        return A.build_payload({}, title="Disk almost full", body=body, severity="low",
+        return apns.build_payload({}, title="Disk almost full", body=body, severity="low",
                                thread_id="ops", wakeup_data={})
 
     tpl = build("")
@@ -95,11 +95,11 @@ class StaticFcmToken:
 
 def fcm_templates() -> Any:
     """pushgo's FCM data message for the same alert as the APNs rows (full, wake-up)."""
-    from pushgo.protocol import fcm as FC
+    from pushgo.protocol import fcm
 
     data = {"title": "Disk almost full", "body": "x" * 60, "severity": "low", "channel_id": "ops"}
-    return (FC.MessageTemplate(FC.data_json(data), "HIGH", False),
-            FC.MessageTemplate(FC.data_json({"channel_id": "ops"}), "HIGH", True))
+    return (fcm.MessageTemplate(fcm.data_json(data), "HIGH", False),
+            fcm.MessageTemplate(fcm.data_json({"channel_id": "ops"}), "HIGH", True))
 
 
 class Meter:

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks import sender as S
+from benchmarks import sender as sender_bench
 from benchmarks.harness import (
     Benchmark,
     Check,
@@ -44,18 +44,18 @@ COLUMNS = [
     Column("mock_cpu_pct", "mock CPU %", "{:.0f}%"),
     Column("errors", "errors", "{:,}"),
 ]
-NEEDS = (*(n for n in S.NEEDS if n.package != "aioapns>=4,<5"),
+NEEDS = (*(n for n in sender_bench.NEEDS if n.package != "aioapns>=4,<5"),
          Need("pip", "httpx[http2]>=0.27", "h2"))
 
 
-def _h2load_setup(mock: NginxMock, workdir: Path, cpu: int | None) -> S.H2LoadSetup:
+def _h2load_setup(mock: NginxMock, workdir: Path, cpu: int | None) -> sender_bench.H2LoadSetup:
     from benchmarks.sender_client import FCM_ACCESS_TOKEN, FCM_PROJECT, device_tokens, fcm_templates
 
     full, _ = fcm_templates()
     body = workdir / "fcm.json"
     body.write_bytes(full.render(device_tokens()[7], f"{7:032x}", 86_400))
     headers = [("authorization", f"Bearer {FCM_ACCESS_TOKEN}"), ("content-type", "application/json")]
-    return S.H2LoadSetup(body, headers, f"{mock.url}/v1/projects/{FCM_PROJECT}/messages:send", cpu,
+    return sender_bench.H2LoadSetup(body, headers, f"{mock.url}/v1/projects/{FCM_PROJECT}/messages:send", cpu,
                          workdir)
 
 
@@ -63,20 +63,21 @@ def run(opts: Options) -> Report:
     cores = len(os.sched_getaffinity(0))
     pin = opts.pin and cores >= 2
     mock_cpu, client_cpu = (1, 0) if pin else (None, None)
-    clients: list[S.Client] = []
+    clients: list[sender_bench.Client] = []
     for backend in opts.backends:
-        clients.append(S.Client(f"pushgo {backend} ×1", "pushgo-fcm", backend, 1, window=FCM_STREAMS))
-    clients.append(S.Client(f"pushgo {opts.backends[0]} ×4", "pushgo-fcm", opts.backends[0], 4,
+        clients.append(sender_bench.Client(f"pushgo {backend} ×1", "pushgo-fcm", backend, 1,
+                                           window=FCM_STREAMS))
+    clients.append(sender_bench.Client(f"pushgo {opts.backends[0]} ×4", "pushgo-fcm", opts.backends[0], 4,
                             window=4 * FCM_STREAMS))
     # httpx manages a few hundred a second here: a tenth of the round is plenty for its rate.
-    clients.append(S.Client(f"httpx ×1, {FCM_STREAMS} in flight", "httpx-fcm", "asyncio", 1,
+    clients.append(sender_bench.Client(f"httpx ×1, {FCM_STREAMS} in flight", "httpx-fcm", "asyncio", 1,
                             window=FCM_STREAMS, scale=10))
-    clients.append(S.Client(f"h2load ×1 ({FCM_STREAMS} streams)", "h2load", "native", 1))
+    clients.append(sender_bench.Client(f"h2load ×1 ({FCM_STREAMS} streams)", "h2load", "native", 1))
     workdir = Path(tempfile.mkdtemp(prefix="pushgo-bench-fcm-"))
     for i, rev in enumerate(opts.baseline):
         tree = baseline_tree(rev, workdir / f"baseline-{i}")
         name = Path(rev).name if Path(rev).is_dir() else rev
-        clients.insert(0, S.Client(f"pushgo@{name} {opts.backends[0]} ×1", "pushgo-fcm",
+        clients.insert(0, sender_bench.Client(f"pushgo@{name} {opts.backends[0]} ×1", "pushgo-fcm",
                                    opts.backends[0], 1, window=FCM_STREAMS, tree=tree))
     report = Report(
         name="sender-fcm",
@@ -93,8 +94,8 @@ def run(opts: Options) -> Report:
 
             key = APNsKey.generate("BENCHKEY01", "BENCHTEAM1").write(workdir / "key.p8")
             setup = _h2load_setup(mock, workdir, client_cpu)
-            report.params["tools"] = S._tool_versions()
-            S.measure(clients, mock, key, setup, opts, client_cpu)
+            report.params["tools"] = sender_bench._tool_versions()
+            sender_bench.measure(clients, mock, key, setup, opts, client_cpu)
             errors = mock.error_log().strip()
             if errors:
                 report.notes.append("nginx error.log: " + errors.splitlines()[-1][:200])
@@ -104,7 +105,7 @@ def run(opts: Options) -> Report:
     peer_rates = [median([r["rate"] for r in c.rounds]) for c in clients
                   if c.impl == "httpx-fcm" and c.rounds]
     peer = max(peer_rates) if peer_rates else None
-    report.rows = [S._row(c, peer, peer="httpx-fcm") for c in clients]
+    report.rows = [sender_bench._row(c, peer, peer="httpx-fcm") for c in clients]
     for row in report.rows:
         if "vs_httpx-fcm" in row:
             row["vs_httpx"] = row.pop("vs_httpx-fcm")
@@ -121,7 +122,7 @@ def run(opts: Options) -> Report:
             all(r["rate"] > peer for r in mine),
             f"httpx (its best row) {peer:,.0f}/s; " + ", ".join(
                 f"{r['label']} {r['rate'] / peer:.1f}×" for r in mine)))
-    S.mock_note(report)
+    sender_bench.mock_note(report)
     report.notes.append(f"in flight: pushgo {FCM_STREAMS} per connection (FCM's stream limit); "
                         "latency: pushgo Job submission → Result, httpx per post; httpx measures "
                         f"{max(500, opts.n // 10):,} per round")
@@ -130,7 +131,7 @@ def run(opts: Options) -> Report:
 
 
 def chart(report: Report, path: Path) -> None:
-    S.chart(report, path, title=f"sender-fcm: {report.params['n']:,} messages/round, median of "
+    sender_bench.chart(report, path, title=f"sender-fcm: {report.params['n']:,} messages/round, median of "
                                 f"{report.params['rounds']} round(s), TLS → nginx (one pinned core)")
 
 

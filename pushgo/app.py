@@ -37,7 +37,7 @@ from pushgo.service.context import Context, wall_ms
 from pushgo.service.outbox import OutboxService, instance_identity
 from pushgo.settings import Settings
 from pushgo.store import Store
-from pushgo.store import outbox as O
+from pushgo.store import outbox as outbox_store
 
 log = logging.getLogger("pushgo.app")
 
@@ -181,7 +181,7 @@ class Gateway:
             try:
                 # A sweep may take longer than a request: the statement timeout bounds it.
                 expired = await self.store.run(
-                    O.expire, self.ctx.now(),
+                    outbox_store.expire, self.ctx.now(),
                     deadline_s=self.settings.db_statement_timeout_ms / 1000)
                 if expired:
                     log.info("expired deliveries", extra={"fields": {"count": expired}})

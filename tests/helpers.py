@@ -111,7 +111,7 @@ async def stored_channel(gateway: Any, *device_keys: str, name: str = "ops",
 
     from pushgo.protocol.ids import encode_channel_id
     from pushgo.service.passwords import hash_password_sync
-    from pushgo.store import channels as C
+    from pushgo.store import channels as channel_store
 
     if password not in _HASHES:
         _HASHES[password] = hash_password_sync(password)
@@ -119,9 +119,9 @@ async def stored_channel(gateway: Any, *device_keys: str, name: str = "ops",
     now = gateway.ctx.now()
 
     def work(conn: Any) -> None:
-        C.create(conn, cid, name, _HASHES[password], now)
+        channel_store.create(conn, cid, name, _HASHES[password], now)
         for key in device_keys:
-            C.subscribe(conn, cid, key, now, 10_000)
+            channel_store.subscribe(conn, cid, key, now, 10_000)
 
     await gateway.store.run(work)
     return cid

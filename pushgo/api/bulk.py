@@ -24,8 +24,8 @@ from starlette.types import Receive, Scope, Send
 from pushgo.api.envelope import is_json_type, ok
 from pushgo.api.spool import Spool
 from pushgo.errors import GatewayError, InvalidInput, codes
-from pushgo.protocol import bulk as B
-from pushgo.protocol import fields as F
+from pushgo.protocol import bulk as bulk_wire
+from pushgo.protocol import fields as field_rules
 from pushgo.protocol.sse import encode_comment, encode_event
 from pushgo.service.bulk import Bulk
 from pushgo.service.status import Status
@@ -47,11 +47,11 @@ class BulkEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         mime = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-        splitter: B.LineSplitter | B.ArraySplitter
+        splitter: bulk_wire.LineSplitter | bulk_wire.ArraySplitter
         if mime in NDJSON_TYPES:
-            splitter = B.LineSplitter()
+            splitter = bulk_wire.LineSplitter()
         elif is_json_type(mime):
-            splitter = B.ArraySplitter()
+            splitter = bulk_wire.ArraySplitter()
         else:
             raise unsupported("send NDJSON (content-type: application/x-ndjson) or a JSON "
                               "array (content-type: application/json)")
@@ -60,7 +60,7 @@ class BulkEndpoint:
             raise unsupported("content-encoding must be gzip or absent")
         inflate = zlib.decompressobj(wbits=31) if encoding == "gzip" else None
 
-        async def frames() -> AsyncIterator[list[B.Frame]]:
+        async def frames() -> AsyncIterator[list[bulk_wire.Frame]]:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
@@ -73,7 +73,7 @@ class BulkEndpoint:
                 if not message.get("more_body", False):
                     break
             if inflate is not None and not inflate.eof:
-                yield [B.Broken("the gzip body ends early")]
+                yield [bulk_wire.Broken("the gzip body ends early")]
                 return
             yield list(splitter.end())
 
@@ -95,13 +95,13 @@ class BulkEndpoint:
                 spool.close()
 
 
-async def _guarded(frames: AsyncIterator[list[B.Frame]]) -> AsyncIterator[list[B.Frame]]:
+async def _guarded(frames: AsyncIterator[list[bulk_wire.Frame]]) -> AsyncIterator[list[bulk_wire.Frame]]:
     """A body that cannot be inflated ends the split like a broken array."""
     try:
         async for piece in frames:
             yield piece
     except zlib.error:
-        yield [B.Broken("the body is not valid gzip")]
+        yield [bulk_wire.Broken("the body is not valid gzip")]
 
 
 def _inflated(inflate: zlib._Decompress | None, data: bytes) -> list[bytes]:
@@ -122,7 +122,7 @@ def _channel_filter(request: Request) -> list[str] | None:
         if key != "channel_id":
             raise InvalidInput(codes.INVALID_QUERY, f"unknown query parameter {key!r}")
         channel = value
-    return None if channel is None or not channel.strip() else [F.channel_id(channel)]
+    return None if channel is None or not channel.strip() else [field_rules.channel_id(channel)]
 
 
 def build_bulk_routes(bulk: Bulk, status: Status) -> list[BaseRoute]:

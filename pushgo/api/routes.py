@@ -14,9 +14,9 @@ from pushgo.api.envelope import body_as, convert, ok
 from pushgo.api.page import render_index
 from pushgo.delivery.private import PrivateStreams
 from pushgo.errors import GatewayError, InvalidInput, codes
-from pushgo.protocol import fields as F
+from pushgo.protocol import fields as field_rules
 from pushgo.protocol import operations as OPS
-from pushgo.protocol import wire as W
+from pushgo.protocol import wire
 from pushgo.service import Services
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -92,7 +92,7 @@ def _device_routes(svc: Services, streams: PrivateStreams) -> list[BaseRoute]:
 
     async def private_stream(request: Request) -> Response:
         query = _query(request, {"device_key"})
-        key = F.device_key(query.get("device_key", ""))
+        key = field_rules.device_key(query.get("device_key", ""))
         await svc.devices.require(key)
         last = request.headers.get("last-event-id")
         return StreamingResponse(
@@ -104,17 +104,17 @@ def _device_routes(svc: Services, streams: PrivateStreams) -> list[BaseRoute]:
         return Route(path, _json_route(kind, call), methods=["POST"])
 
     return [
-        post("/device/register", W.DeviceRegisterIn, svc.devices.register),
-        post("/channel/device", W.DeviceRouteIn, svc.devices.set_route),
-        post("/channel/device/delete", W.DeviceRouteDeleteIn, svc.devices.clear_route),
-        post("/channel/device/provider-token/retire", W.TokenRetireIn, svc.devices.retire_token),
-        post("/channel/subscribe", W.SubscribeIn, svc.channels.subscribe),
-        post("/channel/unsubscribe", W.UnsubscribeIn, svc.channels.unsubscribe),
-        post("/channel/sync", W.SyncIn, svc.channels.sync),
+        post("/device/register", wire.DeviceRegisterIn, svc.devices.register),
+        post("/channel/device", wire.DeviceRouteIn, svc.devices.set_route),
+        post("/channel/device/delete", wire.DeviceRouteDeleteIn, svc.devices.clear_route),
+        post("/channel/device/provider-token/retire", wire.TokenRetireIn, svc.devices.retire_token),
+        post("/channel/subscribe", wire.SubscribeIn, svc.channels.subscribe),
+        post("/channel/unsubscribe", wire.UnsubscribeIn, svc.channels.unsubscribe),
+        post("/channel/sync", wire.SyncIn, svc.channels.sync),
         Route("/channel/exists", channel_exists, methods=["GET"]),
-        post("/channel/rename", W.RenameIn, svc.channels.rename),
-        post("/messages/pull", W.PullIn, svc.inbox.pull),
-        post("/messages/ack", W.AckIn, svc.inbox.ack),
+        post("/channel/rename", wire.RenameIn, svc.channels.rename),
+        post("/messages/pull", wire.PullIn, svc.inbox.pull),
+        post("/messages/ack", wire.AckIn, svc.inbox.ack),
         Route("/private/stream", private_stream, methods=["GET"]),
     ]
 

@@ -30,8 +30,8 @@ from pushgo import __version__
 from pushgo.errors import GatewayError, codes
 from pushgo.mcp.auth import SCOPE_CHANNELS, McpAuth, Principal, Unauthorized
 from pushgo.mcp.tools import EndResponse, ToolContext, ToolDef, ToolResult
-from pushgo.protocol import jsonrpc as J
-from pushgo.protocol import mcp as M
+from pushgo.protocol import jsonrpc
+from pushgo.protocol import mcp as mcp_wire
 
 log = logging.getLogger("pushgo.mcp")
 
@@ -45,7 +45,7 @@ LEGACY_METHODS = frozenset({"ping", "tools/list", "tools/call", "resources/list"
 MODERN_METHODS = frozenset({"server/discover", "tools/list", "tools/call", "resources/list",
                             "resources/templates/list", "resources/read"})
 
-SERVER_INFO = M.Implementation(name="pushgo", title="PushGo Gateway", version=__version__,
+SERVER_INFO = mcp_wire.Implementation(name="pushgo", title="PushGo Gateway", version=__version__,
                                description="Self-hosted push-notification gateway")
 INSTRUCTIONS = (
     "pushgo sends push notifications to the devices subscribed to a channel. Use "
@@ -67,7 +67,7 @@ async def _no_end_response() -> bool:
 
 
 class ToolSet(Protocol):
-    def wire(self, oauth: bool | None = None) -> Sequence[M.Tool]:
+    def wire(self, oauth: bool | None = None) -> Sequence[mcp_wire.Tool]:
         """The tools as a caller of that kind (OAuth or legacy) sees them; None: the
         gateway's own mode."""
         ...
@@ -78,19 +78,19 @@ class ToolSet(Protocol):
 
 
 class ResourceSet(Protocol):
-    def templates(self) -> Sequence[M.ResourceTemplate]: ...
+    def templates(self) -> Sequence[mcp_wire.ResourceTemplate]: ...
 
-    async def listed(self, principal: Principal) -> Sequence[M.Resource]: ...
+    async def listed(self, principal: Principal) -> Sequence[mcp_wire.Resource]: ...
 
     async def read(self, uri: str, principal: Principal, *, modern: bool
-                   ) -> Sequence[M.ResourceContents]:
+                   ) -> Sequence[mcp_wire.ResourceContents]:
         """The contents, or RpcError (resource not found) for an unknown uri."""
         ...
 
 
 @dataclass
 class Call:
-    request: J.Request
+    request: jsonrpc.Request
     principal: Principal
     modern: bool
     protocol_version: str
@@ -110,8 +110,8 @@ def capabilities() -> dict[str, Any]:
             "resources": {"listChanged": True, "subscribe": False}}
 
 
-def _text(doc: Any) -> M.TextContent:
-    return M.TextContent(text=json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
+def _text(doc: Any) -> mcp_wire.TextContent:
+    return mcp_wire.TextContent(text=json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
 
 
 def tool_result(structured: dict[str, Any]) -> dict[str, Any]:
@@ -138,13 +138,13 @@ def decode_cursor(cursor: str | None) -> int:
             raise ValueError(text)
         return int(text[2:])
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise J.RpcError(J.INVALID_PARAMS, "Invalid cursor") from None
+        raise jsonrpc.RpcError(jsonrpc.INVALID_PARAMS, "Invalid cursor") from None
 
 
 def paginate(items: Sequence[Any], cursor: str | None, key: str) -> dict[str, Any]:
     start = decode_cursor(cursor)
     if start > len(items):
-        raise J.RpcError(J.INVALID_PARAMS, "Invalid cursor")
+        raise jsonrpc.RpcError(jsonrpc.INVALID_PARAMS, "Invalid cursor")
     page: dict[str, Any] = {key: list(items[start:start + PAGE_SIZE])}
     if start + PAGE_SIZE < len(items):
         page["nextCursor"] = encode_cursor(start + PAGE_SIZE)
@@ -153,7 +153,7 @@ def paginate(items: Sequence[Any], cursor: str | None, key: str) -> dict[str, An
 
 class Dispatcher:
     def __init__(self, tools: ToolSet, resources: ResourceSet, auth: McpAuth, *,
-                 server_info: M.Implementation = SERVER_INFO,
+                 server_info: mcp_wire.Implementation = SERVER_INFO,
                  instructions: str | None = None) -> None:
         self.tools = tools
         self.resources = resources
@@ -167,14 +167,14 @@ class Dispatcher:
                 "serverInfo": self.server_info, "instructions": self.instructions}
 
     def discover_result(self) -> dict[str, Any]:
-        return {"supportedVersions": list(M.SUPPORTED_VERSIONS), "capabilities": capabilities(),
+        return {"supportedVersions": list(mcp_wire.SUPPORTED_VERSIONS), "capabilities": capabilities(),
                 "instructions": self.instructions}
 
     def server_meta(self) -> dict[str, Any]:
-        return {M.META_SERVER_INFO: self.server_info}
+        return {mcp_wire.META_SERVER_INFO: self.server_info}
 
     def finish(self, result: dict[str, Any], *, modern: bool,
-               cache: M.CacheHint | None = None) -> dict[str, Any]:
+               cache: mcp_wire.CacheHint | None = None) -> dict[str, Any]:
         """What the era adds to a result (2026-07-28: resultType, _meta, cache hints)."""
         if modern:
             result["resultType"] = "complete"
@@ -189,66 +189,66 @@ class Dispatcher:
         req = call.request
         try:
             result, cache = await self._route(call)
-            return Outcome(J.encode_result(req.id, self.finish(result, modern=call.modern,
+            return Outcome(jsonrpc.encode_result(req.id, self.finish(result, modern=call.modern,
                                                                cache=cache)))
-        except J.RpcError as exc:
-            return Outcome(J.encode_rpc_error(req.id, exc), exc.code)
+        except jsonrpc.RpcError as exc:
+            return Outcome(jsonrpc.encode_rpc_error(req.id, exc), exc.code)
         except GatewayError as exc:
             # A store outage outside a tool call: a server error, with the gateway code.
             log.warning("mcp request failed", extra={"fields": {
                 "method": req.method, "error_code": exc.code}})
-            return Outcome(J.encode_error(req.id, J.INTERNAL_ERROR, exc.message,
-                                          {"error_code": exc.code}), J.INTERNAL_ERROR)
+            return Outcome(jsonrpc.encode_error(req.id, jsonrpc.INTERNAL_ERROR, exc.message,
+                                          {"error_code": exc.code}), jsonrpc.INTERNAL_ERROR)
         except Unauthorized:
             raise  # insufficient scope: the transport answers 403 with its challenge
         except Exception:
             log.exception("mcp request failed", extra={"fields": {"method": req.method}})
-            return Outcome(J.encode_error(req.id, J.INTERNAL_ERROR, "Internal error"),
-                           J.INTERNAL_ERROR)
+            return Outcome(jsonrpc.encode_error(req.id, jsonrpc.INTERNAL_ERROR, "Internal error"),
+                           jsonrpc.INTERNAL_ERROR)
 
-    async def _route(self, call: Call) -> tuple[dict[str, Any], M.CacheHint | None]:
+    async def _route(self, call: Call) -> tuple[dict[str, Any], mcp_wire.CacheHint | None]:
         method, params = call.request.method, call.request.params
         allowed = MODERN_METHODS if call.modern else LEGACY_METHODS
         if method not in allowed:
-            raise J.RpcError(J.METHOD_NOT_FOUND, f"Method not found: {method}",
+            raise jsonrpc.RpcError(jsonrpc.METHOD_NOT_FOUND, f"Method not found: {method}",
                              {"method": method})
         if method == "ping":
             return {}, None
         if method == "server/discover":
-            return self.discover_result(), M.CacheHint(LIST_TTL_MS, "public")
+            return self.discover_result(), mcp_wire.CacheHint(LIST_TTL_MS, "public")
         if method == "tools/list":
-            p = M.decode_params(params, M.PaginatedParams)
+            p = mcp_wire.decode_params(params, mcp_wire.PaginatedParams)
             tools = self.tools.wire(call.principal.oauth)
-            return paginate(tools, p.cursor, "tools"), M.CacheHint(LIST_TTL_MS, "public")
+            return paginate(tools, p.cursor, "tools"), mcp_wire.CacheHint(LIST_TTL_MS, "public")
         if method == "tools/call":
             return await self._call_tool(call), None
         if method == "resources/list":
-            p = M.decode_params(params, M.PaginatedParams)
+            p = mcp_wire.decode_params(params, mcp_wire.PaginatedParams)
             self._require(call.principal, SCOPE_CHANNELS)
             items = await self.resources.listed(call.principal)
-            return paginate(items, p.cursor, "resources"), M.CacheHint(0, "private")
+            return paginate(items, p.cursor, "resources"), mcp_wire.CacheHint(0, "private")
         if method == "resources/templates/list":
-            p = M.decode_params(params, M.PaginatedParams)
+            p = mcp_wire.decode_params(params, mcp_wire.PaginatedParams)
             return (paginate(self.resources.templates(), p.cursor, "resourceTemplates"),
-                    M.CacheHint(LIST_TTL_MS, "public"))
+                    mcp_wire.CacheHint(LIST_TTL_MS, "public"))
         assert method == "resources/read"
-        r = M.decode_params(params, M.ReadResourceParams)
+        r = mcp_wire.decode_params(params, mcp_wire.ReadResourceParams)
         self._require(call.principal, SCOPE_CHANNELS)
         contents = await self.resources.read(r.uri, call.principal, modern=call.modern)
-        return {"contents": contents}, M.CacheHint(0, "private")
+        return {"contents": contents}, mcp_wire.CacheHint(0, "private")
 
     def _require(self, principal: Principal, scope: str) -> None:
         if not principal.allows(scope):
             raise self.auth.insufficient_scope(scope)
 
     async def _call_tool(self, call: Call) -> dict[str, Any]:
-        p = M.decode_params(call.request.params, M.CallToolParams)
+        p = mcp_wire.decode_params(call.request.params, mcp_wire.CallToolParams)
         tool = self.tools.get(p.name)
         self._require(call.principal, tool.scope)
         if tool.requires:
-            missing = M.missing_capabilities(tool.requires, call.client_capabilities)
+            missing = mcp_wire.missing_capabilities(tool.requires, call.client_capabilities)
             if missing:
-                raise M.missing_capability_error(missing)
+                raise mcp_wire.missing_capability_error(missing)
         token = p.meta.progressToken if p.meta is not None else None
 
         async def progress(done: float, total: float | None, message: str | None) -> None:
@@ -259,7 +259,7 @@ class Dispatcher:
                 params["total"] = total
             if message is not None:
                 params["message"] = message
-            await call.notify(J.encode_notification("notifications/progress", params))
+            await call.notify(jsonrpc.encode_notification("notifications/progress", params))
 
         ctx = ToolContext(call.principal, progress, end_response=call.end_response,
                           wants_progress=token is not None)
@@ -277,7 +277,7 @@ class Dispatcher:
 
 def progress_token(params: msgspec.Raw | None) -> str | int | None:
     try:
-        p = M.decode_params(params, M.CallToolParams)
-    except J.RpcError:
+        p = mcp_wire.decode_params(params, mcp_wire.CallToolParams)
+    except jsonrpc.RpcError:
         return None
     return p.meta.progressToken if p.meta is not None else None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from pushgo.protocol import jsonrpc as J
+from pushgo.protocol import jsonrpc
 from pushgo.protocol.sse import encode_comment, encode_event
 
 Scope = MutableMapping[str, Any]
@@ -169,9 +169,9 @@ class Reply:
         await self.body(b"")
 
     async def error(self, status: int, code: int, message: str, *,
-                    request_id: J.RequestId | None = None, data: Any = None,
+                    request_id: jsonrpc.RequestId | None = None, data: Any = None,
                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        await self.json(status, J.encode_error(request_id, code, message, data), headers)
+        await self.json(status, jsonrpc.encode_error(request_id, code, message, data), headers)
 
 
 def sse_message(data: bytes, event_id: str | None = None) -> bytes:

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from pushgo.errors import GatewayError
 from pushgo.mcp.auth import ChannelBinding, Principal
-from pushgo.protocol import fields as F
+from pushgo.protocol import fields as field_rules
 from pushgo.protocol.jsonrpc import INVALID_PARAMS, RESOURCE_NOT_FOUND_LEGACY, RpcError
 from pushgo.protocol.mcp import Resource, ResourceTemplate, TextResourceContents
 from pushgo.service import Services
@@ -124,7 +124,7 @@ class Resources:
         if not uri.startswith(prefix):
             raise not_found(uri, modern=modern)
         try:
-            cid = F.channel_id(uri[len(prefix):])
+            cid = field_rules.channel_id(uri[len(prefix):])
         except GatewayError:
             raise not_found(uri, modern=modern) from None
         if principal.oauth and not await self.binding.is_granted(principal, cid):

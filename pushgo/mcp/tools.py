@@ -16,10 +16,10 @@ from typing import Any
 import msgspec
 
 from pushgo.errors import GatewayError, InvalidInput, codes
-from pushgo.mcp import schemas as S
+from pushgo.mcp import schemas
 from pushgo.mcp.auth import SCOPE_CHANNELS, SCOPE_TOOLS, ChannelBinding, Principal
 from pushgo.mcp.progress import report_delivery
-from pushgo.protocol import fields as F
+from pushgo.protocol import fields as field_rules
 from pushgo.protocol import operations as OPS
 from pushgo.protocol.jsonrpc import INVALID_PARAMS, RpcError
 from pushgo.protocol.mcp import Content, Tool, ToolAnnotations
@@ -84,7 +84,7 @@ class ToolDef:
     def wire(self) -> Tool:
         return Tool(name=self.name, title=self.title, description=self.description,
                     inputSchema=self.input_schema,
-                    outputSchema=S.admit_errors(self.output_schema),
+                    outputSchema=schemas.admit_errors(self.output_schema),
                     annotations=self.annotations)
 
 
@@ -172,9 +172,9 @@ class Tools:
             description="Send a one-off Message (title, body, url, images, severity, ttl, "
                         "metadata, thing_id…) to every device subscribed to a channel."
                         + _SEND_NOTE,
-            input_schema=S.input_schema(S.MESSAGE, ["channel_id", "title"],
+            input_schema=schemas.input_schema(schemas.MESSAGE, ["channel_id", "title"],
                                         password=not self.oauth),
-            output_schema=S.send_output("message_id"),
+            output_schema=schemas.send_output("message_id"),
             annotations=_annotations("Send a notification", open_world=True),
             scope=SCOPE_TOOLS, handler=run)
 
@@ -194,9 +194,9 @@ class Tools:
         return ToolDef(
             name=f"pushgo.event.{action}", title=what[0],
             description=what[1] + " Devices on the channel are notified." + _SEND_NOTE,
-            input_schema=S.input_schema(S.EVENT[action], S.EVENT_REQUIRED[action],
+            input_schema=schemas.input_schema(schemas.EVENT[action], schemas.EVENT_REQUIRED[action],
                                         password=not self.oauth),
-            output_schema=S.send_output("event_id"),
+            output_schema=schemas.send_output("event_id"),
             annotations=_annotations(what[0], destructive=action != "create", open_world=True),
             scope=SCOPE_TOOLS, handler=run)
 
@@ -217,9 +217,9 @@ class Tools:
         return ToolDef(
             name=f"pushgo.thing.{action}", title=what[0],
             description=what[1] + " Devices on the channel are notified." + _SEND_NOTE,
-            input_schema=S.input_schema(S.THING[action], S.THING_REQUIRED[action],
+            input_schema=schemas.input_schema(schemas.THING[action], schemas.THING_REQUIRED[action],
                                         password=not self.oauth),
-            output_schema=S.send_output("thing_id"),
+            output_schema=schemas.send_output("thing_id"),
             annotations=_annotations(what[0], destructive=action != "create", open_world=True),
             scope=SCOPE_TOOLS, handler=run)
 
@@ -232,12 +232,12 @@ class Tools:
             req = _convert(args, BindStartIn)
             if req.action not in ("bind", "revoke"):
                 raise InvalidInput(codes.INVALID_ACTION, "action must be bind or revoke")
-            requested = F.channel_id(req.requested_channel_id) \
-                if F.blank_to_none(req.requested_channel_id) else None
+            requested = field_rules.channel_id(req.requested_channel_id) \
+                if field_rules.blank_to_none(req.requested_channel_id) else None
             return await binding.start(ctx.principal, action=req.action,
                                        requested_channel_id=requested,
-                                       redirect_uri=F.blank_to_none(req.redirect_uri),
-                                       lang=F.blank_to_none(req.lang))
+                                       redirect_uri=field_rules.blank_to_none(req.redirect_uri),
+                                       lang=field_rules.blank_to_none(req.lang))
 
         async def bind_status(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
             req = _convert(args, BindStatusIn)
@@ -249,7 +249,7 @@ class Tools:
 
         async def unbind(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
             req = _convert(args, UnbindIn)
-            return await binding.unbind(ctx.principal, F.channel_id(req.channel_id))
+            return await binding.unbind(ctx.principal, field_rules.channel_id(req.channel_id))
 
         note = " Needs OAuth mode; in legacy mode it answers oauth_required."
         return [
@@ -257,21 +257,21 @@ class Tools:
                     "Create a bind (or revoke) session and return bind_url: the user opens it "
                     "in a browser and enters the channel id and password, so the password "
                     "never reaches the assistant. Then poll pushgo.channel.bind.status." + note,
-                    S.BIND_START_IN, S.BIND_START_OUT,
+                    schemas.BIND_START_IN, schemas.BIND_START_OUT,
                     _annotations("Start binding a channel"), SCOPE_CHANNELS, bind_start),
             ToolDef("pushgo.channel.bind.status", "Check a bind session",
                     "Check whether the user completed a bind or revoke session." + note,
-                    S.BIND_STATUS_IN, S.BIND_STATUS_OUT,
+                    schemas.BIND_STATUS_IN, schemas.BIND_STATUS_OUT,
                     _annotations("Check a bind session", read_only=True), SCOPE_CHANNELS,
                     bind_status),
             ToolDef("pushgo.channel.list", "List bound channels",
                     "List the channels currently authorized for this client." + note,
-                    S.LIST_IN, S.LIST_OUT,
+                    schemas.LIST_IN, schemas.LIST_OUT,
                     _annotations("List bound channels", read_only=True), SCOPE_CHANNELS,
                     list_channels),
             ToolDef("pushgo.channel.unbind", "Unbind a channel",
                     "Revoke this client's authorization for a channel." + note,
-                    S.UNBIND_IN, S.UNBIND_OUT,
+                    schemas.UNBIND_IN, schemas.UNBIND_OUT,
                     _annotations("Unbind a channel", destructive=True, idempotent=True),
                     SCOPE_CHANNELS, unbind),
         ]

@@ -45,8 +45,8 @@ from pushgo.mcp.http import (
     sse_priming,
 )
 from pushgo.mcp.sessions import EventStream, Notifier, Session, SessionStore
-from pushgo.protocol import jsonrpc as J
-from pushgo.protocol import mcp as M
+from pushgo.protocol import jsonrpc
+from pushgo.protocol import mcp as mcp_wire
 
 log = logging.getLogger("pushgo.mcp")
 
@@ -56,10 +56,10 @@ RETRY_MS = 3000
 #: and MCP reserve; the client ignores the answer to a request it cancelled anyway).
 REQUEST_CANCELLED = -32800
 
-MODERN_STATUS = {J.PARSE_ERROR: 400, J.INVALID_REQUEST: 400, J.INVALID_PARAMS: 400,
-                 J.HEADER_MISMATCH: 400, J.MISSING_REQUIRED_CLIENT_CAPABILITY: 400,
-                 J.UNSUPPORTED_PROTOCOL_VERSION: 400, J.METHOD_NOT_FOUND: 404}
-ROUTING_HEADERS = (M.H_PROTOCOL_VERSION, M.H_METHOD, M.H_NAME)
+MODERN_STATUS = {jsonrpc.PARSE_ERROR: 400, jsonrpc.INVALID_REQUEST: 400, jsonrpc.INVALID_PARAMS: 400,
+                 jsonrpc.HEADER_MISMATCH: 400, jsonrpc.MISSING_REQUIRED_CLIENT_CAPABILITY: 400,
+                 jsonrpc.UNSUPPORTED_PROTOCOL_VERSION: 400, jsonrpc.METHOD_NOT_FOUND: 404}
+ROUTING_HEADERS = (mcp_wire.H_PROTOCOL_VERSION, mcp_wire.H_METHOD, mcp_wire.H_NAME)
 
 
 def _status(outcome: Outcome, modern: bool) -> int:
@@ -88,16 +88,16 @@ class McpEndpoint:
             pass
         except GatewayError as exc:  # the front door's body deadline (408 request_timeout)
             if not reply.started:
-                await reply.error(exc.status, J.INVALID_REQUEST, exc.message)
+                await reply.error(exc.status, jsonrpc.INVALID_REQUEST, exc.message)
         except Exception:
             log.exception("mcp transport failed")
             if not reply.started:
-                await reply.error(500, J.INTERNAL_ERROR, "Internal error")
+                await reply.error(500, jsonrpc.INTERNAL_ERROR, "Internal error")
 
     async def _handle(self, req: Incoming, receive: Receive, reply: Reply) -> None:
         origin = req.headers.get("origin")
         if origin is not None and not origin_allowed(origin, self.public_base_url):
-            await reply.error(403, J.INVALID_REQUEST, "Forbidden: Origin not allowed")
+            await reply.error(403, jsonrpc.INVALID_REQUEST, "Forbidden: Origin not allowed")
             return
         try:
             principal = await self.auth.authenticate(req.headers)
@@ -111,138 +111,138 @@ class McpEndpoint:
         elif req.method == "DELETE":
             await self._delete(req, principal, reply)
         else:
-            await reply.error(405, J.INVALID_REQUEST, "Method not allowed",
+            await reply.error(405, jsonrpc.INVALID_REQUEST, "Method not allowed",
                               headers=[(b"allow", b"GET, POST, DELETE")])
 
     @staticmethod
     async def _unauthorized(reply: Reply, exc: Unauthorized) -> None:
-        body = J.encode({"error": exc.code, "error_description": exc.description})
+        body = jsonrpc.encode({"error": exc.code, "error_description": exc.description})
         await reply.json(exc.status, body, [(b"www-authenticate", exc.challenge.encode())])
 
     def _modern_header(self, req: Incoming) -> bool:
         """A 2026-07-28 version header, or (sessionless) one no handshake revision has: the
         modern ladder then answers it with -32022."""
-        version = req.headers.get(M.H_PROTOCOL_VERSION)
+        version = req.headers.get(mcp_wire.H_PROTOCOL_VERSION)
         if version is None:
             return False
-        return version in M.MODERN_VERSIONS or (version not in M.HANDSHAKE_VERSIONS
-                                                 and M.H_SESSION_ID not in req.headers)
+        return version in mcp_wire.MODERN_VERSIONS or (version not in mcp_wire.HANDSHAKE_VERSIONS
+                                                 and mcp_wire.H_SESSION_ID not in req.headers)
 
     # --- POST ---------------------------------------------------------------------------------
 
     async def _post(self, req: Incoming, principal: Principal, receive: Receive,
                     reply: Reply) -> None:
         if not is_json_content_type(req.headers.get("content-type")):
-            await reply.error(415, J.INVALID_REQUEST,
+            await reply.error(415, jsonrpc.INVALID_REQUEST,
                               "Unsupported Media Type: Content-Type must be application/json")
             return
         accept = Accept.parse(req.headers.get("accept"))
         if not (accept.json or accept.sse):
-            await reply.error(406, J.INVALID_REQUEST, "Not Acceptable: the client must accept "
+            await reply.error(406, jsonrpc.INVALID_REQUEST, "Not Acceptable: the client must accept "
                               "application/json or text/event-stream")
             return
         body = await read_body(receive, req.headers, self.max_body)
         if body is None:
-            await reply.error(413, J.INVALID_REQUEST,
+            await reply.error(413, jsonrpc.INVALID_REQUEST,
                               f"Request body exceeds {self.max_body} bytes")
             return
         try:
-            msg = J.parse_message(body)
-        except J.RpcError as exc:
-            await reply.error(400, exc.code, exc.message, request_id=J.salvage_id(body))
+            msg = jsonrpc.parse_message(body)
+        except jsonrpc.RpcError as exc:
+            await reply.error(400, exc.code, exc.message, request_id=jsonrpc.salvage_id(body))
             return
         # Body-primary too: a sessionless request declaring its version in _meta is modern
         # whatever its header says, so a client that disagrees with itself is told so.
         modern = self._modern_header(req) or (
-            M.H_SESSION_ID not in req.headers and isinstance(msg, J.Request)
-            and msg.method != "initialize" and M.declares_version(msg.params))
+            mcp_wire.H_SESSION_ID not in req.headers and isinstance(msg, jsonrpc.Request)
+            and msg.method != "initialize" and mcp_wire.declares_version(msg.params))
         if modern:
             await self._modern_post(req, principal, accept, msg, receive, reply)
         else:
             await self._legacy_post(req, principal, accept, msg, receive, reply)
 
     async def _legacy_post(self, req: Incoming, principal: Principal, accept: Accept,
-                           msg: J.Message, receive: Receive, reply: Reply) -> None:
-        if isinstance(msg, J.Request) and msg.method == "initialize":
+                           msg: jsonrpc.Message, receive: Receive, reply: Reply) -> None:
+        if isinstance(msg, jsonrpc.Request) and msg.method == "initialize":
             try:
-                params = M.decode_params(msg.params, M.InitializeParams)
-            except J.RpcError as exc:
+                params = mcp_wire.decode_params(msg.params, mcp_wire.InitializeParams)
+            except jsonrpc.RpcError as exc:
                 await reply.error(400, exc.code, exc.message, request_id=msg.id)
                 return
-            version = M.negotiate(params.protocolVersion)
+            version = mcp_wire.negotiate(params.protocolVersion)
             session = self.sessions.create(principal.key, version, params.capabilities)
-            body = J.encode_result(msg.id, self.dispatcher.initialize_result(version))
-            headers = [(M.H_SESSION_ID.encode(), session.id.encode())]
+            body = jsonrpc.encode_result(msg.id, self.dispatcher.initialize_result(version))
+            headers = [(mcp_wire.H_SESSION_ID.encode(), session.id.encode())]
             if accept.json:
                 await reply.json(200, body, headers)
             else:
                 await self._sse_single(reply, session, body, headers)
             return
-        rid = msg.id if isinstance(msg, J.Request) else None
-        sid = req.headers.get(M.H_SESSION_ID)
+        rid = msg.id if isinstance(msg, jsonrpc.Request) else None
+        sid = req.headers.get(mcp_wire.H_SESSION_ID)
         if sid is None:
-            await reply.error(400, J.INVALID_REQUEST,
+            await reply.error(400, jsonrpc.INVALID_REQUEST,
                               "Bad Request: Mcp-Session-Id header is required", request_id=rid)
             return
         found = self.sessions.get(sid, principal.key)
         if found is None:
-            await reply.error(404, J.INVALID_REQUEST, "Session not found", request_id=rid)
+            await reply.error(404, jsonrpc.INVALID_REQUEST, "Session not found", request_id=rid)
             return
         session = found
         # The header SHOULD repeat the negotiated revision; one of another initialize-era
         # revision is served as the session's (clients of the 2025-03-26 wire send theirs),
         # anything else is 400.
-        header_version = req.headers.get(M.H_PROTOCOL_VERSION)
-        if header_version is not None and header_version not in M.HANDSHAKE_VERSIONS:
-            await reply.error(400, J.INVALID_REQUEST, "Bad Request: unsupported "
+        header_version = req.headers.get(mcp_wire.H_PROTOCOL_VERSION)
+        if header_version is not None and header_version not in mcp_wire.HANDSHAKE_VERSIONS:
+            await reply.error(400, jsonrpc.INVALID_REQUEST, "Bad Request: unsupported "
                               f"MCP-Protocol-Version {header_version!r}; this session uses "
                               f"{session.protocol_version}", request_id=rid)
             return
-        if isinstance(msg, J.Notification):
+        if isinstance(msg, jsonrpc.Notification):
             self._legacy_notification(session, msg)
             await reply.empty(202)
             return
-        if isinstance(msg, J.ClientReply):
+        if isinstance(msg, jsonrpc.ClientReply):
             await reply.empty(202)  # pushgo sends no requests; nothing awaits this
             return
         call = Call(msg, principal, modern=False, protocol_version=session.protocol_version,
                     client_capabilities=session.client_capabilities)
         await self._run(call, accept, receive, reply, session)
 
-    def _legacy_notification(self, session: Session, msg: J.Notification) -> None:
+    def _legacy_notification(self, session: Session, msg: jsonrpc.Notification) -> None:
         if msg.method == "notifications/initialized":
             session.initialized = True
         elif msg.method == "notifications/cancelled":
             try:
-                params = M.decode_params(msg.params, M.CancelledParams)
-            except J.RpcError:
+                params = mcp_wire.decode_params(msg.params, mcp_wire.CancelledParams)
+            except jsonrpc.RpcError:
                 return
             if params.requestId is not None:
                 session.cancel(params.requestId)
 
     async def _modern_post(self, req: Incoming, principal: Principal, accept: Accept,
-                           msg: J.Message, receive: Receive, reply: Reply) -> None:
-        if isinstance(msg, J.ClientReply):
-            await reply.error(400, J.INVALID_REQUEST, "Clients must not send responses")
+                           msg: jsonrpc.Message, receive: Receive, reply: Reply) -> None:
+        if isinstance(msg, jsonrpc.ClientReply):
+            await reply.error(400, jsonrpc.INVALID_REQUEST, "Clients must not send responses")
             return
-        if isinstance(msg, J.Notification):
-            version = req.headers.get(M.H_PROTOCOL_VERSION, "")
-            if version not in M.MODERN_VERSIONS:
-                exc = M.unsupported_version(version)
+        if isinstance(msg, jsonrpc.Notification):
+            version = req.headers.get(mcp_wire.H_PROTOCOL_VERSION, "")
+            if version not in mcp_wire.MODERN_VERSIONS:
+                exc = mcp_wire.unsupported_version(version)
                 await reply.error(400, exc.code, exc.message, data=exc.data)
                 return
             await reply.empty(202)  # no client notifications exist at 2026-07-28
             return
         try:
-            env = M.check_modern_request(msg.method, msg.params, req.headers,
+            env = mcp_wire.check_modern_request(msg.method, msg.params, req.headers,
                                          req.duplicated(ROUTING_HEADERS))
-        except J.RpcError as exc:
+        except jsonrpc.RpcError as exc:
             await reply.error(MODERN_STATUS.get(exc.code, 400), exc.code, exc.message,
                               request_id=msg.id, data=exc.data)
             return
         if msg.method == "subscriptions/listen":
             if not accept.sse:
-                await reply.error(406, J.INVALID_REQUEST, "Not Acceptable: subscriptions/"
+                await reply.error(406, jsonrpc.INVALID_REQUEST, "Not Acceptable: subscriptions/"
                                   "listen answers with text/event-stream", request_id=msg.id)
                 return
             await self._listen(msg, principal, receive, reply)
@@ -274,7 +274,7 @@ class McpEndpoint:
         if session is not None:
             if req.id in session.inflight:
                 session.drop_stream(stream)
-                await reply.error(400, J.INVALID_REQUEST, "Request id already in use",
+                await reply.error(400, jsonrpc.INVALID_REQUEST, "Request id already in use",
                                   request_id=req.id)
                 return
             session.inflight[req.id] = cancelled
@@ -394,25 +394,25 @@ class McpEndpoint:
 
     # --- streams of server notifications ------------------------------------------------------
 
-    async def _listen(self, msg: J.Request, principal: Principal, receive: Receive,
+    async def _listen(self, msg: jsonrpc.Request, principal: Principal, receive: Receive,
                       reply: Reply) -> None:
         """2026-07-28 ``subscriptions/listen``: acknowledge, then forward what was asked for
         and is offered (resource list changes), until the client closes the stream."""
         try:
-            params = M.decode_params(msg.params, M.ListenParams)
-        except J.RpcError as exc:
+            params = mcp_wire.decode_params(msg.params, mcp_wire.ListenParams)
+        except jsonrpc.RpcError as exc:
             await reply.error(400, exc.code, exc.message, request_id=msg.id)
             return
-        honored = M.SubscriptionFilter(
+        honored = mcp_wire.SubscriptionFilter(
             resourcesListChanged=True if params.notifications.resourcesListChanged else None)
         wanted = {"notifications/resources/list_changed"} if honored.resourcesListChanged \
             else set()
-        sub_meta = {M.META_SUBSCRIPTION_ID: msg.id}
+        sub_meta = {mcp_wire.META_SUBSCRIPTION_ID: msg.id}
         # Subscribed before the acknowledgement goes out: nothing published after the client
         # has read it can be missed.
         with self.notifier.subscribe(principal.key) as inbox:
             await reply.start(200, SSE_HEADERS)
-            ack = J.encode_notification("notifications/subscriptions/acknowledged",
+            ack = jsonrpc.encode_notification("notifications/subscriptions/acknowledged",
                                         {"_meta": sub_meta, "notifications": honored})
             await reply.body(sse_message(ack), more=True)
 
@@ -424,14 +424,14 @@ class McpEndpoint:
                         except anyio.EndOfStream:
                             # The server is stopping: end the subscription gracefully.
                             result = {"resultType": "complete", "_meta": sub_meta}
-                            await reply.body(sse_message(J.encode_result(msg.id, result)))
+                            await reply.body(sse_message(jsonrpc.encode_result(msg.id, result)))
                             tg.cancel_scope.cancel()
                             return
                     if wait.cancelled_caught:
                         await reply.body(KEEPALIVE, more=True)
                     elif method in wanted:
                         params = {**(note or {}), "_meta": sub_meta}
-                        await reply.body(sse_message(J.encode_notification(method, params)),
+                        await reply.body(sse_message(jsonrpc.encode_notification(method, params)),
                                          more=True)
 
             await _stream_until_gone(receive, forward)
@@ -443,11 +443,11 @@ class McpEndpoint:
         stream the client lost or the server ended early: what followed that event, then
         the stream goes on live."""
         if self._modern_header(req):
-            await reply.error(405, J.INVALID_REQUEST, "Method not allowed: 2026-07-28 serves "
+            await reply.error(405, jsonrpc.INVALID_REQUEST, "Method not allowed: 2026-07-28 serves "
                               "POST only", headers=[(b"allow", b"POST")])
             return
         if not Accept.parse(req.headers.get("accept")).sse:
-            await reply.error(406, J.INVALID_REQUEST,
+            await reply.error(406, jsonrpc.INVALID_REQUEST,
                               "Not Acceptable: the GET stream is text/event-stream")
             return
         session = await self._session_of(req, principal, reply)
@@ -479,7 +479,7 @@ class McpEndpoint:
             async def forward(tg: TaskGroup) -> None:
                 async def feed() -> None:
                     async for method, note in inbox:
-                        stream.append(J.encode_notification(method, note))
+                        stream.append(jsonrpc.encode_notification(method, note))
                     tg.cancel_scope.cancel()  # the server is stopping
 
                 tg.start_soon(feed)
@@ -490,7 +490,7 @@ class McpEndpoint:
 
     async def _delete(self, req: Incoming, principal: Principal, reply: Reply) -> None:
         if self._modern_header(req):
-            await reply.error(405, J.INVALID_REQUEST, "Method not allowed: 2026-07-28 has no "
+            await reply.error(405, jsonrpc.INVALID_REQUEST, "Method not allowed: 2026-07-28 has no "
                               "sessions", headers=[(b"allow", b"POST")])
             return
         session = await self._session_of(req, principal, reply)
@@ -501,14 +501,14 @@ class McpEndpoint:
 
     async def _session_of(self, req: Incoming, principal: Principal,
                           reply: Reply) -> Session | None:
-        sid = req.headers.get(M.H_SESSION_ID)
+        sid = req.headers.get(mcp_wire.H_SESSION_ID)
         if sid is None:
-            await reply.error(400, J.INVALID_REQUEST,
+            await reply.error(400, jsonrpc.INVALID_REQUEST,
                               "Bad Request: Mcp-Session-Id header is required")
             return None
         session = self.sessions.get(sid, principal.key)
         if session is None:
-            await reply.error(404, J.INVALID_REQUEST, "Session not found")
+            await reply.error(404, jsonrpc.INVALID_REQUEST, "Session not found")
         return session
 
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pushgo.errors import codes
-from pushgo.oauth import metadata as M
+from pushgo.oauth import metadata
 from pushgo.oauth.authorize import Authorize
 from pushgo.oauth.binding import PATHS, OAuthBinding, Publisher
 from pushgo.oauth.clients import Clients
@@ -124,14 +124,14 @@ class OAuthServer:
     # --- metadata and small endpoints ---------------------------------------------------------
 
     async def _protected_resource(self, request: Request) -> Response:
-        return json_response(M.protected_resource(base_url(self.settings, request)))
+        return json_response(metadata.protected_resource(base_url(self.settings, request)))
 
     async def _authorization_server(self, request: Request) -> Response:
-        return json_response(M.authorization_server(base_url(self.settings, request),
+        return json_response(metadata.authorization_server(base_url(self.settings, request),
                                                     dcr=self.settings.mcp_dcr_enabled))
 
     async def _openid_configuration(self, request: Request) -> Response:
-        return json_response(M.openid_configuration(base_url(self.settings, request),
+        return json_response(metadata.openid_configuration(base_url(self.settings, request),
                                                     dcr=self.settings.mcp_dcr_enabled))
 
     async def _jwks(self, _request: Request) -> Response:

@@ -31,7 +31,7 @@ from pushgo.oauth.web import (
     read_form,
     single,
 )
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 from pushgo.protocol.ids import redact
 from pushgo.service import Services
 from pushgo.service.oauth import NewGrant
@@ -64,12 +64,12 @@ class AuthRequest:
     def params(self, locale: str) -> dict[str, Any]:
         return {"client_id": self.client.client_id, "redirect_uri": self.redirect_uri,
                 "state": self.state, "code_challenge": self.code_challenge,
-                "scope": P.scope_text(self.scopes), "resource": self.resource,
+                "scope": oauth_wire.scope_text(self.scopes), "resource": self.resource,
                 "issuer": self.issuer, "locale": locale}
 
 
 def redirect_to(uri: str, params: list[tuple[str, str]]) -> Response:
-    return RedirectResponse(P.with_query(uri, params), status_code=303,
+    return RedirectResponse(oauth_wire.with_query(uri, params), status_code=303,
                             headers={"cache-control": "no-store", "referrer-policy": "no-referrer"})
 
 
@@ -87,8 +87,8 @@ class Authorize:
 
     async def _client_and_redirect(self, form: dict[str, list[str]]) -> tuple[Client, str]:
         try:
-            client_id = single(form, "client_id", max_len=P.MAX_URI)
-            redirect_uri = single(form, "redirect_uri", max_len=P.MAX_URI)
+            client_id = single(form, "client_id", max_len=oauth_wire.MAX_URI)
+            redirect_uri = single(form, "redirect_uri", max_len=oauth_wire.MAX_URI)
         except OAuthError:
             raise PageError("unknown_client") from None
         if client_id is None:
@@ -107,7 +107,7 @@ class Authorize:
         client, redirect_uri = await self._client_and_redirect(form)
         state = None
         try:
-            state = single(form, "state", max_len=P.MAX_STATE)
+            state = single(form, "state", max_len=oauth_wire.MAX_STATE)
             response_type = single(form, "response_type")
             challenge = single(form, "code_challenge", max_len=128)
             method = single(form, "code_challenge_method", max_len=16)
@@ -124,19 +124,19 @@ class Authorize:
                             "with code_challenge_method=S256")
         if method != "S256":
             raise _Redirect(*req, codes.OAUTH_INVALID_REQUEST, "code_challenge_method must be S256")
-        if not P.valid_challenge(challenge):
+        if not oauth_wire.valid_challenge(challenge):
             raise _Redirect(*req, codes.OAUTH_INVALID_REQUEST, "code_challenge must be 43 base64url "
                             "characters (S256)")
         resource = f"{base}/mcp"
         if any(r.rstrip("/") != resource for r in resources):
             raise _Redirect(*req, codes.OAUTH_INVALID_TARGET, f"the only resource here is {resource}")
         if scope is None:
-            scopes = client.registered_scope or frozenset(P.SCOPES)
+            scopes = client.registered_scope or frozenset(oauth_wire.SCOPES)
         else:
-            scopes, _unknown = P.parse_scope(scope)
+            scopes, _unknown = oauth_wire.parse_scope(scope)
             if not scopes:
                 raise _Redirect(*req, codes.OAUTH_INVALID_SCOPE, "scope must include "
-                                + " or ".join(P.SCOPES))
+                                + " or ".join(oauth_wire.SCOPES))
         return AuthRequest(client, redirect_uri, state, challenge, scopes, resource, base)
 
     # --- GET: the page ------------------------------------------------------------------------
@@ -169,8 +169,8 @@ class Authorize:
         nonce = new_nonce()
         html = authorize_page(page, client_name=client.name, client_id=client.client_id,
                               redirect_uri=redirect_uri,
-                              scopes=[s for s in P.SCOPES if s in scopes], nonce=nonce)
-        target = P.origin_of(redirect_uri)
+                              scopes=[s for s in oauth_wire.SCOPES if s in scopes], nonce=nonce)
+        target = oauth_wire.origin_of(redirect_uri)
         return page_response(html, status, nonce=nonce, form_targets=[target] if target else [])
 
     def _message(self, locale: str, title_key: str, message: str, status: int) -> Response:
@@ -200,7 +200,7 @@ class Authorize:
         if client is None:
             return self._message(locale, "error_title", t(locale, "unknown_client"), 400)
         redirect_uri: str = params["redirect_uri"]
-        scopes = P.parse_scope(params["scope"])[0]
+        scopes = oauth_wire.parse_scope(params["scope"])[0]
         answer = [("state", params["state"])] if params["state"] is not None else []
         answer.append(("iss", params["issuer"]))
         page = Form(locale, PATH, page_req.request_id, token or "",
@@ -239,7 +239,7 @@ class Authorize:
         lt = self.lifetimes
 
         grant = NewGrant(grant_id=new_id("pgg", 18), client_id=client.client_id,
-                         scope=P.scope_text(scopes), resource=params["resource"],
+                         scope=oauth_wire.scope_text(scopes), resource=params["resource"],
                          issuer=params["issuer"], expires_at=now + lt.refresh_absolute,
                          channel_ids=tuple(cid for cid, _name in names),
                          code_hash=digest(code), redirect_uri=redirect_uri,

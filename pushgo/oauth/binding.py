@@ -31,7 +31,7 @@ from pushgo.oauth.web import (
     read_form,
     single,
 )
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 from pushgo.service import Services
 from pushgo.settings import Settings
 
@@ -104,7 +104,7 @@ class OAuthBinding:
                 raise InvalidInput(codes.INVALID_REDIRECT_URI,
                                    "redirect_uri must be one of this client's registered "
                                    "redirect URIs")
-        locale = P.pick_locale(lang, None, None)
+        locale = oauth_wire.pick_locale(lang, None, None)
         now = self.svc.ctx.now()
         session_id = new_id("pgbs", 18)
         expires_at = now + self.lifetimes.bind_session
@@ -200,7 +200,7 @@ class OAuthBinding:
     def _render(self, form: Form, action: str, client_name: str, redirect_uri: str | None,
                 status: int = 200) -> Response:
         nonce = new_nonce()
-        target = P.origin_of(redirect_uri) if redirect_uri else None
+        target = oauth_wire.origin_of(redirect_uri) if redirect_uri else None
         return page_response(bind_page(form, action=action, client_name=client_name,
                                        nonce=nonce),
                              status, nonce=nonce, form_targets=[target] if target else [])

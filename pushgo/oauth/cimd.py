@@ -20,7 +20,7 @@ import anyio
 import httpx
 
 from pushgo.protocol import jsondepth
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 
 MAX_DOCUMENT = 64 * 1024
 FETCH_TIMEOUT_S = 5.0
@@ -42,7 +42,7 @@ def looks_like_cimd(client_id: str) -> bool:
 
 def check_url(client_id: str, *, allow_loopback: bool) -> tuple[str, str, int]:
     """(scheme, host, port) of a usable document URL; CimdError otherwise."""
-    if len(client_id) > P.MAX_URI or not client_id.isascii():
+    if len(client_id) > oauth_wire.MAX_URI or not client_id.isascii():
         raise CimdError("client_id URL is too long or not ASCII")
     try:
         parts = urlsplit(client_id)
@@ -56,7 +56,7 @@ def check_url(client_id: str, *, allow_loopback: bool) -> tuple[str, str, int]:
         raise CimdError("client_id URL must have a path")
     scheme = parts.scheme.lower()
     if scheme != "https" and not (allow_loopback and scheme == "http"
-                                  and host in P.LOOPBACK_HOSTS):
+                                  and host in oauth_wire.LOOPBACK_HOSTS):
         raise CimdError("client_id URL must be https")
     return scheme, host, port or (443 if scheme == "https" else 80)
 
@@ -131,7 +131,7 @@ def parse(client_id: str, body: bytes) -> Document:
             or not all(isinstance(u, str) for u in uris):
         raise CimdError("client metadata document needs redirect_uris")
     for uri in uris:
-        problem = P.redirect_uri_problem(uri)
+        problem = oauth_wire.redirect_uri_problem(uri)
         if problem is not None:
             raise CimdError(f"redirect URI {uri[:200]!r} {problem}")
     name = doc.get("client_name")
@@ -140,6 +140,6 @@ def parse(client_id: str, body: bytes) -> Document:
         metadata["client_name"] = name.strip()[:256]
     for key in ("client_uri", "logo_uri"):
         value = doc.get(key)
-        if isinstance(value, str) and value.startswith("https://") and len(value) <= P.MAX_URI:
+        if isinstance(value, str) and value.startswith("https://") and len(value) <= oauth_wire.MAX_URI:
             metadata[key] = value
     return Document(list(uris), metadata)

@@ -15,7 +15,7 @@ from pushgo.errors import codes
 from pushgo.oauth import cimd
 from pushgo.oauth.config import Lifetimes, PredefinedClient, digest, digest_matches, new_id
 from pushgo.oauth.web import OAuthError, single
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 from pushgo.protocol.ids import redact
 from pushgo.service.oauth import OAuthRecords
 
@@ -44,12 +44,12 @@ class Client:
 
     @property
     def registered_scope(self) -> frozenset[str]:
-        return P.parse_scope(self.metadata.get("scope"))[0]
+        return oauth_wire.parse_scope(self.metadata.get("scope"))[0]
 
     def redirect_allowed(self, uri: str) -> bool:
         if self.kind == "predefined":
-            return P.any_redirect_allowed(uri)
-        return P.redirect_matches(self.redirect_uris, uri)
+            return oauth_wire.any_redirect_allowed(uri)
+        return oauth_wire.redirect_matches(self.redirect_uris, uri)
 
     @classmethod
     def of(cls, row: Any) -> Client:
@@ -76,7 +76,7 @@ def _registration_metadata(doc: dict[str, Any]) -> dict[str, Any]:
         value = doc.get(key)
         if value in (None, ""):
             continue
-        if not isinstance(value, str) or len(value) > P.MAX_URI \
+        if not isinstance(value, str) or len(value) > oauth_wire.MAX_URI \
                 or not value.startswith(("https://", "http://")):
             raise _invalid(f"{key} must be an http(s) URL")
         out[key] = value
@@ -90,9 +90,9 @@ def _registration_metadata(doc: dict[str, Any]) -> dict[str, Any]:
     if scope is not None:
         if not isinstance(scope, str):
             raise _invalid("scope must be a space-separated string")
-        known, _unknown = P.parse_scope(scope)
+        known, _unknown = oauth_wire.parse_scope(scope)
         if known:
-            out["scope"] = P.scope_text(known)
+            out["scope"] = oauth_wire.scope_text(known)
     return out
 
 
@@ -141,7 +141,7 @@ class Clients:
             raise OAuthError(codes.OAUTH_INVALID_REDIRECT_URI,
                              f"redirect_uris must list 1 to {MAX_REDIRECT_URIS} URIs")
         for uri in uris:
-            problem = P.redirect_uri_problem(uri)
+            problem = oauth_wire.redirect_uri_problem(uri)
             if problem is not None:
                 raise OAuthError(codes.OAUTH_INVALID_REDIRECT_URI, f"redirect URI {uri[:200]!r} {problem}")
         method = doc.get("token_endpoint_auth_method", "client_secret_basic")
@@ -174,10 +174,10 @@ class Clients:
     async def authenticate(self, form: dict[str, list[str]], authorization: str | None,
                            now: int) -> Client:
         try:
-            basic = P.basic_credentials(authorization)
+            basic = oauth_wire.basic_credentials(authorization)
         except ValueError:
             raise self._unauthorized("malformed Basic credentials", basic=True) from None
-        body_id = single(form, "client_id", max_len=P.MAX_URI)
+        body_id = single(form, "client_id", max_len=oauth_wire.MAX_URI)
         body_secret = single(form, "client_secret", max_len=512)
         if basic is not None:
             if body_secret is not None:

@@ -10,7 +10,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 from pushgo.settings import Settings, SettingsError
 
 MINUTE = 60_000
@@ -64,7 +64,7 @@ def s256(verifier: str) -> str:
 
 def pkce_matches(challenge: str, verifier: str) -> bool:
     """RFC 7636 S256: BASE64URL(SHA256(verifier)) == challenge."""
-    return P.valid_verifier(verifier) and hmac.compare_digest(s256(verifier), challenge)
+    return oauth_wire.valid_verifier(verifier) and hmac.compare_digest(s256(verifier), challenge)
 
 
 def new_id(prefix: str, nbytes: int = 24) -> str:

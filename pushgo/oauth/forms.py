@@ -20,8 +20,8 @@ from pushgo.oauth.config import digest
 from pushgo.oauth.pages import t
 from pushgo.oauth.ratelimit import Limiter
 from pushgo.oauth.web import OAuthError, json_response, read_json
-from pushgo.protocol import fields as F
-from pushgo.protocol import oauth as P
+from pushgo.protocol import fields as field_rules
+from pushgo.protocol import oauth as oauth_wire
 from pushgo.service import Services
 
 COOKIE_PREFIX = "pgcsrf_"
@@ -114,7 +114,7 @@ class ChannelCheck:
         from one address never lock the owner out from another. A refused attempt runs no
         KDF."""
         try:
-            cid = F.channel_id(raw_id)
+            cid = field_rules.channel_id(raw_id)
         except GatewayError:
             return Checked(None, error="bad_id")
         try:
@@ -195,5 +195,5 @@ class LiveCheck:
 
 def locale_for(request: Request, lang: str | None) -> str:
     q = request.query_params
-    return P.pick_locale(lang or q.get("lang"), q.get("ui_locales"),
+    return oauth_wire.pick_locale(lang or q.get("lang"), q.get("ui_locales"),
                          request.headers.get("accept-language"))

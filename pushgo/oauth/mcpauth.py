@@ -17,7 +17,7 @@ from pushgo.mcp.auth import LegacyAuth, Principal, Unauthorized, bearer_token
 from pushgo.oauth.binding import owner_of
 from pushgo.oauth.keys import InvalidToken
 from pushgo.oauth.tokens import Tokens
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 from pushgo.settings import Settings
 
 PRM_PATH = "/.well-known/oauth-protected-resource/mcp"
@@ -46,12 +46,12 @@ class OAuthAuth:
             parts.append(f'error="{error}"')
             if description is not None:
                 parts.append(f'error_description="{_quoted(description)}"')
-        parts.append(f'scope="{scope or " ".join(P.SCOPES)}"')
+        parts.append(f'scope="{scope or " ".join(oauth_wire.SCOPES)}"')
         parts.append(f'resource_metadata="{_quoted(metadata_url)}"')
         return "Bearer " + ", ".join(parts)
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        base = P.request_base_url(self.settings.public_base_url, headers)
+        base = oauth_wire.request_base_url(self.settings.public_base_url, headers)
         metadata_url = base + PRM_PATH
         _metadata_url.set(metadata_url)
         raw = headers.get("authorization")

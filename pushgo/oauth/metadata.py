@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 
 
 def protected_resource(base: str) -> dict[str, Any]:
     return {"resource": f"{base}/mcp", "authorization_servers": [base],
-            "scopes_supported": list(P.SCOPES), "bearer_methods_supported": ["header"],
+            "scopes_supported": list(oauth_wire.SCOPES), "bearer_methods_supported": ["header"],
             "resource_name": "pushgo"}
 
 
@@ -32,8 +32,8 @@ def authorization_server(base: str, *, dcr: bool) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post",
                                                        "client_secret_basic"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": list(P.SCOPES),
-        "ui_locales_supported": list(P.LOCALES),
+        "scopes_supported": list(oauth_wire.SCOPES),
+        "ui_locales_supported": list(oauth_wire.LOCALES),
         "authorization_response_iss_parameter_supported": True,
         "client_id_metadata_document_supported": True,
     }

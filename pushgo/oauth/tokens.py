@@ -29,7 +29,7 @@ from pushgo.oauth.web import (
     read_form,
     single,
 )
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 from pushgo.protocol.ids import redact
 from pushgo.service import Services
 from pushgo.service.oauth import NewRefresh
@@ -66,7 +66,7 @@ class Tokens:
     def _access_token(self, grant: Any, scopes: frozenset[str], now: int) -> dict[str, Any]:
         iat = now // 1000
         claims = {"iss": grant.issuer, "aud": grant.resource, "sub": grant.grant_id,
-                  "client_id": grant.client_id, "scope": P.scope_text(scopes), "iat": iat,
+                  "client_id": grant.client_id, "scope": oauth_wire.scope_text(scopes), "iat": iat,
                   "exp": iat + self.lifetimes.access // 1000, "jti": secrets.token_hex(16)}
         return {"access_token": self.keys.sign(claims), "token_type": "Bearer",
                 "expires_in": self.lifetimes.access // 1000}
@@ -101,9 +101,9 @@ class Tokens:
     async def _authorization_code(self, client: Client, form: dict[str, list[str]]
                                   ) -> dict[str, Any]:
         code = single(form, "code", required=True, max_len=256)
-        redirect_uri = single(form, "redirect_uri", required=True, max_len=P.MAX_URI)
+        redirect_uri = single(form, "redirect_uri", required=True, max_len=oauth_wire.MAX_URI)
         verifier = single(form, "code_verifier", required=True, max_len=256)
-        resource = single(form, "resource", max_len=P.MAX_URI)
+        resource = single(form, "resource", max_len=oauth_wire.MAX_URI)
         assert code is not None and verifier is not None
         code_hash = digest(code)
         now = self.now()
@@ -142,15 +142,15 @@ class Tokens:
         refresh, stored = self._new_refresh(grant, now)
         if not await self.records.exchange_code(code_hash, client.client_id, stored, now):
             raise _invalid_grant("the authorization code was already used")
-        scopes = P.parse_scope(grant.scope)[0]
+        scopes = oauth_wire.parse_scope(grant.scope)[0]
         log.info("authorization code exchanged", extra={"fields": {"client": redact(client.client_id)}})
         return {**self._access_token(grant, scopes, now), "refresh_token": refresh,
-                "scope": P.scope_text(scopes)}
+                "scope": oauth_wire.scope_text(scopes)}
 
     async def _refresh(self, client: Client, form: dict[str, list[str]]) -> dict[str, Any]:
         token = single(form, "refresh_token", required=True, max_len=256)
         scope = single(form, "scope", max_len=512)
-        resource = single(form, "resource", max_len=P.MAX_URI)
+        resource = single(form, "resource", max_len=oauth_wire.MAX_URI)
         assert token is not None
         token_hash = digest(token)
         now = self.now()
@@ -168,10 +168,10 @@ class Tokens:
                                  "revoked")
         if row.idle_expires_at <= now:
             raise _invalid_grant("the refresh token has expired")
-        granted = P.parse_scope(grant.scope)[0]
+        granted = oauth_wire.parse_scope(grant.scope)[0]
         scopes = granted
         if scope is not None:
-            wanted, unknown = P.parse_scope(scope)
+            wanted, unknown = oauth_wire.parse_scope(scope)
             if unknown or not wanted or not wanted <= granted:
                 raise OAuthError(codes.OAUTH_INVALID_SCOPE,
                                  "scope may only narrow what was granted: " + grant.scope)
@@ -183,7 +183,7 @@ class Tokens:
         refresh, stored = self._new_refresh(grant, now)
         await self.records.rotate_refresh(token_hash, stored, now)
         return {**self._access_token(grant, scopes, now), "refresh_token": refresh,
-                "scope": P.scope_text(scopes)}
+                "scope": oauth_wire.scope_text(scopes)}
 
     # --- /oauth/revoke ------------------------------------------------------------------------
 
@@ -244,4 +244,4 @@ class Tokens:
         grant = await self.records.live_grant(sub, now)
         if grant is None:
             raise InvalidToken("the authorization was revoked or has expired")
-        return AccessClaims(sub, client_id, P.parse_scope(scope)[0], issuer)
+        return AccessClaims(sub, client_id, oauth_wire.parse_scope(scope)[0], issuer)

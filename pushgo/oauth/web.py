@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from pushgo.errors import ErrorCode, codes
 from pushgo.protocol import jsondepth
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 from pushgo.service.throttle import current_client
 from pushgo.settings import Settings
 
@@ -87,7 +87,7 @@ def headers_of(request: Request) -> dict[str, str]:
 
 
 def base_url(settings: Settings, request: Request) -> str:
-    return P.request_base_url(settings.public_base_url, headers_of(request))
+    return oauth_wire.request_base_url(settings.public_base_url, headers_of(request))
 
 
 def client_address(_request: Request) -> str:
@@ -114,7 +114,7 @@ async def read_form(request: Request) -> dict[str, list[str]]:
         raise OAuthError(codes.OAUTH_INVALID_REQUEST,
                          "the body must be application/x-www-form-urlencoded")
     try:
-        return P.parse_form(await read_body(request, MAX_FORM))
+        return oauth_wire.parse_form(await read_body(request, MAX_FORM))
     except ValueError:
         raise OAuthError(codes.OAUTH_INVALID_REQUEST, "the form body is malformed") from None
 

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from pushgo.protocol import errors as codes
-from pushgo.protocol import fields as F
+from pushgo.protocol import fields as field_rules
 from pushgo.protocol import jsondepth
 from pushgo.protocol import operations as OPS
 from pushgo.protocol.ids import is_token_id
@@ -325,7 +325,7 @@ class Item:
     tokens: tuple[str, ...] = ()
 
 
-class ItemError(F.FieldError):
+class ItemError(field_rules.FieldError):
     """An item that cannot be an operation; ``op_id`` is kept when it could be read."""
 
     def __init__(self, code: codes.ErrorCode, message: str, op_id: str | None = None) -> None:
@@ -350,7 +350,7 @@ def decode_item(raw: bytes) -> Item:
     if not isinstance(doc, dict):
         raise ItemError(codes.INVALID_JSON_DATA, "each operation must be a JSON object")
     raw_op = doc.get("op_id")
-    op_id = raw_op if isinstance(raw_op, str) and is_token_id(raw_op, F.OP_ID_MAX) else None
+    op_id = raw_op if isinstance(raw_op, str) and is_token_id(raw_op, field_rules.OP_ID_MAX) else None
     try:
         if b"\\u0000" in raw and _has_nul(doc):
             raise ItemError(codes.INVALID_JSON_DATA, "strings must not contain U+0000")
@@ -358,7 +358,7 @@ def decode_item(raw: bytes) -> Item:
     except ItemError as exc:
         exc.op_id = op_id
         raise
-    except F.FieldError as exc:
+    except field_rules.FieldError as exc:
         raise ItemError(exc.error, exc.message, op_id) from None
 
 
@@ -411,10 +411,10 @@ def direct_target(route_raw: str, tokens_raw: list[str]) -> tuple[str, tuple[str
     seen: dict[str, None] = {}
     for raw in tokens_raw:
         try:
-            token = F.provider_token(raw, platform)
+            token = field_rules.provider_token(raw, platform)
             # APNs tokens are hex, whatever their case: one device, one delivery.
             seen.setdefault(token.lower() if route == "apns" else token, None)
-        except F.FieldError:
+        except field_rules.FieldError:
             raise ItemError(codes.INVALID_PROVIDER_TOKEN,
                             f"invalid {route} token at position {len(seen)}") from None
     return route, tuple(seen)

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from pushgo.protocol import errors as codes
-from pushgo.protocol import fields as F
+from pushgo.protocol import fields as field_rules
 
 Ts = int | float | str | None
 Meta = dict[str, Any] | None
@@ -149,95 +149,96 @@ class OpSpec:
 
 def require_password(raw: str | None) -> str:
     if raw is None or not raw.strip():
-        raise F.FieldError(codes.PASSWORD_REQUIRED, "password is required")
+        raise field_rules.FieldError(codes.PASSWORD_REQUIRED, "password is required")
     return raw
 
 
 def message_spec(req: MessageIn, *, channel_key: str | None = None) -> OpSpec:
     """``channel_key``: a direct send's key (see protocol.bulk), used instead of a channel
     id; ``req.channel_id`` is then ignored."""
-    thing_id = F.token_id(req.thing_id, "thing_id", F.ENTITY_ID_MAX, required=False) \
+    thing_id = field_rules.token_id(req.thing_id, "thing_id", field_rules.ENTITY_ID_MAX, required=False) \
         if req.thing_id is not None else None
     if req.thing_id is not None and thing_id is None:
-        raise F.FieldError(codes.INVALID_THING_ID, "thing_id must not be empty")
-    cid = F.channel_id(req.channel_id) if channel_key is None else channel_key
-    op = F.op_id(req.op_id)
+        raise field_rules.FieldError(codes.INVALID_THING_ID, "thing_id must not be empty")
+    cid = field_rules.channel_id(req.channel_id) if channel_key is None else channel_key
+    op = field_rules.op_id(req.op_id)
     title = req.title.strip()
     if not title:
-        raise F.FieldError(codes.TITLE_REQUIRED, "title must not be empty")
-    meta = F.metadata(req.metadata)
-    occurred = F.timestamp(req.occurred_at, "occurred_at")
+        raise field_rules.FieldError(codes.TITLE_REQUIRED, "title must not be empty")
+    meta = field_rules.metadata(req.metadata)
+    occurred = field_rules.timestamp(req.occurred_at, "occurred_at")
     if thing_id is not None and occurred is None:
-        raise F.FieldError(codes.OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE,
+        raise field_rules.FieldError(codes.OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE,
                            "occurred_at is required when message is scoped to thing_id")
     fields = {
         "title": title,
-        "body": F.blank_to_none(req.body),
-        "url": F.blank_to_none(req.url),
-        "images": F.images(req.images),
-        "tags": F.tags(req.tags),
-        "ciphertext": F.blank_to_none(req.ciphertext),
+        "body": field_rules.blank_to_none(req.body),
+        "url": field_rules.blank_to_none(req.url),
+        "images": field_rules.images(req.images),
+        "tags": field_rules.tags(req.tags),
+        "ciphertext": field_rules.blank_to_none(req.ciphertext),
         "metadata": meta,
     }
     return OpSpec(
         route="message", entity_type="message", channel_id=cid, op_id=op, entity_id=None,
-        thing_id=thing_id, severity=F.severity_lenient(req.severity),
-        ttl_ms=F.timestamp(req.ttl, "ttl"), occurred_at=occurred, fields=fields,
+        thing_id=thing_id, severity=field_rules.severity_lenient(req.severity),
+        ttl_ms=field_rules.timestamp(req.ttl, "ttl"), occurred_at=occurred, fields=fields,
     )
 
 
 def message_from_query(q: MessageQuery) -> MessageIn:
-    meta = F.metadata_from_query(q.metadata)
+    meta = field_rules.metadata_from_query(q.metadata)
     return MessageIn(
-        channel_id=q.channel_id, password=q.password, title=q.title, op_id=F.blank_to_none(q.op_id),
-        body=q.body, thing_id=F.blank_to_none(q.thing_id), occurred_at=q.occurred_at,
-        severity=q.severity, ttl=q.ttl, url=q.url, images=F.csv_list(q.images) or [],
-        ciphertext=q.ciphertext, tags=F.csv_list(q.tags) or [], metadata=meta,
+        channel_id=q.channel_id, password=q.password, title=q.title, op_id=field_rules.blank_to_none(q.op_id),
+        body=q.body, thing_id=field_rules.blank_to_none(q.thing_id), occurred_at=q.occurred_at,
+        severity=q.severity, ttl=q.ttl, url=q.url, images=field_rules.csv_list(q.images) or [],
+        ciphertext=q.ciphertext, tags=field_rules.csv_list(q.tags) or [], metadata=meta,
     )
 
 
 def event_spec(req: _EventBody, action: str) -> OpSpec:
-    cid = F.channel_id(req.channel_id)
-    op = F.op_id(req.op_id)
-    thing_id = F.token_id(req.thing_id, "thing_id", F.ENTITY_ID_MAX, required=False)
+    cid = field_rules.channel_id(req.channel_id)
+    op = field_rules.op_id(req.op_id)
+    thing_id = field_rules.token_id(req.thing_id, "thing_id", field_rules.ENTITY_ID_MAX, required=False)
     event_id = None
     if isinstance(req, EventUpdateIn | EventCloseIn):
-        event_id = F.token_id(req.event_id, "event_id", F.ENTITY_ID_MAX, required=True)
-    tags = F.tags(req.tags) if req.tags is not None else None
-    severity = F.severity_strict(req.severity)
-    status = F.bounded_text(req.status, "status", F.EVENT_STATUS_MAX)
-    message = F.bounded_text(req.message, "message", F.EVENT_MESSAGE_MAX)
-    images = F.images(req.images)
-    attrs = F.attrs(req.attrs)
-    meta = F.metadata(req.metadata)
-    started = F.timestamp(req.started_at, "started_at")
-    ended = F.timestamp(req.ended_at, "ended_at")
+        event_id = field_rules.token_id(req.event_id, "event_id", field_rules.ENTITY_ID_MAX, required=True)
+    tags = field_rules.tags(req.tags) if req.tags is not None else None
+    severity = field_rules.severity_strict(req.severity)
+    status = field_rules.bounded_text(req.status, "status", field_rules.EVENT_STATUS_MAX)
+    message = field_rules.bounded_text(req.message, "message", field_rules.EVENT_MESSAGE_MAX)
+    images = field_rules.images(req.images)
+    attrs = field_rules.attrs(req.attrs)
+    meta = field_rules.metadata(req.metadata)
+    started = field_rules.timestamp(req.started_at, "started_at")
+    ended = field_rules.timestamp(req.ended_at, "ended_at")
     if action == "create" and ended is not None:
-        raise F.FieldError(codes.ENDED_AT_FORBIDDEN_ON_CREATE, "ended_at is only allowed on /event/close")
+        raise field_rules.FieldError(codes.ENDED_AT_FORBIDDEN_ON_CREATE,
+                                     "ended_at is only allowed on /event/close")
     if action == "update" and (started is not None or ended is not None):
-        raise F.FieldError(codes.EVENT_TEMPORAL_FIELDS_FORBIDDEN_ON_UPDATE,
+        raise field_rules.FieldError(codes.EVENT_TEMPORAL_FIELDS_FORBIDDEN_ON_UPDATE,
                            "started_at and ended_at are not allowed on /event/update")
     if action == "close" and started is not None:
-        raise F.FieldError(codes.STARTED_AT_FORBIDDEN_ON_CLOSE,
+        raise field_rules.FieldError(codes.STARTED_AT_FORBIDDEN_ON_CLOSE,
                            "started_at is only allowed on /event/create")
     if action == "create":
         if req.title is None or status is None or message is None or severity is None:
-            raise F.FieldError(codes.EVENT_CREATE_REQUIRED_FIELDS_MISSING,
+            raise field_rules.FieldError(codes.EVENT_CREATE_REQUIRED_FIELDS_MISSING,
                                "title, status, message and severity are required on /event/create")
     elif status is None or message is None or severity is None:
-        raise F.FieldError(codes.EVENT_UPDATE_REQUIRED_FIELDS_MISSING,
+        raise field_rules.FieldError(codes.EVENT_UPDATE_REQUIRED_FIELDS_MISSING,
                            "status, message and severity are required on /event/update and "
                            "/event/close")
-    event_time = F.timestamp(req.event_time, "event_time", required=True)
+    event_time = field_rules.timestamp(req.event_time, "event_time", required=True)
     assert event_time is not None
     if action == "create":
         started = started if started is not None else event_time
     if action == "close":
         ended = ended if ended is not None else event_time
     fields = {
-        "title": req.title, "description": F.blank_to_none(req.description), "status": status,
+        "title": req.title, "description": field_rules.blank_to_none(req.description), "status": status,
         "message": message, "event_severity": severity, "tags": tags, "images": images,
-        "ciphertext": F.blank_to_none(req.ciphertext), "started_at": started, "ended_at": ended,
+        "ciphertext": field_rules.blank_to_none(req.ciphertext), "started_at": started, "ended_at": ended,
         "event_time": event_time, "attrs": attrs, "metadata": meta,
     }
     return OpSpec(
@@ -248,42 +249,43 @@ def event_spec(req: _EventBody, action: str) -> OpSpec:
 
 
 def thing_spec(req: _ThingBody, action: str) -> OpSpec:
-    cid = F.channel_id(req.channel_id)
-    op = F.op_id(req.op_id)
+    cid = field_rules.channel_id(req.channel_id)
+    op = field_rules.op_id(req.op_id)
     thing_id = None
     if isinstance(req, ThingUpdateIn | ThingArchiveIn | ThingDeleteIn):
-        thing_id = F.token_id(req.thing_id, "thing_id", F.ENTITY_ID_MAX, required=True)
-    tags = F.tags(req.tags) if req.tags is not None else None
-    images = F.images(req.images)
-    primary = F.image_url(req.primary_image, "primary_image")
-    attrs = F.attrs(req.attrs)
+        thing_id = field_rules.token_id(req.thing_id, "thing_id", field_rules.ENTITY_ID_MAX, required=True)
+    tags = field_rules.tags(req.tags) if req.tags is not None else None
+    images = field_rules.images(req.images)
+    primary = field_rules.image_url(req.primary_image, "primary_image")
+    attrs = field_rules.attrs(req.attrs)
     manufacturer = attrs.get("manufacturer")
     if "manufacturer" in attrs and manufacturer is not None:
         if not isinstance(manufacturer, dict):
-            raise F.FieldError(codes.MANUFACTURER_ATTR_INVALID, "attrs.manufacturer must be object or null")
+            raise field_rules.FieldError(codes.MANUFACTURER_ATTR_INVALID,
+                                         "attrs.manufacturer must be object or null")
         for key in manufacturer:
             if not key.strip():
-                raise F.FieldError(codes.MANUFACTURER_ATTR_KEY_REQUIRED,
+                raise field_rules.FieldError(codes.MANUFACTURER_ATTR_KEY_REQUIRED,
                                    "attrs.manufacturer contains empty key")
             if len(key.strip().encode()) > 64:
-                raise F.FieldError(codes.MANUFACTURER_ATTR_KEY_TOO_LONG,
+                raise field_rules.FieldError(codes.MANUFACTURER_ATTR_KEY_TOO_LONG,
                                    "attrs.manufacturer key is too long")
-    ext = F.external_ids(req.external_ids)
-    loc = F.location(req.location_type, req.location_value)
-    meta = F.metadata(req.metadata)
-    observed = F.timestamp(req.observed_at, "observed_at", required=True)
+    ext = field_rules.external_ids(req.external_ids)
+    loc = field_rules.location(req.location_type, req.location_value)
+    meta = field_rules.metadata(req.metadata)
+    observed = field_rules.timestamp(req.observed_at, "observed_at", required=True)
     assert observed is not None
-    created = F.timestamp(req.created_at, "created_at") if isinstance(req, ThingCreateIn) else None
-    deleted = F.timestamp(req.deleted_at, "deleted_at") if isinstance(req, ThingDeleteIn) else None
+    created = field_rules.timestamp(req.created_at, "created_at") if isinstance(req, ThingCreateIn) else None
+    deleted = field_rules.timestamp(req.deleted_at, "deleted_at") if isinstance(req, ThingDeleteIn) else None
     if action == "create":
         created = created if created is not None else observed
     if action == "delete":
         deleted = deleted if deleted is not None else observed
     fields = {
-        "title": req.title, "description": F.blank_to_none(req.description), "tags": tags,
+        "title": req.title, "description": field_rules.blank_to_none(req.description), "tags": tags,
         "primary_image": primary, "images": [i for i in images if i != primary],
         "external_ids": ext, "location": list(loc) if loc else None,
-        "ciphertext": F.blank_to_none(req.ciphertext), "attrs": attrs, "metadata": meta,
+        "ciphertext": field_rules.blank_to_none(req.ciphertext), "attrs": attrs, "metadata": meta,
         "observed_at": observed, "created_at": created, "deleted_at": deleted,
     }
     return OpSpec(

@@ -32,13 +32,13 @@ from pushgo.errors import (
     StoreUnavailable,
     codes,
 )
-from pushgo.protocol import bulk as B
-from pushgo.protocol import fields as F
+from pushgo.protocol import bulk as bulk_wire
+from pushgo.protocol import fields as field_rules
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context
 from pushgo.service.send import Accepted, Direct, Prepared, Publisher
 from pushgo.service.throttle import RequestBudget
-from pushgo.store import channels as C
+from pushgo.store import channels as channel_store
 
 log = logging.getLogger("pushgo.bulk")
 
@@ -56,7 +56,7 @@ AUTH_CACHE = 4096
 @dataclass(frozen=True, slots=True)
 class _Ready:
     index: int
-    item: B.Item
+    item: bulk_wire.Item
     prepared: Prepared
 
 
@@ -97,10 +97,10 @@ class _Authorizer:
             if password is not None:
                 await self.channels.authorize(channel_id, password, self.budget)
             elif not self.gateway_token:
-                raise F.FieldError(codes.PASSWORD_REQUIRED, "password is required (only a "
+                raise field_rules.FieldError(codes.PASSWORD_REQUIRED, "password is required (only a "
                                    "gateway with PUSHGO_TOKEN authorises channels by its "
                                    "token)")
-            elif await self.ctx.store.read(C.get, channel_id) is None:
+            elif await self.ctx.store.read(channel_store.get, channel_id) is None:
                 raise channel_not_found()
         except (StoreUnavailable, RateLimited, ServerBusy):
             raise  # not an answer about this channel
@@ -124,7 +124,7 @@ class Bulk:
         #: provider routes this gateway can send on (direct sends to others are refused)
         self.routes = frozenset(routes)
 
-    async def run(self, frames: AsyncIterator[list[B.Frame]], emit: Callable[[bytes], None],
+    async def run(self, frames: AsyncIterator[list[bulk_wire.Frame]], emit: Callable[[bytes], None],
                   ) -> int:
         """Process every frame (given in lists: what one piece of the body held); ``emit``
         gets one NDJSON result line per item, in order. Returns how many items there were.
@@ -139,7 +139,7 @@ class Bulk:
                     batch: list[_Ready | _Failed] = []
                     tokens = size = 0
                     for frame in piece:
-                        if isinstance(frame, B.Broken):
+                        if isinstance(frame, bulk_wire.Broken):
                             batch.append(_Failed(count, InvalidInput(
                                 codes.INVALID_JSON_SYNTAX, frame.message), None))
                             await send.send(batch)
@@ -157,15 +157,15 @@ class Bulk:
                         await send.send(batch)
         return count
 
-    async def _decode(self, index: int, frame: bytes | B.TooLong,
+    async def _decode(self, index: int, frame: bytes | bulk_wire.TooLong,
                       auth: _Authorizer) -> _Ready | _Failed:
-        if isinstance(frame, B.TooLong):
+        if isinstance(frame, bulk_wire.TooLong):
             return _Failed(index, InvalidInput(
                 codes.LINE_TOO_LONG,
-                f"operation is {frame.size} bytes; at most {B.MAX_ITEM_BYTES} bytes each"), None)
+                f"operation is {frame.size} bytes; at most {bulk_wire.MAX_ITEM_BYTES} bytes each"), None)
         try:
-            item = B.decode_item(frame)
-        except B.ItemError as exc:
+            item = bulk_wire.decode_item(frame)
+        except bulk_wire.ItemError as exc:
             return _Failed(index, exc, exc.op_id)
         try:
             direct: Direct | None = None
@@ -226,7 +226,7 @@ class Bulk:
                 out = outcomes[entry.index]
                 result = (_ok(entry.index, entry.item, out) if isinstance(out, Accepted)
                           else _error(entry.index, out, entry.prepared.spec.op_id))
-            lines.append(B.encode_result(result))
+            lines.append(bulk_wire.encode_result(result))
         return lines
 
 
@@ -234,17 +234,17 @@ def _tokens(entry: _Ready | _Failed) -> int:
     return len(entry.item.tokens) if isinstance(entry, _Ready) else 0
 
 
-def _error(index: int, exc: GatewayError, op_id: str | None) -> B.Result:
-    return B.Result(index=index, ok=False, op_id=op_id, error_code=exc.code, error=exc.message,
+def _error(index: int, exc: GatewayError, op_id: str | None) -> bulk_wire.Result:
+    return bulk_wire.Result(index=index, ok=False, op_id=op_id, error_code=exc.code, error=exc.message,
                     status=exc.status)
 
 
-def _ok(index: int, item: B.Item, acc: Accepted) -> B.Result:
+def _ok(index: int, item: bulk_wire.Item, acc: Accepted) -> bulk_wire.Result:
     if item.route is not None:
-        return B.Result(index=index, ok=True, op_id=acc.op_id, route=item.route,
+        return bulk_wire.Result(index=index, ok=True, op_id=acc.op_id, route=item.route,
                         message_id=acc.entity_id, recipients=acc.recipients,
                         duplicate=acc.duplicate)
     out = acc.wire()
-    return B.Result(index=index, ok=True, op_id=acc.op_id, channel_id=acc.channel_id,
+    return bulk_wire.Result(index=index, ok=True, op_id=acc.op_id, channel_id=acc.channel_id,
                     message_id=out.message_id, event_id=out.event_id, thing_id=out.thing_id,
                     recipients=acc.recipients, duplicate=acc.duplicate)

@@ -9,14 +9,14 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from pushgo.errors import GatewayError, InvalidInput, NotFound, PasswordMismatch, codes
-from pushgo.protocol import fields as F
-from pushgo.protocol import wire as W
+from pushgo.protocol import fields as field_rules
+from pushgo.protocol import wire
 from pushgo.protocol.ids import encode_channel_id
 from pushgo.service.context import Context
 from pushgo.service.devices import require_device
 from pushgo.service.passwords import normalize_password
 from pushgo.service.throttle import RequestBudget, current_client
-from pushgo.store import channels as C
+from pushgo.store import channels as channel_store
 from pushgo.store.history import channel_info, channel_overview
 
 SYNC_LIMIT = 2000
@@ -35,8 +35,8 @@ def _join(conn: Connection, channel_id: str, device_key: str, now: int, limit: i
     """Subscribe a (still registered) device, within the channel's subscriber limit."""
     require_device(conn, device_key)
     try:
-        C.subscribe(conn, channel_id, device_key, now, limit)
-    except C.SubscriberLimitReached:
+        channel_store.subscribe(conn, channel_id, device_key, now, limit)
+    except channel_store.SubscriberLimitReached:
         raise limit_exceeded() from None
 
 
@@ -61,7 +61,7 @@ class Channels:
         throttle.check(channel_id, client, self.ctx.now())
         if budget is not None:
             budget.check()
-        row = await self.ctx.store.read(C.get, channel_id)
+        row = await self.ctx.store.read(channel_store.get, channel_id)
         if row is None:
             raise channel_not_found()
         spent = False
@@ -79,11 +79,12 @@ class Channels:
         self.ctx.verifier.remember(channel_id, password, row.password_hash)
         return row
 
-    async def subscribe(self, req: W.SubscribeIn) -> W.SubscribeOut:
-        key = F.device_key(req.device_key)
-        cid_raw, name_raw = F.blank_to_none(req.channel_id), F.blank_to_none(req.channel_name)
-        cid = F.channel_id(cid_raw) if cid_raw is not None else None
-        name = F.channel_name(name_raw) if name_raw is not None else None
+    async def subscribe(self, req: wire.SubscribeIn) -> wire.SubscribeOut:
+        key = field_rules.device_key(req.device_key)
+        cid_raw = field_rules.blank_to_none(req.channel_id)
+        name_raw = field_rules.blank_to_none(req.channel_name)
+        cid = field_rules.channel_id(cid_raw) if cid_raw is not None else None
+        name = field_rules.channel_name(name_raw) if name_raw is not None else None
         if (cid is None) == (name is None):
             raise InvalidInput(codes.CHANNEL_BINDING_INVALID,
                                "must provide either channel_id or channel_name")
@@ -96,10 +97,10 @@ class Channels:
             new_id = encode_channel_id(secrets.token_bytes(16))
             pw_hash = await self.ctx.verifier.hash(password)
 
-            def create(conn: Connection) -> W.SubscribeOut:
-                C.create(conn, new_id, name, pw_hash, now)
+            def create(conn: Connection) -> wire.SubscribeOut:
+                channel_store.create(conn, new_id, name, pw_hash, now)
                 _join(conn, new_id, key, now, limit)
-                return W.SubscribeOut(channel_id=new_id, channel_name=name, created=True,
+                return wire.SubscribeOut(channel_id=new_id, channel_name=name, created=True,
                                       subscribed=True)
 
             out = await self.ctx.store.run(create)
@@ -107,34 +108,34 @@ class Channels:
             assert cid is not None
             row = await self.authorize(cid, password)
 
-            def join(conn: Connection) -> W.SubscribeOut:
+            def join(conn: Connection) -> wire.SubscribeOut:
                 _join(conn, cid, key, now, limit)
-                return W.SubscribeOut(channel_id=cid, channel_name=row.channel_name,
+                return wire.SubscribeOut(channel_id=cid, channel_name=row.channel_name,
                                       created=False, subscribed=True)
 
             out = await self.ctx.store.run(join)
         self.ctx.subscriptions_changed(key)
         return out
 
-    async def unsubscribe(self, req: W.UnsubscribeIn) -> W.UnsubscribeOut:
-        key = F.device_key(req.device_key)
-        cid = F.channel_id(req.channel_id)
+    async def unsubscribe(self, req: wire.UnsubscribeIn) -> wire.UnsubscribeOut:
+        key = field_rules.device_key(req.device_key)
+        cid = field_rules.channel_id(req.channel_id)
 
         def work(conn: Connection) -> bool:
             require_device(conn, key)
-            return C.unsubscribe(conn, cid, key)
+            return channel_store.unsubscribe(conn, cid, key)
 
         removed = await self.ctx.store.run(work)
         self.ctx.subscriptions_changed(key)
-        return W.UnsubscribeOut(channel_id=cid, removed=removed)
+        return wire.UnsubscribeOut(channel_id=cid, removed=removed)
 
-    async def sync(self, req: W.SyncIn) -> W.SyncOut:
-        key = F.device_key(req.device_key)
+    async def sync(self, req: wire.SyncIn) -> wire.SyncOut:
+        key = field_rules.device_key(req.device_key)
         if len(req.channels) > SYNC_LIMIT:
             raise InvalidInput(codes.CHANNELS_LIMIT_EXCEEDED,
                                f"channels exceeds max limit {SYNC_LIMIT}")
         device = await self.ctx.store.read(require_device, key)
-        results: list[W.SyncItemOut] = []
+        results: list[wire.SyncItemOut] = []
         ok_ids: list[str] = []
         budget = RequestBudget()
         limit = self.ctx.settings.channel_subscriber_limit
@@ -144,7 +145,7 @@ class Channels:
                 if device.channel_type != "private" and device.provider_token is None:
                     raise InvalidInput(codes.PROVIDER_TOKEN_MISSING,
                                        "provider channel requires provider_token")
-                cid = F.channel_id(item.channel_id) if shown else None
+                cid = field_rules.channel_id(item.channel_id) if shown else None
                 if cid is None:
                     raise InvalidInput(codes.INVALID_CHANNEL_ID, "channel_id is required")
                 shown = cid
@@ -153,31 +154,31 @@ class Channels:
 
                 await self.ctx.store.run(_join, cid, key, now, limit)
                 ok_ids.append(cid)
-                results.append(W.SyncItemOut(channel_id=cid, channel_name=row.channel_name,
+                results.append(wire.SyncItemOut(channel_id=cid, channel_name=row.channel_name,
                                              subscribed=True, created=False))
             except GatewayError as exc:
                 code = (codes.INVALID_CHANNEL_ID if exc.error == codes.CHANNEL_ID_REQUIRED
                         else exc.error).code
-                results.append(W.SyncItemOut(channel_id=shown, subscribed=False, created=False,
+                results.append(wire.SyncItemOut(channel_id=shown, subscribed=False, created=False,
                                              error=exc.message, error_code=code))
         failed = len(results) - len(ok_ids)
         if failed == 0:
             keep = set(ok_ids)
 
             def reconcile(conn: Connection) -> None:
-                for cid in C.subscribed_channels(conn, key):
+                for cid in channel_store.subscribed_channels(conn, key):
                     if cid not in keep:
-                        C.unsubscribe(conn, cid, key)
+                        channel_store.unsubscribe(conn, cid, key)
 
             await self.ctx.store.run(reconcile)
         self.ctx.subscriptions_changed(key)
-        return W.SyncOut(total=len(results), success=len(ok_ids), failed=failed,
+        return wire.SyncOut(total=len(results), success=len(ok_ids), failed=failed,
                          channels=results)
 
-    async def exists(self, channel_id: str) -> W.ExistsOut:
-        cid = F.channel_id(channel_id)
-        row = await self.ctx.store.read(C.get, cid)
-        return W.ExistsOut(channel_id=cid, exists=row is not None,
+    async def exists(self, channel_id: str) -> wire.ExistsOut:
+        cid = field_rules.channel_id(channel_id)
+        row = await self.ctx.store.read(channel_store.get, cid)
+        return wire.ExistsOut(channel_id=cid, exists=row is not None,
                            channel_name=row.channel_name if row is not None else None)
 
     async def overview(self, channel_id: str) -> dict[str, Any] | None:
@@ -187,25 +188,25 @@ class Channels:
 
     async def create(self, name_raw: str, password_raw: str) -> dict[str, Any]:
         """A channel with no subscribers yet (operators: ``pushgo channel create``)."""
-        name = F.channel_name(name_raw)
+        name = field_rules.channel_name(name_raw)
         password = normalize_password(password_raw)
         new_id = encode_channel_id(secrets.token_bytes(16))
         pw_hash = await self.ctx.verifier.hash(password)
-        await self.ctx.store.run(C.create, new_id, name, pw_hash, self.ctx.now())
+        await self.ctx.store.run(channel_store.create, new_id, name, pw_hash, self.ctx.now())
         return {"channel_id": new_id, "channel_name": name, "created": True}
 
     async def info(self, channel_id: str) -> dict[str, Any]:
         """Name, times and subscriber count; never the password hash."""
-        cid = F.channel_id(channel_id)
+        cid = field_rules.channel_id(channel_id)
         info = await self.ctx.store.read(channel_info, cid)
         if info is None:
             raise channel_not_found()
         return info
 
-    async def rename(self, req: W.RenameIn) -> W.RenameOut:
-        cid = F.channel_id(req.channel_id)
-        name = F.channel_name(req.channel_name)
+    async def rename(self, req: wire.RenameIn) -> wire.RenameOut:
+        cid = field_rules.channel_id(req.channel_id)
+        name = field_rules.channel_name(req.channel_name)
         await self.authorize(cid, req.password)
-        await self.ctx.store.run(C.rename, cid, name, self.ctx.now())
-        return W.RenameOut(channel_id=cid, channel_name=name)
+        await self.ctx.store.run(channel_store.rename, cid, name, self.ctx.now())
+        return wire.RenameOut(channel_id=cid, channel_name=name)
 

@@ -7,12 +7,12 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from pushgo.errors import InvalidInput, codes
-from pushgo.protocol import fields as F
-from pushgo.protocol import wire as W
+from pushgo.protocol import fields as field_rules
+from pushgo.protocol import wire
 from pushgo.service.context import Context, new_hex_id
-from pushgo.store import devices as D
+from pushgo.store import devices as device_store
 
-_PLATFORM_FOR_TYPE = {"apns": F.APPLE, "fcm": ("android",), "wns": ("windows",)}
+_PLATFORM_FOR_TYPE = {"apns": field_rules.APPLE, "fcm": ("android",), "wns": ("windows",)}
 _TYPE_PLATFORM_CODE = {
     "apns": (codes.APNS_CHANNEL_REQUIRES_APPLE_PLATFORM, "channel_type apns requires apple platform"),
     "fcm": (codes.FCM_CHANNEL_REQUIRES_ANDROID_PLATFORM, "channel_type fcm requires android platform"),
@@ -25,7 +25,7 @@ def device_not_found() -> InvalidInput:
 
 
 def require_device(conn: Connection, device_key: str) -> Any:
-    row = D.get(conn, device_key)
+    row = device_store.get(conn, device_key)
     if row is None:
         raise device_not_found()
     return row
@@ -39,38 +39,38 @@ class Devices:
         """Nothing when the device is registered; ``device_key_not_found`` otherwise."""
         await self.ctx.store.read(require_device, device_key)
 
-    async def register(self, req: W.DeviceRegisterIn) -> W.DeviceRegisterOut:
-        platform = F.platform(req.platform)
-        given = F.blank_to_none(req.device_key)
+    async def register(self, req: wire.DeviceRegisterIn) -> wire.DeviceRegisterOut:
+        platform = field_rules.platform(req.platform)
+        given = field_rules.blank_to_none(req.device_key)
         now = self.ctx.now()
 
-        def work(conn: Connection) -> W.DeviceRegisterOut:
+        def work(conn: Connection) -> wire.DeviceRegisterOut:
             if given is not None:
-                row = D.get(conn, given)
+                row = device_store.get(conn, given)
                 if row is not None and row.platform == platform:
-                    return W.DeviceRegisterOut(device_key=given, issued_new_key=False)
+                    return wire.DeviceRegisterOut(device_key=given, issued_new_key=False)
                 if row is not None:
-                    D.delete(conn, given, now)
+                    device_store.delete(conn, given, now)
                     reason = "platform_mismatch"
                 else:
                     reason = "device_key_not_found"
             else:
                 reason = "device_key_missing"
             key = new_hex_id()
-            D.create(conn, key, platform, now)
-            return W.DeviceRegisterOut(device_key=key, issued_new_key=True, issue_reason=reason)
+            device_store.create(conn, key, platform, now)
+            return wire.DeviceRegisterOut(device_key=key, issued_new_key=True, issue_reason=reason)
 
         return await self.ctx.store.run(work)
 
-    async def set_route(self, req: W.DeviceRouteIn) -> W.DeviceRouteOut:
-        key = F.device_key(req.device_key)
-        ctype = F.channel_type(req.channel_type)
-        platform_raw = F.blank_to_none(req.platform)
-        asked_platform = F.platform(platform_raw) if platform_raw is not None else None
-        token_raw = F.blank_to_none(req.provider_token)
+    async def set_route(self, req: wire.DeviceRouteIn) -> wire.DeviceRouteOut:
+        key = field_rules.device_key(req.device_key)
+        ctype = field_rules.channel_type(req.channel_type)
+        platform_raw = field_rules.blank_to_none(req.platform)
+        asked_platform = field_rules.platform(platform_raw) if platform_raw is not None else None
+        token_raw = field_rules.blank_to_none(req.provider_token)
         now = self.ctx.now()
 
-        def work(conn: Connection) -> W.DeviceRouteOut:
+        def work(conn: Connection) -> wire.DeviceRouteOut:
             row = require_device(conn, key)
             if asked_platform is not None and asked_platform != row.platform:
                 raise InvalidInput(codes.PLATFORM_MISMATCH,
@@ -87,41 +87,41 @@ class Devices:
                 if row.platform not in _PLATFORM_FOR_TYPE[ctype]:
                     code, msg = _TYPE_PLATFORM_CODE[ctype]
                     raise InvalidInput(code, msg)
-                token = F.provider_token(token_raw, row.platform)
+                token = field_rules.provider_token(token_raw, row.platform)
             if (row.channel_type, row.provider_token) != (ctype, token):
                 if token is not None:
                     # One token, one device: an older identity holding it is merged in.
-                    for other in D.holders_of_token(conn, row.platform, token, exclude=key):
-                        D.merge_into(conn, other, key, now)
-                D.set_route(conn, key, ctype, token, now)
-            return W.DeviceRouteOut(device_key=key, channel_type=ctype, provider_token=token,
+                    for other in device_store.holders_of_token(conn, row.platform, token, exclude=key):
+                        device_store.merge_into(conn, other, key, now)
+                device_store.set_route(conn, key, ctype, token, now)
+            return wire.DeviceRouteOut(device_key=key, channel_type=ctype, provider_token=token,
                                     issued_new_key=False)
 
         out = await self.ctx.store.run(work)
         self.ctx.subscriptions_changed(key)
         return out
 
-    async def clear_route(self, req: W.DeviceRouteDeleteIn) -> W.DeviceRouteOut:
-        key = F.device_key(req.device_key)
-        ctype = F.channel_type(req.channel_type)
+    async def clear_route(self, req: wire.DeviceRouteDeleteIn) -> wire.DeviceRouteOut:
+        key = field_rules.device_key(req.device_key)
+        ctype = field_rules.channel_type(req.channel_type)
         now = self.ctx.now()
 
-        def work(conn: Connection) -> W.DeviceRouteOut:
+        def work(conn: Connection) -> wire.DeviceRouteOut:
             row = require_device(conn, key)
             if row.channel_type != ctype:
                 raise InvalidInput(codes.CHANNEL_TYPE_MISMATCH,
                                    "channel_type does not match current device route")
             if row.provider_token is not None:
-                D.set_route(conn, key, ctype, None, now)
-            return W.DeviceRouteOut(device_key=key, channel_type=ctype, issued_new_key=False)
+                device_store.set_route(conn, key, ctype, None, now)
+            return wire.DeviceRouteOut(device_key=key, channel_type=ctype, issued_new_key=False)
 
         return await self.ctx.store.run(work)
 
-    async def retire_token(self, req: W.TokenRetireIn) -> W.TokenRetireOut:
-        platform = F.platform(req.platform)
+    async def retire_token(self, req: wire.TokenRetireIn) -> wire.TokenRetireOut:
+        platform = field_rules.platform(req.platform)
         if not req.provider_token.strip():
             raise InvalidInput(codes.PROVIDER_TOKEN_REQUIRED, "provider_token is required")
-        token = F.provider_token(req.provider_token, platform)
+        token = field_rules.provider_token(req.provider_token, platform)
         now = self.ctx.now()
-        await self.ctx.store.run(D.retire_token, platform, token, now)
-        return W.TokenRetireOut(retired=True)
+        await self.ctx.store.run(device_store.retire_token, platform, token, now)
+        return wire.TokenRetireOut(retired=True)

@@ -122,21 +122,21 @@ class OutboxService:
         return released
 
     async def _lock_identity(self) -> bool:
-        key = identity_lock_key(await self.schema(), self.identity)
+        """Lock this identity for the life of the process; else (held by another live
+        process, or the database not answering) claim under a random one."""
         deadline_s = self._store.request_timeout_s + self._store.connect_timeout_s
-        for attempt in range(IDENTITY_LOCK_TRIES):
-            if attempt:
-                await anyio.sleep(IDENTITY_LOCK_PAUSE_S)
-            try:
+        why = "another live process has this identity (PUSHGO_INSTANCE_ID on two machines?)"
+        try:
+            key = identity_lock_key(await self.schema(), self.identity)
+            for attempt in range(IDENTITY_LOCK_TRIES):
+                if attempt:
+                    await anyio.sleep(IDENTITY_LOCK_PAUSE_S)
                 with anyio.fail_after(deadline_s):
                     if await anyio.to_thread.run_sync(self._store.hold_session_lock, key,
                                                       abandon_on_cancel=True):
                         return True
-            except (TimeoutError, SQLAlchemyError):
-                why = "the database did not answer"
-                break
-        else:
-            why = "another live process has this identity (PUSHGO_INSTANCE_ID on two machines?)"
+        except (StoreUnavailable, TimeoutError, SQLAlchemyError):
+            why = "the database did not answer"
         taken = self.identity
         self.identity = f"{taken}~{secrets.token_hex(4)}"
         log.warning("claiming deliveries under a random identity; the claims of an earlier "

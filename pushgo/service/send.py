@@ -15,16 +15,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from pushgo.errors import Conflict, GatewayError, StoreUnavailable, codes
-from pushgo.protocol import wire as W
+from pushgo.protocol import wire
 from pushgo.protocol.operations import OpSpec
 from pushgo.protocol.payload import Rendered, render
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context, new_time_ordered_id
 from pushgo.service.passwords import normalize_password
 from pushgo.service.throttle import current_client
-from pushgo.store import channels as C
-from pushgo.store import entities as E
-from pushgo.store import outbox as O
+from pushgo.store import channels as channel_store
+from pushgo.store import entities as entity_store
+from pushgo.store import outbox as outbox_store
 from pushgo.store.direct import insert_direct
 
 
@@ -38,9 +38,9 @@ class Accepted:
     recipients: int
     duplicate: bool
 
-    def wire(self) -> W.SendOut:
+    def wire(self) -> wire.SendOut:
         kind = self.route.partition(".")[0]
-        out = W.SendOut(channel_id=self.channel_id, op_id=self.op_id, accepted=True,
+        out = wire.SendOut(channel_id=self.channel_id, op_id=self.op_id, accepted=True,
                         thing_id=self.thing_id)
         if kind == "message":
             out.message_id = self.entity_id
@@ -77,7 +77,7 @@ class Publisher:
         accepted = await self._accept_checked(spec, None)
         if accepted is not None:
             return accepted
-        if await self.ctx.store.read(C.get, spec.channel_id) is None:
+        if await self.ctx.store.read(channel_store.get, spec.channel_id) is None:
             raise channel_not_found()
         return await self._accept(spec)
 
@@ -200,7 +200,7 @@ class Prepared:
         kind, _, action = spec.route.partition(".")
         thing_id = entity_id if kind == "thing" else spec.thing_id
         if spec.op_id is not None:
-            seen = O.find_operation(conn, spec.channel_id, op_id)
+            seen = outbox_store.find_operation(conn, spec.channel_id, op_id)
             if seen is not None:
                 if seen.fingerprint != self.fingerprint or seen.route != spec.route:
                     raise Conflict(codes.OP_ID_CONFLICT,
@@ -208,7 +208,7 @@ class Prepared:
                 return Accepted(spec.channel_id, op_id, seen.route, seen.entity_id,
                                 seen.thing_id, seen.recipients, duplicate=True)
         _check_lifecycle(conn, spec, kind, action)
-        op_pk = O.insert_operation(
+        op_pk = outbox_store.insert_operation(
             conn, channel_id=spec.channel_id, op_id=op_id, route=spec.route,
             entity_type=kind, entity_id=entity_id, thing_id=thing_id,
             fingerprint=self.fingerprint, severity=spec.severity,
@@ -223,18 +223,18 @@ class Prepared:
             return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id,
                             recipients, duplicate=False)
         if kind == "message":
-            E.insert_message(conn, message_id=entity_id, channel_id=spec.channel_id,
+            entity_store.insert_message(conn, message_id=entity_id, channel_id=spec.channel_id,
                              op_pk=op_pk, thing_id=spec.thing_id, fields=spec.fields,
                              severity=spec.severity,
                              occurred_at=int(rendered.data["occurred_at"]), now=now,
                              expires_at=rendered.expires_at)
         elif kind == "event":
-            E.apply_event(conn, channel_id=spec.channel_id, event_id=entity_id,
+            entity_store.apply_event(conn, channel_id=spec.channel_id, event_id=entity_id,
                           action=action, thing_id=spec.thing_id, fields=spec.fields, now=now)
         else:
-            E.apply_thing(conn, channel_id=spec.channel_id, thing_id=entity_id,
+            entity_store.apply_thing(conn, channel_id=spec.channel_id, thing_id=entity_id,
                           action=action, fields=spec.fields, now=now)
-        recipients = O.fan_out(conn, op_pk, spec.channel_id, now, rendered.expires_at)
+        recipients = outbox_store.fan_out(conn, op_pk, spec.channel_id, now, rendered.expires_at)
         return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id, recipients,
                         duplicate=False)
 
@@ -252,7 +252,7 @@ class _PasswordChanged(Exception):
 
 
 def _write_checked(conn: Connection, prepared: Prepared, stored: str | None) -> Accepted:
-    current = C.password_hash(conn, prepared.spec.channel_id)
+    current = channel_store.password_hash(conn, prepared.spec.channel_id)
     if current is None:
         raise channel_not_found()
     if stored is not None and not hmac.compare_digest(current, stored):
@@ -296,10 +296,10 @@ def _write_one(conn: Connection, item: Prepared) -> Accepted | GatewayError:
 def _check_lifecycle(conn: Connection, spec: OpSpec, kind: str, action: str) -> None:
     """Persisted state only moves forward: a closed event stays closed, a deleted thing gone."""
     if kind == "event" and action in ("update", "close") and spec.entity_id:
-        row: Any = E.get_event(conn, spec.channel_id, spec.entity_id)
+        row: Any = entity_store.get_event(conn, spec.channel_id, spec.entity_id)
         if row is not None and row.state == "CLOSED" and action == "update":
             raise Conflict(codes.EVENT_CLOSED, "event is closed")
     if kind == "thing" and action != "create" and spec.entity_id:
-        row = E.get_thing(conn, spec.channel_id, spec.entity_id)
+        row = entity_store.get_thing(conn, spec.channel_id, spec.entity_id)
         if row is not None and row.state == "deleted":
             raise Conflict(codes.THING_DELETED, "thing is deleted")

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from pushgo.errors import InvalidInput
-from pushgo.protocol import wire as W
+from pushgo.protocol import wire
 from pushgo.protocol.ids import encode_channel_id
-from pushgo.store import channels as C
+from pushgo.store import channels as channel_store
 from tests.helpers import PASSWORD, assert_error, call, fails, new_channel, register
 
 APNS_TOKEN = "ab" * 32
@@ -34,7 +34,7 @@ async def subscribe(client, key: str, *, expect: int = 200, **fields) -> dict[st
 
 
 async def subscribed(gateway, key: str) -> set[str]:
-    return set(await gateway.store.read(C.subscribed_channels, key))
+    return set(await gateway.store.read(channel_store.subscribed_channels, key))
 
 
 async def provider_device(client, *, with_token: bool = True) -> str:
@@ -82,7 +82,7 @@ async def test_subscribing_again_is_idempotent(client, gateway):
     cid = await new_channel(client, key)
     data = await subscribe(client, key, channel_id=cid)
     assert data["subscribed"] is True and data["created"] is False
-    assert await gateway.store.read(C.subscriber_count, cid) == 1
+    assert await gateway.store.read(channel_store.subscriber_count, cid) == 1
 
 
 async def test_a_lower_case_dashed_channel_id_is_accepted_and_echoed_canonical(client):
@@ -225,7 +225,7 @@ class TestWithASubscriberLimitOfTwo:
         await fails(client, "/channel/subscribe",
                     {"device_key": third, "channel_id": cid, "password": PASSWORD},
                     400, "channel_subscriber_limit_exceeded")
-        assert await gateway.store.read(C.subscriber_count, cid) == 2
+        assert await gateway.store.read(channel_store.subscriber_count, cid) == 2
         # Existing subscribers may subscribe again; a freed seat can be taken.
         assert (await subscribe(client, second, channel_id=cid))["subscribed"] is True
         await call(client, "/channel/unsubscribe", {"device_key": second, "channel_id": cid})
@@ -328,7 +328,7 @@ async def test_sync_removes_subscriptions_not_listed_when_every_item_succeeds(cl
                       {"device_key": key, "channels": [{"channel_id": keep, "password": PASSWORD}]})
     assert (data["success"], data["failed"]) == (1, 0)
     assert await subscribed(gateway, key) == {keep}
-    assert await gateway.store.read(C.get, drop) is not None  # the channel itself stays
+    assert await gateway.store.read(channel_store.get, drop) is not None  # the channel itself stays
 
 
 async def test_sync_with_an_empty_list_removes_every_subscription(client, gateway):
@@ -400,7 +400,7 @@ async def test_sync_never_creates_a_channel(client, gateway):
                       {"device_key": key, "channels": [{"channel_id": missing,
                                                         "password": PASSWORD}]})
     assert data["channels"][0]["error_code"] == "channel_not_found"
-    assert await gateway.store.read(C.get, missing) is None
+    assert await gateway.store.read(channel_store.get, missing) is None
 
 
 async def test_sync_for_an_unregistered_key_is_device_key_not_found(client):
@@ -423,12 +423,12 @@ async def test_a_sync_item_of_the_wrong_shape_fails_the_whole_request(client, it
 
 async def test_sync_of_more_than_2000_channels_is_channels_limit_exceeded(client, gateway):
     key = await register(client)
-    item = W.SyncItemIn(channel_id="", password=PASSWORD)
+    item = wire.SyncItemIn(channel_id="", password=PASSWORD)
     with pytest.raises(InvalidInput) as caught:
-        await gateway.services.channels.sync(W.SyncIn(device_key=key, channels=[item] * 2001))
+        await gateway.services.channels.sync(wire.SyncIn(device_key=key, channels=[item] * 2001))
     assert caught.value.code == "channels_limit_exceeded"
     # 2000 is still allowed (each of these items fails on its own, without a KDF call).
-    out = await gateway.services.channels.sync(W.SyncIn(device_key=key, channels=[item] * 2000))
+    out = await gateway.services.channels.sync(wire.SyncIn(device_key=key, channels=[item] * 2000))
     assert (out.total, out.failed) == (2000, 2000)
 
 

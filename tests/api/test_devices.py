@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pushgo import __version__
-from pushgo.store import channels as C
+from pushgo.store import channels as channel_store
 from tests.helpers import assert_error, call, fails, new_channel, register
 
 APNS_TOKEN = "0123456789abcdefABCDEF" + "ab" * 21  # 64 hex chars, mixed case
@@ -85,9 +85,9 @@ async def test_registering_a_known_key_on_another_platform_replaces_it_and_drops
     # The old identity is gone, with its subscriptions; the new one starts unsubscribed.
     await fails(client, "/channel/device", {"device_key": old, "channel_type": "private"},
                 400, "device_key_not_found")
-    assert await gateway.store.read(C.subscribed_channels, old) == []
-    assert await gateway.store.read(C.subscribed_channels, new) == []
-    assert await gateway.store.read(C.subscriber_count, cid) == 0
+    assert await gateway.store.read(channel_store.subscribed_channels, old) == []
+    assert await gateway.store.read(channel_store.subscribed_channels, new) == []
+    assert await gateway.store.read(channel_store.subscriber_count, cid) == 0
 
 
 @pytest.mark.parametrize("device_key", ["ab\x01cd", "k" * 129, "tab\tkey"])
@@ -248,8 +248,8 @@ async def test_a_token_already_held_by_another_device_merges_that_device_into_th
     # The older identity is gone; its subscription now belongs to the device holding the token.
     await fails(client, "/channel/device/delete", {"device_key": old, "channel_type": "apns"},
                 400, "device_key_not_found")
-    assert await gateway.store.read(C.subscribed_channels, new) == [cid]
-    assert await gateway.store.read(C.subscriber_count, cid) == 1
+    assert await gateway.store.read(channel_store.subscribed_channels, new) == [cid]
+    assert await gateway.store.read(channel_store.subscriber_count, cid) == 1
 
 
 async def test_the_same_token_on_another_platform_does_not_merge(client):

@@ -22,25 +22,25 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 
 from pushgo.api.envelope import MAX_BODY
-from pushgo.protocol import fields as F
+from pushgo.protocol import fields as field_rules
 from pushgo.protocol import operations as OPS
-from pushgo.protocol import wire as W
+from pushgo.protocol import wire
 from pushgo.protocol.ids import encode_channel_id
 from tests.helpers import PASSWORD, call
 
 #: The request Struct of each JSON POST route: its field names and which are required.
 ROUTE_KINDS: dict[str, type[msgspec.Struct]] = {
-    "/device/register": W.DeviceRegisterIn,
-    "/channel/device": W.DeviceRouteIn,
-    "/channel/device/delete": W.DeviceRouteDeleteIn,
-    "/channel/device/provider-token/retire": W.TokenRetireIn,
-    "/channel/subscribe": W.SubscribeIn,
-    "/channel/unsubscribe": W.UnsubscribeIn,
-    "/channel/sync": W.SyncIn,
-    "/channel/rename": W.RenameIn,
+    "/device/register": wire.DeviceRegisterIn,
+    "/channel/device": wire.DeviceRouteIn,
+    "/channel/device/delete": wire.DeviceRouteDeleteIn,
+    "/channel/device/provider-token/retire": wire.TokenRetireIn,
+    "/channel/subscribe": wire.SubscribeIn,
+    "/channel/unsubscribe": wire.UnsubscribeIn,
+    "/channel/sync": wire.SyncIn,
+    "/channel/rename": wire.RenameIn,
     "/message": OPS.MessageIn,
-    "/messages/pull": W.PullIn,
-    "/messages/ack": W.AckIn,
+    "/messages/pull": wire.PullIn,
+    "/messages/ack": wire.AckIn,
     **{f"/event/{a}": kind for a, kind in OPS.EVENT_ACTIONS.items()},
     **{f"/thing/{a}": kind for a, kind in OPS.THING_ACTIONS.items()},
 }
@@ -146,7 +146,7 @@ class World:
         if name in TIMESTAMP_FIELDS:
             return mostly(timestamps, bad_timestamps)
         if name == "severity":
-            return mostly(st.sampled_from(F.SEVERITIES), st.sampled_from(["HIGH", "urgent", ""]))
+            return mostly(st.sampled_from(field_rules.SEVERITIES), st.sampled_from(["HIGH", "urgent", ""]))
         if name in ("tags", "images"):
             return mostly(st.lists(short_text, max_size=4),
                           st.lists(st.text(max_size=70), max_size=34))
@@ -156,7 +156,7 @@ class World:
                                           max_size=4),
                           st.dictionaries(st.text(max_size=70), json_values, max_size=5))
         if name == "location_type":
-            return st.sampled_from([*F.LOCATION_TYPES, "GEO", "moon", ""])
+            return st.sampled_from([*field_rules.LOCATION_TYPES, "GEO", "moon", ""])
         if name == "location_value":
             return mostly(st.sampled_from(["1,2", "aws:us-east-1", "dc1", "a/b", "Room 1"]),
                           st.sampled_from(["91,0", "x" * 300]) | any_text)

@@ -21,8 +21,8 @@ from pushgo.errors import GatewayError, codes
 from pushgo.mcp.auth import NoBinding
 from pushgo.mcp.dispatcher import tool_error
 from pushgo.mcp.sessions import Notifier
-from pushgo.protocol import jsonrpc as J
-from pushgo.protocol import mcp as M
+from pushgo.protocol import jsonrpc
+from pushgo.protocol import mcp as mcp_wire
 from pushgo.protocol.sse import Event, SSEParser
 from pushgo.testing.mcp_fixtures import FixtureApp
 from tests.live import serve_app
@@ -191,7 +191,7 @@ async def test_a_tool_needing_an_undeclared_capability_is_32021_in_both_eras():
         resp = await c.post("/mcp", content=rpc("tools/call", params, 7), headers=modern)
         assert resp.status_code == 400
         doc = resp.json()
-        assert doc["id"] == 7 and doc["error"]["code"] == J.MISSING_REQUIRED_CLIENT_CAPABILITY
+        assert doc["id"] == 7 and doc["error"]["code"] == jsonrpc.MISSING_REQUIRED_CLIENT_CAPABILITY
         assert doc["error"]["data"] == {"requiredCapabilities": {"sampling": {}}}
         declared = {**params, "_meta": meta(**{
             "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}})}
@@ -202,7 +202,7 @@ async def test_a_tool_needing_an_undeclared_capability_is_32021_in_both_eras():
         resp = await c.post("/mcp", content=call("test_missing_capability", 9),
                             headers=headers(sid))
         assert resp.status_code == 200
-        assert resp.json()["error"]["code"] == J.MISSING_REQUIRED_CLIENT_CAPABILITY
+        assert resp.json()["error"]["code"] == jsonrpc.MISSING_REQUIRED_CLIENT_CAPABILITY
         sid = await session(c, capabilities={"sampling": {}})
         resp = await c.post("/mcp", content=call("test_missing_capability", 10),
                             headers=headers(sid))
@@ -211,11 +211,11 @@ async def test_a_tool_needing_an_undeclared_capability_is_32021_in_both_eras():
 
 def test_missing_capabilities_compares_nested_capability_objects():
     need: dict[str, Any] = {"sampling": {}, "elicitation": {"url": {}}}
-    assert M.missing_capabilities(need, {"sampling": {}, "elicitation": {"url": {}}}) == {}
-    assert M.missing_capabilities(need, {"sampling": {}, "elicitation": {"form": {}}}) == {
+    assert mcp_wire.missing_capabilities(need, {"sampling": {}, "elicitation": {"url": {}}}) == {}
+    assert mcp_wire.missing_capabilities(need, {"sampling": {}, "elicitation": {"form": {}}}) == {
         "elicitation": {"url": {}}}
-    assert M.missing_capabilities(need, {"sampling": True}) == need
-    err = M.missing_capability_error({"sampling": {}})
+    assert mcp_wire.missing_capabilities(need, {"sampling": True}) == need
+    err = mcp_wire.missing_capability_error({"sampling": {}})
     assert err.code == -32021 and err.data == {"requiredCapabilities": {"sampling": {}}}
 
 
@@ -241,7 +241,7 @@ async def test_the_fixture_tools_and_resources_answer_with_their_content_types()
         assert json.loads(templ["contents"][0]["text"])["id"] == "42"
         resp = await c.post("/mcp", content=rpc("resources/read", {"uri": "test://nope"}),
                             headers=headers(sid))
-        assert resp.json()["error"]["code"] == J.RESOURCE_NOT_FOUND_LEGACY
+        assert resp.json()["error"]["code"] == jsonrpc.RESOURCE_NOT_FOUND_LEGACY
         tools = (await result(rpc("tools/list")))["tools"]
         schema = next(t for t in tools if t["name"] == "json_schema_2020_12_tool")["inputSchema"]
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"

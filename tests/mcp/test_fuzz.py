@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from pushgo.mcp import schemas as S
+from pushgo.mcp import schemas
 from tests.api.test_fuzz import collect
 from tests.mcp_helpers import (  # noqa: F401
     AUTH,
@@ -31,9 +31,9 @@ TOOLS = ["pushgo.message.send", "pushgo.event.create", "pushgo.event.update",
          "pushgo.event.close", "pushgo.thing.create", "pushgo.thing.update",
          "pushgo.thing.archive", "pushgo.thing.delete", "pushgo.channel.bind.start",
          "pushgo.channel.bind.status", "pushgo.channel.list", "pushgo.channel.unbind"]
-FIELDS = sorted({*S.MESSAGE, *S.EVENT["close"], *S.EVENT["create"], *S.THING["delete"],
-                 *S.THING["create"], "event_id", "thing_id", "bind_session_id", "action",
-                 "requested_channel_id", "redirect_uri", "lang"})
+FIELDS = sorted({*schemas.MESSAGE, *schemas.EVENT["close"], *schemas.EVENT["create"],
+                 *schemas.THING["delete"], *schemas.THING["create"], "event_id", "thing_id",
+                 "bind_session_id", "action", "requested_channel_id", "redirect_uri", "lang"})
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                     st.text(max_size=40))

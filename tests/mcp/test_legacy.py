@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from pushgo.app import Gateway
-from pushgo.mcp import dispatcher as D
-from pushgo.protocol import jsonrpc as J
+from pushgo.mcp import dispatcher as mcp_dispatch
+from pushgo.protocol import jsonrpc
 from tests.conftest import make_settings
 from tests.mcp_helpers import (  # noqa: F401
     AUTH,
@@ -55,7 +55,7 @@ async def test_mcp_answers_404_when_disabled(tmp_path):
 async def test_a_foreign_origin_is_forbidden(http, origin):
     headers = {**legacy_headers(version=None), "origin": origin}
     resp = await http.post("/mcp", content=initialize_body(), headers=headers)
-    rpc_error(resp, 403, J.INVALID_REQUEST)
+    rpc_error(resp, 403, jsonrpc.INVALID_REQUEST)
     assert "mcp-session-id" not in resp.headers
 
 
@@ -100,14 +100,14 @@ async def test_the_gateway_token_is_required(http):
 async def test_other_http_methods_are_405_with_allow(http):
     for method in ("PUT", "PATCH", "OPTIONS"):
         resp = await http.request(method, "/mcp", headers=AUTH)
-        rpc_error(resp, 405, J.INVALID_REQUEST)
+        rpc_error(resp, 405, jsonrpc.INVALID_REQUEST)
         assert resp.headers["allow"] == "GET, POST, DELETE"
 
 
 async def test_a_body_that_is_not_json_typed_is_415(http):
     headers = {**legacy_headers(version=None), "content-type": "text/plain"}
     resp = await http.post("/mcp", content=initialize_body(), headers=headers)
-    rpc_error(resp, 415, J.INVALID_REQUEST)
+    rpc_error(resp, 415, jsonrpc.INVALID_REQUEST)
 
 
 @pytest.mark.parametrize("accept", ["text/html", "application/xml, text/plain",
@@ -115,7 +115,7 @@ async def test_a_body_that_is_not_json_typed_is_415(http):
 async def test_a_client_accepting_neither_media_type_gets_406(http, accept):
     resp = await http.post("/mcp", content=initialize_body(),
                            headers=legacy_headers(version=None, accept=accept))
-    rpc_error(resp, 406, J.INVALID_REQUEST)
+    rpc_error(resp, 406, jsonrpc.INVALID_REQUEST)
 
 
 async def test_a_body_over_32_kib_is_413(http):
@@ -123,34 +123,34 @@ async def test_a_body_over_32_kib_is_413(http):
     big = rpc("tools/call", {"name": "pushgo.message.send",
                              "arguments": {"title": "x" * (33 * 1024)}})
     resp = await http.post("/mcp", content=big, headers=legacy_headers(sid))
-    rpc_error(resp, 413, J.INVALID_REQUEST)
+    rpc_error(resp, 413, jsonrpc.INVALID_REQUEST)
 
     async def chunks() -> AsyncIterator[bytes]:  # no content-length: refused while streaming in
         for _ in range(40):
             yield b" " * 1024
 
     resp = await http.post("/mcp", content=chunks(), headers=legacy_headers(sid))
-    rpc_error(resp, 413, J.INVALID_REQUEST)
+    rpc_error(resp, 413, jsonrpc.INVALID_REQUEST)
 
 
 @pytest.mark.parametrize(("body", "code", "rid"), [
-    (b"{not json", J.PARSE_ERROR, None),
-    (b"", J.PARSE_ERROR, None),
-    (b"\xff\xfe", J.PARSE_ERROR, None),
-    (b"[" * 5000, J.PARSE_ERROR, None),
-    (b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', J.INVALID_REQUEST, None),
-    (b"42", J.INVALID_REQUEST, None),
-    (b'"ping"', J.INVALID_REQUEST, None),
-    (b'{"jsonrpc":"1.0","id":7,"method":"ping"}', J.INVALID_REQUEST, 7),
-    (b'{"id":8,"method":"ping"}', J.INVALID_REQUEST, 8),
-    (b'{"jsonrpc":"2.0","id":true,"method":"ping"}', J.INVALID_REQUEST, None),
-    (b'{"jsonrpc":"2.0","id":1.5,"method":"ping"}', J.INVALID_REQUEST, None),
-    (b'{"jsonrpc":"2.0","id":null,"method":"ping"}', J.INVALID_REQUEST, None),
-    (b'{"jsonrpc":"2.0","id":"a","method":""}', J.INVALID_REQUEST, "a"),
-    (b'{"jsonrpc":"2.0","id":2,"method":"ping","params":[1]}', J.INVALID_REQUEST, 2),
-    (b'{"jsonrpc":"2.0","id":3,"method":"ping","result":{}}', J.INVALID_REQUEST, 3),
-    (b'{"jsonrpc":"2.0","id":4}', J.INVALID_REQUEST, 4),
-    (b'{"jsonrpc":"2.0"}', J.INVALID_REQUEST, None),
+    (b"{not json", jsonrpc.PARSE_ERROR, None),
+    (b"", jsonrpc.PARSE_ERROR, None),
+    (b"\xff\xfe", jsonrpc.PARSE_ERROR, None),
+    (b"[" * 5000, jsonrpc.PARSE_ERROR, None),
+    (b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]', jsonrpc.INVALID_REQUEST, None),
+    (b"42", jsonrpc.INVALID_REQUEST, None),
+    (b'"ping"', jsonrpc.INVALID_REQUEST, None),
+    (b'{"jsonrpc":"1.0","id":7,"method":"ping"}', jsonrpc.INVALID_REQUEST, 7),
+    (b'{"id":8,"method":"ping"}', jsonrpc.INVALID_REQUEST, 8),
+    (b'{"jsonrpc":"2.0","id":true,"method":"ping"}', jsonrpc.INVALID_REQUEST, None),
+    (b'{"jsonrpc":"2.0","id":1.5,"method":"ping"}', jsonrpc.INVALID_REQUEST, None),
+    (b'{"jsonrpc":"2.0","id":null,"method":"ping"}', jsonrpc.INVALID_REQUEST, None),
+    (b'{"jsonrpc":"2.0","id":"a","method":""}', jsonrpc.INVALID_REQUEST, "a"),
+    (b'{"jsonrpc":"2.0","id":2,"method":"ping","params":[1]}', jsonrpc.INVALID_REQUEST, 2),
+    (b'{"jsonrpc":"2.0","id":3,"method":"ping","result":{}}', jsonrpc.INVALID_REQUEST, 3),
+    (b'{"jsonrpc":"2.0","id":4}', jsonrpc.INVALID_REQUEST, 4),
+    (b'{"jsonrpc":"2.0"}', jsonrpc.INVALID_REQUEST, None),
 ])
 async def test_malformed_json_rpc_is_400_with_the_error_code(http, body, code, rid):
     sid = await open_session(http)
@@ -186,19 +186,19 @@ async def test_initialize_with_bad_params_is_400_invalid_params(http, gateway):
                                                 "capabilities": []}):
         resp = await http.post("/mcp", content=rpc("initialize", params),
                                headers=legacy_headers(version=None))
-        rpc_error(resp, 400, J.INVALID_PARAMS)
+        rpc_error(resp, 400, jsonrpc.INVALID_PARAMS)
     assert len(gateway.mcp.sessions) == 0
 
 
 async def test_a_request_without_a_session_is_400(http):
     resp = await http.post("/mcp", content=rpc("tools/list"), headers=legacy_headers())
-    assert rpc_error(resp, 400, J.INVALID_REQUEST)["id"] == 1
+    assert rpc_error(resp, 400, jsonrpc.INVALID_REQUEST)["id"] == 1
 
 
 async def test_an_unknown_session_is_404(http):
     resp = await http.post("/mcp", content=rpc("tools/list"),
                            headers=legacy_headers("no-such-session"))
-    rpc_error(resp, 404, J.INVALID_REQUEST)
+    rpc_error(resp, 404, jsonrpc.INVALID_REQUEST)
 
 
 async def test_delete_ends_a_session_and_it_answers_404_after(http):
@@ -207,18 +207,18 @@ async def test_delete_ends_a_session_and_it_answers_404_after(http):
     resp = await http.delete("/mcp", headers=legacy_headers(sid))
     assert resp.status_code == 200
     resp = await http.post("/mcp", content=rpc("ping"), headers=legacy_headers(sid))
-    rpc_error(resp, 404, J.INVALID_REQUEST)
+    rpc_error(resp, 404, jsonrpc.INVALID_REQUEST)
     resp = await http.delete("/mcp", headers=legacy_headers(sid))
-    rpc_error(resp, 404, J.INVALID_REQUEST)
+    rpc_error(resp, 404, jsonrpc.INVALID_REQUEST)
     resp = await http.delete("/mcp", headers=legacy_headers())
-    rpc_error(resp, 400, J.INVALID_REQUEST)
+    rpc_error(resp, 400, jsonrpc.INVALID_REQUEST)
 
 
 async def test_the_protocol_version_header_must_name_an_initialize_era_revision(http):
     sid = await open_session(http, "2025-11-25")
     for bad in ("garbage", "2099-01-01", ""):
         resp = await http.post("/mcp", content=rpc("ping"), headers=legacy_headers(sid, bad))
-        rpc_error(resp, 400, J.INVALID_REQUEST)
+        rpc_error(resp, 400, jsonrpc.INVALID_REQUEST)
     # Another initialize-era revision is served as the session's (the header SHOULD repeat
     # the negotiated one; clients of the 2025-03-26 wire send theirs); none at all too.
     for ok in ("2025-06-18", "2025-03-26", None):
@@ -246,7 +246,7 @@ async def test_unknown_and_modern_only_methods_are_method_not_found(http):
     for method in ("nope", "server/discover", "prompts/list", "logging/setLevel",
                    "resources/subscribe", "subscriptions/listen", "completion/complete"):
         doc = await legacy_call(http, sid, method, rid=method)
-        assert doc["error"]["code"] == J.METHOD_NOT_FOUND, method
+        assert doc["error"]["code"] == jsonrpc.METHOD_NOT_FOUND, method
 
 
 async def test_tools_list_pages_with_an_opaque_cursor(http, monkeypatch):
@@ -254,7 +254,7 @@ async def test_tools_list_pages_with_an_opaque_cursor(http, monkeypatch):
     doc = await legacy_call(http, sid, "tools/list")
     assert len(doc["result"]["tools"]) == 12 and "nextCursor" not in doc["result"]
     assert "ttlMs" not in doc["result"] and "resultType" not in doc["result"]
-    monkeypatch.setattr(D, "PAGE_SIZE", 5)
+    monkeypatch.setattr(mcp_dispatch, "PAGE_SIZE", 5)
     names: list[str] = []
     cursor = None
     while True:
@@ -265,17 +265,17 @@ async def test_tools_list_pages_with_an_opaque_cursor(http, monkeypatch):
         if cursor is None:
             break
     assert len(names) == 12 == len(set(names))
-    for bad in ("!!", "bm9wZQ", D.encode_cursor(99)):
+    for bad in ("!!", "bm9wZQ", mcp_dispatch.encode_cursor(99)):
         doc = await legacy_call(http, sid, "tools/list", {"cursor": bad})
-        assert doc["error"]["code"] == J.INVALID_PARAMS
+        assert doc["error"]["code"] == jsonrpc.INVALID_PARAMS
 
 
 async def test_tool_call_protocol_errors_and_business_errors(http):
     sid = await open_session(http)
     doc = await legacy_call(http, sid, "tools/call", {"name": "pushgo.nope"})
-    assert doc["error"]["code"] == J.INVALID_PARAMS
+    assert doc["error"]["code"] == jsonrpc.INVALID_PARAMS
     doc = await legacy_call(http, sid, "tools/call", {"arguments": {}})
-    assert doc["error"]["code"] == J.INVALID_PARAMS
+    assert doc["error"]["code"] == jsonrpc.INVALID_PARAMS
     cases = [({"title": "x", "channel_id": "0" * 26, "bogus": 1}, "invalid_arguments"),
              ({"title": "x", "channel_id": "0" * 26}, "password_required"),
              ({"title": "x", "channel_id": "bad id", "password": "p" * 8}, "invalid_channel_id"),
@@ -364,7 +364,7 @@ async def test_notifications_cancelled_cancels_the_running_request(http, gateway
             await started.wait()
             dup = await http.post("/mcp", content=rpc("ping", rid="slow"),
                                   headers=legacy_headers(sid))
-            rpc_error(dup, 400, J.INVALID_REQUEST)
+            rpc_error(dup, 400, jsonrpc.INVALID_REQUEST)
             resp = await http.post("/mcp", content=rpc("notifications/cancelled",
                                                        {"requestId": "slow"}, rid=None),
                                    headers=legacy_headers(sid))

@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from pushgo.protocol import jsonrpc as J
+from pushgo.protocol import jsonrpc
 from tests.mcp_helpers import (  # noqa: F401
     ACCEPT_BOTH,
     AUTH,
@@ -73,19 +73,19 @@ async def test_a_request_without_the_required_meta_is_400_invalid_params(http, p
     doc = json.loads(body)
     doc["params"] = params
     resp = await post(http, json.dumps(doc).encode(), headers)
-    assert rpc_error(resp, 400, J.INVALID_PARAMS)["id"] == 101
+    assert rpc_error(resp, 400, jsonrpc.INVALID_PARAMS)["id"] == 101
 
 
 async def test_no_params_at_all_is_400_invalid_params(http):
     _, headers = modern_request("server/discover")
     resp = await post(http, rpc("server/discover", rid=3), headers)
-    rpc_error(resp, 400, J.INVALID_PARAMS)
+    rpc_error(resp, 400, jsonrpc.INVALID_PARAMS)
 
 
 async def test_an_unsupported_version_is_400_with_the_supported_list(http):
     body, headers = modern_request("server/discover", rid=301, version="v999.0.0")
     resp = await post(http, body, headers)
-    doc = rpc_error(resp, 400, J.UNSUPPORTED_PROTOCOL_VERSION)
+    doc = rpc_error(resp, 400, jsonrpc.UNSUPPORTED_PROTOCOL_VERSION)
     assert doc["id"] == 301
     assert doc["error"]["data"] == {"supported": ["2026-07-28", "2025-11-25", "2025-06-18"],
                                     "requested": "v999.0.0"}
@@ -96,7 +96,7 @@ async def test_a_non_string_version_never_matches_its_header(http):
     doc = json.loads(body)
     doc["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = 7
     resp = await post(http, json.dumps(doc).encode(), {**headers, "mcp-protocol-version": "7"})
-    rpc_error(resp, 400, J.HEADER_MISMATCH)
+    rpc_error(resp, 400, jsonrpc.HEADER_MISMATCH)
 
 
 def _tool_call() -> tuple[bytes, dict[str, str]]:
@@ -120,20 +120,20 @@ async def test_headers_that_disagree_with_the_body_are_400_header_mismatch(http,
     if drop:
         del headers[drop]
     resp = await post(http, body, headers)
-    assert rpc_error(resp, 400, J.HEADER_MISMATCH)["id"] == 7
+    assert rpc_error(resp, 400, jsonrpc.HEADER_MISMATCH)["id"] == 7
 
 
 async def test_the_body_version_must_match_the_header(http):
     body, headers = modern_request("server/discover", rid=302, version="v999.0.0")
     headers["mcp-protocol-version"] = MODERN
-    rpc_error(await post(http, body, headers), 400, J.HEADER_MISMATCH)
+    rpc_error(await post(http, body, headers), 400, jsonrpc.HEADER_MISMATCH)
 
 
 async def test_a_routing_header_sent_twice_is_a_mismatch(http):
     body, headers = _tool_call()
     raw = [(k, v) for k, v in headers.items()] + [("mcp-method", "tools/call")]
     resp = await http.post("/mcp", content=body, headers=raw)
-    rpc_error(resp, 400, J.HEADER_MISMATCH)
+    rpc_error(resp, 400, jsonrpc.HEADER_MISMATCH)
 
 
 async def test_header_names_are_case_insensitive_and_values_are_decoded(http):
@@ -150,7 +150,7 @@ async def test_header_names_are_case_insensitive_and_values_are_decoded(http):
 async def test_a_missing_header_with_a_modern_body_is_a_mismatch_not_a_session_error(http):
     body, headers = modern_request("tools/list")
     del headers["mcp-protocol-version"]
-    rpc_error(await post(http, body, headers), 400, J.HEADER_MISMATCH)
+    rpc_error(await post(http, body, headers), 400, jsonrpc.HEADER_MISMATCH)
 
 
 @pytest.mark.parametrize("method", ["initialize", "ping", "logging/setLevel",
@@ -158,7 +158,7 @@ async def test_a_missing_header_with_a_modern_body_is_a_mismatch_not_a_session_e
                                     "prompts/list", "unknown/method"])
 async def test_methods_not_served_are_404_method_not_found(http, method):
     resp = await post(http, *modern_request(method, rid=500))
-    doc = rpc_error(resp, 404, J.METHOD_NOT_FOUND)
+    doc = rpc_error(resp, 404, jsonrpc.METHOD_NOT_FOUND)
     assert doc["id"] == 500
 
 
@@ -201,7 +201,7 @@ async def test_reading_resources(http, gateway, api):
                                  "pushgo://channels/", "pushgo://other"])
 async def test_an_unknown_resource_is_invalid_params_with_its_uri(http, uri):
     resp = await post(http, *modern_request("resources/read", {"uri": uri}, rid=2))
-    doc = rpc_error(resp, 400, J.INVALID_PARAMS)
+    doc = rpc_error(resp, 400, jsonrpc.INVALID_PARAMS)
     assert doc["error"]["data"] == {"uri": uri}
 
 
@@ -209,13 +209,13 @@ async def test_an_unknown_resource_in_the_legacy_era_is_32002(http):
     sid = await open_session(http)
     resp = await http.post("/mcp", content=rpc("resources/read", {"uri": "pushgo://x"}),
                            headers=legacy_headers(sid))
-    doc = rpc_error(resp, 200, J.RESOURCE_NOT_FOUND_LEGACY)
+    doc = rpc_error(resp, 200, jsonrpc.RESOURCE_NOT_FOUND_LEGACY)
     assert doc["error"]["data"] == {"uri": "pushgo://x"}
 
 
 async def test_an_unknown_tool_is_400_invalid_params(http):
     resp = await post(http, *modern_request("tools/call", {"name": "nope", "arguments": {}}))
-    rpc_error(resp, 400, J.INVALID_PARAMS)
+    rpc_error(resp, 400, jsonrpc.INVALID_PARAMS)
 
 
 async def test_notifications_are_202_and_responses_are_refused(http):
@@ -224,16 +224,16 @@ async def test_notifications_are_202_and_responses_are_refused(http):
     assert (resp.status_code, resp.content) == (202, b"")
     bad = {**headers, "mcp-protocol-version": "v999"}
     resp = await post(http, rpc("notifications/x", rid=None), bad)
-    rpc_error(resp, 400, J.UNSUPPORTED_PROTOCOL_VERSION)
+    rpc_error(resp, 400, jsonrpc.UNSUPPORTED_PROTOCOL_VERSION)
     resp = await post(http, b'{"jsonrpc":"2.0","id":1,"result":{}}', headers)
-    rpc_error(resp, 400, J.INVALID_REQUEST)
+    rpc_error(resp, 400, jsonrpc.INVALID_REQUEST)
 
 
 async def test_get_and_delete_are_405_in_the_modern_era(http):
     headers = {**AUTH, "accept": "text/event-stream", "mcp-protocol-version": MODERN}
     for method in ("GET", "DELETE"):
         resp = await http.request(method, "/mcp", headers=headers)
-        rpc_error(resp, 405, J.INVALID_REQUEST)
+        rpc_error(resp, 405, jsonrpc.INVALID_REQUEST)
         assert resp.headers["allow"] == "POST"
 
 
@@ -261,7 +261,7 @@ async def test_progress_streams_over_sse_without_priming(http, gateway, api):
 async def test_errors_keep_their_status_even_for_sse_only_clients(http):
     body, headers = modern_request("nope/nope")
     resp = await post(http, body, {**headers, "accept": "text/event-stream"})
-    rpc_error(resp, 404, J.METHOD_NOT_FOUND)
+    rpc_error(resp, 404, jsonrpc.METHOD_NOT_FOUND)
     body, headers = modern_request("tools/list")
     resp = await post(http, body, {**headers, "accept": "text/event-stream"})
     assert resp.headers["content-type"] == "text/event-stream"
@@ -272,5 +272,5 @@ async def test_errors_keep_their_status_even_for_sse_only_clients(http):
 async def test_listen_needs_an_sse_accepting_client(http):
     body, headers = modern_request("subscriptions/listen", {"notifications": {}})
     resp = await post(http, body, {**headers, "accept": "application/json"})
-    rpc_error(resp, 406, J.INVALID_REQUEST)
+    rpc_error(resp, 406, jsonrpc.INVALID_REQUEST)
     assert ACCEPT_BOTH

@@ -12,20 +12,20 @@ import pytest
 
 from pushgo.app import Gateway
 from pushgo.errors import StoreUnavailable
-from pushgo.mcp import dispatcher as D
+from pushgo.mcp import dispatcher as mcp_dispatch
 from pushgo.mcp.auth import Principal
-from pushgo.protocol import jsonrpc as J
-from pushgo.protocol import oauth as P
+from pushgo.protocol import jsonrpc
+from pushgo.protocol import oauth as oauth_wire
 from tests.mcp_helpers import sqlite_db_url  # noqa: F401
 from tests.oauth_helpers import clock_fixture, oauth_gateway, oauth_settings  # noqa: F401
 
 CALLER = Principal("oauth:pgg-test", oauth=True, subject="pgg-test",
-                   scopes=frozenset(P.SCOPES))
+                   scopes=frozenset(oauth_wire.SCOPES))
 
 
-async def _dispatch(gateway: Gateway, method: str, params: dict[str, Any]) -> D.Outcome:
+async def _dispatch(gateway: Gateway, method: str, params: dict[str, Any]) -> mcp_dispatch.Outcome:
     assert gateway.mcp is not None
-    call = D.Call(J.Request(1, method, msgspec.Raw(json.dumps(params).encode())), CALLER,
+    call = mcp_dispatch.Call(jsonrpc.Request(1, method, msgspec.Raw(json.dumps(params).encode())), CALLER,
                   modern=False, protocol_version="2025-11-25")
     return await gateway.mcp.dispatcher.dispatch(call)
 
@@ -55,7 +55,7 @@ async def test_a_store_outage_is_a_json_rpc_error_not_an_empty_list(gateway, sto
     out = await _dispatch(gateway, method, params)
     doc = json.loads(out.body)
     assert "result" not in doc
-    assert out.error_code == J.INTERNAL_ERROR
+    assert out.error_code == jsonrpc.INTERNAL_ERROR
     assert doc["error"]["data"] == {"error_code": "store_unavailable"}
 
 

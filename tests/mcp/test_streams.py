@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pushgo.app import Gateway
-from pushgo.protocol import jsonrpc as J
+from pushgo.protocol import jsonrpc
 from pushgo.protocol.sse import Event, SSEParser
 from tests.live import hypercorn_server
 from tests.mcp_helpers import (  # noqa: F401
@@ -118,11 +118,11 @@ async def test_get_stream_refusals(gateway):
     async with served(gateway) as c:
         sid = await open_session(c)
         base = {**AUTH, "accept": "text/event-stream"}
-        rpc_error(await c.get("/mcp", headers=base), 400, J.INVALID_REQUEST)
+        rpc_error(await c.get("/mcp", headers=base), 400, jsonrpc.INVALID_REQUEST)
         rpc_error(await c.get("/mcp", headers={**base, "mcp-session-id": "x"}), 404,
-                  J.INVALID_REQUEST)
+                  jsonrpc.INVALID_REQUEST)
         rpc_error(await c.get("/mcp", headers={**AUTH, "accept": "application/json",
-                                               "mcp-session-id": sid}), 406, J.INVALID_REQUEST)
+                                               "mcp-session-id": sid}), 406, jsonrpc.INVALID_REQUEST)
 
 
 async def test_listen_acknowledges_then_forwards_what_was_asked_for(gateway):

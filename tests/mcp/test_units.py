@@ -15,12 +15,12 @@ import pytest
 
 from pushgo.errors import StoreUnavailable, codes
 from pushgo.mcp import build_mcp
-from pushgo.mcp import dispatcher as D
+from pushgo.mcp import dispatcher as mcp_dispatch
 from pushgo.mcp.auth import Principal, Unauthorized
 from pushgo.mcp.http import Accept, origin_allowed
 from pushgo.mcp.sessions import Notifier, SessionStore
-from pushgo.protocol import jsonrpc as J
-from pushgo.protocol import mcp as M
+from pushgo.protocol import jsonrpc
+from pushgo.protocol import mcp as mcp_wire
 from pushgo.protocol import operations as OPS
 from tests.helpers import PASSWORD, pull
 from tests.mcp_helpers import (  # noqa: F401
@@ -36,26 +36,26 @@ from tests.mcp_helpers import (  # noqa: F401
 
 
 def test_messages_are_told_apart_by_their_members():
-    assert J.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"m"}') == J.Request(1, "m", None)
-    note = J.parse_message(b'{"jsonrpc":"2.0","method":"n","params":{"a":1}}')
-    assert isinstance(note, J.Notification) and note.params is not None
+    assert jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"m"}') == jsonrpc.Request(1, "m", None)
+    note = jsonrpc.parse_message(b'{"jsonrpc":"2.0","method":"n","params":{"a":1}}')
+    assert isinstance(note, jsonrpc.Notification) and note.params is not None
     assert bytes(note.params) == b'{"a":1}'
-    assert J.parse_message(b'{"jsonrpc":"2.0","id":"x","result":{}}') == J.ClientReply("x")
-    assert J.parse_message(b'{"jsonrpc":"2.0","id":null,"error":{}}') == J.ClientReply(None)
-    null_params = J.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"m","params":null}')
-    assert isinstance(null_params, J.Request) and null_params.params is None
+    assert jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":"x","result":{}}') == jsonrpc.ClientReply("x")
+    assert jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":null,"error":{}}') == jsonrpc.ClientReply(None)
+    null_params = jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"m","params":null}')
+    assert isinstance(null_params, jsonrpc.Request) and null_params.params is None
 
 
 def test_error_responses_always_carry_an_id_member():
-    assert json.loads(J.encode_error(None, -1, "m")) == {"jsonrpc": "2.0", "id": None,
+    assert json.loads(jsonrpc.encode_error(None, -1, "m")) == {"jsonrpc": "2.0", "id": None,
                                                          "error": {"code": -1, "message": "m"}}
-    assert json.loads(J.encode_error(3, -1, "m", {"k": 1}))["error"]["data"] == {"k": 1}
+    assert json.loads(jsonrpc.encode_error(3, -1, "m", {"k": 1}))["error"]["data"] == {"k": 1}
 
 
 def test_salvage_id_only_returns_usable_ids():
-    assert J.salvage_id(b'{"id":5}') == 5
-    assert J.salvage_id(b'{"id":true}') is None
-    assert J.salvage_id(b"nope") is None
+    assert jsonrpc.salvage_id(b'{"id":5}') == 5
+    assert jsonrpc.salvage_id(b'{"id":true}') is None
+    assert jsonrpc.salvage_id(b"nope") is None
 
 
 # --- 2026-07-28 ladder ------------------------------------------------------------------------
@@ -68,29 +68,29 @@ def _params(**over: Any) -> msgspec.Raw:
 def test_the_ladder_accepts_a_conforming_request():
     headers = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call",
                "mcp-name": "t"}
-    env = M.check_modern_request("tools/call", _params(name="t"), headers)
+    env = mcp_wire.check_modern_request("tools/call", _params(name="t"), headers)
     assert env.protocol_version == "2026-07-28" and env.client_capabilities == {}
 
 
 def test_the_ladder_checks_meta_before_headers_and_headers_before_the_version():
-    with pytest.raises(J.RpcError) as e:
-        M.check_modern_request("x", None, {})
-    assert e.value.code == J.INVALID_PARAMS
+    with pytest.raises(jsonrpc.RpcError) as e:
+        mcp_wire.check_modern_request("x", None, {})
+    assert e.value.code == jsonrpc.INVALID_PARAMS
     bad_version = msgspec.Raw(json.dumps({"_meta": meta("v9")}).encode())
-    with pytest.raises(J.RpcError) as e:
-        M.check_modern_request("x", bad_version, {"mcp-protocol-version": "2026-07-28",
+    with pytest.raises(jsonrpc.RpcError) as e:
+        mcp_wire.check_modern_request("x", bad_version, {"mcp-protocol-version": "2026-07-28",
                                                   "mcp-method": "x"})
-    assert e.value.code == J.HEADER_MISMATCH
-    with pytest.raises(J.RpcError) as e:
-        M.check_modern_request("x", bad_version, {"mcp-protocol-version": "v9",
+    assert e.value.code == jsonrpc.HEADER_MISMATCH
+    with pytest.raises(jsonrpc.RpcError) as e:
+        mcp_wire.check_modern_request("x", bad_version, {"mcp-protocol-version": "v9",
                                                   "mcp-method": "x"})
-    assert e.value.code == J.UNSUPPORTED_PROTOCOL_VERSION
-    assert e.value.data == {"supported": list(M.SUPPORTED_VERSIONS), "requested": "v9"}
+    assert e.value.code == jsonrpc.UNSUPPORTED_PROTOCOL_VERSION
+    assert e.value.data == {"supported": list(mcp_wire.SUPPORTED_VERSIONS), "requested": "v9"}
 
 
 def test_a_null_name_needs_no_name_header():
     headers = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call"}
-    M.check_modern_request("tools/call", _params(), headers)
+    mcp_wire.check_modern_request("tools/call", _params(), headers)
 
 
 @pytest.mark.parametrize(("raw", "value"), [
@@ -104,20 +104,20 @@ def test_a_null_name_needs_no_name_header():
     ("=?BASE64?SGk=?=", "=?BASE64?SGk=?="),  # markers are case-sensitive
 ])
 def test_header_values_decode_the_base64_sentinel(raw, value):
-    assert M.decode_header_value(raw) == value
+    assert mcp_wire.decode_header_value(raw) == value
 
 
 def test_declares_version_reads_only_the_meta_key():
-    assert M.declares_version(_params())
-    assert not M.declares_version(msgspec.Raw(b'{"_meta":{}}'))
-    assert not M.declares_version(msgspec.Raw(b'{"_meta":[1]}'))
-    assert not M.declares_version(None)
+    assert mcp_wire.declares_version(_params())
+    assert not mcp_wire.declares_version(msgspec.Raw(b'{"_meta":{}}'))
+    assert not mcp_wire.declares_version(msgspec.Raw(b'{"_meta":[1]}'))
+    assert not mcp_wire.declares_version(None)
 
 
 def test_negotiation_answers_a_supported_legacy_revision():
-    assert M.negotiate("2025-06-18") == "2025-06-18"
-    assert M.negotiate("2026-07-28") == "2025-11-25"
-    assert M.negotiate("") == "2025-11-25"
+    assert mcp_wire.negotiate("2025-06-18") == "2025-06-18"
+    assert mcp_wire.negotiate("2026-07-28") == "2025-11-25"
+    assert mcp_wire.negotiate("") == "2025-11-25"
 
 
 # --- HTTP rules -------------------------------------------------------------------------------
@@ -183,10 +183,10 @@ async def test_annotations_are_honest(gateway):
 
 
 def test_cursors_round_trip():
-    assert D.decode_cursor(D.encode_cursor(150)) == 150
-    assert D.decode_cursor(None) == 0
-    with pytest.raises(J.RpcError):
-        D.decode_cursor("o:1")
+    assert mcp_dispatch.decode_cursor(mcp_dispatch.encode_cursor(150)) == 150
+    assert mcp_dispatch.decode_cursor(None) == 0
+    with pytest.raises(jsonrpc.RpcError):
+        mcp_dispatch.decode_cursor("o:1")
 
 
 async def test_a_store_failure_outside_a_tool_is_an_internal_error_with_the_code(gateway,
@@ -195,11 +195,11 @@ async def test_a_store_failure_outside_a_tool_is_an_internal_error_with_the_code
         raise StoreUnavailable(message="store down")
 
     monkeypatch.setattr(gateway.mcp.dispatcher.resources, "read", broken)
-    call = D.Call(J.Request(1, "resources/read", msgspec.Raw(b'{"uri":"pushgo://x"}')),
+    call = mcp_dispatch.Call(jsonrpc.Request(1, "resources/read", msgspec.Raw(b'{"uri":"pushgo://x"}')),
                   Principal("legacy"), modern=False, protocol_version="2025-11-25")
     out = await gateway.mcp.dispatcher.dispatch(call)
     doc = json.loads(out.body)
-    assert out.error_code == J.INTERNAL_ERROR
+    assert out.error_code == jsonrpc.INTERNAL_ERROR
     assert doc["error"]["data"] == {"error_code": "store_unavailable"}
 
 
@@ -312,7 +312,7 @@ async def test_oauth_mode_plugs_in_through_the_interfaces(gateway, api):
         listed = await call("tools/call", {"name": "pushgo.channel.list", "arguments": {}})
         assert listed.json()["result"]["structuredContent"] == {"channels": []}
         read = await call("resources/read", {"uri": f"pushgo://channels/{cid}"})
-        assert read.json()["error"]["code"] == J.INVALID_PARAMS  # ungranted reads as unknown
+        assert read.json()["error"]["code"] == jsonrpc.INVALID_PARAMS  # ungranted reads as unknown
     assert [i["payload"]["title"] for i in await pull(api, key)] == ["granted"]
 
     scoped = build_mcp(gateway.services, auth=FakeAuth({"mcp:tools"}), binding=binding)

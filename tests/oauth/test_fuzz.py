@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pushgo.oauth.config import pkce_matches, s256
-from pushgo.protocol import oauth as P
+from pushgo.protocol import oauth as oauth_wire
 from tests.api.test_fuzz import collect
 from tests.helpers import PASSWORD
 from tests.oauth_helpers import (  # noqa: F401
@@ -114,13 +114,13 @@ async def test_garbage_at_the_oauth_endpoints_never_gets_a_500(gateway, http):
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80))
 def test_redirect_rules_never_raise_and_only_admit_safe_schemes(uri):
-    problem = P.redirect_uri_problem(uri)
+    problem = oauth_wire.redirect_uri_problem(uri)
     if problem is None:
         scheme = urlsplit(uri).scheme.lower()
-        assert scheme == "https" or P.is_loopback(uri) or "." in scheme
+        assert scheme == "https" or oauth_wire.is_loopback(uri) or "." in scheme
         assert "#" not in uri
-    assert P.redirect_matches([REDIRECT], uri) == (uri == REDIRECT or (
-        problem is None and P.is_loopback(uri) and urlsplit(uri).path == "/callback"
+    assert oauth_wire.redirect_matches([REDIRECT], uri) == (uri == REDIRECT or (
+        problem is None and oauth_wire.is_loopback(uri) and urlsplit(uri).path == "/callback"
         and urlsplit(uri).hostname == "127.0.0.1" and not urlsplit(uri).query))
 
 
@@ -129,7 +129,7 @@ def test_redirect_rules_never_raise_and_only_admit_safe_schemes(uri):
        st.sampled_from(["https://a.example/cb", "https://a.example/cb?x=1",
                         "com.example.app:/cb", "http://127.0.0.1:5/cb?a=b&c="]))
 def test_with_query_keeps_the_uri_and_adds_exactly_the_params(params, uri):
-    out = P.with_query(uri, params)
+    out = oauth_wire.with_query(uri, params)
     parts, before = urlsplit(out), urlsplit(uri)
     assert (parts.scheme, parts.netloc, parts.path) == (before.scheme, before.netloc, before.path)
     got = parse_qsl(parts.query, keep_blank_values=True)
@@ -140,14 +140,14 @@ def test_with_query_keeps_the_uri_and_adds_exactly_the_params(params, uri):
 @given(st.one_of(st.none(), st.text(max_size=12)), st.one_of(st.none(), st.text(max_size=20)),
        st.one_of(st.none(), st.text(max_size=30)))
 def test_the_locale_is_always_one_of_the_two(lang, ui_locales, accept):
-    assert P.pick_locale(lang, ui_locales, accept) in P.LOCALES
+    assert oauth_wire.pick_locale(lang, ui_locales, accept) in oauth_wire.LOCALES
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=100))
 def test_form_and_basic_decoding_fail_only_with_value_errors(raw):
-    for fn in (lambda: P.parse_form(raw),
-               lambda: P.basic_credentials("Basic " + raw.decode("latin-1"))):
+    for fn in (lambda: oauth_wire.parse_form(raw),
+               lambda: oauth_wire.basic_credentials("Basic " + raw.decode("latin-1"))):
         try:
             fn()
         except ValueError:
@@ -156,8 +156,8 @@ def test_form_and_basic_decoding_fail_only_with_value_errors(raw):
 
 def test_basic_credentials_are_form_decoded_per_rfc_6749():
     raw = base64.b64encode(b"my%20client:p%3Ass+word").decode()
-    assert P.basic_credentials(f"Basic {raw}") == ("my client", "p:ss word")
-    assert P.basic_credentials("Bearer x") is None
+    assert oauth_wire.basic_credentials(f"Basic {raw}") == ("my client", "p:ss word")
+    assert oauth_wire.basic_credentials("Bearer x") is None
 
 
 def test_pkce_s256_matches_the_rfc_7636_example():
@@ -165,5 +165,5 @@ def test_pkce_s256_matches_the_rfc_7636_example():
     assert s256(verifier) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     assert pkce_matches("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", verifier)
     assert not pkce_matches("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", verifier[:-1])
-    assert not P.valid_challenge("too-short") and P.valid_challenge(s256(verifier))
+    assert not oauth_wire.valid_challenge("too-short") and oauth_wire.valid_challenge(s256(verifier))
 

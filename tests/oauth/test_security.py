@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from pushgo.app import Gateway
-from pushgo.store import schema as S
+from pushgo.store import schema
 from tests.conftest import make_settings
 from tests.helpers import PASSWORD
 from tests.oauth_helpers import (  # noqa: F401
@@ -375,13 +375,14 @@ async def test_maintenance_rotates_an_old_key_and_purges_what_expired(gateway: G
         return await gateway.store.read(
             lambda c: c.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
-    assert await count(S.oauth_grants) == 1 and await count(S.oauth_bind_sessions) == 1
+    assert await count(schema.oauth_grants) == 1 and await count(schema.oauth_bind_sessions) == 1
     clock.advance(31 * 86400)
     purged = await gateway.oauth.maintain()
     assert purged["grants"] == 1 and purged["bind_sessions"] == 1 and purged["clients"] == 2
     assert purged["requests"] >= 1
-    for table in (S.oauth_grants, S.oauth_channel_grants, S.oauth_refresh_tokens,
-                  S.oauth_codes, S.oauth_bind_sessions, S.oauth_requests, S.oauth_clients):
+    for table in (schema.oauth_grants, schema.oauth_channel_grants, schema.oauth_refresh_tokens,
+                  schema.oauth_codes, schema.oauth_bind_sessions, schema.oauth_requests,
+                  schema.oauth_clients):
         assert await count(table) == 0, table.name
     clock.advance(60 * 86400)  # 91 days after the key was made
     await gateway.oauth.maintain()

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pushgo.protocol import bulk as B
+from pushgo.protocol import bulk as bulk_wire
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6)
@@ -22,8 +22,8 @@ json_values = st.recursive(
 objects = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
 
 
-def split_all(splitter: Any, data: bytes, cuts: list[int]) -> list[B.Frame]:
-    frames: list[B.Frame] = []
+def split_all(splitter: Any, data: bytes, cuts: list[int]) -> list[bulk_wire.Frame]:
+    frames: list[bulk_wire.Frame] = []
     start = 0
     for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
         frames += splitter.feed(data[start:cut])
@@ -31,7 +31,7 @@ def split_all(splitter: Any, data: bytes, cuts: list[int]) -> list[B.Frame]:
     return frames + list(splitter.end())
 
 
-def whole(frames: list[B.Frame]) -> list[bytes]:
+def whole(frames: list[bulk_wire.Frame]) -> list[bytes]:
     """Frames that are all complete items."""
     assert all(isinstance(f, bytes) for f in frames), frames
     return [f for f in frames if isinstance(f, bytes)]
@@ -42,7 +42,7 @@ def whole(frames: list[B.Frame]) -> list[bytes]:
        indent=st.sampled_from([None, 1, "\t"]))
 def test_array_elements_come_out_whole_at_any_chunking(items, cuts, indent):
     data = json.dumps(items, indent=indent, ensure_ascii=False).encode()
-    frames = split_all(B.ArraySplitter(), data, cuts)
+    frames = split_all(bulk_wire.ArraySplitter(), data, cuts)
     assert [json.loads(f) for f in whole(frames)] == items
 
 
@@ -53,7 +53,7 @@ def test_ndjson_lines_come_out_whole_at_any_chunking(items, cuts, crlf, blank):
     end = b"\r\n" if crlf else b"\n"
     data = b"".join(json.dumps(i).encode() + end + (b"  " + end if blank else b"")
                     for i in items)
-    frames = split_all(B.LineSplitter(), data, cuts)
+    frames = split_all(bulk_wire.LineSplitter(), data, cuts)
     assert [json.loads(f) for f in whole(frames)] == items
 
 
@@ -64,14 +64,14 @@ def test_over_long_items_are_reported_in_place_and_not_kept(sizes, cuts):
     limit = 100
     items = [{"p": "x" * n} for n in sizes]
     for splitter, data in (
-            (B.ArraySplitter(limit), json.dumps(items).encode()),
-            (B.LineSplitter(limit), b"".join(json.dumps(i).encode() + b"\n" for i in items))):
+            (bulk_wire.ArraySplitter(limit), json.dumps(items).encode()),
+            (bulk_wire.LineSplitter(limit), b"".join(json.dumps(i).encode() + b"\n" for i in items))):
         frames = split_all(splitter, data, cuts)
         assert len(frames) == len(items)
         for item, frame in zip(items, frames, strict=True):
             size = len(json.dumps(item))
             if size > limit:
-                assert frame == B.TooLong(size)
+                assert frame == bulk_wire.TooLong(size)
             else:
                 assert isinstance(frame, bytes)
                 assert json.loads(frame) == item
@@ -89,28 +89,28 @@ def test_over_long_items_are_reported_in_place_and_not_kept(sizes, cuts):
     (b'[}]', 0, "unbalanced"),
 ])
 def test_a_broken_array_ends_the_split_once(body, items, message):
-    frames = split_all(B.ArraySplitter(), body, [])
+    frames = split_all(bulk_wire.ArraySplitter(), body, [])
     assert all(isinstance(f, bytes) for f in frames[:items])
     assert len(frames) == items + 1
     broken = frames[-1]
-    assert isinstance(broken, B.Broken) and message in broken.message
-    assert list(B.ArraySplitter().end()) == []  # an empty body is no items, not broken
+    assert isinstance(broken, bulk_wire.Broken) and message in broken.message
+    assert list(bulk_wire.ArraySplitter().end()) == []  # an empty body is no items, not broken
 
 
 def test_items_decode_to_operations_and_direct_sends():
-    msg = B.decode_item(b'{"channel_id":"' + b"0" * 26 + b'","title":"t","op_id":"a-1"}')
+    msg = bulk_wire.decode_item(b'{"channel_id":"' + b"0" * 26 + b'","title":"t","op_id":"a-1"}')
     assert msg.type == "message" and msg.spec.op_id == "a-1" and msg.password is None
-    event = B.decode_item(json.dumps({
+    event = bulk_wire.decode_item(json.dumps({
         "type": "event.close", "channel_id": "0" * 26, "password": "pw-12345678",
         "event_id": "e1", "status": "done", "message": "ok", "severity": "normal",
         "event_time": 1}).encode())
     assert event.spec.route == "event.close" and event.password == "pw-12345678"
     tok = "ab" * 32
-    direct = B.decode_item(json.dumps({"route": "APNS", "tokens": [tok, tok.upper()],
+    direct = bulk_wire.decode_item(json.dumps({"route": "APNS", "tokens": [tok, tok.upper()],
                                        "title": "t"}).encode())
     assert direct.route == "apns" and direct.tokens == (tok,)
-    assert B.is_direct_key(direct.spec.channel_id)
-    assert direct.spec.channel_id == B.direct_key("apns", (tok,))
+    assert bulk_wire.is_direct_key(direct.spec.channel_id)
+    assert direct.spec.channel_id == bulk_wire.direct_key("apns", (tok,))
     assert len(direct.spec.channel_id) == 26
 
 
@@ -124,6 +124,6 @@ def test_items_decode_to_operations_and_direct_sends():
     (b"[" * 10_000, "json_too_deep", None),
 ])
 def test_bad_items_fail_with_a_code_and_their_op_id(raw, code, op_id):
-    with pytest.raises(B.ItemError) as info:
-        B.decode_item(raw)
+    with pytest.raises(bulk_wire.ItemError) as info:
+        bulk_wire.decode_item(raw)
     assert info.value.code == code and info.value.op_id == op_id

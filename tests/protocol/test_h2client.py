@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pushgo.protocol import h2client as H
+from pushgo.protocol import h2client
 from pushgo.protocol.h2client import (
     FlowControlError,
     FrameSizeError,
@@ -66,8 +66,8 @@ class Server:
         return self.conn.data_to_send()
 
 
-def exchange(client: H2Client, server: Server, rounds: int = 4) -> list[H.Event]:
-    events: list[H.Event] = []
+def exchange(client: H2Client, server: Server, rounds: int = 4) -> list[h2client.Event]:
+    events: list[h2client.Event] = []
     for _ in range(rounds):
         data = client.data_to_send()
         if data:
@@ -80,13 +80,13 @@ def exchange(client: H2Client, server: Server, rounds: int = 4) -> list[H.Event]
 
 def test_the_connection_opens_with_the_preface_our_settings_and_a_big_receive_window():
     out = H2Client().data_to_send()
-    assert out.startswith(H.PREFACE)
-    rest = out[len(H.PREFACE):]
-    settings_frame = H.frame(H.SETTINGS, 0, 0, struct.pack(
-        ">HLHLHL", H.S_ENABLE_PUSH, 0, H.S_INITIAL_WINDOW_SIZE, H.RECEIVE_WINDOW,
-        H.S_MAX_HEADER_LIST_SIZE, MAX_HEADER_BLOCK))
-    update = H.frame(H.WINDOW_UPDATE, 0, 0,
-                     struct.pack(">L", H.RECEIVE_WINDOW - H.DEFAULT_WINDOW))
+    assert out.startswith(h2client.PREFACE)
+    rest = out[len(h2client.PREFACE):]
+    settings_frame = h2client.frame(h2client.SETTINGS, 0, 0, struct.pack(
+        ">HLHLHL", h2client.S_ENABLE_PUSH, 0, h2client.S_INITIAL_WINDOW_SIZE, h2client.RECEIVE_WINDOW,
+        h2client.S_MAX_HEADER_LIST_SIZE, MAX_HEADER_BLOCK))
+    update = h2client.frame(h2client.WINDOW_UPDATE, 0, 0,
+                     struct.pack(">L", h2client.RECEIVE_WINDOW - h2client.DEFAULT_WINDOW))
     assert rest == settings_frame + update
 
 
@@ -113,10 +113,11 @@ def test_a_request_is_one_headers_frame_and_one_data_frame_with_end_stream():
     block = encode_headers(REQ)
     sid = client.submit(block, b"{}")
     assert sid == 1
-    assert client.data_to_send() == (H.frame(H.HEADERS, H.END_HEADERS, 1, block)
-                                     + H.frame(H.DATA, H.END_STREAM, 1, b"{}"))
+    assert client.data_to_send() == (h2client.frame(h2client.HEADERS, h2client.END_HEADERS, 1, block)
+                                     + h2client.frame(h2client.DATA, h2client.END_STREAM, 1, b"{}"))
     assert client.submit(block) == 3
-    assert client.data_to_send() == H.frame(H.HEADERS, H.END_HEADERS | H.END_STREAM, 3, block)
+    assert client.data_to_send() == h2client.frame(
+        h2client.HEADERS, h2client.END_HEADERS | h2client.END_STREAM, 3, block)
 
 
 def test_h2_server_receives_the_request_and_the_client_gets_a_headers_only_200():
@@ -165,7 +166,7 @@ def test_refused_stream_is_reported_as_refused():
     exchange(client, server)
     server.conn.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
     events = exchange(client, server)
-    assert events == [StreamReset(sid, H.REFUSED_STREAM)]
+    assert events == [StreamReset(sid, h2client.REFUSED_STREAM)]
     assert isinstance(events[0], StreamReset)
     assert events[0].refused and client.open_streams == 0
 
@@ -209,13 +210,13 @@ def test_pings_are_acknowledged_with_the_same_payload():
     exchange(client, server)
     server.conn.ping(b"12345678")
     client.receive_data(server.out())
-    assert H.frame(H.PING, H.ACK, 0, b"12345678") in client.data_to_send()
+    assert h2client.frame(h2client.PING, h2client.ACK, 0, b"12345678") in client.data_to_send()
 
 
 def test_server_push_is_a_protocol_error():
     client = H2Client()
     with pytest.raises(ProtocolError):
-        client.receive_data(H.frame(H.PUSH_PROMISE, H.END_HEADERS, 1, b"\0\0\0\2"))
+        client.receive_data(h2client.frame(h2client.PUSH_PROMISE, h2client.END_HEADERS, 1, b"\0\0\0\2"))
 
 
 def test_submit_without_a_free_stream_raises_no_stream_available_and_queues_nothing():
@@ -228,15 +229,15 @@ def test_submit_without_a_free_stream_raises_no_stream_available_and_queues_noth
         client.submit(block)
     assert isinstance(caught.value, H2ClientError)
     assert not isinstance(caught.value, ProtocolError)
-    assert sent == H.frame(H.HEADERS, H.END_HEADERS | H.END_STREAM, 1, block)
+    assert sent == h2client.frame(h2client.HEADERS, h2client.END_HEADERS | h2client.END_STREAM, 1, block)
     assert client.data_to_send() == b"" and client.open_streams == 1
 
 
 def test_protocol_errors_carry_their_http2_error_code():
-    assert ProtocolError("x").error_code == H.PROTOCOL_ERROR
-    assert ProtocolError("x", H.COMPRESSION_ERROR).error_code == H.COMPRESSION_ERROR
-    assert FlowControlError("x").error_code == H.FLOW_CONTROL_ERROR
-    assert FrameSizeError("x").error_code == H.FRAME_SIZE_ERROR
+    assert ProtocolError("x").error_code == h2client.PROTOCOL_ERROR
+    assert ProtocolError("x", h2client.COMPRESSION_ERROR).error_code == h2client.COMPRESSION_ERROR
+    assert FlowControlError("x").error_code == h2client.FLOW_CONTROL_ERROR
+    assert FrameSizeError("x").error_code == h2client.FRAME_SIZE_ERROR
     assert issubclass(FlowControlError, ProtocolError)
     assert issubclass(FrameSizeError, ProtocolError)
     assert issubclass(ProtocolError, H2ClientError)
@@ -244,22 +245,26 @@ def test_protocol_errors_carry_their_http2_error_code():
 
 
 RUDE_FRAMES = {
-    "server push": (H.frame(H.PUSH_PROMISE, H.END_HEADERS, 1, b"\0\0\0\2"),
-                    ProtocolError, H.PROTOCOL_ERROR),
-    "connection window overflow": (H.frame(H.WINDOW_UPDATE, 0, 0, struct.pack(">L", H.MAX_WINDOW)),
-                                   FlowControlError, H.FLOW_CONTROL_ERROR),
-    "short RST_STREAM": (H.frame(H.RST_STREAM, 0, 1, b"\0\0\0"), FrameSizeError,
-                         H.FRAME_SIZE_ERROR),
-    "short GOAWAY": (H.frame(H.GOAWAY, 0, 0, b"\0\0\0\0"), FrameSizeError, H.FRAME_SIZE_ERROR),
-    "bad SETTINGS length": (H.frame(H.SETTINGS, 0, 0, b"\0\3\0"), FrameSizeError,
-                            H.FRAME_SIZE_ERROR),
-    "huge initial window": (H.frame(H.SETTINGS, 0, 0, struct.pack(">HL", H.S_INITIAL_WINDOW_SIZE,
-                                                                 2**31)),
-                            FlowControlError, H.FLOW_CONTROL_ERROR),
-    "undecodable header block": (H.frame(H.HEADERS, H.END_HEADERS | H.END_STREAM, 1, b"\x80"),
-                                 ProtocolError, H.COMPRESSION_ERROR),
-    "missing CONTINUATION": (H.frame(H.HEADERS, 0, 1, b"\x88") + H.frame(H.DATA, 0, 1, b"x"),
-                             ProtocolError, H.PROTOCOL_ERROR),
+    "server push": (h2client.frame(h2client.PUSH_PROMISE, h2client.END_HEADERS, 1, b"\0\0\0\2"),
+                    ProtocolError, h2client.PROTOCOL_ERROR),
+    "connection window overflow": (h2client.frame(h2client.WINDOW_UPDATE, 0, 0,
+                                                  struct.pack(">L", h2client.MAX_WINDOW)),
+                                   FlowControlError, h2client.FLOW_CONTROL_ERROR),
+    "short RST_STREAM": (h2client.frame(h2client.RST_STREAM, 0, 1, b"\0\0\0"), FrameSizeError,
+                         h2client.FRAME_SIZE_ERROR),
+    "short GOAWAY": (h2client.frame(h2client.GOAWAY, 0, 0, b"\0\0\0\0"), FrameSizeError,
+                     h2client.FRAME_SIZE_ERROR),
+    "bad SETTINGS length": (h2client.frame(h2client.SETTINGS, 0, 0, b"\0\3\0"), FrameSizeError,
+                            h2client.FRAME_SIZE_ERROR),
+    "huge initial window": (h2client.frame(h2client.SETTINGS, 0, 0,
+                                           struct.pack(">HL", h2client.S_INITIAL_WINDOW_SIZE, 2**31)),
+                            FlowControlError, h2client.FLOW_CONTROL_ERROR),
+    "undecodable header block": (h2client.frame(h2client.HEADERS,
+                                                h2client.END_HEADERS | h2client.END_STREAM, 1, b"\x80"),
+                                 ProtocolError, h2client.COMPRESSION_ERROR),
+    "missing CONTINUATION": (h2client.frame(h2client.HEADERS, 0, 1, b"\x88")
+                             + h2client.frame(h2client.DATA, 0, 1, b"x"),
+                             ProtocolError, h2client.PROTOCOL_ERROR),
 }
 
 
@@ -274,7 +279,7 @@ def test_a_connection_error_queues_goaway_with_its_code_before_raising(rude):
         client.receive_data(wire)
     assert type(caught.value) is error and caught.value.error_code == code
     goaway = client.data_to_send()
-    assert goaway == H.frame(H.GOAWAY, 0, 0, struct.pack(">LL", 0, code))
+    assert goaway == h2client.frame(h2client.GOAWAY, 0, 0, struct.pack(">LL", 0, code))
     terminated = [e for e in server.conn.receive_data(goaway)
                   if isinstance(e, h2.events.ConnectionTerminated)]
     assert [(t.error_code, t.last_stream_id) for t in terminated] == [(code, 0)]

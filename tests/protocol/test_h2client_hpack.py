@@ -13,7 +13,7 @@ from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pushgo.protocol import h2client as H
+from pushgo.protocol import h2client
 from pushgo.protocol.h2client import (
     END_HEADERS,
     END_STREAM,
@@ -41,7 +41,7 @@ def open_client(n: int) -> tuple[H2Client, list[int]]:
     return client, sids
 
 
-def respond(client: H2Client, sid: int, block: bytes) -> list[H.Event]:
+def respond(client: H2Client, sid: int, block: bytes) -> list[h2client.Event]:
     return client.receive_data(frame(HEADERS, END_HEADERS | END_STREAM, sid, block))
 
 
@@ -220,15 +220,15 @@ tokens = st.one_of(st.integers(0, 2**256 - 1).map(lambda i: f"{i:064x}"),
 @given(tokens, st.integers(0, 2**128 - 1).map(lambda i: f"{i:032x}"), st.booleans(),
        st.one_of(st.none(), st.integers(0, 2**40)), st.integers(0, 2**40))
 def test_apns_header_block_is_the_plain_encoding_of_its_headers(token, did, low, exp, exp2):
-    from pushgo.protocol import apns as A
+    from pushgo.protocol import apns
 
-    hb = A.HeaderBuilder("api.push.apple.com", "com.example", "h.p.s")
+    hb = apns.HeaderBuilder("api.push.apple.com", "com.example", "h.p.s")
     for expiration in (exp, exp2, exp):  # the cached expiry is replaced when it changes
         expected = encode_headers([
             (b":method", b"POST"), (b":scheme", b"https"), (b":authority", b"api.push.apple.com"),
             (b":path", b"/3/device/" + token.encode()), (b"authorization", b"bearer h.p.s"),
             (b"apns-topic", b"com.example"), (b"apns-push-type", b"alert"),
-            (b"apns-id", A.apns_id_of(did).encode()), (b"apns-collapse-id", did.encode()),
+            (b"apns-id", apns.apns_id_of(did).encode()), (b"apns-collapse-id", did.encode()),
             (b"apns-priority", b"5" if low else b"10"),
             *([] if expiration is None else [(b"apns-expiration", str(expiration).encode())]),
         ])

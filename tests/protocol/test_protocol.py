@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pushgo.errors import InvalidInput
-from pushgo.protocol import fields as F
+from pushgo.protocol import fields as field_rules
 from pushgo.protocol import operations as OPS
 from pushgo.protocol.ids import (
     encode_channel_id,
@@ -45,7 +45,7 @@ def crockford_reference(raw: bytes) -> str:
 @contextmanager
 def field_error(code: str) -> Iterator[None]:
     """The block raises a FieldError (a 400) carrying exactly this error code."""
-    with pytest.raises(F.FieldError) as info:
+    with pytest.raises(field_rules.FieldError) as info:
         yield
     assert (info.value.code, info.value.status) == (code, 400), info.value.message
 
@@ -126,17 +126,17 @@ def test_wrong_length_or_foreign_symbols_are_not_a_channel_id(text):
 def test_the_channel_id_field_ignores_dashes_and_whitespace_inside():
     cid = encode_channel_id(bytes(range(16)))
     grouped = "-".join(cid[i:i + 4] for i in range(0, 26, 4)).lower()
-    assert F.channel_id(grouped) == cid
-    assert F.channel_id(f" {cid[:13]} \t {cid[13:]}\n") == cid
+    assert field_rules.channel_id(grouped) == cid
+    assert field_rules.channel_id(f" {cid[:13]} \t {cid[13:]}\n") == cid
 
 
 def test_the_channel_id_field_names_an_empty_or_bad_id():
     with field_error("channel_id_required"):
-        F.channel_id("  ")
+        field_rules.channel_id("  ")
     with field_error("invalid_channel_id"):
-        F.channel_id("not-a-channel-id")
+        field_rules.channel_id("not-a-channel-id")
     with field_error("invalid_channel_id"):
-        F.channel_id("0" * 25 + "1")
+        field_rules.channel_id("0" * 25 + "1")
 
 
 def test_hex_ids_device_keys_token_ids_and_redaction():
@@ -213,17 +213,17 @@ def test_any_input_gives_none_or_a_non_negative_millisecond_count(value):
 
 
 def test_the_timestamp_field_names_a_missing_or_bad_value():
-    assert F.timestamp(None, "event_time") is None
-    assert F.timestamp(" ", "event_time") is None
-    assert F.timestamp("1700000000", "event_time", required=True) == 1_700_000_000_000
+    assert field_rules.timestamp(None, "event_time") is None
+    assert field_rules.timestamp(" ", "event_time") is None
+    assert field_rules.timestamp("1700000000", "event_time", required=True) == 1_700_000_000_000
     with field_error("event_time_required"):
-        F.timestamp(None, "event_time", required=True)
+        field_rules.timestamp(None, "event_time", required=True)
     with field_error("event_time_required"):
-        F.timestamp("", "event_time", required=True)
+        field_rules.timestamp("", "event_time", required=True)
     with field_error("invalid_event_time"):
-        F.timestamp("soon", "event_time")
+        field_rules.timestamp("soon", "event_time")
     with field_error("invalid_event_time"):
-        F.timestamp(True, "event_time")
+        field_rules.timestamp(True, "event_time")
 
 
 # --- SSE ---------------------------------------------------------------------------------------
@@ -304,51 +304,51 @@ def test_encoded_events_parse_back_whatever_the_chunking(frames, cuts):
 
 
 def test_tags_are_trimmed_deduplicated_in_order():
-    assert F.tags([" b ", "a", "b", "a "]) == ["b", "a"]
-    assert F.tags(None) == []
-    assert F.tags([]) == []
+    assert field_rules.tags([" b ", "a", "b", "a "]) == ["b", "a"]
+    assert field_rules.tags(None) == []
+    assert field_rules.tags([]) == []
 
 
 def test_tags_are_limited_to_32_entries_of_64_bytes():
-    assert len(F.tags([f"t{i}" for i in range(32)])) == 32
-    assert F.tags(["x" * 64]) == ["x" * 64]
-    assert F.tags(["é" * 32]) == ["é" * 32]
+    assert len(field_rules.tags([f"t{i}" for i in range(32)])) == 32
+    assert field_rules.tags(["x" * 64]) == ["x" * 64]
+    assert field_rules.tags(["é" * 32]) == ["é" * 32]
     with field_error("tags_format_invalid"):
-        F.tags([f"t{i}" for i in range(33)])
+        field_rules.tags([f"t{i}" for i in range(33)])
     with field_error("tags_format_invalid"):
-        F.tags(["x" * 65])
+        field_rules.tags(["x" * 65])
     with field_error("tags_format_invalid"):
-        F.tags(["é" * 33])
+        field_rules.tags(["é" * 33])
     with field_error("tags_format_invalid"):
-        F.tags(["ok", "  "])
+        field_rules.tags(["ok", "  "])
 
 
 def test_duplicates_count_against_the_limit_before_they_are_removed():
     with field_error("tags_format_invalid"):
-        F.tags(["same"] * 33)
+        field_rules.tags(["same"] * 33)
 
 
 def test_images_are_limited_to_32_urls_of_2048_bytes():
     url = "https://e.x/" + "a" * (2048 - 12)
-    assert F.images([url, url, " https://e.x/b "]) == [url, "https://e.x/b"]
-    assert len(F.images([f"https://e.x/{i}" for i in range(32)])) == 32
+    assert field_rules.images([url, url, " https://e.x/b "]) == [url, "https://e.x/b"]
+    assert len(field_rules.images([f"https://e.x/{i}" for i in range(32)])) == 32
     with field_error("images_format_invalid"):
-        F.images([url + "a"])
+        field_rules.images([url + "a"])
     with field_error("images_format_invalid"):
-        F.images([f"https://e.x/{i}" for i in range(33)])
+        field_rules.images([f"https://e.x/{i}" for i in range(33)])
     with field_error("images_format_invalid"):
-        F.images([""])
-    assert F.image_url("  ", "primary_image") is None
-    assert F.image_url(" https://e.x/p ", "primary_image") == "https://e.x/p"
+        field_rules.images([""])
+    assert field_rules.image_url("  ", "primary_image") is None
+    assert field_rules.image_url(" https://e.x/p ", "primary_image") == "https://e.x/p"
     with field_error("images_format_invalid"):
-        F.image_url(url + "a", "primary_image")
+        field_rules.image_url(url + "a", "primary_image")
 
 
 @given(st.lists(st.text(max_size=70), max_size=40))
 def test_tag_lists_either_validate_to_unique_trimmed_entries_or_fail_with_the_tags_code(raw):
     try:
-        out = F.tags(raw)
-    except F.FieldError as exc:
+        out = field_rules.tags(raw)
+    except field_rules.FieldError as exc:
         assert exc.code == "tags_format_invalid"
         return
     assert len(out) == len(set(out)) <= 32
@@ -358,11 +358,11 @@ def test_tag_lists_either_validate_to_unique_trimmed_entries_or_fail_with_the_ta
 
 def test_metadata_keys_are_trimmed_and_sorted_and_scalars_kept():
     meta = {" zone ": "eu", "count": 3, "ratio": 0.5, "on": False, "k" * 64: "v" * 512}
-    assert F.metadata(meta) == {"count": 3, "k" * 64: "v" * 512, "on": False, "ratio": 0.5,
+    assert field_rules.metadata(meta) == {"count": 3, "k" * 64: "v" * 512, "on": False, "ratio": 0.5,
                                 "zone": "eu"}
-    assert list(F.metadata(meta)) == sorted(F.metadata(meta))
-    assert F.metadata(None) == {}
-    assert F.metadata({}) == {}
+    assert list(field_rules.metadata(meta)) == sorted(field_rules.metadata(meta))
+    assert field_rules.metadata(None) == {}
+    assert field_rules.metadata({}) == {}
 
 
 @pytest.mark.parametrize(("meta", "code"), [
@@ -380,26 +380,26 @@ def test_metadata_keys_are_trimmed_and_sorted_and_scalars_kept():
 ])
 def test_metadata_rules_name_the_broken_rule(meta, code):
     with field_error(code):
-        F.metadata(meta)
+        field_rules.metadata(meta)
 
 
 def test_metadata_from_a_query_string_is_a_json_object():
-    assert F.metadata_from_query(None) == {}
-    assert F.metadata_from_query(" ") == {}
-    assert F.metadata_from_query("null") == {}
-    assert F.metadata_from_query('{"b": 1, "a": "x"}') == {"a": "x", "b": 1}
+    assert field_rules.metadata_from_query(None) == {}
+    assert field_rules.metadata_from_query(" ") == {}
+    assert field_rules.metadata_from_query("null") == {}
+    assert field_rules.metadata_from_query('{"b": 1, "a": "x"}') == {"a": "x", "b": 1}
     with field_error("metadata_object_required"):
-        F.metadata_from_query("[1]")
+        field_rules.metadata_from_query("[1]")
     with field_error("metadata_object_required"):
-        F.metadata_from_query("{not json")
+        field_rules.metadata_from_query("{not json")
 
 
 def test_attrs_take_nulls_scalars_and_one_level_objects():
     raw = {" b ": None, "a": 1, "m": {"x": "y", "z": None}, "s": "text", "f": True}
-    assert F.attrs(raw) == {"a": 1, "b": None, "f": True, "m": {"x": "y", "z": None},
+    assert field_rules.attrs(raw) == {"a": 1, "b": None, "f": True, "m": {"x": "y", "z": None},
                             "s": "text"}
-    assert list(F.attrs(raw)) == ["a", "b", "f", "m", "s"]
-    assert F.attrs(None) == {}
+    assert list(field_rules.attrs(raw)) == ["a", "b", "f", "m", "s"]
+    assert field_rules.attrs(None) == {}
 
 
 @pytest.mark.parametrize(("raw", "code"), [
@@ -410,15 +410,15 @@ def test_attrs_take_nulls_scalars_and_one_level_objects():
 ])
 def test_attrs_rules_name_the_broken_rule(raw, code):
     with field_error(code):
-        F.attrs(raw)
+        field_rules.attrs(raw)
 
 
 def test_external_ids_keys_are_lowercased_and_values_trimmed_or_null():
-    assert F.external_ids({" SN ": " 123 ", "mac.addr": None, "k:a_b-c": "v"}) == {
+    assert field_rules.external_ids({" SN ": " 123 ", "mac.addr": None, "k:a_b-c": "v"}) == {
         "k:a_b-c": "v", "mac.addr": None, "sn": "123"}
-    assert F.external_ids(None) == {}
-    assert F.external_ids({"k": "v" * 256}) == {"k": "v" * 256}
-    assert F.external_ids({"k" * 64: "v"}) == {"k" * 64: "v"}
+    assert field_rules.external_ids(None) == {}
+    assert field_rules.external_ids({"k": "v" * 256}) == {"k": "v" * 256}
+    assert field_rules.external_ids({"k" * 64: "v"}) == {"k" * 64: "v"}
 
 
 @pytest.mark.parametrize(("raw", "code"), [
@@ -434,7 +434,7 @@ def test_external_ids_keys_are_lowercased_and_values_trimmed_or_null():
 ])
 def test_external_ids_rules_name_the_broken_rule(raw, code):
     with field_error(code):
-        F.external_ids(raw)
+        field_rules.external_ids(raw)
 
 
 @pytest.mark.parametrize(("ltype", "value", "expected"), [
@@ -453,7 +453,7 @@ def test_external_ids_rules_name_the_broken_rule(raw, code):
     ("physical", "x" * 256, ("physical", "x" * 256)),
 ])
 def test_locations_are_normalized_by_type(ltype, value, expected):
-    assert F.location(ltype, value) == expected
+    assert field_rules.location(ltype, value) == expected
 
 
 @pytest.mark.parametrize(("ltype", "value"), [
@@ -467,7 +467,7 @@ def test_locations_are_normalized_by_type(ltype, value, expected):
 ])
 def test_bad_locations_are_invalid_location(ltype, value):
     with field_error("invalid_location"):
-        F.location(ltype, value)
+        field_rules.location(ltype, value)
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -475,26 +475,26 @@ def test_bad_locations_are_invalid_location(ltype, value):
     ("watchOS", "watchos"), ("android", "android"), ("Windows", "windows"), ("win", "windows"),
 ])
 def test_platform_aliases_resolve(raw, expected):
-    assert F.platform(raw) == expected
+    assert field_rules.platform(raw) == expected
 
 
 @pytest.mark.parametrize("raw", ["", "linux", "ios ipados", "tvos", "apple"])
 def test_unknown_platforms_are_invalid(raw):
     with field_error("invalid_platform"):
-        F.platform(raw)
+        field_rules.platform(raw)
 
 
 def test_channel_types_are_a_closed_set():
-    assert [F.channel_type(t) for t in (" APNS", "fcm", "Wns", "private ")] == [
+    assert [field_rules.channel_type(t) for t in (" APNS", "fcm", "Wns", "private ")] == [
         "apns", "fcm", "wns", "private"]
     with field_error("invalid_channel_type"):
-        F.channel_type("sms")
+        field_rules.channel_type("sms")
 
 
 @pytest.mark.parametrize("plat", ["ios", "macos", "watchos"])
 @pytest.mark.parametrize("token", ["ab" * 32, "AB" * 32, "0f" * 33, "a" * 256, " " + "c" * 64 + " "])
 def test_apple_tokens_are_even_length_hex_of_64_to_256(plat, token):
-    assert F.provider_token(token, plat) == token.strip()
+    assert field_rules.provider_token(token, plat) == token.strip()
 
 
 @pytest.mark.parametrize("plat", ["ios", "macos", "watchos"])
@@ -502,14 +502,14 @@ def test_apple_tokens_are_even_length_hex_of_64_to_256(plat, token):
                                    "ab" * 31 + "a-", "a" * 32 + " " + "a" * 31])
 def test_apple_tokens_off_those_rules_are_invalid(plat, token):
     with field_error("invalid_provider_token"):
-        F.provider_token(token, plat)
+        field_rules.provider_token(token, plat)
 
 
 @pytest.mark.parametrize("plat", ["android", "windows"])
 @pytest.mark.parametrize("token", ["x" * 16, "x" * 4096, "é" * 8, "fcm:token/with spaces ok",
                                    "é" * 2048])
 def test_other_tokens_are_16_to_4096_bytes(plat, token):
-    assert F.provider_token(token, plat) == token
+    assert field_rules.provider_token(token, plat) == token
 
 
 @pytest.mark.parametrize("plat", ["android", "windows"])
@@ -517,48 +517,48 @@ def test_other_tokens_are_16_to_4096_bytes(plat, token):
                                    "  " + "x" * 15 + "  "])
 def test_other_tokens_outside_16_to_4096_bytes_are_invalid(plat, token):
     with field_error("invalid_provider_token"):
-        F.provider_token(token, plat)
+        field_rules.provider_token(token, plat)
 
 
 def test_simple_text_fields():
-    assert F.blank_to_none(None) is None
-    assert F.blank_to_none("  ") is None
-    assert F.blank_to_none(" a ") == "a"
-    assert F.device_key(" key ") == "key"
+    assert field_rules.blank_to_none(None) is None
+    assert field_rules.blank_to_none("  ") is None
+    assert field_rules.blank_to_none(" a ") == "a"
+    assert field_rules.device_key(" key ") == "key"
     with field_error("device_key_required"):
-        F.device_key(" ")
+        field_rules.device_key(" ")
     with field_error("invalid_device_key"):
-        F.device_key("a\x00b")
+        field_rules.device_key("a\x00b")
     with field_error("invalid_device_key"):
-        F.device_key("k" * 129)
-    assert F.op_id(None) is None
-    assert F.op_id(" op:1 ") == "op:1"
+        field_rules.device_key("k" * 129)
+    assert field_rules.op_id(None) is None
+    assert field_rules.op_id(" op:1 ") == "op:1"
     with field_error("invalid_op_id"):
-        F.op_id("o" * 129)
+        field_rules.op_id("o" * 129)
     with field_error("invalid_op_id"):
-        F.op_id("op 1")
-    assert F.channel_name(" ops ") == "ops"
-    assert F.channel_name("名" * 128) == "名" * 128
+        field_rules.op_id("op 1")
+    assert field_rules.channel_name(" ops ") == "ops"
+    assert field_rules.channel_name("名" * 128) == "名" * 128
     for bad in (" ", "n" * 129, "a\x00b", "a\x85b", "tab\there"):
         with field_error("invalid_channel_name"):
-            F.channel_name(bad)
-    assert F.severity_lenient(" HIGH ") == "high"
-    assert F.severity_lenient("urgent") == "normal"
-    assert F.severity_lenient(None) == "normal"
-    assert F.severity_strict(None) is None
-    assert F.severity_strict("Critical") == "critical"
+            field_rules.channel_name(bad)
+    assert field_rules.severity_lenient(" HIGH ") == "high"
+    assert field_rules.severity_lenient("urgent") == "normal"
+    assert field_rules.severity_lenient(None) == "normal"
+    assert field_rules.severity_strict(None) is None
+    assert field_rules.severity_strict("Critical") == "critical"
     with field_error("invalid_severity"):
-        F.severity_strict("urgent")
-    assert F.bounded_text(None, "status", 24) is None
-    assert F.bounded_text(" up ", "status", 24) == "up"
+        field_rules.severity_strict("urgent")
+    assert field_rules.bounded_text(None, "status", 24) is None
+    assert field_rules.bounded_text(" up ", "status", 24) == "up"
     with field_error("invalid_status"):
-        F.bounded_text(" ", "status", 24)
+        field_rules.bounded_text(" ", "status", 24)
     with field_error("invalid_status"):
-        F.bounded_text("s" * 25, "status", 24)
+        field_rules.bounded_text("s" * 25, "status", 24)
 
 
 def test_a_field_error_is_an_invalid_input():
-    assert issubclass(F.FieldError, InvalidInput)
+    assert issubclass(field_rules.FieldError, InvalidInput)
 
 
 # --- payload rendering -------------------------------------------------------------------------
@@ -803,7 +803,7 @@ message_titles = st.text(min_size=1, max_size=20).filter(lambda t: t.strip())
 
 
 @given(message_titles, st.lists(st.sampled_from(["a", "b", "c"]), max_size=4),
-       st.sampled_from(F.SEVERITIES), st.one_of(st.none(), st.integers(0, 10**11)))
+       st.sampled_from(field_rules.SEVERITIES), st.one_of(st.none(), st.integers(0, 10**11)))
 def test_fingerprints_are_a_function_of_the_validated_request(title, tags, severity, ttl):
     def fp(**over: Any) -> str:
         req = OPS.MessageIn(channel_id=CID, password="p", title=title, tags=tags,

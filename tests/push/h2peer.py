@@ -23,7 +23,7 @@ import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from trio.testing import MockClock
 
-from pushgo.protocol import h2client as H
+from pushgo.protocol import h2client
 from pushgo.protocol.h2client import Response
 from pushgo.protocol.h2headers import encode_headers
 from pushgo.push.connection import Origin
@@ -186,10 +186,10 @@ class Peer:
         self.conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: n})
         await self.flush()
 
-    async def goaway(self, last_stream_id: int, error_code: int = H.NO_ERROR) -> None:
+    async def goaway(self, last_stream_id: int, error_code: int = h2client.NO_ERROR) -> None:
         """GOAWAY written raw: h2 would refuse to answer the streams below it afterwards."""
         await self.flush()
-        await self.stream.send(H.frame(H.GOAWAY, 0, 0, struct.pack(">LL", last_stream_id,
+        await self.stream.send(h2client.frame(h2client.GOAWAY, 0, 0, struct.pack(">LL", last_stream_id,
                                                                     error_code)))
 
     async def hang_up(self) -> None:

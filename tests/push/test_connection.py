@@ -19,7 +19,7 @@ import h2.errors
 import h2.events
 import pytest
 
-from pushgo.protocol import h2client as H
+from pushgo.protocol import h2client
 from pushgo.push.connection import Connection, Liveness, State
 from tests.push.h2peer import (
     ORIGIN,
@@ -130,13 +130,13 @@ async def test_a_peer_breaking_the_protocol_gets_goaway_with_its_error_code() ->
         conn.submit(REQUEST, b"", "job-0")
         await peer.next_request()
         await peer.flush()
-        await peer.stream.send(H.frame(H.PUSH_PROMISE, H.END_HEADERS, 1, b"\0\0\0\2"))
+        await peer.stream.send(h2client.frame(h2client.PUSH_PROMISE, h2client.END_HEADERS, 1, b"\0\0\0\2"))
         await until(changes, lambda: conn.state is State.CLOSED)
         assert sink.lost == ["job-0"]
         assert conn.error is not None and conn.error.startswith("ProtocolError")
         await peer.until(lambda: peer.closed.is_set())
         assert peer.terminated is not None
-        assert peer.terminated.error_code == H.PROTOCOL_ERROR
+        assert peer.terminated.error_code == h2client.PROTOCOL_ERROR
 
 
 async def test_the_stream_gate_follows_the_peer_max_concurrent_streams() -> None:
@@ -169,7 +169,7 @@ async def test_draining_lets_the_streams_in_flight_finish_then_says_goaway() -> 
         assert tags(sink) == ["job-0"] and not sink.lost and not sink.unsent
         await peer.until(lambda: peer.closed.is_set())
         assert peer.terminated is not None
-        assert (peer.terminated.error_code, peer.terminated.last_stream_id) == (H.NO_ERROR, 0)
+        assert (peer.terminated.error_code, peer.terminated.last_stream_id) == (h2client.NO_ERROR, 0)
 
 
 @on_mock_clock()
@@ -209,8 +209,8 @@ async def test_a_silent_peer_is_pinged_then_left_with_goaway_after_the_idle_time
     events = peer.receive_data(bytes(received))
     assert sum(isinstance(e, h2.events.PingReceived) for e in events) == 2
     [goaway] = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
-    assert goaway.error_code == H.NO_ERROR
-    assert received.endswith(H.frame(H.GOAWAY, 0, 0, struct.pack(">LL", 0, H.NO_ERROR)))
+    assert goaway.error_code == h2client.NO_ERROR
+    assert received.endswith(h2client.frame(h2client.GOAWAY, 0, 0, struct.pack(">LL", 0, h2client.NO_ERROR)))
 
 
 # -- liveness: streams in flight must be answered, the peer must answer PINGs, writes must end --
@@ -270,7 +270,7 @@ async def test_a_silent_peer_with_streams_in_flight_is_pinged_then_left() -> Non
         assert sorted(sink.lost) == ["job-0", "job-1"] and not sink.responses
         assert conn.error is not None and "no answer to PING" in conn.error
         await peer.until(lambda: peer.closed.is_set())
-        assert frame_types(bytes(peer.ignored)).count((H.PING, 0)) == 1
+        assert frame_types(bytes(peer.ignored)).count((h2client.PING, 0)) == 1
 
 
 @on_mock_clock()

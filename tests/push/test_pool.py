@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from pushgo.protocol import h2client as H
+from pushgo.protocol import h2client
 from pushgo.push.connection import State
 from pushgo.push.pool import BACKOFF_MIN_S, Pool
 from tests.push.h2peer import ORIGIN, REQUEST, WAIT_S, Provider, Sink, on_mock_clock, until
@@ -114,7 +114,7 @@ async def test_closing_drains_every_connection_and_lets_streams_in_flight_finish
         assert [tag for tag, _ in sink.responses] == ["job-0"] and not sink.lost
         assert pool.connections == [] and conn.state is State.CLOSED
         await peer.until(lambda: peer.closed.is_set())
-        assert peer.terminated is not None and peer.terminated.error_code == H.NO_ERROR
+        assert peer.terminated is not None and peer.terminated.error_code == h2client.NO_ERROR
 
 
 @on_mock_clock()

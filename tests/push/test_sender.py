@@ -15,9 +15,7 @@ import anyio
 import h2.errors
 import pytest
 
-from pushgo.protocol import apns as A
-from pushgo.protocol import fcm as FC
-from pushgo.protocol import h2client as H
+from pushgo.protocol import apns, fcm, h2client
 from pushgo.protocol.outcomes import Delivered, Rejected
 from pushgo.push.connection import Liveness, State
 from pushgo.push.sender import ApnsSender, Expired, FcmSender, Job, ProviderSender, Result, ResultBuffer
@@ -28,7 +26,7 @@ pytestmark = pytest.mark.anyio
 NOW_MS = 1_700_000_000_000
 DELIVERY_ID = "0123456789abcdef0123456789abcdef"
 TOKEN = "ab" * 32
-TEMPLATE = A.PayloadTemplate(b'{"delivery_id":"', b'","aps":{}}', False)
+TEMPLATE = apns.PayloadTemplate(b'{"delivery_id":"', b'","aps":{}}', False)
 
 
 class StaticJwt:
@@ -101,7 +99,7 @@ async def test_an_apns_200_is_a_delivered_result_named_by_the_apns_id() -> None:
         await peer.respond(req.stream_id, 200)
         [result] = await take(results)
         assert result.job is the_job
-        assert result.outcome == Delivered(A.apns_id_of(DELIVERY_ID))
+        assert result.outcome == Delivered(apns.apns_id_of(DELIVERY_ID))
         assert sender.inflight == 0
 
 
@@ -142,7 +140,7 @@ async def test_an_expired_job_is_reported_and_never_sent() -> None:
 
 async def test_fcm_takes_the_ttl_from_the_injected_clock_and_names_the_message() -> None:
     clock = Clock()
-    template = (FC.MessageTemplate('{"k":"v"}', "HIGH", False), None)
+    template = (fcm.MessageTemplate('{"k":"v"}', "HIGH", False), None)
     async with running(FcmSender, clock) as (sender, provider, results):
         clock.ms = NOW_MS + 600_000
         sender.jobs_in.send_nowait(job(expires_at_ms=NOW_MS + 3_600_000, template=template))
@@ -168,7 +166,7 @@ async def test_stopping_lets_the_stream_in_flight_finish_and_ends_the_sender() -
         [result] = await take(results)
         assert isinstance(result.outcome, Delivered)
         await peer.until(lambda: peer.closed.is_set())
-        assert peer.terminated is not None and peer.terminated.error_code == H.NO_ERROR
+        assert peer.terminated is not None and peer.terminated.error_code == h2client.NO_ERROR
         assert sender.pool.connections == []
 
 
@@ -206,7 +204,7 @@ async def test_a_stream_the_provider_never_answers_goes_out_again_on_a_new_conne
         assert again.body == stuck.body
         await second.respond(again.stream_id)
         [result] = await take(results)
-        assert result.outcome == Delivered(A.apns_id_of(ids[0]))
+        assert result.outcome == Delivered(apns.apns_id_of(ids[0]))
         assert first.pings >= 1 and sender.resent == 1 and len(provider.peers) == 2
         [conn] = sender.pool.connections
         assert conn.state is State.OPEN
@@ -233,5 +231,5 @@ async def test_a_silent_provider_has_its_streams_sent_again_on_a_fresh_connectio
             done += await take(results)
         assert delivery_ids(done) == ids
         assert all(isinstance(r.outcome, Delivered) for r in done)
-        assert (H.PING, 0) in frame_types(bytes(first.ignored))
+        assert (h2client.PING, 0) in frame_types(bytes(first.ignored))
         assert sender.resent == 3 and sender.inflight == 0

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from pushgo.service import Context, Services
-from pushgo.service import passwords as P
+from pushgo.service import Context, Services, passwords
 from pushgo.store import Store
 from tests.conftest import make_settings
 from tests.service.support import Clock, Recorder
@@ -17,7 +16,7 @@ from tests.service.support import Clock, Recorder
 
 @pytest.fixture(autouse=True)
 def cheap_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(P, "SCRYPT_N", 1 << 4)
+    monkeypatch.setattr(passwords, "SCRYPT_N", 1 << 4)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pushgo.errors import GatewayError
-from pushgo.protocol import wire as W
+from pushgo.protocol import wire
 from pushgo.protocol.operations import MessageIn, OpSpec, message_spec
 from pushgo.service import Services
 
@@ -52,9 +52,9 @@ class Recorder:
 async def device(svc: Services, platform: str = "android", route: str = "private",
                  token: str | None = None) -> str:
     """A registered device on ``route`` (with ``token`` for a provider route)."""
-    key = (await svc.devices.register(W.DeviceRegisterIn(platform=platform))).device_key
+    key = (await svc.devices.register(wire.DeviceRegisterIn(platform=platform))).device_key
     if route != "private" or token is not None:
-        await svc.devices.set_route(W.DeviceRouteIn(device_key=key, channel_type=route,
+        await svc.devices.set_route(wire.DeviceRouteIn(device_key=key, channel_type=route,
                                                     provider_token=token))
     return key
 
@@ -63,10 +63,10 @@ async def channel(svc: Services, *keys: str, name: str = "ops",
                   password: str = PASSWORD) -> str:
     """A channel made by its first device subscribing by name; the others join by id."""
     first, *rest = keys or (await device(svc),)
-    out = await svc.channels.subscribe(W.SubscribeIn(device_key=first, channel_name=name,
+    out = await svc.channels.subscribe(wire.SubscribeIn(device_key=first, channel_name=name,
                                                      password=password))
     for key in rest:
-        await svc.channels.subscribe(W.SubscribeIn(device_key=key, channel_id=out.channel_id,
+        await svc.channels.subscribe(wire.SubscribeIn(device_key=key, channel_id=out.channel_id,
                                                    password=password))
     return out.channel_id
 
@@ -77,9 +77,9 @@ def message(channel_id: str, *, op_id: str | None = None, title: str = "hello",
 
 
 async def subscribed(svc: Services, device_key: str) -> set[str]:
-    from pushgo.store import channels as C
+    from pushgo.store import channels as channel_store
 
-    return set(await svc.ctx.store.read(C.subscribed_channels, device_key))
+    return set(await svc.ctx.store.read(channel_store.subscribed_channels, device_key))
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pushgo.errors import StoreUnavailable
-from pushgo.protocol import bulk as B
+from pushgo.protocol import bulk as bulk_wire
 from pushgo.protocol.ids import encode_channel_id
 from pushgo.service import Services
 from pushgo.service.bulk import BATCH_ITEMS, Bulk
@@ -32,11 +32,11 @@ def item(**fields: Any) -> bytes:
     return json.dumps(fields).encode()
 
 
-async def run(engine: Bulk, *pieces: list[B.Frame]) -> list[dict[str, Any]]:
+async def run(engine: Bulk, *pieces: list[bulk_wire.Frame]) -> list[dict[str, Any]]:
     """Feed ``pieces`` (what each read of a body held); the result lines, decoded."""
     lines: list[bytes] = []
 
-    async def frames() -> AsyncIterator[list[B.Frame]]:
+    async def frames() -> AsyncIterator[list[bulk_wire.Frame]]:
         for piece in pieces:
             yield piece
 
@@ -59,7 +59,7 @@ async def test_each_item_gets_its_result_in_input_order(svc):
 async def test_items_of_several_pieces_and_batches_are_all_answered(svc):
     cid = await channel(svc, await device(svc))
     n = BATCH_ITEMS * 2 + 5
-    lines: list[B.Frame] = [item(channel_id=cid, password=PASSWORD, title=f"t{i}")
+    lines: list[bulk_wire.Frame] = [item(channel_id=cid, password=PASSWORD, title=f"t{i}")
                             for i in range(n)]
     results = await run(bulk(svc), lines[:7], lines[7:300], lines[300:])
     assert len(results) == n and all(r["ok"] for r in results)
@@ -162,16 +162,16 @@ async def test_events_and_things_go_through_bulk_too(svc):
 async def test_an_over_long_item_is_answered_in_place(svc):
     cid = await channel(svc, await device(svc))
     results = await run(bulk(svc), [item(channel_id=cid, password=PASSWORD, title="a"),
-                                    B.TooLong(B.MAX_ITEM_BYTES + 1),
+                                    bulk_wire.TooLong(bulk_wire.MAX_ITEM_BYTES + 1),
                                     item(channel_id=cid, password=PASSWORD, title="b")])
     assert [r.get("error_code") for r in results] == [None, "line_too_long", None]
 
 
 async def test_a_broken_body_ends_the_results_with_its_error(svc):
     cid = await channel(svc, await device(svc))
-    never: list[B.Frame] = [item(channel_id=cid, password=PASSWORD, title="never read")]
+    never: list[bulk_wire.Frame] = [item(channel_id=cid, password=PASSWORD, title="never read")]
     results = await run(bulk(svc), [item(channel_id=cid, password=PASSWORD, title="a"),
-                                    B.Broken("found ',' between operations")], never)
+                                    bulk_wire.Broken("found ',' between operations")], never)
     assert [r["ok"] for r in results] == [True, False]
     assert results[1]["error_code"] == "invalid_json_syntax"
     assert "between operations" in results[1]["error"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pushgo.errors import NotFound, PasswordMismatch
-from pushgo.protocol import wire as W
+from pushgo.protocol import wire
 from pushgo.protocol.ids import encode_channel_id
 from pushgo.service import Services
 from tests.service.support import (
@@ -26,20 +26,20 @@ pytestmark = pytest.mark.anyio
 UNKNOWN = encode_channel_id(b"\x01" * 16)
 
 
-async def join(svc: Services, key: str, cid: str, password: str = PASSWORD) -> W.SubscribeOut:
-    return await svc.channels.subscribe(W.SubscribeIn(device_key=key, channel_id=cid,
+async def join(svc: Services, key: str, cid: str, password: str = PASSWORD) -> wire.SubscribeOut:
+    return await svc.channels.subscribe(wire.SubscribeIn(device_key=key, channel_id=cid,
                                                       password=password))
 
 
-async def sync(svc: Services, key: str, *items: tuple[str, str]) -> W.SyncOut:
-    return await svc.channels.sync(W.SyncIn(device_key=key, channels=[
-        W.SyncItemIn(channel_id=cid, password=pw) for cid, pw in items]))
+async def sync(svc: Services, key: str, *items: tuple[str, str]) -> wire.SyncOut:
+    return await svc.channels.sync(wire.SyncIn(device_key=key, channels=[
+        wire.SyncItemIn(channel_id=cid, password=pw) for cid, pw in items]))
 
 
 async def test_subscribing_to_a_name_creates_the_channel_with_the_device_in_it(
         svc, listener: Recorder):
     key = await device(svc)
-    out = await svc.channels.subscribe(W.SubscribeIn(device_key=key, channel_name="  ops  ",
+    out = await svc.channels.subscribe(wire.SubscribeIn(device_key=key, channel_name="  ops  ",
                                                      password=PASSWORD))
     assert (out.channel_name, out.created, out.subscribed) == ("ops", True, True)
     assert await subscribed(svc, key) == {out.channel_id}
@@ -97,12 +97,12 @@ async def test_subscribe_requires_one_binding_and_a_valid_password(svc, fields, 
     key = await device(svc)
     body: dict[str, Any] = {"device_key": key, "password": PASSWORD, **fields}
     with fails(code):
-        await svc.channels.subscribe(W.SubscribeIn(**body))
+        await svc.channels.subscribe(wire.SubscribeIn(**body))
 
 
 async def test_a_device_on_a_provider_route_without_a_token_cannot_subscribe(svc):
     key = await device(svc, "ios", "apns", APNS_TOKEN)
-    await svc.devices.clear_route(W.DeviceRouteDeleteIn(device_key=key, channel_type="apns"))
+    await svc.devices.clear_route(wire.DeviceRouteDeleteIn(device_key=key, channel_type="apns"))
     with fails("provider_token_required"):
         await channel(svc, key)
 
@@ -126,8 +126,8 @@ async def test_unsubscribe_removes_the_subscription_once(svc, listener: Recorder
     key = await device(svc)
     cid = await channel(svc, key)
     listener.changed.clear()
-    first = await svc.channels.unsubscribe(W.UnsubscribeIn(device_key=key, channel_id=cid))
-    again = await svc.channels.unsubscribe(W.UnsubscribeIn(device_key=key, channel_id=cid))
+    first = await svc.channels.unsubscribe(wire.UnsubscribeIn(device_key=key, channel_id=cid))
+    again = await svc.channels.unsubscribe(wire.UnsubscribeIn(device_key=key, channel_id=cid))
     assert (first.removed, again.removed) == (True, False)
     assert await subscribed(svc, key) == set()
     assert listener.changed == [key, key]
@@ -172,9 +172,9 @@ async def test_a_sync_of_more_than_2000_channels_is_refused(svc):
 
 async def test_exists_answers_with_the_name_or_false(svc):
     cid = await channel(svc, name="night shift")
-    assert await svc.channels.exists(cid) == W.ExistsOut(channel_id=cid, exists=True,
+    assert await svc.channels.exists(cid) == wire.ExistsOut(channel_id=cid, exists=True,
                                                           channel_name="night shift")
-    assert await svc.channels.exists(UNKNOWN) == W.ExistsOut(channel_id=UNKNOWN, exists=False)
+    assert await svc.channels.exists(UNKNOWN) == wire.ExistsOut(channel_id=UNKNOWN, exists=False)
 
 
 async def test_ids_are_read_as_people_paste_them(svc):
@@ -187,7 +187,7 @@ async def test_rename_with_the_password_changes_the_name_and_its_update_time(svc
     cid = await channel(svc, name="old")
     created = (await svc.channels.info(cid))["updated_at"]
     clock.advance(5_000)
-    out = await svc.channels.rename(W.RenameIn(channel_id=cid, channel_name="new",
+    out = await svc.channels.rename(wire.RenameIn(channel_id=cid, channel_name="new",
                                                password=PASSWORD))
     assert (out.channel_id, out.channel_name) == (cid, "new")
     info = await svc.channels.info(cid)
@@ -197,7 +197,7 @@ async def test_rename_with_the_password_changes_the_name_and_its_update_time(svc
 async def test_rename_with_a_wrong_password_changes_nothing(svc):
     cid = await channel(svc, name="old")
     with fails("password_mismatch", 403):
-        await svc.channels.rename(W.RenameIn(channel_id=cid, channel_name="new",
+        await svc.channels.rename(wire.RenameIn(channel_id=cid, channel_name="new",
                                              password="wrong-password"))
     assert (await svc.channels.info(cid))["channel_name"] == "old"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pushgo.service import context as C
+from pushgo.service import context
 from pushgo.service.context import AcceptCounts, Context, new_hex_id, new_time_ordered_id
 from pushgo.store import Store
 from tests.conftest import make_settings
@@ -68,10 +68,10 @@ def test_the_time_part_keeps_the_low_48_bits():
 
 
 def test_the_random_bytes_come_in_any_size_and_refill():
-    source = C._RandomBytes()
-    chunks = [source.take(10) for _ in range(C._RandomBytes.SIZE // 10 + 5)]
-    big = source.take(C._RandomBytes.SIZE + 1)
-    assert all(len(c) == 10 for c in chunks) and len(big) == C._RandomBytes.SIZE + 1
+    source = context._RandomBytes()
+    chunks = [source.take(10) for _ in range(context._RandomBytes.SIZE // 10 + 5)]
+    big = source.take(context._RandomBytes.SIZE + 1)
+    assert all(len(c) == 10 for c in chunks) and len(big) == context._RandomBytes.SIZE + 1
     assert len(set(chunks)) == len(chunks)
 
 

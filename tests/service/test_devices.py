@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from pushgo.protocol import wire as W
+from pushgo.protocol import wire
 from pushgo.service import Services
-from pushgo.store import devices as D
+from pushgo.store import devices as device_store
 from tests.service.support import (
     APNS_TOKEN,
     FCM_TOKEN,
@@ -25,17 +25,17 @@ HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 async def row(svc: Services, key: str):
-    return await svc.ctx.store.read(D.get, key)
+    return await svc.ctx.store.read(device_store.get, key)
 
 
 async def route(svc: Services, key: str, channel_type: str,
-                token: str | None = None, platform: str | None = None) -> W.DeviceRouteOut:
-    return await svc.devices.set_route(W.DeviceRouteIn(
+                token: str | None = None, platform: str | None = None) -> wire.DeviceRouteOut:
+    return await svc.devices.set_route(wire.DeviceRouteIn(
         device_key=key, channel_type=channel_type, provider_token=token, platform=platform))
 
 
 async def test_register_without_a_key_issues_a_new_random_key_on_the_private_route(svc):
-    out = await svc.devices.register(W.DeviceRegisterIn(platform="android"))
+    out = await svc.devices.register(wire.DeviceRegisterIn(platform="android"))
     assert HEX32.fullmatch(out.device_key)
     assert out.issued_new_key is True and out.issue_reason == "device_key_missing"
     stored = await row(svc, out.device_key)
@@ -45,12 +45,12 @@ async def test_register_without_a_key_issues_a_new_random_key_on_the_private_rou
 
 async def test_register_with_a_known_key_and_the_same_platform_keeps_the_key(svc):
     key = await device(svc, "ios")
-    out = await svc.devices.register(W.DeviceRegisterIn(platform="ios", device_key=key))
+    out = await svc.devices.register(wire.DeviceRegisterIn(platform="ios", device_key=key))
     assert (out.device_key, out.issued_new_key, out.issue_reason) == (key, False, None)
 
 
 async def test_register_with_an_unknown_key_issues_a_new_one(svc):
-    out = await svc.devices.register(W.DeviceRegisterIn(platform="ios", device_key="f" * 32))
+    out = await svc.devices.register(wire.DeviceRegisterIn(platform="ios", device_key="f" * 32))
     assert out.device_key != "f" * 32
     assert out.issued_new_key is True and out.issue_reason == "device_key_not_found"
 
@@ -58,7 +58,7 @@ async def test_register_with_an_unknown_key_issues_a_new_one(svc):
 async def test_register_with_a_key_of_another_platform_replaces_that_device(svc):
     key = await device(svc, "android")
     cid = await channel(svc, key)
-    out = await svc.devices.register(W.DeviceRegisterIn(platform="ios", device_key=key))
+    out = await svc.devices.register(wire.DeviceRegisterIn(platform="ios", device_key=key))
     assert out.issued_new_key is True and out.issue_reason == "platform_mismatch"
     assert await row(svc, key) is None
     assert await subscribed(svc, key) == set()
@@ -72,7 +72,7 @@ async def test_platform_aliases_are_stored_by_their_canonical_name(svc):
 
 async def test_an_unknown_platform_is_invalid_platform(svc):
     with fails("invalid_platform"):
-        await svc.devices.register(W.DeviceRegisterIn(platform="symbian"))
+        await svc.devices.register(wire.DeviceRegisterIn(platform="symbian"))
 
 
 async def test_an_apns_route_stores_the_token_and_tells_the_listener(svc, listener: Recorder):
@@ -134,7 +134,7 @@ async def test_a_token_already_held_by_another_device_merges_that_device_in(svc)
 
 async def test_clear_route_drops_the_token_but_keeps_the_channel_type(svc):
     key = await device(svc, "ios", "apns", APNS_TOKEN)
-    out = await svc.devices.clear_route(W.DeviceRouteDeleteIn(device_key=key,
+    out = await svc.devices.clear_route(wire.DeviceRouteDeleteIn(device_key=key,
                                                               channel_type="apns"))
     assert (out.channel_type, out.provider_token) == ("apns", None)
     stored = await row(svc, key)
@@ -144,13 +144,13 @@ async def test_clear_route_drops_the_token_but_keeps_the_channel_type(svc):
 async def test_clear_route_of_another_channel_type_is_channel_type_mismatch(svc):
     key = await device(svc, "ios", "apns", APNS_TOKEN)
     with fails("channel_type_mismatch"):
-        await svc.devices.clear_route(W.DeviceRouteDeleteIn(device_key=key,
+        await svc.devices.clear_route(wire.DeviceRouteDeleteIn(device_key=key,
                                                             channel_type="fcm"))
 
 
 async def test_a_retired_token_sends_its_devices_back_to_the_private_route(svc):
     key = await device(svc, "android", "fcm", FCM_TOKEN)
-    out = await svc.devices.retire_token(W.TokenRetireIn(platform="android",
+    out = await svc.devices.retire_token(wire.TokenRetireIn(platform="android",
                                                          provider_token=FCM_TOKEN))
     assert out.retired is True
     stored = await row(svc, key)
@@ -159,4 +159,4 @@ async def test_a_retired_token_sends_its_devices_back_to_the_private_route(svc):
 
 async def test_retiring_a_blank_token_is_provider_token_required(svc):
     with fails("provider_token_required"):
-        await svc.devices.retire_token(W.TokenRetireIn(platform="ios", provider_token=" "))
+        await svc.devices.retire_token(wire.TokenRetireIn(platform="ios", provider_token=" "))

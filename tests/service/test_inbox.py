@@ -8,24 +8,24 @@ from typing import Any
 
 import pytest
 
-from pushgo.protocol import wire as W
+from pushgo.protocol import wire
 from pushgo.service import Services
 from pushgo.service.inbox import PULL_LIMIT
-from pushgo.store import status as S
+from pushgo.store import status as status_store
 from tests.service.support import APNS_TOKEN, PASSWORD, channel, device, fails, message
 
 pytestmark = pytest.mark.anyio
 
 
 async def pull(svc: Services, key: str, delivery_id: str | None = None) -> list[dict[str, Any]]:
-    out = await svc.inbox.pull(W.PullIn(device_key=key, delivery_id=delivery_id))
+    out = await svc.inbox.pull(wire.PullIn(device_key=key, delivery_id=delivery_id))
     docs = [json.loads(bytes(item.payload)) for item in out.items]
     assert [d["delivery_id"] for d in docs] == [item.delivery_id for item in out.items]
     return docs
 
 
 async def ack(svc: Services, key: str, delivery_id: str) -> bool:
-    return (await svc.inbox.ack(W.AckIn(device_key=key, delivery_id=delivery_id))).removed
+    return (await svc.inbox.ack(wire.AckIn(device_key=key, delivery_id=delivery_id))).removed
 
 
 async def send(svc: Services, cid: str, *titles: str, **fields: Any) -> None:
@@ -35,7 +35,7 @@ async def send(svc: Services, cid: str, *titles: str, **fields: Any) -> None:
 
 async def states(svc: Services, op_id: str) -> dict[str, int]:
     """Read from the store (``Status.get`` may answer from its short-lived cache)."""
-    doc = await svc.ctx.store.read(S.status, op_id, None)
+    doc = await svc.ctx.store.read(status_store.status, op_id, None)
     assert doc is not None
     return dict(doc["states"])
 
@@ -92,7 +92,7 @@ async def test_an_unknown_device_has_an_empty_inbox(svc):
 ])
 async def test_pull_checks_its_fields(svc, key, delivery_id, code):
     with fails(code):
-        await svc.inbox.pull(W.PullIn(device_key=key, delivery_id=delivery_id))
+        await svc.inbox.pull(wire.PullIn(device_key=key, delivery_id=delivery_id))
 
 
 async def test_expired_deliveries_are_not_pulled(svc, clock):
@@ -152,7 +152,7 @@ async def test_an_acked_provider_delivery_leaves_the_inbox_but_stays_queued_for_
 
 async def test_ack_requires_a_delivery_id(svc):
     with fails("delivery_id_required"):
-        await svc.inbox.ack(W.AckIn(device_key="0" * 32, delivery_id=" "))
+        await svc.inbox.ack(wire.AckIn(device_key="0" * 32, delivery_id=" "))
 
 
 async def test_pages_follow_the_inbox_order_from_a_cursor(svc):

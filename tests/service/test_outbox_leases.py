@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from pushgo.service import outbox as O
 from pushgo.service.outbox import OutboxService, identity_lock_key, instance_identity
@@ -114,3 +115,24 @@ async def test_an_identity_a_live_process_holds_is_not_taken(
     await twin._store.run(seed, 1)
     (new,) = await claimed(twin)
     assert (await twin._store.read(leases))[new][0] == twin.identity
+
+
+async def test_an_identity_that_cannot_be_locked_takes_nothing_back(
+        pg_schema_url: str, stores: list[Store], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database fails the lock: the claims of the identity's earlier run are left to run
+    out, and this process claims under a random identity (nobody can take its claims early)."""
+    earlier = process(pg_schema_url, stores, X)
+    await earlier._store.run(seed, 2)
+    left = await claimed(earlier)
+    stores.pop(0).dispose()
+
+    restarted = process(pg_schema_url, stores, X)
+
+    def refused(_key: int) -> bool:
+        raise OperationalError("SELECT pg_try_advisory_lock", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(restarted._store, "hold_session_lock", refused)
+    assert await restarted.recover_own_claims() == 0
+    assert restarted.identity.startswith(X + "~")
+    held = await restarted._store.read(leases)
+    assert all(held[seq] == (X, NOW + LEASE_MS) for seq in left)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pushgo.service import passwords as P
+from pushgo.service import passwords
 from pushgo.service.passwords import (
     PasswordVerifier,
     hash_password_sync,
@@ -21,8 +21,8 @@ class CountingKdf:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        self._real = P.verify_password_sync
-        monkeypatch.setattr(P, "verify_password_sync", self)
+        self._real = passwords.verify_password_sync
+        monkeypatch.setattr(passwords, "verify_password_sync", self)
 
     def __call__(self, password: str, stored: str) -> bool:
         self.calls += 1
@@ -52,7 +52,8 @@ def test_lengths_outside_8_to_128_bytes_are_invalid_password(raw):
 def test_a_hash_records_scheme_cost_and_salt_and_differs_each_time():
     first, second = hash_password_sync(PASSWORD), hash_password_sync(PASSWORD)
     scheme, n, r, p, salt, digest = first.split("$")
-    assert (scheme, int(n), int(r), int(p)) == ("scrypt", P.SCRYPT_N, P.SCRYPT_R, P.SCRYPT_P)
+    assert (scheme, int(n), int(r), int(p)) == ("scrypt", passwords.SCRYPT_N, passwords.SCRYPT_R,
+                                                passwords.SCRYPT_P)
     assert salt and digest and "=" not in salt + digest
     assert first != second
     assert PASSWORD not in first
@@ -66,9 +67,9 @@ def test_verify_accepts_only_the_password_that_was_hashed():
 
 def test_a_hash_verifies_with_its_own_cost_after_the_default_changes(monkeypatch):
     stored = hash_password_sync(PASSWORD)
-    monkeypatch.setattr(P, "SCRYPT_N", P.SCRYPT_N * 2)
+    monkeypatch.setattr(passwords, "SCRYPT_N", passwords.SCRYPT_N * 2)
     assert verify_password_sync(PASSWORD, stored) is True
-    assert hash_password_sync(PASSWORD).split("$")[1] == str(P.SCRYPT_N)
+    assert hash_password_sync(PASSWORD).split("$")[1] == str(passwords.SCRYPT_N)
 
 
 @pytest.mark.parametrize("stored", ["", "plain", "bcrypt$16$8$1$c2FsdA$ZGlnZXN0",

@@ -11,13 +11,13 @@ import pytest
 import sqlalchemy as sa
 
 from pushgo.errors import Conflict, GatewayError
-from pushgo.protocol import operations as O
-from pushgo.protocol import wire as W
+from pushgo.protocol import operations as OPS
+from pushgo.protocol import wire
 from pushgo.protocol.ids import encode_channel_id
 from pushgo.service import Services
 from pushgo.service.send import Accepted, Direct
-from pushgo.store import outbox as OB
-from pushgo.store import schema as S
+from pushgo.store import outbox as outbox_store
+from pushgo.store import schema
 from tests.service.support import (
     APNS_TOKEN,
     PASSWORD,
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.anyio
 
 async def deliveries(svc: Services, op_id: str) -> list[tuple[str, str, str]]:
     """(device_key, route, state) of an operation's deliveries."""
-    d, o = S.deliveries, S.operations
+    d, o = schema.deliveries, schema.operations
     query = (sa.select(d.c.device_key, d.c.route, d.c.state)
              .select_from(d.join(o, o.c.op_pk == d.c.op_pk)).where(o.c.op_id == op_id)
              .order_by(d.c.device_key))
@@ -44,22 +44,22 @@ async def deliveries(svc: Services, op_id: str) -> list[tuple[str, str, str]]:
 
 
 def event(cid: str, action: str, event_id: str | None = None, op_id: str | None = None,
-          status: str = "open") -> O.OpSpec:
+          status: str = "open") -> OPS.OpSpec:
     body: dict[str, Any] = {"channel_id": cid, "op_id": op_id, "status": status,
                             "message": "disk at 97%", "severity": "high",
                             "event_time": T0 // 1000}
     if action == "create":
-        return O.event_spec(O.EventCreateIn(title="disk", **body), action)
-    req = O.EventUpdateIn if action == "update" else O.EventCloseIn
-    return O.event_spec(req(event_id=event_id or "", **body), action)
+        return OPS.event_spec(OPS.EventCreateIn(title="disk", **body), action)
+    req = OPS.EventUpdateIn if action == "update" else OPS.EventCloseIn
+    return OPS.event_spec(req(event_id=event_id or "", **body), action)
 
 
-def thing(cid: str, action: str, thing_id: str | None = None) -> O.OpSpec:
+def thing(cid: str, action: str, thing_id: str | None = None) -> OPS.OpSpec:
     if action == "create":
-        return O.thing_spec(O.ThingCreateIn(channel_id=cid, title="pump 4",
+        return OPS.thing_spec(OPS.ThingCreateIn(channel_id=cid, title="pump 4",
                                             observed_at=T0 // 1000), action)
-    req = {"update": O.ThingUpdateIn, "delete": O.ThingDeleteIn}[action]
-    return O.thing_spec(req(channel_id=cid, thing_id=thing_id or "", observed_at=T0 // 1000),
+    req = {"update": OPS.ThingUpdateIn, "delete": OPS.ThingDeleteIn}[action]
+    return OPS.thing_spec(req(channel_id=cid, thing_id=thing_id or "", observed_at=T0 // 1000),
                         action)
 
 
@@ -154,7 +154,7 @@ async def test_a_recently_verified_password_skips_the_channel_check(svc, monkeyp
 async def test_a_device_on_a_provider_route_without_a_token_gets_no_delivery(svc):
     kept, cleared = await device(svc), await device(svc, "ios", "apns", APNS_TOKEN)
     cid = await channel(svc, kept, cleared)
-    await svc.devices.clear_route(W.DeviceRouteDeleteIn(device_key=cleared,
+    await svc.devices.clear_route(wire.DeviceRouteDeleteIn(device_key=cleared,
                                                         channel_type="apns"))
     acc = await svc.publisher.send(message(cid, op_id="m-1"), PASSWORD)
     assert acc.recipients == 1 and await deliveries(svc, "m-1") == [(kept, "private", "queued")]
@@ -218,7 +218,7 @@ async def test_the_payload_carries_ids_and_times_of_the_gateway_clock(svc, clock
     key = await device(svc)
     cid = await channel(svc, key)
     acc = await svc.publisher.send(message(cid, op_id="m-1", body="at 97%"), PASSWORD)
-    [item] = await svc.ctx.store.read(OB.inbox_page, key, 0, clock.now, 10)
+    [item] = await svc.ctx.store.read(outbox_store.inbox_page, key, 0, clock.now, 10)
     payload = json.loads(item.payload_json)
     assert (payload["op_id"], payload["entity_id"], payload["channel_id"]) == (
         "m-1", acc.entity_id, cid)

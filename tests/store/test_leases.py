@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from pushgo.store import dispatch as S
+from pushgo.store import dispatch as dispatch_store
 from pushgo.store.engine import Store
 from pushgo.store.schema import deliveries
 
@@ -52,7 +52,7 @@ def leases(conn: Any) -> dict[int, tuple[str | None, int | None]]:
 
 
 async def claim(store: Store, owner: str, limit: int = 100, now: int = NOW) -> set[int]:
-    return {d.seq for d in await store.run(S.claim_due, ["apns"], now, limit, LEASE_MS, owner)}
+    return {d.seq for d in await store.run(dispatch_store.claim_due, ["apns"], now, limit, LEASE_MS, owner)}
 
 
 async def test_a_claim_records_its_owner_and_its_lease(store: Store) -> None:
@@ -75,16 +75,16 @@ async def test_releasing_its_own_leases_makes_only_that_owners_claims_due_at_onc
     assert theirs == set(theirs_seqs)
     # One of A's claims was sent meanwhile (its lease cleared by the result, the owner kept).
     sent = min(mine)
-    await store.run(S.apply_outcomes, S.Outcomes(sent=[sent]), NOW)
+    await store.run(dispatch_store.apply_outcomes, dispatch_store.Outcomes(sent=[sent]), NOW)
 
-    assert await store.run(S.release_own_leases, A) == len(mine) - 1
+    assert await store.run(dispatch_store.release_own_leases, A) == len(mine) - 1
     held = await store.read(leases)
     assert all(held[seq][1] is None for seq in mine)
     assert all(held[seq] == (B, NOW + LEASE_MS) for seq in theirs)  # never taken early
     # A's claims are due now (long before their lease would have run out); B's are not.
     assert await claim(store, A) == mine - {sent}
     assert await claim(store, "host-c@127.0.0.1:6666#0") == set()
-    assert await store.run(S.release_own_leases, "nobody") == 0
+    assert await store.run(dispatch_store.release_own_leases, "nobody") == 0
 
 
 async def test_a_lease_without_an_owner_waits_out_its_lease(store: Store) -> None:
@@ -92,7 +92,7 @@ async def test_a_lease_without_an_owner_waits_out_its_lease(store: Store) -> Non
     never released early by anyone."""
     seqs = await store.run(seed, 2)
     assert await claim(store, None) == set(seqs)  # type: ignore[arg-type]
-    assert await store.run(S.release_own_leases, A) == 0
+    assert await store.run(dispatch_store.release_own_leases, A) == 0
     assert await claim(store, A) == set()
     assert await claim(store, A, now=NOW + LEASE_MS) == set(seqs)  # the lease ran out
 
