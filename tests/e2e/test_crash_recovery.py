@@ -6,10 +6,14 @@ claims of another live process sharing the outbox.
 Two processes, each signing with its own APNs key (the mock tells their requests apart), one
 mock APNs that answers B never (until the end) and A only for its first requests before the
 kill: B holds its claims the whole time; A is killed with its claims in flight and queued.
+The same for ``pushgo serve --workers 2``: the worker killed is replaced in its slot, and the
+replacement sends what the killed one had claimed.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +32,7 @@ from pushgo.store.schema import deliveries
 from pushgo.testing.exchange import Outcome, Request
 from pushgo.testing.mock_apns import APNsKey, MockAPNs
 from pushgo.testing.tls import LocalCA
-from tests.e2e.test_scaleout import PASSWORD, TOPIC, _kid, _seed
+from tests.e2e.test_scaleout import PASSWORD, TOPIC, Supervised, _kid, _seed
 from tests.helpers import eventually
 from tests.live import ServerProcess
 
@@ -188,3 +192,70 @@ async def test_a_restarted_process_sends_its_own_claims_at_once_and_leaves_the_o
     assert by_kid[key_a.key_id] == DEVICES_A + len(twice)
     print(f"\nA: {DEVICES_A} devices, {len(claimed_by_a)} claimed and unsent at the kill, "
           f"{len(twice)} sent twice; B held {DEVICES_B} throughout")
+
+
+async def test_a_worker_replaced_in_its_slot_sends_what_the_killed_one_had_claimed(
+        pg_schema_url: str, apns: tuple[GatedAPNs, str], tmp_path: Path) -> None:
+    mock, ca_file = apns
+    store = Store(pg_schema_url, pool_size=2)
+    cid = await anyio.to_thread.run_sync(_seed, store, DEVICES_A)
+    key = APNsKey.generate()
+    mock.trust_key(key.key_id, key.team_id, key.public_key())
+    mock.gates[key.key_id] = anyio.Event()
+    mock.allowance = {key.key_id: ANSWERED_BEFORE_KILL}
+    sup = Supervised({
+        "PUSHGO_DB_URL": pg_schema_url, "PUSHGO_LOG_LEVEL": "info",
+        "PUSHGO_APNS_ENDPOINT": mock.origin, "PUSHGO_APNS_TOPIC": TOPIC,
+        "PUSHGO_PROVIDER_CA_FILE": ca_file,
+        "PUSHGO_APNS_KEY_FILE": str(key.write(tmp_path / "k.p8")),
+        "PUSHGO_APNS_KEY_ID": key.key_id, "PUSHGO_APNS_TEAM_ID": key.team_id,
+        "PUSHGO_DELIVERY_LEASE_SECONDS": str(LEASE_S),
+    }, tmp_path / "sup.log", workers=2)
+    slots = [instance_identity(Settings(http_port=sup.port), i) for i in (0, 1)]
+
+    async def rows() -> dict[str, tuple[str, str, str | None, int | None]]:
+        return await store.read(_rows)
+
+    try:
+        await anyio.to_thread.run_sync(sup.start)
+        async with httpx.AsyncClient(timeout=30) as client:
+            resp = await client.post(sup.url + "/message", json={
+                "channel_id": cid, "password": PASSWORD, "title": "fleet-wide"})
+        assert resp.status_code == 200, resp.text
+        with anyio.fail_after(30):
+            while mock.seen[key.key_id] <= ANSWERED_BEFORE_KILL:
+                await anyio.sleep(0.01)
+        # Kill the worker holding the most claims (both may hold some).
+        held = Counter(o for _, s, o, _ in (await rows()).values() if s == "queued")
+        slot = max((0, 1), key=lambda i: held[slots[i]])
+        assert held[slots[slot]] > 0 and set(held) <= {*slots, None}
+        pid = _worker_pid(sup, slot)
+        os.kill(pid, signal.SIGKILL)
+        at_kill = await rows()
+        claimed = {d for d, (_, s, o, _) in at_kill.items() if s == "queued" and o == slots[slot]}
+        mock.gates[key.key_id].set()
+
+        async def all_sent() -> bool:
+            return all(s == "sent" for _, s, _, _ in (await rows()).values())
+
+        # Within a minute, though the killed worker's leases run for ten: its replacement
+        # (same slot, same identity) took them back at start.
+        await eventually(all_sent, timeout=60, interval=0.05)
+        assert _worker_pid(sup, slot) != pid
+    finally:
+        await anyio.to_thread.run_sync(sup.stop)
+        await anyio.to_thread.run_sync(store.dispose)
+
+    times = Counter(n.headers["apns-id"].replace("-", "") for n in mock.notifications.items)
+    assert set(times) == set(at_kill) and max(times.values()) <= 2
+    assert {d for d, n in times.items() if n == 2} <= claimed
+    taken_back = [doc for doc in sup.lines() if doc.get("msg") == "delivery leases"
+                  and doc.get("identity") == slots[slot]]
+    assert len(taken_back) == 2 and taken_back[-1]["taken_back"] > 0
+
+
+def _worker_pid(sup: Supervised, slot: int) -> int:
+    """The pid of the live worker in ``slot``, from the supervisor's log."""
+    pids = [doc["pid"] for doc in sup.lines()
+            if doc.get("msg") == "worker started" and doc.get("worker") == slot]
+    return int(pids[-1])
