@@ -136,6 +136,9 @@ class OutboxPump:
         # What this process's previous run left leased is due at once (on SQLite, the only
         # process, every lease left behind); other processes' claims wait out their lease.
         await self.outbox.recover_own_claims()
+        if not self.outbox.shared:
+            # The only process: a breaker state left in the outbox is its previous run's.
+            self._changed.update(self.breakers)
         async with anyio.create_task_group() as tg:
             for sender in self.senders.values():
                 await tg.start(sender.run)
