@@ -117,6 +117,7 @@ class OutboxPump:
         # provider's breaker opens, so the claim loop can give its deliveries back.
         self._blocked: tuple[str, anyio.CancelScope] | None = None
         self._parked: list[Job] = []  # claimed for a provider whose breaker opened meanwhile
+        self._expire_at: dict[str, float] = {}  # when to end a held route's overdue deliveries
         for route, sender in senders.items():
             sender.pool.on_connect_failed = (
                 lambda error, r=route: self._failure(r, connect_reason(error)))
@@ -368,6 +369,7 @@ class OutboxPump:
                 self._changed.add(route)
         await self._give_back()
         await self._write_breakers()
+        await self._expire_held(now_s)
         return tuple(r for r in PROVIDER_ROUTES
                      if r not in self.breakers or not self.breakers[r].holding)
 
@@ -381,6 +383,20 @@ class OutboxPump:
                     page += await self.outbox.claim_due((route,), self.ctx.now(), admitted,
                                                         self.lease_ms)
         return page
+
+    async def _expire_held(self, now_s: float) -> None:
+        """A provider held back by its breaker has its deliveries past their TTL ended (once
+        per cool-down): nothing else claims them until it is back."""
+        for route, breaker in self.breakers.items():
+            if not breaker.holding or now_s < self._expire_at.get(route, 0.0):
+                continue
+            self._expire_at[route] = now_s + breaker.cooldown_s
+            ended = await self.outbox.expire_waiting(route, self.ctx.now())
+            if ended:
+                key = (route, "expired", "expired")
+                self.outcomes[key] = self.outcomes.get(key, 0) + ended
+                for hook in self.on_results:
+                    hook()
 
     async def _give_back(self) -> None:
         """What the senders of open providers hold goes back to the outbox unsent: due again

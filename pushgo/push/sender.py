@@ -147,6 +147,8 @@ class ProviderSender:
         self.jobs_in, self._jobs = anyio.create_memory_object_stream[Job](queue_size)
         self._retry: deque[Job] = deque()
         self._retry_event = anyio.Event()
+        self._awaiting_slot: Job | None = None
+        self._slot_scope = anyio.CancelScope()
         self._clock_ms = clock_ms
         self._scope: anyio.CancelScope | None = None
         self.inflight = 0
@@ -200,7 +202,14 @@ class ProviderSender:
             if job.expires_at_ms <= self._clock_ms():
                 self.results.add(Result(job, Expired()))
                 continue
-            conn = await self.pool.slot()
+            # While no connection can be opened this may wait long: take_back() can take the
+            # job from here too.
+            self._awaiting_slot = job
+            with anyio.CancelScope() as self._slot_scope:
+                conn = await self.pool.slot()
+            if self._awaiting_slot is not job:
+                continue  # taken back
+            self._awaiting_slot = None
             try:
                 block, body = await self.build(job)
             except CredentialError as exc:
@@ -228,10 +237,15 @@ class ProviderSender:
         self._retry_event.set()
 
     def take_back(self) -> list[Job]:
-        """Every job waiting here for a stream (queued or to be resent), taken out unsent: the
-        caller gives them back to the outbox while the provider is unavailable."""
+        """Every job waiting here for a stream (queued, to be resent, or waiting for a
+        connection), taken out unsent: the caller gives them back to the outbox while the
+        provider is unavailable."""
         jobs = list(self._retry)
         self._retry.clear()
+        if self._awaiting_slot is not None:
+            jobs.append(self._awaiting_slot)
+            self._awaiting_slot = None
+            self._slot_scope.cancel()
         while True:
             try:
                 jobs.append(self._jobs.receive_nowait())

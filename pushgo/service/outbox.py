@@ -169,6 +169,10 @@ class OutboxService:
         """The provider of ``route`` is back: what waits for it is due now."""
         return await self._store.run(P.make_due, route, now)
 
+    async def expire_waiting(self, route: str, now: int) -> int:
+        """The provider of ``route`` is unavailable: its deliveries past their TTL end expired."""
+        return await self._store.run(P.expire_waiting, route, now)
+
     # the private hub
 
     async def subscribed_channels(self, device_key: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Provider health shared through the outbox: each route's breaker state as the last process to
-change it saw it (``provider_health``), and making a route's waiting deliveries due at once when
-its provider is back. Plain functions of a Connection.
+change it saw it (``provider_health``), making a route's waiting deliveries due at once when
+its provider is back, and ending those past their TTL while it is not. Plain functions of a
+Connection.
 """
 
 from __future__ import annotations
@@ -57,3 +58,13 @@ def make_due(conn: Connection, route: str, now: int) -> int:
         d.c.state == "queued", d.c.route == route, d.c.next_attempt_at > now,
         d.c.lease_until.is_(None),
     ).values(next_attempt_at=now)).rowcount)
+
+
+def expire_waiting(conn: Connection, route: str, now: int) -> int:
+    """While a provider is unavailable nothing claims its deliveries: those past their TTL end
+    ``expired`` here instead of waiting for the provider to come back."""
+    d = deliveries
+    return int(conn.execute(d.update().where(
+        d.c.state == "queued", d.c.route == route, d.c.expires_at <= now,
+        d.c.lease_until.is_(None),
+    ).values(state="expired", last_error="expired", updated_at=now)).rowcount)

@@ -16,6 +16,7 @@ whole cool-down after the last (at least "300 s" at full scale).
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import anyio
@@ -181,3 +182,20 @@ async def test_a_permanent_rejection_still_fails_at_once(pclient, pgateway, prov
     assert {r.state for t, r in by_token.items() if t not in (bad, gone)} == {"sent"}
     assert [n.status for n in providers.apns.notifications if n.token == bad] == [400]
     assert not pgateway.pump.breakers["apns"].holding
+
+
+async def test_deliveries_whose_ttl_ends_while_their_provider_is_down_end_expired(
+        pclient, pgateway, providers):
+    fleet = await make_fleet(pgateway, 5)
+    providers.apns.go_down()
+    resp = await pclient.post("/message", json={
+        "channel_id": fleet.channel_id, "password": PASSWORD, "title": "short-lived",
+        "ttl": int(time.time()) + 3})  # 2-3 s from now
+    assert resp.status_code == 200, resp.text
+    op_id = resp.json()["data"]["op_id"]
+    await wait_status(pclient, op_id, lambda d: "waiting" in d)
+    # Still down: the TTL alone ends them, nothing waits for the provider to come back.
+    done = await wait_status(pclient, op_id, lambda d: d["done"])
+    assert done["states"] == {"queued": 0, "sent": 0, "failed": 0, "expired": 5}
+    assert pgateway.pump.breakers["apns"].holding
+    assert not providers.apns.notifications
