@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pushgo.api.bulk import build_bulk_routes
+from pushgo.api.compat import compat_routes
 from pushgo.api.envelope import error_response
 from pushgo.api.front import Front
 from pushgo.api.operator import admin_routes
@@ -78,6 +79,7 @@ class Gateway:
         self._started = False
         routes = build_routes(self.services, self.streams, self.not_ready)
         routes += build_bulk_routes(self.bulk, self.services.status)
+        routes += compat_routes(self.services)
         # /mcp exists only when enabled; otherwise it is an unknown route (404). It comes
         # with the OAuth authorization server unless legacy mode is configured.
         self.mcp: Mcp | None = None

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pushgo.api.envelope import error_body, locale_of
 from pushgo.api.reading import BodyReader, RequestTimeout
 from pushgo.errors import AuthenticationFailed, GatewayError, NotFound, codes
+from pushgo.protocol.compat import loggable_path
 from pushgo.service.throttle import CLIENT, client_address, networks
 
 log = logging.getLogger("pushgo.http")
@@ -138,7 +139,8 @@ class Front:
             # gone in the middle of its body, or too slow with it, is not a server error.
             if status != 500 and not (body.gone or body.timed_out):
                 log.exception("unhandled error",
-                              extra={"fields": {"request_id": rid, "path": path}})
+                              extra={"fields": {"request_id": rid,
+                                                "path": loggable_path(path)}})
             if status == 0 and not body.gone:
                 await reply(RequestTimeout() if body.timed_out
                             else GatewayError(codes.INTERNAL_ERROR, "internal error"))
@@ -150,7 +152,7 @@ class Front:
                 self.on_request(scope["method"], template or "unmatched", status)
             if log.isEnabledFor(logging.INFO):
                 log.info("request", extra={"fields": {
-                    "method": scope["method"], "path": path, "status": status,
+                    "method": scope["method"], "path": loggable_path(path), "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     "request_id": rid,
                     **({"client_disconnected": True} if body.gone else {}),

@@ -171,6 +171,10 @@ EVENT_TEMPORAL_FIELDS_FORBIDDEN_ON_UPDATE = _api("event_temporal_fields_forbidde
 STARTED_AT_FORBIDDEN_ON_CLOSE = _api("started_at_forbidden_on_close")
 EVENT_CREATE_REQUIRED_FIELDS_MISSING = _api("event_create_required_fields_missing")
 EVENT_UPDATE_REQUIRED_FIELDS_MISSING = _api("event_update_required_fields_missing")
+#: The compat ingress (ntfy, ServerChan, Bark): a key that is not ``<channel_id>:<password>``,
+#: and a thing_id given to the ntfy routes.
+COMPAT_KEY_INVALID = _api("compat_key_invalid")
+THING_ID_UNSUPPORTED_ON_NTFY_ENDPOINT = _api("thing_id_unsupported_on_ntfy_endpoint")
 
 # --------------------------------------------------------------------------- state rules (400)
 
