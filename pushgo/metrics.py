@@ -120,7 +120,7 @@ class GatewayMetrics:
 
     async def endpoint(self, request: Request) -> Response:
         scope = request.query_params.get("scope", "all")
-        if scope not in ("all", "process") or any(k != "scope" for k in request.query_params):
+        if scope not in ("all", "process") or any(k not in ("scope", "token") for k in request.query_params):
             raise InvalidInput(codes.INVALID_QUERY, "query parameter scope must be all or process")
         own = await self.render()
         if scope == "all" and self.peer_dir is not None:

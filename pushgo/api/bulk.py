@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from pushgo.api.envelope import is_json_type, ok
+from pushgo.api.front import TOKEN_QUERY
 from pushgo.api.spool import Spool
 from pushgo.errors import GatewayError, InvalidInput, codes
 from pushgo.protocol import bulk as bulk_wire
@@ -119,6 +120,8 @@ def _inflated(inflate: zlib._Decompress | None, data: bytes) -> list[bytes]:
 def _channel_filter(request: Request) -> list[str] | None:
     channel: str | None = None
     for key, value in request.query_params.multi_items():
+        if key == TOKEN_QUERY:  # the gateway token's fallback, checked by the front door
+            continue
         if key != "channel_id":
             raise InvalidInput(codes.INVALID_QUERY, f"unknown query parameter {key!r}")
         channel = value

@@ -4,7 +4,14 @@ routes, the request body's deadline and leftovers (pushgo.api.reading), the per-
 log line (status 499 for a client that went away in the middle of its body), and the
 last-resort 500.
 
-Logs never carry query strings (GET /message has the password there) or bodies.
+Logs never carry query strings (GET /message has the password there, and any request may
+carry the gateway token there) or bodies.
+
+The gateway token: ``Authorization: Bearer <token>`` first; a request without an
+Authorization header may carry it as ``?token=<token>`` instead (PushGo Gateway v1.3's
+fallback, for senders that cannot set headers). The request's path is logged and counted by
+its route template, never with its query string, so the token never reaches a log line, a
+metrics label or an error message; the routes skip the ``token`` parameter.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from urllib.parse import parse_qsl
 
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +35,8 @@ from pushgo.service.throttle import CLIENT, client_address, networks
 log = logging.getLogger("pushgo.http")
 
 MAX_TOKEN = 4096
+#: The query parameter that may carry the gateway token when no Authorization header is sent.
+TOKEN_QUERY = "token"  # noqa: S105 - a parameter name, not a secret
 #: The status counted and logged for a request whose client went away before its body ended.
 CLIENT_CLOSED = 499
 
@@ -50,6 +60,28 @@ def bearer_matches(header: str | None, token: str) -> bool:
     if len(parts) != 2 or parts[0].lower() != "bearer" or len(parts[1]) > MAX_TOKEN:
         return False
     return hmac.compare_digest(parts[1].encode(), token.encode())
+
+
+def query_token_matches(scope: Scope, token: str) -> bool:
+    """The request has no Authorization header and its query's ``token`` is the gateway
+    token (the last one when repeated, as for headers)."""
+    raw: bytes = scope.get("query_string", b"")
+    if not raw:
+        return False
+    given: str | None = None
+    for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if key == TOKEN_QUERY:
+            given = value
+    if given is None or not given.isascii() or len(given) > MAX_TOKEN:
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def token_accepted(scope: Scope, token: str) -> bool:
+    header = _header(scope, b"authorization")
+    if header is not None:
+        return bearer_matches(header, token)
+    return query_token_matches(scope, token)
 
 
 class Front:
@@ -129,7 +161,7 @@ class Front:
             if template is None:
                 await reply(NotFound(codes.ROUTE_NOT_FOUND, "404 Not Found"))
             elif (self.token is not None and not self.exempt(path)
-                  and not bearer_matches(_header(scope, b"authorization"), self.token)):
+                  and not token_accepted(scope, self.token)):
                 await reply(AuthenticationFailed())
             else:
                 await self.app(scope, body, send_with_id)

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from pushgo.api.envelope import body_as, ok
+from pushgo.api.front import TOKEN_QUERY
 from pushgo.errors import InvalidInput, codes
 from pushgo.service import Services
 
@@ -28,7 +29,8 @@ def admin_routes(svc: Services) -> list[BaseRoute]:
 
     async def info(request: Request) -> Response:
         params = request.query_params
-        if any(k != "channel_id" for k in params) or "\x00" in params.get("channel_id", ""):
+        if (any(k not in ("channel_id", TOKEN_QUERY) for k in params)
+                or "\x00" in params.get("channel_id", "")):
             raise InvalidInput(codes.INVALID_QUERY, "only channel_id is accepted")
         if not params.get("channel_id", "").strip():
             raise InvalidInput(codes.CHANNEL_ID_REQUIRED, "channel id must not be empty")

@@ -11,6 +11,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from pushgo.api.envelope import body_as, convert, ok
+from pushgo.api.front import TOKEN_QUERY
 from pushgo.api.page import render_index
 from pushgo.delivery.private import PrivateStreams
 from pushgo.errors import GatewayError, InvalidInput, codes
@@ -18,6 +19,7 @@ from pushgo.protocol import fields as field_rules
 from pushgo.protocol import operations as OPS
 from pushgo.protocol import wire
 from pushgo.service import Services
+from pushgo.service.sendstatus import send_status
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -25,6 +27,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 def _query(request: Request, allowed: set[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in request.query_params.multi_items():
+        if key == TOKEN_QUERY:  # the gateway token's fallback, checked by the front door
+            continue
         if key not in allowed:
             raise InvalidInput(codes.INVALID_QUERY, f"unknown query parameter {key!r}")
         if "\x00" in value:  # as JSON bodies (envelope.decode): PostgreSQL cannot store it
@@ -70,11 +74,27 @@ def _send_routes(svc: Services) -> list[BaseRoute]:
 
         return handler
 
+    def event_route(action: str) -> Callable[[Any], OPS.OpSpec]:
+        return lambda req: OPS.event_spec(req, action, now_ms=svc.ctx.now())
+
+    async def thing_event_close(request: Request) -> Response:
+        req = await body_as(request, OPS.EventCloseIn)
+        req = OPS.scoped_to_thing(req, request.path_params["thing_id"])
+        password = OPS.require_password(req.password)
+        spec = OPS.event_spec(req, "close", now_ms=svc.ctx.now())
+        return ok((await svc.publisher.send(spec, password)).wire())
+
+    async def get_send_status(request: Request) -> Response:
+        _query(request, set())
+        return ok(send_status(await svc.status.get(request.path_params["op_id"])))
+
     routes: list[BaseRoute] = [
         Route("/message", post_message, methods=["POST"]),
         Route("/message", get_message, methods=["GET"]),
+        Route("/thing/{thing_id}/event/close", thing_event_close, methods=["POST"]),
+        Route("/send_status/{op_id}", get_send_status, methods=["GET"]),
     ]
-    routes += [Route(f"/event/{a}", lifecycle_route(kind, partial(OPS.event_spec, action=a)),
+    routes += [Route(f"/event/{a}", lifecycle_route(kind, event_route(a)),
                      methods=["POST"]) for a, kind in OPS.EVENT_ACTIONS.items()]
     routes += [Route(f"/thing/{a}", lifecycle_route(kind, partial(OPS.thing_spec, action=a)),
                      methods=["POST"]) for a, kind in OPS.THING_ACTIONS.items()]
@@ -115,6 +135,8 @@ def _device_routes(svc: Services, streams: PrivateStreams) -> list[BaseRoute]:
         post("/channel/rename", wire.RenameIn, svc.channels.rename),
         post("/messages/pull", wire.PullIn, svc.inbox.pull),
         post("/messages/ack", wire.AckIn, svc.inbox.ack),
+        post("/v2/messages/pull", wire.PullIn, svc.inbox.pull_v2),
+        post("/v2/messages/ack", wire.AckV2In, svc.inbox.ack_v2),
         Route("/private/stream", private_stream, methods=["GET"]),
     ]
 

@@ -196,7 +196,23 @@ def message_from_query(q: MessageQuery) -> MessageIn:
     )
 
 
-def event_spec(req: _EventBody, action: str) -> OpSpec:
+def scoped_to_thing(req: EventCloseIn, path_thing_id: str) -> EventCloseIn:
+    """``POST /thing/{thing_id}/event/close``: the path names the thing the event belongs to.
+    The apps send the same id in the body too; a body naming another thing is refused rather
+    than guessed between."""
+    path_id = path_thing_id.strip()
+    if not path_id:
+        raise field_rules.FieldError(codes.INVALID_THING_ID, "thing_id must not be empty")
+    body_id = (req.thing_id or "").strip()
+    if body_id and body_id != path_id:
+        raise field_rules.FieldError(codes.THING_ID_MISMATCH,
+                                     "thing_id in the body differs from the path's")
+    return msgspec.structs.replace(req, thing_id=path_id)
+
+
+def event_spec(req: _EventBody, action: str, *, now_ms: int | None = None) -> OpSpec:
+    """``now_ms`` (the caller's clock): a close without ``event_time`` happened now, as the
+    v1.3 Android app closes events without one; without ``now_ms`` it stays required."""
     cid = field_rules.channel_id(req.channel_id)
     op = field_rules.op_id(req.op_id)
     thing_id = field_rules.token_id(req.thing_id, "thing_id", field_rules.ENTITY_ID_MAX, required=False)
@@ -229,8 +245,11 @@ def event_spec(req: _EventBody, action: str) -> OpSpec:
         raise field_rules.FieldError(codes.EVENT_UPDATE_REQUIRED_FIELDS_MISSING,
                            "status, message and severity are required on /event/update and "
                            "/event/close")
-    event_time = field_rules.timestamp(req.event_time, "event_time", required=True)
-    assert event_time is not None
+    absent_on_close = action == "close" and now_ms is not None and req.event_time is None
+    event_time = field_rules.timestamp(req.event_time, "event_time", required=not absent_on_close)
+    if event_time is None:
+        assert now_ms is not None
+        event_time = now_ms
     if action == "create":
         started = started if started is not None else event_time
     if action == "close":

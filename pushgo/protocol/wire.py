@@ -51,6 +51,10 @@ class DeviceRouteOut(_Out):
 class TokenRetireIn(_In):
     platform: str
     provider_token: str
+    # v1.3 apps name the route they retire the token from, so that a late retire after the
+    # device moved to another route (or another token) leaves the new route alone.
+    device_key: str | None = None
+    channel_type: str | None = None
 
 
 class TokenRetireOut(_Out):
@@ -136,6 +140,21 @@ class PullItem(_Out):
 
 class PullOut(_Out):
     items: list[PullItem]
+
+
+class PullV2Out(_Out):
+    items: list[PullItem]
+    has_more: bool
+
+
+class AckV2In(_In):
+    device_key: str
+    delivery_ids: list[str]
+
+
+class AckV2Out(_Out):
+    requested_count: int
+    removed_count: int
 
 
 class AckIn(_In):

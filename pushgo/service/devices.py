@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -122,6 +123,15 @@ class Devices:
         if not req.provider_token.strip():
             raise InvalidInput(codes.PROVIDER_TOKEN_REQUIRED, "provider_token is required")
         token = field_rules.provider_token(req.provider_token, platform)
+        # v1.3: the route the app retires the token from. Blank counts as absent (older
+        # requests); a retire naming another device or route type than the token's holder
+        # changes nothing and answers retired: false.
+        key = req.device_key.strip() if req.device_key else ""
+        kind = req.channel_type.strip() if req.channel_type else ""
         now = self.ctx.now()
-        await self.ctx.store.run(device_store.retire_token, platform, token, now)
-        return wire.TokenRetireOut(retired=True)
+        n = await self.ctx.store.run(
+            partial(device_store.retire_token,
+                    device_key=field_rules.device_key(key) if key else None,
+                    channel_type=field_rules.channel_type(kind) if kind else None),
+            platform, token, now)
+        return wire.TokenRetireOut(retired=n > 0 or not (key or kind))

@@ -1,5 +1,14 @@
-"""The device inbox: /messages/pull (destructive, ≤512, expired skipped), /messages/ack, and
-the page reads behind the private stream."""
+"""The device inbox: /messages/pull (destructive, ≤512, expired skipped), /messages/ack, the
+v1.3 pair /v2/messages/pull (non-destructive, ≤200 and ``has_more``) and /v2/messages/ack
+(``delivery_ids`` → ``requested_count``/``removed_count``), and the page reads behind the
+private stream.
+
+v2 pull answers ``{"items": [...], "has_more": bool}`` and no cursor: the items stay in the
+inbox until acknowledged, so the next page is simply the next pull after the ack (the v1.3
+apps pull, store, ack, and pull again while ``has_more``). ``requested_count`` counts the
+distinct non-empty ids asked for (the Android app checks it equals what it sent);
+``removed_count`` those that were still in this device's inbox, so a repeated ack is
+harmless and answers 0."""
 
 from __future__ import annotations
 
@@ -13,6 +22,9 @@ from pushgo.service.context import Context
 from pushgo.store import outbox as outbox_store
 
 PULL_LIMIT = 512
+#: Items per /v2/messages/pull page, and ids per /v2/messages/ack.
+PULL_V2_LIMIT = 200
+ACK_V2_LIMIT = 200
 
 
 def _delivery_id(raw: str | None) -> str | None:
@@ -37,6 +49,26 @@ class Inbox:
                        payload=msgspec.Raw(with_delivery_id(i.payload_json, i.delivery_id)))
             for i in items
         ])
+
+    async def pull_v2(self, req: wire.PullIn) -> wire.PullV2Out:
+        key = field_rules.device_key(req.device_key)
+        delivery_id = _delivery_id(req.delivery_id)
+        items, more = await self.ctx.store.read(outbox_store.peek, key, delivery_id,
+                                                self.ctx.now(), PULL_V2_LIMIT)
+        return wire.PullV2Out(items=[
+            wire.PullItem(delivery_id=i.delivery_id,
+                          payload=msgspec.Raw(with_delivery_id(i.payload_json, i.delivery_id)))
+            for i in items
+        ], has_more=more)
+
+    async def ack_v2(self, req: wire.AckV2In) -> wire.AckV2Out:
+        key = field_rules.device_key(req.device_key)
+        ids = sorted({i.strip() for i in req.delivery_ids if i.strip()})
+        if not ids or len(ids) > ACK_V2_LIMIT:
+            raise InvalidInput(codes.INVALID_DELIVERY_IDS,
+                               f"delivery_ids must hold 1 to {ACK_V2_LIMIT} ids")
+        removed = await self.ctx.store.run(outbox_store.ack_many, key, ids, self.ctx.now())
+        return wire.AckV2Out(requested_count=len(ids), removed_count=removed)
 
     async def ack(self, req: wire.AckIn) -> wire.AckOut:
         key = field_rules.device_key(req.device_key)

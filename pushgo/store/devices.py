@@ -67,9 +67,18 @@ def merge_into(conn: Connection, old_key: str, new_key: str, now: int) -> None:
     conn.execute(devices.delete().where(devices.c.device_key == old_key))
 
 
-def retire_token(conn: Connection, platform: str, token: str, now: int) -> int:
-    """A provider says this token is dead: its devices fall back to the private route."""
-    keys = holders_of_token(conn, platform, token)
+def retire_token(conn: Connection, platform: str, token: str, now: int, *,
+                 device_key: str | None = None, channel_type: str | None = None) -> int:
+    """A provider says this token is dead: its devices fall back to the private route.
+    ``device_key``/``channel_type`` narrow it to the device (and route type) the caller means,
+    so a late retire does nothing to a device that has moved on."""
+    q = sa.select(devices.c.device_key).where(devices.c.platform == platform,
+                                              devices.c.provider_token == token)
+    if device_key is not None:
+        q = q.where(devices.c.device_key == device_key)
+    if channel_type is not None:
+        q = q.where(devices.c.channel_type == channel_type)
+    keys = [r[0] for r in conn.execute(q)]
     for key in keys:
         set_route(conn, key, "private", None, now)
     return len(keys)

@@ -143,6 +143,27 @@ def ack(conn: Connection, device_key: str, delivery_id: str, now: int) -> bool:
     return True
 
 
+def peek(conn: Connection, device_key: str, delivery_id: str | None, now: int,
+         limit: int) -> tuple[list[InboxItem], bool]:
+    """Up to ``limit`` waiting items, oldest first, left in the inbox (``/v2/messages/pull``),
+    and whether more wait behind them."""
+    q = _inbox_select(now).where(deliveries.c.device_key == device_key)
+    if delivery_id is not None:
+        q = q.where(deliveries.c.delivery_id == delivery_id)
+    rows = conn.execute(q.order_by(deliveries.c.seq).limit(limit + 1)).all()
+    return [InboxItem(r.seq, r.delivery_id, r.payload) for r in rows[:limit]], len(rows) > limit
+
+
+def ack_many(conn: Connection, device_key: str, delivery_ids: list[str], now: int) -> int:
+    """Take these of the device's deliveries out of its inbox; how many were still in it."""
+    seqs = list(conn.execute(sa.select(deliveries.c.seq).where(
+        deliveries.c.device_key == device_key, deliveries.c.delivery_id.in_(delivery_ids),
+        deliveries.c.inbox.is_(True),
+    )).scalars())
+    _take(conn, device_key, seqs, now)
+    return len(seqs)
+
+
 def expire(conn: Connection, now: int) -> int:
     """Deliveries past their TTL end as expired and leave the inbox."""
     n = conn.execute(deliveries.update().where(
