@@ -148,7 +148,7 @@ class ProviderSender:
         self._retry: deque[Job] = deque()
         self._retry_event = anyio.Event()
         self._awaiting_slot: Job | None = None
-        self._slot_scope = anyio.CancelScope()
+        self._slot_scope: anyio.CancelScope | None = None  # made on the event loop
         self._clock_ms = clock_ms
         self._scope: anyio.CancelScope | None = None
         self.inflight = 0
@@ -245,7 +245,8 @@ class ProviderSender:
         if self._awaiting_slot is not None:
             jobs.append(self._awaiting_slot)
             self._awaiting_slot = None
-            self._slot_scope.cancel()
+            if self._slot_scope is not None:
+                self._slot_scope.cancel()
         while True:
             try:
                 jobs.append(self._jobs.receive_nowait())
