@@ -24,7 +24,11 @@ IMAGE_URL_MAX = 2048
 TAGS_MAX = 32
 TAG_MAX = 64
 METADATA_KEY_MAX = 64
-METADATA_VALUE_MAX = 512
+#: A metadata value's text, in UTF-8 bytes: PushGo Gateway v1.3's ceiling (16 KiB; v1.2.9 had
+#: 512). v1.3 limits neither the number of keys nor their total: the 32 KiB request body
+#: (pushgo.api.envelope.MAX_BODY, the same in v1.3) bounds them, and a payload past a
+#: provider's 4 KiB goes as a wake-up that the app completes with /v2/messages/pull.
+METADATA_VALUE_MAX = 16 * 1024
 EVENT_STATUS_MAX = 24
 EVENT_MESSAGE_MAX = 512
 EXTERNAL_ID_KEY_MAX = 64
@@ -157,7 +161,7 @@ def scalar_text(value: Scalar) -> str:
 
 def metadata(raw: Mapping[str, Any] | None) -> dict[str, Scalar]:
     """Flat scalar map: key trimmed, 1..64 bytes; value a non-blank string, number or bool whose
-    text is ≤512 bytes. Keys come out sorted."""
+    text is ≤16 KiB. Keys come out sorted."""
     if not raw:
         return {}
     out: dict[str, Scalar] = {}
@@ -176,7 +180,8 @@ def metadata(raw: Mapping[str, Any] | None) -> dict[str, Scalar]:
         if isinstance(value, str) and not value.strip():
             raise FieldError(codes.METADATA_VALUE_REQUIRED, f"metadata.{key} must not be empty")
         if len(scalar_text(value).encode()) > METADATA_VALUE_MAX:
-            raise FieldError(codes.METADATA_VALUE_TOO_LONG, "metadata value is too long (max 512 bytes)")
+            raise FieldError(codes.METADATA_VALUE_TOO_LONG,
+                             f"metadata value is too long (max {METADATA_VALUE_MAX} bytes)")
         out[key] = value
     return dict(sorted(out.items()))
 
