@@ -50,6 +50,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     fcm_endpoint: str | None = None
     provider_ca_file: str | None = None
     token_service_url: str | None = None
+    wns_client_id: str | None = None
+    wns_client_secret: str | None = None
+    wns_token_url: str | None = None
+    wns_endpoint: str | None = None
     channel_subscriber_limit: int = 10000
     provider_connections: int = 2
     provider_response_timeout_s: float = 30.0
@@ -91,6 +95,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def fcm_configured(self) -> bool:
         return self.fcm_credentials_file is not None
+
+    @property
+    def wns_configured(self) -> bool:
+        return self.wns_client_id is not None
 
 
 # --- parsers: each takes the raw text and returns the value or raises ValueError(reason) ---
@@ -167,6 +175,20 @@ def _origin(raw: str) -> str:
         parts.port  # noqa: B018 - validates the port
     except ValueError:
         raise ValueError("invalid port") from None
+    return value
+
+
+def _https_url(raw: str) -> str:
+    value = _text(raw)
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("expected an https URL")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ValueError("invalid port") from None
+    if parts.fragment or parts.username is not None:
+        raise ValueError("must not carry a fragment or user info")
     return value
 
 
@@ -269,6 +291,15 @@ OPTIONS: tuple[Option, ...] = (
            "extra CA bundle for provider TLS"),
     Option("PUSHGO_TOKEN_SERVICE_URL", "token_service_url", _http_url,
            "remote provider-token service"),
+    Option("PUSHGO_WNS_CLIENT_ID", "wns_client_id", _text,
+           "WNS package SID (OAuth client id) of the Windows app"),
+    Option("PUSHGO_WNS_CLIENT_SECRET", "wns_client_secret", _text,
+           "WNS client secret of the Windows app", secret=True),
+    Option("PUSHGO_WNS_TOKEN_URL", "wns_token_url", _https_url,
+           "WNS OAuth token endpoint (default https://login.live.com/accesstoken.srf)"),
+    Option("PUSHGO_WNS_ENDPOINT", "wns_endpoint", _origin,
+           "tests: send every WNS notification to this origin instead of the channel URI's "
+           "host (path and query kept)"),
     Option("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "channel_subscriber_limit",
            _int_range(1, 100_000_000), "subscribers per channel (default 10000)"),
     Option("PUSHGO_PROVIDER_CONNECTIONS", "provider_connections", _int_range(1, 64),
@@ -351,6 +382,11 @@ def load(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> 
 
 
 def _check_together(s: Settings) -> None:
+    if (s.wns_client_id is None) != (s.wns_client_secret is None):
+        missing = "PUSHGO_WNS_CLIENT_SECRET" if s.wns_client_secret is None \
+            else "PUSHGO_WNS_CLIENT_ID"
+        raise SettingsError(f"missing {missing}: WNS needs PUSHGO_WNS_CLIENT_ID and "
+                            "PUSHGO_WNS_CLIENT_SECRET")
     apns = {
         "PUSHGO_APNS_KEY_FILE": s.apns_key_file,
         "PUSHGO_APNS_KEY_ID": s.apns_key_id,

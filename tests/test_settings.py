@@ -53,6 +53,8 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert (s.apns_configured, s.fcm_configured) == (False, False)
     assert s.apns_endpoint is None and s.fcm_endpoint is None and s.provider_ca_file is None
     assert s.token_service_url is None
+    assert (s.wns_client_id, s.wns_client_secret, s.wns_token_url, s.wns_endpoint) == (None,) * 4
+    assert not s.wns_configured
     assert s.instance_id is None  # the host name names this machine in delivery leases
     assert s.channel_subscriber_limit == 10000
     assert (s.log_level, s.async_backend) == ("info", "trio")
@@ -95,6 +97,10 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_FCM_ENDPOINT": "https://fcm.test",
         "PUSHGO_PROVIDER_CA_FILE": files["ca.pem"],
         "PUSHGO_TOKEN_SERVICE_URL": "http://tokens.internal:9000/v1/",
+        "PUSHGO_WNS_CLIENT_ID": " ms-app://s-1-15-2-42 ",
+        "PUSHGO_WNS_CLIENT_SECRET": "wns-secret",
+        "PUSHGO_WNS_TOKEN_URL": "https://login.microsoftonline.com/t/oauth2/v2.0/token",
+        "PUSHGO_WNS_ENDPOINT": "https://127.0.0.1:9443/",
         "PUSHGO_CHANNEL_SUBSCRIBER_LIMIT": "250000",
         "PUSHGO_LOG_LEVEL": "DEBUG",
         "PUSHGO_ASYNC_BACKEND": "asyncio",
@@ -136,6 +142,10 @@ def test_every_variable_is_parsed_into_its_field(files):
         "fcm_endpoint": "https://fcm.test",
         "provider_ca_file": files["ca.pem"],
         "token_service_url": "http://tokens.internal:9000/v1",
+        "wns_client_id": "ms-app://s-1-15-2-42",
+        "wns_client_secret": "wns-secret",
+        "wns_token_url": "https://login.microsoftonline.com/t/oauth2/v2.0/token",
+        "wns_endpoint": "https://127.0.0.1:9443",
         "channel_subscriber_limit": 250000,
         "log_level": "debug",
         "async_backend": "asyncio",
@@ -156,7 +166,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "db_connect_timeout_s": 3,
         "db_busy_timeout_ms": 0,
     }
-    assert (s.apns_configured, s.fcm_configured) == (True, True)
+    assert (s.apns_configured, s.fcm_configured, s.wns_configured) == (True, True, True)
 
 
 def test_empty_values_count_as_unset_and_foreign_variables_are_ignored():
@@ -201,6 +211,11 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_FCM_ENDPOINT", "https://fcm.test:99999"),
     ("PUSHGO_FCM_ENDPOINT", "https://"),
     ("PUSHGO_TOKEN_SERVICE_URL", "tokens.internal"),
+    ("PUSHGO_WNS_TOKEN_URL", "http://login.live.com/accesstoken.srf"),
+    ("PUSHGO_WNS_TOKEN_URL", "login.live.com/accesstoken.srf"),
+    ("PUSHGO_WNS_TOKEN_URL", "https://login.live.com:99999/accesstoken.srf"),
+    ("PUSHGO_WNS_ENDPOINT", "https://127.0.0.1:9443/w/"),
+    ("PUSHGO_WNS_ENDPOINT", "http://127.0.0.1:9443"),
     ("PUSHGO_APNS_KEY_FILE", "/no/such/key.p8"),
     ("PUSHGO_FCM_CREDENTIALS_FILE", "/no/such/fcm.json"),
     ("PUSHGO_PROVIDER_CA_FILE", "/no/such/ca.pem"),
@@ -265,7 +280,8 @@ def test_a_bad_database_url_is_named_but_never_echoed(value):
 
 def test_secret_variables_never_echo_their_value():
     secret = {opt.env for opt in OPTIONS if opt.secret}
-    assert secret == {"PUSHGO_DB_URL", "PUSHGO_TOKEN", "PUSHGO_MCP_PREDEFINED_CLIENTS"}
+    assert secret == {"PUSHGO_DB_URL", "PUSHGO_TOKEN", "PUSHGO_MCP_PREDEFINED_CLIENTS",
+                      "PUSHGO_WNS_CLIENT_SECRET"}
     for name in secret:
         # A flag can give a blank value (the environment's blanks count as unset).
         assert settings_error({}, {name: " \t "}).startswith(f"invalid {name}: ")
@@ -292,6 +308,17 @@ def test_a_partial_apns_configuration_is_rejected_naming_a_missing_variable(file
     missing = [name for name in APNS_VARS if name not in given]
     assert message.startswith(f"missing {missing[0]}")
     assert all(name in message for name in APNS_VARS)
+
+
+@pytest.mark.parametrize(("given", "missing"), [
+    ({"PUSHGO_WNS_CLIENT_ID": "ms-app://s-1"}, "PUSHGO_WNS_CLIENT_SECRET"),
+    ({"PUSHGO_WNS_CLIENT_SECRET": "hunter2"}, "PUSHGO_WNS_CLIENT_ID"),
+])
+def test_wns_needs_its_client_id_and_secret_together(given, missing):
+    message = settings_error(given)
+    assert message.startswith(f"missing {missing}") and "hunter2" not in message
+    both = load({"PUSHGO_WNS_CLIENT_ID": "ms-app://s-1", "PUSHGO_WNS_CLIENT_SECRET": "x"})
+    assert both.wns_configured and both.wns_token_url is None
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -13,6 +13,7 @@ import httpx
 
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
+from pushgo.protocol import wns as W
 from pushgo.push.connection import Liveness, Origin
 from pushgo.push.credentials import (
     ApnsJwtSource,
@@ -22,8 +23,12 @@ from pushgo.push.credentials import (
     FcmTokenSource,
     RemoteTokens,
     ServiceAccount,
+    WnsTokens,
+    WnsTokenSource,
 )
 from pushgo.push.sender import ApnsSender, FcmSender, ProviderSender, ResultBuffer
+from pushgo.push.wns import WnsSender
+from pushgo.push.wns import ssl_context as wns_ssl_context
 from pushgo.settings import Settings, SettingsError
 
 
@@ -70,7 +75,8 @@ def build_senders(settings: Settings, results: ResultBuffer, *,
     """Local credentials win; without them a token service (if set) provides bearer tokens."""
     senders: dict[str, ProviderSender] = {}
     remote = settings.token_service_url
-    if not (settings.apns_configured or settings.fcm_configured or remote):
+    if not (settings.apns_configured or settings.fcm_configured or settings.wns_configured
+            or remote):
         return senders
     ctx = provider_ssl_context(settings)
     liveness = Liveness(response_s=settings.provider_response_timeout_s,
@@ -114,4 +120,25 @@ def build_senders(settings: Settings, results: ResultBuffer, *,
         senders["fcm"] = FcmSender(origin, ctx, results, fcm_tokens, clock_ms=clock_ms,
                                    connections=settings.provider_connections,
                                    liveness=liveness)
+    wns = _wns_sender(settings, results, clock_ms=clock_ms, liveness=liveness)
+    if wns is not None:
+        senders["wns"] = wns
     return senders
+
+
+def _wns_sender(settings: Settings, results: ResultBuffer, *, clock_ms: Callable[[], int],
+                liveness: Liveness) -> WnsSender | None:
+    """WNS with the app's client id and secret, else with the token service's tokens."""
+    ctx = wns_ssl_context(settings.provider_ca_file)
+    tokens: WnsTokens
+    if settings.wns_configured:
+        assert settings.wns_client_id and settings.wns_client_secret
+        url = settings.wns_token_url or W.LOGIN_URL
+        tokens = WnsTokenSource(settings.wns_client_id, settings.wns_client_secret, url,
+                                W.scope_for(url), _token_poster(ctx))
+    elif settings.token_service_url:
+        tokens = RemoteTokens(settings.token_service_url, "wns", _json_getter(ctx))
+    else:
+        return None
+    return WnsSender(results, tokens, endpoint=settings.wns_endpoint, ssl_context=ctx,
+                     clock_ms=clock_ms, liveness=liveness)

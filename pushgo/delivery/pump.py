@@ -36,6 +36,7 @@ from pushgo.delivery import breaker as B
 from pushgo.errors import StoreUnavailable
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
+from pushgo.protocol import wns as WNS
 from pushgo.protocol.outcomes import Delivered, Rejected
 from pushgo.protocol.payload import wakeup_data
 from pushgo.push.sender import Expired, Job, ProviderSender, Result, ResultBuffer, TransportFailure
@@ -250,6 +251,9 @@ class OutboxPump:
                                        body=alert.get("body", data.get("body", "")),
                                        severity=info.severity,
                                        thread_id=alert.get("thread", ""), wakeup_data=wake)
+        elif due.route == "wns":
+            template = (WNS.PayloadTemplate.build(data, WNS.priority(info.severity)),
+                        WNS.PayloadTemplate.build(wake, WNS.priority("high"), wakeup=True))
         else:
             template = (FC.MessageTemplate(FC.data_json(data),
                                            "NORMAL" if info.severity == "low" else "HIGH",

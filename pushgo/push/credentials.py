@@ -5,7 +5,9 @@
   expired, and then at most once a minute.
 - FCM: an OAuth access token from the service account (RS256 assertion to its ``token_uri``),
   cached until 5 minutes before expiry; a 401 invalidates it once.
-- Remote: both fetched from PUSHGO_TOKEN_SERVICE_URL when no local credentials are given.
+- WNS: an OAuth access token for the package SID (client id) and secret (client-credentials
+  grant), cached until 5 minutes before expiry; a 401 invalidates it once.
+- Remote: each fetched from PUSHGO_TOKEN_SERVICE_URL when no local credentials are given.
 
 ``now`` is injected (wall-clock seconds) so tests control ``iat``.
 """
@@ -28,6 +30,8 @@ APNS_RENEW_S = 30 * 60
 APNS_MIN_RENEW_S = 20 * 60
 APNS_FORCED_MIN_S = 60
 FCM_EARLY_S = 5 * 60
+#: WNS tokens last a day; used when the token endpoint names no lifetime.
+WNS_DEFAULT_LIFETIME_S = 86400.0
 
 Clock = Callable[[], float]
 PostForm = Callable[[str, dict[str, str]], Awaitable[dict[str, Any]]]
@@ -157,6 +161,55 @@ class FcmTokenSource:
             self._token = None
 
 
+class WnsTokenSource:
+    """WNS access tokens for a package SID (``client_id``) and secret: the client-credentials
+    grant to ``token_url`` (form encoded; the secret travels only in that request body)."""
+
+    def __init__(self, client_id: str, client_secret: str, token_url: str, scope: str,
+                 post_form: PostForm, *, clock: Clock = time.time) -> None:
+        self.token_url = token_url
+        self._form = {"grant_type": "client_credentials", "client_id": client_id,
+                      "client_secret": client_secret, "scope": scope}
+        self._post = post_form
+        self._clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock: anyio.Lock | None = None
+
+    async def token(self) -> str:
+        if self._token is not None and self._clock() < self._expires - FCM_EARLY_S:
+            return self._token
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            now = self._clock()
+            if self._token is not None and now < self._expires - FCM_EARLY_S:
+                return self._token
+            doc = await self._post(self.token_url, dict(self._form))
+            token = doc.get("access_token") if isinstance(doc, dict) else None
+            if not isinstance(token, str) or not token:
+                raise CredentialError("WNS token endpoint answered without access_token")
+            try:
+                lifetime = float(doc.get("expires_in") or WNS_DEFAULT_LIFETIME_S)
+            except (TypeError, ValueError):
+                lifetime = WNS_DEFAULT_LIFETIME_S
+            self._token = token
+            self._expires = now + lifetime
+            return token
+
+    def invalidate(self, token: str) -> None:
+        if self._token == token:
+            self._token = None
+
+
+class WnsTokens(Protocol):
+    """What the WNS sender needs: a bearer token, and a way to say WNS refused it."""
+
+    async def token(self) -> str: ...
+
+    def invalidate(self, token: str) -> None: ...
+
+
 class ApnsTokens(Protocol):
     """What the APNs sender needs: a bearer JWT, and a way to say Apple refused it."""
 
@@ -181,7 +234,7 @@ REMOTE_EARLY_S = 60
 class RemoteTokens:
     """Provider bearer tokens from a PushGo-style token service (PUSHGO_TOKEN_SERVICE_URL):
     ``GET {base}/provider/token/{production|sandbox}?provider=apns`` and
-    ``GET {base}/provider/token?provider=fcm`` answer
+    ``GET {base}/provider/token?provider=fcm`` (and ``provider=wns``) answer
     ``{"success": true, "data": {"token", "expires_in", "project_id"?}}``. Cached until a minute
     before expiry; a token the provider refused is fetched anew."""
 
