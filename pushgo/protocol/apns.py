@@ -151,8 +151,16 @@ class PayloadTemplate:
     tail: bytes
     wakeup: bool
 
-    def render(self, delivery_id: str) -> bytes:
-        return self.head + delivery_id.encode() + self.tail
+    def render(self, delivery_id: str, device_key: str | None = None) -> bytes:
+        """The payload for one device. A direct (not wake-up) payload also names the device
+        (``provider_device_key``) so that the v1.3 apps can acknowledge it with
+        ``POST /messages/ack``; it is left out when it would not fit (the app then pulls)."""
+        plain = self.head + delivery_id.encode() + self.tail
+        if device_key is None or self.wakeup:
+            return plain
+        named = (self.head + delivery_id.encode() + b'","provider_device_key":'
+                 + json.dumps(device_key, ensure_ascii=False).encode() + self.tail[1:])
+        return named if len(named) <= PAYLOAD_LIMIT else plain
 
     @property
     def size(self) -> int:

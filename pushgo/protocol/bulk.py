@@ -432,6 +432,16 @@ def is_direct_key(channel_id: str) -> bool:
     return channel_id.startswith(DIRECT_PREFIX)
 
 
+#: The device_key a direct delivery carries (pushgo.store.dispatch.DIRECT_DEVICE): no device.
+DIRECT_DEVICE_KEY = "direct"
+
+
+def ack_device_key(device_key: str) -> str | None:
+    """The ``provider_device_key`` a provider payload names, None for a direct send (no
+    registered device to acknowledge for)."""
+    return None if device_key == DIRECT_DEVICE_KEY else device_key
+
+
 def _has_nul(value: Any) -> bool:
     stack = [value]
     while stack:

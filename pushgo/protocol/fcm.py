@@ -87,9 +87,15 @@ class MessageTemplate:
     priority: str  # HIGH | NORMAL
     wakeup: bool
 
-    def render(self, token: str, delivery_id: str, ttl_s: int | None) -> bytes:
+    def render(self, token: str, delivery_id: str, ttl_s: int | None,
+               device_key: str | None = None) -> bytes:
+        """One device's request; a direct (not wake-up) message names the device
+        (``provider_device_key``) for the v1.3 apps' acknowledgement."""
         rest = self.data_json[1:]
-        data = '{"delivery_id":"' + delivery_id + ('",' + rest if rest != "}" else '"}')
+        ident = '{"delivery_id":"' + delivery_id + '"'
+        if device_key is not None and not self.wakeup:
+            ident += ',"provider_device_key":' + json.dumps(device_key, ensure_ascii=False)
+        data = ident + ("," + rest if rest != "}" else "}")
         android = '{"priority":"' + self.priority + '"'
         if ttl_s is not None:
             android += ',"ttl":"' + str(max(0, min(ttl_s, MAX_TTL_S))) + 's"'

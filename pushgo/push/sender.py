@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
+from pushgo.protocol.bulk import ack_device_key
 from pushgo.protocol.h2client import Response
 from pushgo.protocol.outcomes import Delivered, Rejected
 from pushgo.push.connection import Connect, Connection, Liveness, Origin
@@ -316,7 +317,7 @@ class ApnsSender(ProviderSender):
         block = hb.block(job.token, job.delivery_id, low_priority=job.low_priority,
                          expiration_s=job.expires_at_ms // 1000)
         job.credential = hb.jwt
-        return block, template.render(job.delivery_id)
+        return block, template.render(job.delivery_id, ack_device_key(job.device_key))
 
     def interpret(self, job: Job, conn: Connection, response: Response) -> Outcome | None:
         if response.status == 200:
@@ -354,7 +355,8 @@ class FcmSender(ProviderSender):
                                                   self.token_source.project_id, token)
         full, wake = job.template
         ttl_s = max(0, (job.expires_at_ms - self._clock_ms()) // 1000)
-        body = full.render(job.token, job.delivery_id, ttl_s)
+        body = full.render(job.token, job.delivery_id, ttl_s,
+                           ack_device_key(job.device_key))
         if len(body) > FC.PAYLOAD_LIMIT:
             body = wake.render(job.token, job.delivery_id, ttl_s) if wake is not None else None
             if body is not None and len(body) > FC.PAYLOAD_LIMIT:
