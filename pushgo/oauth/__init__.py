@@ -21,7 +21,7 @@ from pushgo.oauth import metadata
 from pushgo.oauth.authorize import Authorize
 from pushgo.oauth.binding import PATHS, OAuthBinding, Publisher
 from pushgo.oauth.clients import Clients
-from pushgo.oauth.config import MINUTE, lifetimes, predefined_clients
+from pushgo.oauth.config import MINUTE, base_url_warning, lifetimes, predefined_clients
 from pushgo.oauth.forms import ChannelCheck, LiveCheck, PageRequests, locale_for
 from pushgo.oauth.keys import KeyRing
 from pushgo.oauth.mcpauth import OAuthAuth
@@ -87,6 +87,9 @@ class OAuthServer:
     async def start(self) -> None:
         """Load (or create) the signing key and make the predefined clients match the
         setting; runs before the gateway serves."""
+        warning = base_url_warning(self.settings)
+        if warning is not None:
+            log.warning(warning)
         now = self.svc.ctx.now()
         await self.keys.ensure(now)
         await self.clients.sync_predefined(self.predefined, now)

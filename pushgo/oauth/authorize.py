@@ -3,8 +3,11 @@ matching, ``state`` echoed, ``resource`` (RFC 8707) bound into the token audienc
 in the response (RFC 9207). Its page is the bind page: the user enters one or more channel id
 + password pairs and confirms; the grant then holds exactly those channels.
 
-An unknown client or a redirect URI it has not registered is answered with an error page and
-never redirected (no open redirect); every other error goes back to the client's redirect URI.
+An unknown client or a redirect URI that does not match its registration exactly is answered
+with an error page (400) and never redirected. An error found after that match goes back to
+the redirect URI (RFC 6749 §4.1.2.1, with ``state`` and ``iss``) only when the URI is trusted
+(``Client.trusts_redirect``: configured by the operator, or loopback); a URI anyone could
+register gets the error page too, so this endpoint is no open redirector (RFC 9700 §4.11.2).
 """
 
 from __future__ import annotations
@@ -150,7 +153,11 @@ class Authorize:
         except PageError as exc:
             return self._message(locale, "error_title", t(locale, exc.key), exc.status)
         except _Redirect as exc:
-            return exc.response()
+            if exc.trusted:
+                return exc.response()
+            return self._message(locale, "error_title",
+                                 t(locale, "bad_request", error=exc.params[0][1],
+                                   description=exc.params[1][1]), 400)
         try:
             request_id, token, max_age = await self.requests.open(
                 "authorize", auth.params(locale), self.lifetimes.page, client_address(request))
@@ -165,13 +172,16 @@ class Authorize:
         return response
 
     def _render(self, page: Form, client: Client, redirect_uri: str, scopes: frozenset[str],
-                status: int = 200) -> Response:
+                status: int = 200, retry_after: int = 0) -> Response:
         nonce = new_nonce()
         html = authorize_page(page, client_name=client.name, client_id=client.client_id,
                               redirect_uri=redirect_uri,
                               scopes=[s for s in oauth_wire.SCOPES if s in scopes], nonce=nonce)
         target = oauth_wire.origin_of(redirect_uri)
-        return page_response(html, status, nonce=nonce, form_targets=[target] if target else [])
+        if retry_after:  # the password throttle said no: 429, as everywhere
+            status = codes.TOO_MANY_ATTEMPTS.status
+        return page_response(html, status, nonce=nonce, form_targets=[target] if target else [],
+                             headers={"retry-after": str(retry_after)} if retry_after else None)
 
     def _message(self, locale: str, title_key: str, message: str, status: int) -> Response:
         nonce = new_nonce()
@@ -217,7 +227,7 @@ class Authorize:
                                               *answer])
 
         names: list[tuple[str, str]] = []
-        failed = False
+        failed, retry_after = False, 0
         for row, (cid, password) in zip(page.rows, rows, strict=False):
             if not cid or not password:
                 row.error, failed = t(locale, "incomplete"), True
@@ -226,13 +236,16 @@ class Authorize:
             row.channel_id = checked.channel_id or cid
             if checked.error is not None:
                 row.error, failed = checked.message(locale), True
+                if checked.error == "too_many":
+                    retry_after = max(retry_after, checked.retry_after)
                 continue
             assert checked.channel_id is not None
             names.append((checked.channel_id, checked.channel_name or ""))
         if not rows:
             page.error, failed = t(locale, "none"), True
         if failed:
-            return self._render(page, client, redirect_uri, scopes, status=400)
+            return self._render(page, client, redirect_uri, scopes, status=400,
+                                retry_after=retry_after)
 
         code = new_id("pgac", 32)
         now = self.svc.ctx.now()
@@ -255,6 +268,7 @@ class _Redirect(Exception):
     def __init__(self, client: Client, redirect_uri: str, state: str | None, issuer: str,
                  error: ErrorCode, description: str) -> None:
         super().__init__(description)
+        self.trusted = client.trusts_redirect(redirect_uri)
         self.redirect_uri = redirect_uri
         self.params = [("error", error.code), ("error_description", description)]
         if state is not None:

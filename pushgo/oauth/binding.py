@@ -159,12 +159,15 @@ class OAuthBinding:
             return None
         return row
 
-    async def _client_name(self, grant_id: str) -> str:
+    async def _grant_view(self, grant_id: str) -> tuple[str, list[str]]:
+        """The client's name and the grant's scopes, as the page shows them."""
         grant = await self.records.grant(grant_id)
         if grant is None:
-            return "?"
+            return "?", []
         client = await self.clients.get(grant.client_id, self.svc.ctx.now(), fresh=False)
-        return client.name if client is not None else grant.client_id
+        scopes = oauth_wire.parse_scope(grant.scope)[0]
+        return (client.name if client is not None else grant.client_id,
+                [s for s in oauth_wire.SCOPES if s in scopes])
 
     def page_get(self, action: str) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -188,7 +191,7 @@ class OAuthBinding:
                         languages=language_links(PATHS[action],
                                                  {"bind_session_id": row.bind_session_id},
                                                  locale))
-            response = self._render(form, action, await self._client_name(row.grant_id),
+            response = self._render(form, action, await self._grant_view(row.grant_id),
                                     row.redirect_uri)
             base = base_url(self.settings, request)
             self.requests.set_cookie(response, request_id, token, max_age,
@@ -197,13 +200,17 @@ class OAuthBinding:
 
         return endpoint
 
-    def _render(self, form: Form, action: str, client_name: str, redirect_uri: str | None,
-                status: int = 200) -> Response:
+    def _render(self, form: Form, action: str, view: tuple[str, list[str]],
+                redirect_uri: str | None, status: int = 200, retry_after: int = 0
+                ) -> Response:
         nonce = new_nonce()
         target = oauth_wire.origin_of(redirect_uri) if redirect_uri else None
-        return page_response(bind_page(form, action=action, client_name=client_name,
-                                       nonce=nonce),
-                             status, nonce=nonce, form_targets=[target] if target else [])
+        if retry_after:  # the password throttle said no: 429, as everywhere
+            status = codes.TOO_MANY_ATTEMPTS.status
+        return page_response(bind_page(form, action=action, client_name=view[0],
+                                       scopes=view[1], nonce=nonce),
+                             status, nonce=nonce, form_targets=[target] if target else [],
+                             headers={"retry-after": str(retry_after)} if retry_after else None)
 
     def page_post(self, action: str) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -226,6 +233,7 @@ class OAuthBinding:
                 return self._message(locale, "error_title", t(locale, "expired"), 400)
             cid, password = rows[0] if rows else ("", "")
             page = Form(locale, PATHS[action], page_req.request_id, token or "", [Row(cid)])
+            retry_after = 0
             if not cid or not password:
                 page.rows[0].error = t(locale, "incomplete")
             else:
@@ -233,10 +241,11 @@ class OAuthBinding:
                 page.rows[0].channel_id = checked.channel_id or cid
                 if checked.error is not None:
                     page.rows[0].error = checked.message(locale)
+                    retry_after = checked.retry_after if checked.error == "too_many" else 0
                 else:
                     return await self._apply(row, page_req.request_id, action, checked, locale)
-            return self._render(page, action, await self._client_name(row.grant_id),
-                                row.redirect_uri, status=400)
+            return self._render(page, action, await self._grant_view(row.grant_id),
+                                row.redirect_uri, status=400, retry_after=retry_after)
 
         return endpoint
 

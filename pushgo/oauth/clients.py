@@ -37,6 +37,8 @@ class Client:
     redirect_uris: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: int | None = None
+    #: Every secret hash accepted (a predefined client's two during a rotation).
+    secret_hashes: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -47,9 +49,24 @@ class Client:
         return oauth_wire.parse_scope(self.metadata.get("scope"))[0]
 
     def redirect_allowed(self, uri: str) -> bool:
-        if self.kind == "predefined":
-            return oauth_wire.any_redirect_allowed(uri)
+        """Exact match against the registration (loopback: any port); a predefined client
+        configured without redirect URIs may return to loopback only."""
+        if self.kind == "predefined" and not self.redirect_uris:
+            return oauth_wire.loopback_allowed(uri)
         return oauth_wire.redirect_matches(self.redirect_uris, uri)
+
+    def trusts_redirect(self, uri: str) -> bool:
+        """Whether an error may go to ``uri`` before the user has seen the page (RFC 9700
+        §4.11.2): the operator configured it (a predefined client), or it is the user's own
+        machine (loopback). A URI anyone could register (DCR, a metadata document) gets an
+        error page instead, so the authorization endpoint is no open redirector."""
+        if not self.redirect_allowed(uri):
+            return False
+        return self.kind == "predefined" or oauth_wire.is_loopback(uri)
+
+    def secret_matches(self, secret: str) -> bool:
+        hashes = self.secret_hashes or ((self.secret_hash,) if self.secret_hash else ())
+        return any(digest_matches(secret, h) for h in hashes)
 
     @classmethod
     def of(cls, row: Any) -> Client:
@@ -102,12 +119,25 @@ class Clients:
         self.records = records
         self.lifetimes = lifetimes
         self.allow_loopback_cimd = allow_loopback_cimd
+        #: The setting's clients: their secrets and redirect URIs are read from here, the row
+        #: (what grants hang on) holds the newest secret's hash.
+        self.predefined: dict[str, PredefinedClient] = {}
 
     async def sync_predefined(self, predefined: list[PredefinedClient], now: int) -> None:
         """Make the predefined-client rows match the setting; a client removed from it loses
-        its grants."""
+        its grants; a secret rotated keeps them."""
+        self.predefined = {c.client_id: c for c in predefined}
         await self.records.sync_predefined({c.client_id: digest(c.secret) for c in predefined},
                                            now)
+
+    def _of(self, row: Any) -> Client:
+        client = Client.of(row)
+        conf = self.predefined.get(client.client_id) if client.kind == "predefined" else None
+        if conf is None:
+            return client
+        return Client(client.client_id, client.kind, client.auth_method, client.secret_hash,
+                      list(conf.redirect_uris), client.metadata, client.expires_at,
+                      tuple(digest(s) for s in conf.secrets))
 
     # --- lookup -------------------------------------------------------------------------------
 
@@ -117,7 +147,7 @@ class Clients:
         row = await self.records.client(client_id)
         if row is not None and (row.kind != "cimd" or not fresh
                                 or (row.expires_at or 0) > now):
-            return Client.of(row)
+            return self._of(row)
         if not cimd.looks_like_cimd(client_id):
             return None
         try:
@@ -198,7 +228,7 @@ class Clients:
                 raise self._unauthorized("this client is public and has no secret",
                                          basic=basic is not None)
             return client
-        if secret is None or not digest_matches(secret, client.secret_hash):
+        if secret is None or not client.secret_matches(secret):
             raise self._unauthorized("client authentication failed", basic=basic is not None)
         return client
 

@@ -43,5 +43,8 @@ def authorization_server(base: str, *, dcr: bool) -> dict[str, Any]:
 
 
 def openid_configuration(base: str, *, dcr: bool) -> dict[str, Any]:
-    return {**authorization_server(base, dcr=dcr), "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["ES256"]}
+    """The RFC 8414 document again, for clients that look here first (the MCP SDKs try both).
+    pushgo issues no ID token, so no ID-token field (``subject_types_supported``,
+    ``id_token_signing_alg_values_supported``) is claimed; what discovery needs (issuer,
+    endpoints, ``response_types_supported``, PKCE methods) is all there."""
+    return authorization_server(base, dcr=dcr)

@@ -60,6 +60,10 @@ TEXT: dict[str, dict[str, str]] = {
         "unknown_client": "The app that sent you here is not registered with this gateway.",
         "bad_redirect": "The app asked to return to an address it has not registered, so this "
                         "gateway will not send you there.",
+        "bad_request": "The app sent a request this gateway cannot accept ({error}: "
+                       "{description}). Go back to the app and try again.",
+        "bind_scopes": "With this channel, {client} will be allowed to",
+        "revoke_scopes": "For this channel, {client} will no longer be allowed to",
         "language": "Language",
         "busy": "Too many pages were opened from your address. Try again in a minute.",
     },
@@ -100,6 +104,10 @@ TEXT: dict[str, dict[str, str]] = {
         "csrf": "此表单已过期，或不是在此浏览器中打开的。请回到应用重新开始。",
         "unknown_client": "将你引导到这里的应用未在此网关注册。",
         "bad_redirect": "该应用请求返回一个未登记的地址，因此网关不会把你带到那里。",
+        "bad_request": "该应用发来的请求无法被此网关接受（{error}：{description}）。"
+                       "请回到应用重试。",
+        "bind_scopes": "绑定此频道后，{client} 将被允许",
+        "revoke_scopes": "解绑此频道后，{client} 将不再被允许",
         "language": "语言",
         "busy": "从你的地址打开的页面过多，请一分钟后再试。",
     },
@@ -256,8 +264,6 @@ def authorize_page(form: Form, *, client_name: str, client_id: str, redirect_uri
                    scopes: list[str], nonce: str) -> str:
     loc = form.locale
     title = t(loc, "authorize_title", client=client_name)
-    scope_items = "".join(f"<li>{escape(t(loc, s))} <code>{escape(s)}</code></li>"
-                          for s in scopes)
     summary = f'<p class="error" role="alert">{escape(form.error)}</p>' if form.error else ""
     body = (
         f"<h1>{escape(title)}</h1>"
@@ -266,7 +272,7 @@ def authorize_page(form: Form, *, client_name: str, client_id: str, redirect_uri
         + (f" (<code>{escape(client_id)}</code>)" if client_id != client_name else "")
         + f"</dd><dt>{escape(t(loc, 'redirect'))}</dt><dd><code>{escape(redirect_uri)}</code>"
         "</dd></dl>"
-        f"<p>{escape(t(loc, 'scopes'))}:</p><ul>{scope_items}</ul>"
+        f"<p>{escape(t(loc, 'scopes'))}:</p>{_scope_list(loc, scopes)}"
         f'<form method="post" action="{escape(form.action)}" data-live>{_hidden(form)}'
         f'{summary}<fieldset id="rows">{_rows(form)}</fieldset>'
         '<div class="actions">'
@@ -281,13 +287,23 @@ def authorize_page(form: Form, *, client_name: str, client_id: str, redirect_uri
     return _document(loc, title, body, nonce, script=True)
 
 
-def bind_page(form: Form, *, action: str, client_name: str, nonce: str) -> str:
+def _scope_list(locale: str, scopes: list[str]) -> str:
+    items = "".join(f"<li>{escape(t(locale, s))} <code>{escape(s)}</code></li>" for s in scopes)
+    return f'<ul id="scopes">{items}</ul>'
+
+
+def bind_page(form: Form, *, action: str, client_name: str, scopes: list[str],
+              nonce: str) -> str:
+    """The page a ``bind_url`` opens: the channel id + password and the scopes the grant
+    holds, which the channel is bound to (or taken out of)."""
     loc = form.locale
     title = t(loc, f"{action}_title")
     summary = f'<p class="error" role="alert">{escape(form.error)}</p>' if form.error else ""
     body = (
         f"<h1>{escape(title)}</h1>"
         f"<p>{escape(t(loc, f'{action}_intro', client=client_name))}</p>"
+        f"<p>{escape(t(loc, f'{action}_scopes', client=client_name))}:</p>"
+        f"{_scope_list(loc, scopes)}"
         f'<form method="post" action="{escape(form.action)}" data-live>{_hidden(form)}'
         f'{summary}<fieldset id="rows">{_rows(form)}</fieldset>'
         '<div class="actions">'

@@ -29,6 +29,11 @@ _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*")
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?")
+#: A loopback redirect URI as RFC 8252 §7.3 writes it: lower-case ``http``, the host exactly
+#: ``127.0.0.1``, ``[::1]`` or ``localhost``, an optional port, then the path and query. No
+#: user information, no fragment, no backslash: anything else is not loopback here.
+_LOOPBACK = re.compile(r"http://(127\.0\.0\.1|\[::1\]|localhost)(?::([0-9]{1,5}))?"
+                       r"((?:[/?][^#\\]*)?)")
 
 
 # --- scopes -----------------------------------------------------------------------------------
@@ -68,8 +73,8 @@ def _printable(uri: str) -> bool:
 
 def redirect_uri_problem(uri: str) -> str | None:
     """Why ``uri`` cannot be registered as a redirect URI, or None when it can: HTTPS, loopback
-    HTTP on any port (RFC 8252 §7.3), or a private-use scheme with a dot (RFC 8252 §7.1);
-    never a fragment."""
+    HTTP on any port (RFC 8252 §7.3, written as ``loopback_parts`` reads it), or a private-use
+    scheme with a dot (RFC 8252 §7.1); never user information, a fragment or a backslash."""
     if not uri or len(uri) > MAX_URI or not _printable(uri):
         return "must be a URI of printable ASCII, at most 2048 characters"
     try:
@@ -79,50 +84,58 @@ def redirect_uri_problem(uri: str) -> str | None:
         return "is not a valid URI"
     if parts.fragment or "#" in uri:
         return "must not contain a fragment"
+    if "@" in parts.netloc or "\\" in uri:
+        return "must not contain user information or a backslash"
     scheme = parts.scheme.lower()
     if scheme == "https":
         return None if parts.hostname else "needs a host"
     if scheme == "http":
-        if parts.hostname in LOOPBACK_HOSTS:
+        if loopback_parts(uri) is not None:
             return None
-        return "plain http is allowed only for loopback hosts (127.0.0.1, localhost, [::1])"
+        return ("plain http is allowed only for loopback hosts, written http://127.0.0.1, "
+                "http://[::1] or http://localhost")
     if _SCHEME.fullmatch(scheme) and "." in scheme:
         return None
     return "must be https, loopback http, or a private-use scheme such as com.example.app:"
 
 
+def loopback_parts(uri: str) -> tuple[str, int | None, str] | None:
+    """(host, port, path and query) of a loopback redirect URI, or None when ``uri`` is not
+    one exactly as RFC 8252 §7.3 writes it (see ``_LOOPBACK``)."""
+    m = _LOOPBACK.fullmatch(uri)
+    if m is None:
+        return None
+    port = int(m.group(2)) if m.group(2) is not None else None
+    if port is not None and not 0 < port <= 65535:
+        return None
+    return m.group(1), port, m.group(3)
+
+
 def is_loopback(uri: str) -> bool:
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return False
-    return parts.scheme.lower() == "http" and parts.hostname in LOOPBACK_HOSTS
-
-
-def _without_port(uri: str) -> tuple[str, str | None, str, str]:
-    parts = urlsplit(uri)
-    return parts.scheme.lower(), parts.hostname, parts.path, parts.query
+    return loopback_parts(uri) is not None
 
 
 def redirect_matches(registered: Iterable[str], given: str) -> bool:
-    """Exact string match; for loopback redirect URIs the port may differ (RFC 8252 §7.3)."""
+    """OAuth 2.1 §2.3.1: the exact string of a registered URI; for a registered loopback URI
+    (RFC 8252 §7.3) any port, everything else exact: scheme, host (``localhost`` is not
+    ``127.0.0.1``), path and query."""
     if redirect_uri_problem(given) is not None:
         return False
+    given_loop = loopback_parts(given)
     for uri in registered:
         if uri == given:
             return True
-        if is_loopback(uri) and is_loopback(given) and _without_port(uri) == _without_port(given):
+        loop = loopback_parts(uri)
+        if loop is not None and given_loop is not None \
+                and (loop[0], loop[2]) == (given_loop[0], given_loop[2]):
             return True
     return False
 
 
-def any_redirect_allowed(given: str) -> bool:
-    """Predefined clients register no redirect URIs: any HTTPS or loopback one is accepted
-    (the client proves itself with its secret at the token endpoint)."""
-    if redirect_uri_problem(given) is not None:
-        return False
-    scheme = urlsplit(given).scheme.lower()
-    return scheme == "https" or is_loopback(given)
+def loopback_allowed(given: str) -> bool:
+    """A client with no registered redirect URIs (a predefined client configured without
+    them) may return only to the user's own machine: any loopback URI."""
+    return redirect_uri_problem(given) is None and is_loopback(given)
 
 
 def with_query(uri: str, params: Iterable[tuple[str, str]]) -> str:

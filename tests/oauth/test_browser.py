@@ -4,7 +4,8 @@ as it is typed, the browser submits and follows the redirect to the client's loo
 redirect URI (code, state, iss), the client exchanges the code; a wrong password leaves the
 browser on the page with an inline error; the pages speak Simplified Chinese when asked, and
 "deny" goes back with ``access_denied``; a ``bind_url`` from ``pushgo.channel.bind.start``
-binds, then a revoke link unbinds, a channel."""
+binds, then a revoke link unbinds, a channel; the product page's seven steps end to end,
+the bind page showing the scopes being granted (screenshots in the test's tmp dir)."""
 
 from __future__ import annotations
 
@@ -382,3 +383,86 @@ async def test_bind_and_revoke_links_from_the_mcp_tool_work_in_chromium(base, ap
         assert refused.is_error is True
         assert refused.structured_content["error_code"] == "channel_not_bound"
     assert len(callback.hits) == 1
+
+
+async def test_the_seven_steps_of_the_product_page_with_the_scope_shown_at_step_5(
+        base, api, http, callback, tmp_path):
+    """1. the client connects to /mcp (401 naming the metadata); 2. it gets a client identity
+    by DCR and an authorization in the browser; 3. the assistant calls bind.start; 4. the
+    user opens bind_url; 5. enters channel id and password and sees the scopes being granted
+    (English, then 简体中文); 6. the assistant polls bind.status; 7. it sends within the
+    bound channel."""
+    first = await new_channel(api, name="first")
+    second = await new_channel(api, name="second")
+    third = await new_channel(api, name="third")
+    # 1.
+    anonymous = await http.post(base + "/mcp", json={"jsonrpc": "2.0", "id": 1,
+                                                     "method": "tools/list"})
+    assert anonymous.status_code == 401 and "resource_metadata=" in anonymous.headers[
+        "www-authenticate"]
+    # 2.
+    flow = Flow(base, callback.uri)
+    await flow.register(http, name="Seven Steps App")
+
+    def authorize(context: Any) -> str:
+        page = context.new_page()
+        page.goto(flow.authorize_url())
+        fill_row(page, first, PASSWORD)
+        page.click(APPROVE)
+        page.wait_for_url(callback.uri + "?**")
+        return str(page.url)
+
+    tokens = await flow.exchange(http, flow.answer(await in_browser(authorize))["code"])
+    async with mcp_client(base, tokens["access_token"]) as client:
+        # 3.
+        bind = await tool(client, "pushgo.channel.bind.start", {"action": "bind"})
+        bind_zh = await tool(client, "pushgo.channel.bind.start",
+                             {"action": "bind", "lang": "zh-CN"})
+
+        # 4. and 5.
+        def user(context: Any) -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            page = context.new_page()
+            page.goto(bind["bind_url"])
+            scopes = page.locator("#scopes")
+            seen["scopes_visible"] = scopes.is_visible()
+            seen["scopes"] = scopes.inner_text()
+            seen["intro"] = page.inner_text("main")
+            fill_row(page, second, PASSWORD)
+            live_check(page, "ok")
+            shot = tmp_path / "step5-bind-page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            seen["shot"] = shot.read_bytes()
+            page.click(APPROVE)
+            seen["bound"] = page.inner_text("#message")
+            page.goto(bind_zh["bind_url"])
+            seen["zh_scopes_visible"] = page.locator("#scopes").is_visible()
+            seen["zh_scopes"] = page.inner_text("#scopes")
+            seen["zh_intro"] = page.inner_text("main")
+            page.screenshot(path=str(tmp_path / "step5-bind-page-zh.png"), full_page=True)
+            fill_row(page, third, PASSWORD)
+            page.click(APPROVE)
+            seen["zh_bound"] = page.inner_text("#message")
+            return seen
+
+        seen = await in_browser(user)
+
+        assert seen["scopes_visible"] is True
+        assert "mcp:tools" in seen["scopes"] and "mcp:channels:manage" in seen["scopes"]
+        assert "send messages, events and things" in seen["scopes"]
+        assert "Seven Steps App will be allowed to" in seen["intro"]
+        assert is_png(seen["shot"]) and (tmp_path / "step5-bind-page-zh.png").is_file()
+        assert "is now bound" in seen["bound"]
+        assert seen["zh_scopes_visible"] is True and "mcp:tools" in seen["zh_scopes"]
+        assert "向你绑定的频道发送消息" in seen["zh_scopes"]
+        assert "将被允许" in seen["zh_intro"]
+        assert CHINESE.search(seen["zh_bound"])
+        # 6.
+        for started, cid in ((bind, second), (bind_zh, third)):
+            status = await tool(client, "pushgo.channel.bind.status",
+                                {"bind_session_id": started["bind_session_id"]})
+            assert (status["status"], status["channel_id"]) == ("completed", cid)
+        # 7.
+        for cid in (first, second, third):
+            assert (await tool(client, "pushgo.message.send",
+                               {"channel_id": cid, "title": "step 7"}))["accepted"] is True

@@ -217,13 +217,15 @@ async def test_predefined_clients_authenticate_with_basic_or_post(tmp_path):
                     resp = await token(c, **form, client_id="desk-app",
                                        client_secret="desk-secret-0123456789")
                 assert resp.status_code == 200, resp.text
-            # Any HTTPS redirect is accepted for a predefined client; plain http elsewhere not.
+            # Configured without redirect URIs: loopback only (any port and path), never an
+            # HTTPS or plain-http host elsewhere (an error page, no redirect).
             _v, ch = pkce()
             await open_page(c, "/oauth/authorize", authorize_query(
-                "desk-app", ch, redirect_uri="https://desk.example.com/cb"))
-            resp = await c.get("/oauth/authorize", params=authorize_query(
-                "desk-app", ch, redirect_uri="http://desk.example.com/cb"))
-            assert resp.status_code == 400 and "location" not in resp.headers
+                "desk-app", ch, redirect_uri="http://[::1]:4711/elsewhere"))
+            for uri in ("https://desk.example.com/cb", "http://desk.example.com/cb"):
+                resp = await c.get("/oauth/authorize", params=authorize_query(
+                    "desk-app", ch, redirect_uri=uri))
+                assert resp.status_code == 400 and "location" not in resp.headers
             resp = await c.post("/oauth/token", data={"grant_type": "refresh_token",
                                                       "refresh_token": "x"},
                                 headers=basic("desk-app", "wrong-secret"))
@@ -316,3 +318,113 @@ async def test_legacy_mode_serves_no_oauth_routes_and_oauth_mode_takes_the_gatew
     assert resp.status_code == 200, resp.text
     tools = {t["name"]: t for t in resp.json()["result"]["tools"]}
     assert "password" in tools["pushgo.message.send"]["inputSchema"]["required"]
+
+
+async def test_predefined_redirect_uris_and_a_secret_rotation_come_from_the_setting(tmp_path):
+    """``id:secret@uri|uri``: only those URIs (exact; loopback any port); the same id twice
+    holds two secrets, both accepted at the token endpoint, and the grants outlive the
+    rotation's end (the old secret dropped)."""
+    new, old = "desk-secret-new-0123456789", "desk-secret-old-0123456789"
+    clients = (f"desk:{new}@https://desk.example.com/cb|{REDIRECT}; desk:{old}"
+               "\nother:other-secret-0123456789")
+    gw = await gateway_with(tmp_path, mcp_enabled=True, mcp_predefined_clients=clients)
+    async with gw.running():
+        cid = await channel(gw)
+        transport = httpx.ASGITransport(app=gw.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            _v, ch = pkce()
+            await open_page(c, "/oauth/authorize", authorize_query(
+                "desk", ch, redirect_uri="https://desk.example.com/cb"))
+            for uri in ("https://desk.example.com/cb/", "https://desk.example.com/other",
+                        "https://evil.example/steal", "http://127.0.0.1:9999/callback/x"):
+                resp = await c.get("/oauth/authorize", params=authorize_query(
+                    "desk", ch, redirect_uri=uri))
+                assert resp.status_code == 400 and "location" not in resp.headers, uri
+            refresh = ""
+            for secret in (new, old):
+                code, verifier = await authorize(c, "desk", [(cid, PASSWORD)])
+                resp = await c.post("/oauth/token", headers=basic("desk", secret), data={
+                    "grant_type": "authorization_code", "code": code,
+                    "redirect_uri": REDIRECT, "code_verifier": verifier})
+                assert resp.status_code == 200, resp.text
+                refresh = resp.json()["refresh_token"]
+            wrong = await c.post("/oauth/token", headers=basic("desk", "other-secret-0123456789"),
+                                 data={"grant_type": "refresh_token", "refresh_token": refresh})
+            assert wrong.status_code == 401
+    # The rotation ends: only the new secret is configured; the grant is kept.
+    gw = await gateway_with(tmp_path, mcp_enabled=True,
+                            mcp_predefined_clients=f"desk:{new}@{REDIRECT}")
+    async with gw.running():
+        transport = httpx.ASGITransport(app=gw.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            resp = await c.post("/oauth/token", headers=basic("desk", old),
+                                data={"grant_type": "refresh_token", "refresh_token": refresh})
+            assert resp.status_code == 401
+            resp = await c.post("/oauth/token", headers=basic("desk", new),
+                                data={"grant_type": "refresh_token", "refresh_token": refresh})
+            assert resp.status_code == 200, resp.text
+
+
+@pytest.mark.parametrize("raw", [
+    "a:short", "a:0123456789abcdef@http://evil.example/cb",
+    "a:0123456789abcdef@https://x.example/cb#frag",
+    "a:0123456789abcdef@http://evil.example@127.0.0.1/cb",
+    "a:s1-0123456789abcdef;a:s2-0123456789abcdef;a:s3-0123456789abcdef"])
+def test_a_bad_predefined_client_entry_is_one_line_naming_the_variable(raw):
+    from pushgo.oauth.config import predefined_clients
+
+    with pytest.raises(SettingsError) as err:
+        predefined_clients(make_settings("sqlite://", mcp_predefined_clients=raw))
+    assert str(err.value).startswith("invalid PUSHGO_MCP_PREDEFINED_CLIENTS: ")
+    assert "\n" not in str(err.value) and "0123456789abcdef" not in str(err.value)
+
+
+async def test_the_openid_configuration_claims_no_id_token(http):
+    oidc = (await http.get("/.well-known/openid-configuration")).json()
+    asm = (await http.get("/.well-known/oauth-authorization-server")).json()
+    assert oidc == asm
+    assert not {"subject_types_supported", "id_token_signing_alg_values_supported",
+                "userinfo_endpoint"} & set(oidc)
+    assert "openid" not in oidc["scopes_supported"]
+
+
+@pytest.mark.parametrize("profile", ["small", "public"])
+async def test_each_runtime_profile_owns_its_token_lifetimes(tmp_path, profile):
+    """The access token's ``expires_in`` and the code's lifetime follow
+    PUSHGO_RUNTIME_PROFILE: public is shorter."""
+    from pushgo.oauth.config import MINUTE, PROFILES
+
+    small, public = PROFILES["small"], PROFILES["public"]
+    assert public.access < small.access and public.refresh_idle < small.refresh_idle
+    assert public.refresh_absolute < small.refresh_absolute
+    assert public.bind_session < small.bind_session and public.code < small.code
+    gw = await gateway_with(tmp_path, mcp_enabled=True, runtime_profile=profile)
+    async with gw.running():
+        cid = await channel(gw)
+        transport = httpx.ASGITransport(app=gw.asgi)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+            client = await register(c)
+            code, verifier = await authorize(c, client["client_id"], [(cid, PASSWORD)])
+            tokens = await exchange(c, client["client_id"], code, verifier)
+    assert tokens["expires_in"] * 1000 == PROFILES[profile].access
+    assert tokens["expires_in"] == (5 if profile == "public" else 15) * MINUTE // 1000
+
+
+@pytest.mark.parametrize(("overrides", "warned"), [
+    ({"http_host": "0.0.0.0"}, "PUSHGO_PUBLIC_BASE_URL is unset"),
+    ({"http_host": "127.0.0.1"}, None),
+    ({"http_host": "0.0.0.0", "public_base_url": "http://gw.example.com"}, "plain http"),
+    ({"http_host": "0.0.0.0", "public_base_url": "https://gw.example.com"}, None),
+    ({"http_host": "::1", "public_base_url": "http://127.0.0.1:6666"}, None),
+])
+async def test_start_up_warns_once_about_a_risky_public_base_url(tmp_path, caplog, overrides,
+                                                                  warned):
+    gw = await gateway_with(tmp_path, mcp_enabled=True, **overrides)
+    with caplog.at_level("WARNING", logger="pushgo.oauth"):
+        async with gw.running():
+            pass
+    lines = [r.getMessage() for r in caplog.records if "PUSHGO_PUBLIC_BASE_URL" in r.getMessage()]
+    if warned is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and warned in lines[0]
