@@ -101,6 +101,10 @@ class Resources:
             return []
 
     async def listed(self, principal: Principal) -> list[Resource]:
+        """An OAuth caller's channel list and channels; a legacy caller has no grants, so
+        nothing (``pushgo://channels`` still reads, empty, with a note)."""
+        if not principal.oauth:
+            return []
         out = [Resource(uri=CHANNELS_URI, name="channels", title="Authorized channels",
                         description="The channels this client may use.", mimeType=MIME)]
         for ch in await self._granted(principal):

@@ -107,6 +107,10 @@ _SEND_NOTE = (" Delivery to the channel's devices is asynchronous; `accepted` me
               "stored it. Pass the same op_id to retry safely.")
 
 
+#: The channel-grant tools: listed only to an OAuth caller.
+CHANNEL_TOOL_PREFIX = "pushgo.channel."
+
+
 class Tools:
     """The tool table for one gateway. ``oauth``: schemas without ``password`` and sends
     authorized by channel grants instead of passwords."""
@@ -116,15 +120,17 @@ class Tools:
         self.binding = binding
         self.oauth = oauth
         self._tools: dict[str, ToolDef] = {t.name: t for t in self._build()}
-        self._wire = [t.wire() for t in self._tools.values()]
         # An OAuth-mode gateway also takes the gateway token (a legacy caller, as v1.2.9):
-        # that caller is shown the schemas with ``password``.
-        self._wires = {oauth: self._wire, not oauth: self._wire_for(not oauth)}
+        # that caller is shown the schemas with ``password``, and not the channel tools,
+        # which need a grant (called anyway, they answer oauth_required).
+        self._wires = {kind: self._wire_for(kind) for kind in (True, False)}
+        self._wire = self._wires[oauth]
 
     def _wire_for(self, oauth: bool) -> list[Tool]:
         saved, self.oauth = self.oauth, oauth
         try:
-            return [t.wire() for t in self._build()]
+            return [t.wire() for t in self._build()
+                    if oauth or not t.name.startswith(CHANNEL_TOOL_PREFIX)]
         finally:
             self.oauth = saved
 

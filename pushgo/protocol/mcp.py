@@ -253,22 +253,19 @@ _envelope_decoder = msgspec.json.Decoder(EnvelopeMeta)
 def check_modern_request(method: str, params: msgspec.Raw | None,
                          headers: Mapping[str, str],
                          duplicated: frozenset[str] = frozenset()) -> ModernEnvelope:
-    """Run the 2026-07-28 request ladder; the first failing rung raises its RpcError:
-    ``_meta`` keys (INVALID_PARAMS), then headers against the body (HEADER_MISMATCH), then
-    the protocol version (UNSUPPORTED_PROTOCOL_VERSION). ``headers`` are lowercase-keyed with
-    surrounding whitespace already stripped; ``duplicated`` names routing headers sent twice.
+    """Run the 2026-07-28 request ladder: first every missing piece at once (``_meta`` keys:
+    INVALID_PARAMS; else routing headers: HEADER_MISMATCH; ``data.missing`` lists them all),
+    then headers against the body (HEADER_MISMATCH), then the protocol version
+    (UNSUPPORTED_PROTOCOL_VERSION). ``headers`` are lowercase-keyed with surrounding whitespace
+    already stripped; ``duplicated`` names routing headers sent twice.
     """
     try:
         env = _envelope_decoder.decode(params if params is not None else b"{}")
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         env = EnvelopeMeta()
     meta = env.meta
-    if meta is None:
-        raise RpcError(INVALID_PARAMS, "params._meta must be an object carrying "
-                       f"{META_PROTOCOL_VERSION!r} and {META_CLIENT_CAPABILITIES!r}")
-    missing = [k for k in (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES) if k not in meta]
-    if missing:
-        raise RpcError(INVALID_PARAMS, "params._meta is missing " + ", ".join(missing))
+    _check_missing(method, env, headers)
+    assert meta is not None
     version = meta[META_PROTOCOL_VERSION]
     caps = meta[META_CLIENT_CAPABILITIES]
     for name in (H_PROTOCOL_VERSION, H_METHOD, H_NAME):
@@ -303,6 +300,30 @@ def check_modern_request(method: str, params: msgspec.Raw | None,
     if not isinstance(caps, dict):
         raise RpcError(INVALID_PARAMS, "the _meta client capabilities must be an object")
     return ModernEnvelope(version, caps, meta.get(META_CLIENT_INFO))
+
+
+def _check_missing(method: str, env: EnvelopeMeta, headers: Mapping[str, str]) -> None:
+    """One error naming every ``_meta`` key and routing header a modern request lacks."""
+    meta = env.meta or {}
+    missing = [f"params._meta[{k!r}]" for k in (META_PROTOCOL_VERSION, META_CLIENT_CAPABILITIES)
+               if k not in meta]
+    meta_missing = bool(missing)
+    if H_PROTOCOL_VERSION not in headers:
+        missing.append("MCP-Protocol-Version header")
+    if H_METHOD not in headers:
+        missing.append("Mcp-Method header")
+    member = NAME_BEARING.get(method)
+    if member is not None and (env.name if member == "name" else env.uri) is not None \
+            and H_NAME not in headers:
+        missing.append("Mcp-Name header")
+    if not missing:
+        return
+    text = "missing " + ", ".join(missing)
+    if meta_missing:
+        raise RpcError(INVALID_PARAMS, f"params._meta must be an object carrying "
+                       f"{META_PROTOCOL_VERSION!r} and {META_CLIENT_CAPABILITIES!r}; {text}",
+                       {"missing": missing})
+    raise RpcError(HEADER_MISMATCH, f"Header mismatch: {text}", {"missing": missing})
 
 
 def unsupported_version(requested: str) -> RpcError:

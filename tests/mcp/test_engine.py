@@ -259,7 +259,8 @@ def test_every_output_schema_admits_its_tools_error_results():
     class _Svc:
         ctx = None
 
-    tools = Tools(_Svc(), NoBinding(), oauth=False).wire()  # type: ignore[arg-type]
+    tools = [*Tools(_Svc(), NoBinding(), oauth=False).wire(),  # type: ignore[arg-type]
+             *Tools(_Svc(), NoBinding(), oauth=True).wire()]  # type: ignore[arg-type]
     error = tool_error(GatewayError(codes.PASSWORD_MISMATCH,
                                     "wrong password"))["structuredContent"]
     for tool in tools:

@@ -252,7 +252,8 @@ async def test_unknown_and_modern_only_methods_are_method_not_found(http):
 async def test_tools_list_pages_with_an_opaque_cursor(http, monkeypatch):
     sid = await open_session(http)
     doc = await legacy_call(http, sid, "tools/list")
-    assert len(doc["result"]["tools"]) == 12 and "nextCursor" not in doc["result"]
+    # 8: the four channel tools need OAuth and are not listed to a legacy caller.
+    assert len(doc["result"]["tools"]) == 8 and "nextCursor" not in doc["result"]
     assert "ttlMs" not in doc["result"] and "resultType" not in doc["result"]
     monkeypatch.setattr(mcp_dispatch, "PAGE_SIZE", 5)
     names: list[str] = []
@@ -264,7 +265,7 @@ async def test_tools_list_pages_with_an_opaque_cursor(http, monkeypatch):
         cursor = page.get("nextCursor")
         if cursor is None:
             break
-    assert len(names) == 12 == len(set(names))
+    assert len(names) == 8 == len(set(names))
     for bad in ("!!", "bm9wZQ", mcp_dispatch.encode_cursor(99)):
         doc = await legacy_call(http, sid, "tools/list", {"cursor": bad})
         assert doc["error"]["code"] == jsonrpc.INVALID_PARAMS
@@ -373,3 +374,23 @@ async def test_notifications_cancelled_cancels_the_running_request(http, gateway
     (answer,) = answers
     doc = rpc_error(answer, 200, -32800)
     assert doc["id"] == "slow"
+
+
+async def test_a_legacy_caller_is_listed_only_what_works_and_told_why_about_the_rest(http):
+    """No channel tool and no "Authorized channels" resource in the lists; called anyway,
+    they answer oauth_required (and the list resource still reads, empty, with a note)."""
+    sid = await open_session(http)
+    tools = [t["name"] for t in (await legacy_call(http, sid, "tools/list"))["result"]["tools"]]
+    assert tools and not [n for n in tools if n.startswith("pushgo.channel.")]
+    listed = (await legacy_call(http, sid, "resources/list"))["result"]["resources"]
+    assert "pushgo://channels" not in [r["uri"] for r in listed]
+    for name, args in [("pushgo.channel.bind.start", {}),
+                       ("pushgo.channel.bind.status", {"bind_session_id": "pgbs_x"}),
+                       ("pushgo.channel.list", {}),
+                       ("pushgo.channel.unbind", {"channel_id": "0" * 26})]:
+        result = (await legacy_call(http, sid, "tools/call",
+                                    {"name": name, "arguments": args}))["result"]
+        assert result["isError"] is True
+        assert result["structuredContent"]["error_code"] == "oauth_required", name
+    read = await legacy_call(http, sid, "resources/read", {"uri": "pushgo://channels"})
+    assert json.loads(read["result"]["contents"][0]["text"])["channels"] == []

@@ -169,7 +169,8 @@ async def test_list_results_carry_result_type_and_cache_hints(http):
         resp = await post(http, *modern_request(method))
         result = resp.json()["result"]
         assert result["resultType"] == "complete"
-        assert isinstance(result[key], list) and result[key]
+        # A legacy caller holds no grant: its resource list is empty.
+        assert isinstance(result[key], list) and (result[key] or key == "resources")
         assert result["cacheScope"] == scope
         assert isinstance(result["ttlMs"], int) and result["ttlMs"] >= 0
         assert SERVER_INFO_KEY in result["_meta"]
@@ -266,7 +267,7 @@ async def test_errors_keep_their_status_even_for_sse_only_clients(http):
     resp = await post(http, body, {**headers, "accept": "text/event-stream"})
     assert resp.headers["content-type"] == "text/event-stream"
     (msg,) = sse_messages(resp.text)
-    assert len(msg["result"]["tools"]) == 12
+    assert len(msg["result"]["tools"]) == 8  # a legacy caller: no channel tools
 
 
 async def test_listen_needs_an_sse_accepting_client(http):
@@ -274,3 +275,26 @@ async def test_listen_needs_an_sse_accepting_client(http):
     resp = await post(http, body, {**headers, "accept": "application/json"})
     rpc_error(resp, 406, jsonrpc.INVALID_REQUEST)
     assert ACCEPT_BOTH
+
+
+async def test_every_missing_piece_is_named_in_one_answer(http):
+    """A client that forgot several things learns them all from one round trip."""
+    m = meta()
+    del m["io.modelcontextprotocol/clientCapabilities"]
+    body, headers = modern_request("tools/call", {"name": "pushgo.channel.list",
+                                                  "arguments": {}, "_meta": m})
+    for name in ("mcp-method", "mcp-name"):
+        del headers[name]
+    doc = rpc_error(await post(http, body, headers), 400, jsonrpc.INVALID_PARAMS)
+    missing = doc["error"]["data"]["missing"]
+    assert missing == ["params._meta['io.modelcontextprotocol/clientCapabilities']",
+                       "Mcp-Method header", "Mcp-Name header"]
+    for piece in ("clientCapabilities", "Mcp-Method", "Mcp-Name"):
+        assert piece in doc["error"]["message"]
+    body, headers = modern_request("tools/call", {"name": "pushgo.channel.list",
+                                                  "arguments": {}})
+    for name in ("mcp-protocol-version", "mcp-method", "mcp-name"):
+        del headers[name]
+    doc = rpc_error(await post(http, body, headers), 400, jsonrpc.HEADER_MISMATCH)
+    assert doc["error"]["data"]["missing"] == ["MCP-Protocol-Version header",
+                                               "Mcp-Method header", "Mcp-Name header"]
