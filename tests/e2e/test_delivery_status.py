@@ -16,6 +16,7 @@ import pytest
 
 from pushgo.app import Gateway
 from pushgo.protocol.sse import SSEParser
+from pushgo.push import pool as pool_module
 from pushgo.service import status as status_service
 from tests.helpers import PASSWORD, assert_error, call, register, stored_channel
 from tests.live import hypercorn_server
@@ -223,3 +224,50 @@ async def test_a_send_tool_reports_delivery_progress_to_a_progress_token(
         "states": {"queued": 1, "sent": 2, "failed": 1, "expired": 0},  # queued: private
         "failures": {"Unregistered": 1}, "done": True}
     assert len(providers.apns.notifications) == 3
+
+
+async def test_the_stream_and_the_mcp_resource_say_why_deliveries_wait_for_a_provider(
+        api, pgateway, providers, monkeypatch):
+    """APNs down: the status (its SSE stream, the MCP resource) names the provider as
+    unavailable with the connection failure, until it is back and every delivery is sent."""
+    monkeypatch.setattr(status_service, "POLL_S", 0.05)
+    monkeypatch.setattr(pool_module, "BACKOFF_MIN_S", 0.01)
+    monkeypatch.setattr(pool_module, "BACKOFF_MAX_S", 0.05)
+    breaker = pgateway.pump.breakers["apns"]
+    breaker.cooldown_s, breaker.window_s = 0.1, 0.2  # scaled down from 10 s and 10 s
+    keys = [await apns_device(api, apns_token()) for _ in range(3)]
+    cid = await stored_channel(pgateway, *keys)
+    providers.apns.go_down()
+    await call(api, "/message", {"channel_id": cid, "password": PASSWORD, "title": "t",
+                                 "op_id": "down-1"})
+    with anyio.fail_after(30):
+        while "waiting" not in (doc := await call(api, "/deliveries/down-1")):
+            await anyio.sleep(0.02)
+    assert doc["waiting"]["apns"]["state"] == "provider_unavailable"
+
+    transport = httpx.ASGITransport(app=pgateway.asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:6666") as http:
+        sid = await open_session(http)
+        resp = await http.post("/mcp", content=rpc("resources/read",
+                                                   {"uri": "pushgo://operations/down-1"}),
+                               headers=legacy_headers(sid))
+    [content] = resp.json()["result"]["contents"]
+    waiting = json.loads(content["text"])["waiting"]["apns"]
+    assert waiting["state"] == "provider_unavailable"
+    assert waiting["last_error"] == doc["waiting"]["apns"]["last_error"]
+
+    parser = SSEParser()
+    events: list[dict[str, Any]] = []
+    async with (hypercorn_server(pgateway) as base,
+                httpx.AsyncClient(base_url=base, headers=AUTH, timeout=10) as c):
+        with anyio.fail_after(30):
+            async with c.stream("GET", "/deliveries/down-1/stream") as resp:
+                async for chunk in resp.aiter_bytes():
+                    for event in parser.feed(chunk):
+                        events.append(json.loads(event.data))
+                    if len(events) == 1:
+                        providers.apns.come_up()
+    assert events[0]["waiting"]["apns"]["state"] == "provider_unavailable"
+    assert events[-1]["done"] and events[-1]["states"]["sent"] == 3
+    assert "waiting" not in events[-1]
+    assert len(providers.apns.accepted) == 3
