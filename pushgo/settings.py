@@ -28,6 +28,11 @@ class SettingsError(ValueError):
     """One line naming the variable that is wrong and why."""
 
 
+#: PushGo's public token service, as PushGo Gateway v1.2.9's default: with it the official
+#: apps' devices get APNs and FCM without credentials of one's own.
+DEFAULT_TOKEN_SERVICE_URL = "https://token.pushgo.dev"  # noqa: S105 - a URL, not a secret
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_host: str = "127.0.0.1"
     http_port: int = 6666
@@ -49,7 +54,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     apns_endpoint: str | None = None
     fcm_endpoint: str | None = None
     provider_ca_file: str | None = None
-    token_service_url: str | None = None
+    #: PushGo's public token service unless set otherwise (PUSHGO_TOKEN_SERVICE_URL).
+    token_service_url: str | None = DEFAULT_TOKEN_SERVICE_URL
     wns_client_id: str | None = None
     wns_client_secret: str | None = None
     wns_token_url: str | None = None
@@ -202,6 +208,16 @@ def _http_url(raw: str) -> str:
     return value
 
 
+_OFF = ("", "off", "none", "false", "0", "no")
+
+
+def _token_service_url(raw: str) -> str | None:
+    """An http(s) URL, or ``off`` (also none/false/0/no): no token service."""
+    if raw.strip().lower() in _OFF:
+        return None
+    return _http_url(raw)
+
+
 def _db_url(raw: str) -> str:
     value = _text(raw)
     scheme = value.split("://", 1)[0].lower() if "://" in value else ""
@@ -289,8 +305,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("PUSHGO_FCM_ENDPOINT", "fcm_endpoint", _origin, "override the FCM origin"),
     Option("PUSHGO_PROVIDER_CA_FILE", "provider_ca_file", _file,
            "extra CA bundle for provider TLS"),
-    Option("PUSHGO_TOKEN_SERVICE_URL", "token_service_url", _http_url,
-           "remote provider-token service"),
+    Option("PUSHGO_TOKEN_SERVICE_URL", "token_service_url", _token_service_url,
+           "remote provider-token service for APNs/FCM when no local credentials are set "
+           f"(default {DEFAULT_TOKEN_SERVICE_URL}; empty or off: none)"),
     Option("PUSHGO_WNS_CLIENT_ID", "wns_client_id", _text,
            "WNS package SID (OAuth client id) of the Windows app"),
     Option("PUSHGO_WNS_CLIENT_SECRET", "wns_client_secret", _text,
@@ -376,6 +393,8 @@ def load(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> 
             values["http_host"], values["http_port"] = parsed
         else:
             values[opt.field] = parsed
+    if "token_service_url" not in values and "PUSHGO_TOKEN_SERVICE_URL" in env:
+        values["token_service_url"] = None  # set but empty: no token service
     settings = Settings(**values)
     _check_together(settings)
     return settings

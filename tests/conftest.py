@@ -20,6 +20,9 @@ from pushgo.settings import Settings
 pytest_plugins = ["tests.providers"]
 
 PG_URL = os.environ.get("PUSHGO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# A `pushgo serve` a test starts inherits this: no test ever reaches PushGo's public token
+# service, the default PUSHGO_TOKEN_SERVICE_URL (Settings built in a test have none either).
+os.environ.setdefault("PUSHGO_TOKEN_SERVICE_URL", "off")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -77,7 +80,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 
 
 def make_settings(db_url: str, **overrides: Any) -> Settings:
-    return Settings(db_url=db_url, **overrides)
+    """Settings for a test's gateway: no token service unless the test names one (the
+    default, PushGo's public one, is never reached from a test)."""
+    return Settings(db_url=db_url, **{"token_service_url": None, **overrides})
 
 
 @pytest.fixture

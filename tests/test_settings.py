@@ -52,7 +52,7 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert s.public_base_url is None and s.mcp_predefined_clients is None
     assert (s.apns_configured, s.fcm_configured) == (False, False)
     assert s.apns_endpoint is None and s.fcm_endpoint is None and s.provider_ca_file is None
-    assert s.token_service_url is None
+    assert s.token_service_url == "https://token.pushgo.dev"  # v1.2.9's default
     assert (s.wns_client_id, s.wns_client_secret, s.wns_token_url, s.wns_endpoint) == (None,) * 4
     assert not s.wns_configured
     assert s.instance_id is None  # the host name names this machine in delivery leases
@@ -304,7 +304,9 @@ def test_non_secret_values_are_echoed_shortened_and_quoted():
 def test_a_partial_apns_configuration_is_rejected_naming_a_missing_variable(files, given):
     values = {"PUSHGO_APNS_KEY_FILE": files["key.p8"], "PUSHGO_APNS_KEY_ID": "K",
               "PUSHGO_APNS_TEAM_ID": "T", "PUSHGO_APNS_TOPIC": "com.example"}
-    message = settings_error({name: values[name] for name in given})
+    # (a topic alone is fine with a token service, the default: here there is none)
+    message = settings_error({"PUSHGO_TOKEN_SERVICE_URL": "off",
+                              **{name: values[name] for name in given}})
     missing = [name for name in APNS_VARS if name not in given]
     assert message.startswith(f"missing {missing[0]}")
     assert all(name in message for name in APNS_VARS)
@@ -442,3 +444,31 @@ def test_the_console_script_entry_point_is_pushgo_cli_main():
 
     doc: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert doc["project"]["scripts"]["pushgo"] == "pushgo.cli:main"
+
+
+# --- the token service's default ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (None, "https://token.pushgo.dev"),  # unset: PushGo's public service, as v1.2.9
+    ("", None), ("off", None), (" OFF ", None), ("none", None), ("false", None),
+    ("http://127.0.0.1:8787/", "http://127.0.0.1:8787"),
+])
+def test_the_token_service_defaults_to_pushgos_and_can_be_turned_off(raw, expected):
+    env = {} if raw is None else {"PUSHGO_TOKEN_SERVICE_URL": raw}
+    assert load(env).token_service_url == expected
+    if raw is not None:
+        assert load({}, {"PUSHGO_TOKEN_SERVICE_URL": raw}).token_service_url == expected
+
+
+def test_a_topic_alone_needs_the_token_service():
+    assert load({"PUSHGO_APNS_TOPIC": "com.example"}).apns_topic == "com.example"
+    message = settings_error({"PUSHGO_APNS_TOPIC": "com.example", "PUSHGO_TOKEN_SERVICE_URL": ""})
+    assert message.startswith("missing PUSHGO_APNS_KEY_FILE")
+
+
+def test_test_gateways_never_default_to_the_public_token_service():
+    from tests.conftest import make_settings
+
+    assert make_settings("sqlite://").token_service_url is None
+    assert os.environ["PUSHGO_TOKEN_SERVICE_URL"] == "off"  # what a `pushgo serve` child gets
