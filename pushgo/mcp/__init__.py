@@ -11,6 +11,7 @@ from pushgo.mcp.resources import Resources
 from pushgo.mcp.sessions import Notifier, SessionStore
 from pushgo.mcp.tools import Tools
 from pushgo.mcp.transport import McpEndpoint
+from pushgo.mcp.watch import ChannelFeed
 from pushgo.service import Services
 
 
@@ -34,8 +35,10 @@ def build_mcp(svc: Services, *, auth: McpAuth | None = None,
     settings = svc.ctx.settings
     auth = auth or LegacyAuth(settings.token)
     binding = binding or NoBinding()
+    feed = ChannelFeed()  # resource subscriptions hear of the work accepted for a channel
+    svc.ctx.listeners.append(feed)
     dispatcher = Dispatcher(Tools(svc, binding, oauth=auth.oauth),
-                            Resources(svc, binding, oauth=auth.oauth), auth)
+                            Resources(svc, binding, oauth=auth.oauth, feed=feed), auth)
     sessions = SessionStore()
     notifier = Notifier()
     endpoint = McpEndpoint(dispatcher, auth, sessions, notifier,

@@ -4,8 +4,9 @@ This is the single place where exceptions become wire errors: a GatewayError rai
 tool becomes an ``isError`` tool result carrying the gateway ``error_code``; an RpcError
 becomes a JSON-RPC error; anything unexpected is logged and answered without its details.
 It also owns what each era adds to results (2026-07-28: ``resultType``, the server identity
-in ``_meta``, ``ttlMs``/``cacheScope`` on list and read results), pagination cursors, and the
-client-capability check of tools that need one (-32021).
+in ``_meta``, ``ttlMs``/``cacheScope`` on list and read results; ``input_required`` results of
+multi round-trip tools), pagination cursors, the client-capability check of tools that need
+one (-32021), and ``resources/subscribe``/``unsubscribe`` on the session's set.
 
 The tools and resources are pluggable (:class:`ToolSet`, :class:`ResourceSet`): /mcp serves
 pushgo's own (pushgo.mcp.tools, pushgo.mcp.resources); the conformance fixture app
@@ -20,7 +21,7 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +30,9 @@ import msgspec
 from pushgo import __version__
 from pushgo.errors import GatewayError, codes
 from pushgo.mcp.auth import SCOPE_CHANNELS, McpAuth, Principal, Unauthorized
-from pushgo.mcp.tools import EndResponse, ToolContext, ToolDef, ToolResult
+from pushgo.mcp.elicit import InputRequired
+from pushgo.mcp.tools import Ask, EndResponse, ToolContext, ToolDef, ToolResult
+from pushgo.mcp.watch import MAX_SUBSCRIPTIONS, limit_error
 from pushgo.protocol import jsonrpc
 from pushgo.protocol import mcp as mcp_wire
 
@@ -41,7 +44,8 @@ LIST_TTL_MS = 300_000
 #: Methods of each era pushgo serves through the dispatcher (the transport serves
 #: initialize and subscriptions/listen itself). Anything else is Method not found.
 LEGACY_METHODS = frozenset({"ping", "tools/list", "tools/call", "resources/list",
-                            "resources/templates/list", "resources/read"})
+                            "resources/templates/list", "resources/read",
+                            "resources/subscribe", "resources/unsubscribe"})
 MODERN_METHODS = frozenset({"server/discover", "tools/list", "tools/call", "resources/list",
                             "resources/templates/list", "resources/read"})
 
@@ -87,6 +91,22 @@ class ResourceSet(Protocol):
         """The contents, or RpcError (resource not found) for an unknown uri."""
         ...
 
+    def watchable(self, uri: str) -> bool:
+        """Whether the resource can be subscribed to (pushgo.mcp.watch)."""
+        ...
+
+    def watch(self, uri: str, principal: Principal) -> AsyncIterator[None]:
+        """One item per change of ``uri``, ending when it cannot change any more."""
+        ...
+
+
+class Subscriptions(Protocol):
+    """A session's resource subscriptions (pushgo.mcp.sessions.Session)."""
+
+    def subscribe(self, uri: str, limit: int) -> bool: ...
+
+    def unsubscribe(self, uri: str) -> None: ...
+
 
 @dataclass
 class Call:
@@ -97,6 +117,10 @@ class Call:
     notify: Notify = _no_notify
     client_capabilities: dict[str, Any] = field(default_factory=dict)
     end_response: EndResponse = _no_end_response
+    #: The initialize era's session (resources/subscribe), and how a tool sends the client
+    #: a request on this request's stream (elicitation/create); None when it cannot.
+    subscriptions: Subscriptions | None = None
+    ask: Ask | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +131,7 @@ class Outcome:
 
 def capabilities() -> dict[str, Any]:
     return {"tools": {"listChanged": False},
-            "resources": {"listChanged": True, "subscribe": False}}
+            "resources": {"listChanged": True, "subscribe": True}}
 
 
 def _text(doc: Any) -> mcp_wire.TextContent:
@@ -177,7 +201,7 @@ class Dispatcher:
                cache: mcp_wire.CacheHint | None = None) -> dict[str, Any]:
         """What the era adds to a result (2026-07-28: resultType, _meta, cache hints)."""
         if modern:
-            result["resultType"] = "complete"
+            result.setdefault("resultType", "complete")
             result["_meta"] = self.server_meta()
             if cache is not None:
                 result["ttlMs"] = cache.ttl_ms
@@ -231,11 +255,33 @@ class Dispatcher:
             p = mcp_wire.decode_params(params, mcp_wire.PaginatedParams)
             return (paginate(self.resources.templates(), p.cursor, "resourceTemplates"),
                     mcp_wire.CacheHint(LIST_TTL_MS, "public"))
+        if method in ("resources/subscribe", "resources/unsubscribe"):
+            return await self._subscribe(call, method == "resources/subscribe"), None
         assert method == "resources/read"
         r = mcp_wire.decode_params(params, mcp_wire.ReadResourceParams)
         self._require(call.principal, SCOPE_CHANNELS)
         contents = await self.resources.read(r.uri, call.principal, modern=call.modern)
         return {"contents": contents}, mcp_wire.CacheHint(0, "private")
+
+    async def _subscribe(self, call: Call, on: bool) -> dict[str, Any]:
+        """resources/subscribe: the caller must be able to read the resource now (an unknown
+        or ungranted one is not found), and it must be one that changes."""
+        r = mcp_wire.decode_params(call.request.params, mcp_wire.ReadResourceParams)
+        self._require(call.principal, SCOPE_CHANNELS)
+        holder = call.subscriptions
+        if holder is None:
+            raise jsonrpc.RpcError(jsonrpc.INVALID_REQUEST, "resource subscriptions need a session")
+        if not on:
+            holder.unsubscribe(r.uri)
+            return {}
+        await self.resources.read(r.uri, call.principal, modern=False)
+        if not self.resources.watchable(r.uri):
+            raise jsonrpc.RpcError(jsonrpc.INVALID_PARAMS, "This resource does not take "
+                                   "subscriptions (resources/list_changed announces it)",
+                                   {"uri": r.uri})
+        if not holder.subscribe(r.uri, MAX_SUBSCRIPTIONS):
+            raise limit_error(MAX_SUBSCRIPTIONS)
+        return {}
 
     def _require(self, principal: Principal, scope: str) -> None:
         if not principal.allows(scope):
@@ -262,7 +308,10 @@ class Dispatcher:
             await call.notify(jsonrpc.encode_notification("notifications/progress", params))
 
         ctx = ToolContext(call.principal, progress, end_response=call.end_response,
-                          wants_progress=token is not None)
+                          wants_progress=token is not None, modern=call.modern,
+                          client_capabilities=call.client_capabilities, ask=call.ask,
+                          notify=call.notify, input_responses=p.inputResponses,
+                          request_state=p.requestState)
         try:
             out = await tool.handler(p.arguments or {}, ctx)
         except GatewayError as exc:
@@ -270,7 +319,7 @@ class Dispatcher:
         except Exception:
             log.exception("mcp tool failed", extra={"fields": {"tool": p.name}})
             return tool_error(GatewayError(codes.INTERNAL_ERROR, "internal error"))
-        if isinstance(out, ToolResult):
+        if isinstance(out, (ToolResult, InputRequired)):
             return out.wire()
         return tool_result(out)
 

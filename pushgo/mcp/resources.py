@@ -11,16 +11,22 @@ be enough to read what was sent to it, so only what ``/channel/exists`` shows is
 OAuth mode lists and reads only granted channels; an ungranted channel reads as not found,
 so its existence does not leak. The mode is the caller's: an OAuth-mode gateway also takes
 the gateway token, and that caller is served as in legacy mode. Password hashes are never read.
+
+The channel and operation resources take subscriptions (:meth:`Resources.watch`, run by
+pushgo.mcp.watch): an operation changes as its deliveries progress, a channel when work is
+accepted for it.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
 from pushgo.errors import GatewayError
 from pushgo.mcp.auth import ChannelBinding, Principal
+from pushgo.mcp.watch import ChannelFeed
 from pushgo.protocol import fields as field_rules
 from pushgo.protocol.jsonrpc import INVALID_PARAMS, RESOURCE_NOT_FOUND_LEGACY, RpcError
 from pushgo.protocol.mcp import Resource, ResourceTemplate, TextResourceContents
@@ -32,6 +38,9 @@ CHANNEL_TEMPLATE = "pushgo://channels/{channel_id}"
 OPERATION_TEMPLATE = "pushgo://operations/{op_id}"
 OPERATIONS_PREFIX = "pushgo://operations/"
 MIME = "application/json"
+#: A watched operation that does not change is re-read at the status poll anyway; this only
+#: bounds how long its watcher stays silent about it.
+WATCH_KEEPALIVE_S = 3600.0
 
 LEGACY_NOTE = ("legacy mode: no channels are bound; send tools take channel_id and password "
                "in each call, and pushgo://channels/{channel_id} reads any existing channel")
@@ -54,10 +63,43 @@ def _json(doc: Any) -> str:
 
 
 class Resources:
-    def __init__(self, svc: Services, binding: ChannelBinding, *, oauth: bool) -> None:
+    def __init__(self, svc: Services, binding: ChannelBinding, *, oauth: bool,
+                 feed: ChannelFeed | None = None) -> None:
         self.svc = svc
         self.binding = binding
         self.oauth = oauth
+        self.feed = feed or ChannelFeed()
+
+    def watchable(self, uri: str) -> bool:
+        """Whether ``uri`` names a resource that can be subscribed to (an operation or a
+        channel; the list of channels is announced by list_changed instead)."""
+        return uri.startswith((OPERATIONS_PREFIX, CHANNELS_URI + "/"))
+
+    async def watch(self, uri: str, principal: Principal) -> AsyncIterator[None]:
+        """One item per change of a resource the caller has read (pushgo.mcp.watch): an
+        operation's delivery counts until it is done; a channel whenever work is accepted
+        for it, while the caller may still read it."""
+        if uri.startswith(OPERATIONS_PREFIX):
+            channels: list[str] | None = None
+            if principal.oauth:
+                channels = [str(c["channel_id"]) for c in await self._granted(principal)]
+            seen = False
+            async for doc in self.svc.status.watch(unquote(uri[len(OPERATIONS_PREFIX):]),
+                                                   channel_ids=channels,
+                                                   keepalive_s=WATCH_KEEPALIVE_S):
+                if doc is None:
+                    continue
+                if seen:
+                    yield None
+                seen = True
+            return
+        cid = field_rules.channel_id(uri[len(CHANNELS_URI) + 1:])
+        with self.feed.follow(cid) as signal:
+            while True:
+                await signal.wait()
+                if principal.oauth and not await self.binding.is_granted(principal, cid):
+                    return
+                yield None
 
     def templates(self) -> list[ResourceTemplate]:
         return [ResourceTemplate(

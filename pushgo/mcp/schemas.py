@@ -133,6 +133,30 @@ def input_schema(props: dict[str, Schema], required: list[str], *, password: boo
             "additionalProperties": False}
 
 
+_COUNTS: Schema = {"type": "object", "additionalProperties": {"type": "integer"}}
+DELIVERY: Schema = {
+    "type": "object", "description": "the send's delivery status when the tool answered",
+    "properties": {
+        "devices": {"type": "integer", "description": "deliveries: one per subscribed device"},
+        "routes": {"type": "object", "additionalProperties": _COUNTS,
+                   "description": "per route (apns, fcm, private…): deliveries by state"},
+        "states": _COUNTS,
+        "failures": {**_COUNTS, "description": "failed deliveries by reason"},
+        "pending": {"type": "array", "description": "what still waits, and why", "items": {
+            "type": "object",
+            "properties": {
+                "route": {"type": "string"}, "deliveries": {"type": "integer"},
+                "reason": {"type": "string", "enum": ["provider_unavailable", "retrying",
+                                                     "device_offline", "sending"]},
+                "last_error": {"type": "string"}, "since": {"type": "integer"},
+                "breaker": {"type": "string"}},
+            "required": ["route", "deliveries", "reason"]}},
+        "done": {"type": "boolean", "description": "no provider delivery is left queued"},
+    },
+    "required": ["devices", "routes", "states", "failures", "pending", "done"],
+}
+
+
 def send_output(id_field: str) -> Schema:
     props: dict[str, Schema] = {
         "channel_id": {"type": "string"},
@@ -143,11 +167,19 @@ def send_output(id_field: str) -> Schema:
     }
     if id_field != "thing_id":
         props["thing_id"] = {"type": "string"}
+    props["summary"] = {"type": "string", "description": "what happened, in words: devices "
+                        "reached on which routes, what failed and what is still pending and why"}
+    props["delivery"] = DELIVERY
     return {"type": "object", "properties": props,
             "required": ["channel_id", "op_id", "accepted", id_field]}
 
 
 _CHANNEL_ID = _str("the channel id")
+LIST_OUT_CHANNELS: Schema = {"type": "array", "items": {
+    "type": "object",
+    "properties": {"channel_id": {"type": "string"}, "channel_name": {"type": "string"},
+                   "granted_at": {"type": "integer"}, "status": {"type": "string"}},
+    "required": ["channel_id", "channel_name", "granted_at", "status"]}}
 
 BIND_START_IN = {
     "type": "object", "additionalProperties": False,
@@ -163,7 +195,16 @@ BIND_START_OUT = {
     "properties": {"bind_session_id": {"type": "string"},
                    "bind_url": {"type": "string", "description": "open in a browser"},
                    "expires_at": {"type": "integer", "description": "epoch milliseconds"},
-                   "poll_after_ms": {"type": "integer"}},
+                   "poll_after_ms": {"type": "integer"},
+                   # After a URL-mode elicitation (the client opened bind_url itself):
+                   "elicitation": {"type": "string", "description": "the user's answer to "
+                                   "opening the page",
+                                   "enum": ["accept", "decline", "cancel", "unanswered"]},
+                   "status": {"type": "string", "enum": ["pending", "completed", "expired"]},
+                   "action": {"type": "string", "enum": ["bind", "revoke"]},
+                   "channel_id": {"type": "string"}, "channel_name": {"type": "string"},
+                   "channels": {**LIST_OUT_CHANNELS, "description": "the channels bound "
+                                "now, when the session completed"}},
     "required": ["bind_session_id", "bind_url", "expires_at", "poll_after_ms"],
 }
 BIND_STATUS_IN = {
@@ -181,11 +222,7 @@ BIND_STATUS_OUT = {
 LIST_IN: Schema = {"type": "object", "additionalProperties": False, "properties": {}}
 LIST_OUT = {
     "type": "object",
-    "properties": {"channels": {"type": "array", "items": {
-        "type": "object",
-        "properties": {"channel_id": {"type": "string"}, "channel_name": {"type": "string"},
-                       "granted_at": {"type": "integer"}, "status": {"type": "string"}},
-        "required": ["channel_id", "channel_name", "granted_at", "status"]}}},
+    "properties": {"channels": LIST_OUT_CHANNELS},
     "required": ["channels"],
 }
 UNBIND_IN = {"type": "object", "additionalProperties": False,

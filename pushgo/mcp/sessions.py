@@ -1,6 +1,8 @@
 """Legacy-era sessions (``Mcp-Session-Id``), the SSE streams they keep for resumption, and
 the notifier that fans server notifications (``notifications/resources/list_changed`` after a
-bind or unbind) out to open streams.
+bind or unbind) out to open streams. A session also holds its resource subscriptions (which
+its GET stream watches, pushgo.mcp.watch) and the requests the server sent its client
+(``elicitation/create``) until the client's answer arrives.
 
 Every SSE stream of a session (a POST's response, or a GET stream) is an
 :class:`EventStream`: its messages carry event ids ``<stream>-<seq>`` and are kept (bounded)
@@ -25,7 +27,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from pushgo.protocol.jsonrpc import RequestId
+from pushgo.protocol.jsonrpc import RequestId, RpcError
 
 log = logging.getLogger("pushgo.mcp")
 
@@ -119,6 +121,7 @@ class EventStream:
     writer: int = 0  # generation of the connection that writes the stream now
     attached: int = 0  # connections writing it now (the old one lingers briefly)
     ends: int = 0  # how many times the server ended a response of this stream early
+    wants_sse: bool = False  # a request to the client is on it: the answer must stream
     _changed: anyio.Event = field(default_factory=anyio.Event)
 
     def event_id(self, seq: int) -> str | None:
@@ -166,6 +169,30 @@ class EventStream:
         return self.attached == 0 and (self.finished or self.standalone)
 
 
+class Answer:
+    """The client's answer to one request the server sent it."""
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self.result: Any = None
+        self.error: Any = None
+
+    def settle(self, result: Any, error: Any) -> None:
+        if not self._done.is_set():
+            self.result, self.error = result, error
+            self._done.set()
+
+    async def wait(self) -> Any:
+        """The result; RpcError when the client answered with an error."""
+        await self._done.wait()
+        if self.error is not None:
+            err = self.error if isinstance(self.error, dict) else {}
+            code = err.get("code")
+            raise RpcError(code if isinstance(code, int) else -32603,
+                           str(err.get("message") or "the client refused the request"))
+        return self.result
+
+
 @dataclass(eq=False)
 class Session:
     id: str
@@ -178,6 +205,58 @@ class Session:
     ended: anyio.Event = field(default_factory=anyio.Event)
     streams: dict[int, EventStream] = field(default_factory=dict)
     _streams: int = 0
+    #: Resources the client subscribed to (resources/subscribe), watched by one GET stream.
+    subscriptions: dict[str, None] = field(default_factory=dict)
+    watching: int | None = None  # the GET stream whose connection runs the watchers
+    _subs_changed: anyio.Event = field(default_factory=anyio.Event)
+    #: Requests the server sent the client (elicitation/create), awaiting its answer.
+    asked: dict[RequestId, Answer] = field(default_factory=dict)
+    _asked: int = 0
+
+    # --- resource subscriptions (pushgo.mcp.watch.WatchSet) ---------------------------------
+
+    def wanted(self) -> list[str]:
+        return list(self.subscriptions)
+
+    def changed(self) -> anyio.Event:
+        return self._subs_changed
+
+    def _subs_wake(self) -> None:
+        self._subs_changed.set()
+        self._subs_changed = anyio.Event()
+
+    def subscribe(self, uri: str, limit: int) -> bool:
+        """Add ``uri``; False when the session already watches ``limit`` resources."""
+        if uri not in self.subscriptions:
+            if len(self.subscriptions) >= limit:
+                return False
+            self.subscriptions[uri] = None
+            self._subs_wake()
+        return True
+
+    def unsubscribe(self, uri: str) -> None:
+        if self.subscriptions.pop(uri, 0) is None:
+            self._subs_wake()
+
+    def finished(self, uri: str) -> None:
+        self.unsubscribe(uri)
+
+    # --- requests to the client ---------------------------------------------------------------
+
+    def ask(self) -> tuple[RequestId, Answer]:
+        """A fresh id for a request to the client, and where its answer will arrive."""
+        self._asked += 1
+        rid = f"pushgo-{self._asked}"
+        answer = Answer()
+        self.asked[rid] = answer
+        return rid, answer
+
+    def answered(self, rid: RequestId | None, result: Any, error: Any) -> bool:
+        answer = self.asked.pop(rid, None) if rid is not None else None
+        if answer is None:
+            return False
+        answer.settle(result, error)
+        return True
 
     @property
     def primes(self) -> bool:
@@ -212,6 +291,11 @@ class Session:
 
     def end(self) -> None:
         self.ended.set()
+        self.subscriptions.clear()
+        self._subs_wake()
+        for answer in self.asked.values():
+            answer.settle(None, {"code": -32603, "message": "session ended"})
+        self.asked.clear()
         for scope in self.inflight.values():
             scope.cancel()
         for stream in self.streams.values():

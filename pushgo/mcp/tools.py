@@ -9,8 +9,9 @@ Must not import starlette or pushgo.api.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -18,11 +19,12 @@ import msgspec
 from pushgo.errors import GatewayError, InvalidInput, codes
 from pushgo.mcp import schemas
 from pushgo.mcp.auth import SCOPE_CHANNELS, SCOPE_TOOLS, ChannelBinding, Principal
+from pushgo.mcp.elicit import InputRequired, bind_start
 from pushgo.mcp.progress import report_delivery
 from pushgo.protocol import fields as field_rules
 from pushgo.protocol import operations as OPS
 from pushgo.protocol.jsonrpc import INVALID_PARAMS, RpcError
-from pushgo.protocol.mcp import Content, Tool, ToolAnnotations
+from pushgo.protocol.mcp import Content, TextContent, Tool, ToolAnnotations
 from pushgo.service import Services
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -31,7 +33,17 @@ Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 EndResponse = Callable[[], Awaitable[bool]]
 
 
+#: Send the client a request on the current request's stream and await its result
+#: (initialize era: ``elicitation/create``); RpcError when the client answers an error.
+Ask = Callable[[str, dict[str, Any]], Awaitable[Any]]
+Notify = Callable[[bytes], Awaitable[None]]
+
+
 async def _no_progress(_p: float, _t: float | None, _m: str | None) -> None:
+    return None
+
+
+async def _no_notify(_frame: bytes) -> None:
     return None
 
 
@@ -46,6 +58,13 @@ class ToolContext:
     end_response: EndResponse = _no_end_response
     #: The client passed a progressToken: send tools then follow their deliveries a while.
     wants_progress: bool = False
+    modern: bool = False
+    client_capabilities: dict[str, Any] = field(default_factory=dict)
+    ask: Ask | None = None
+    notify: Notify = _no_notify  # a notification on this request's stream
+    #: 2026-07-28 multi round-trip: the client's answers and the state it echoes back.
+    input_responses: dict[str, Any] | None = None
+    request_state: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +83,8 @@ class ToolResult:
         return out
 
 
-Handler = Callable[[dict[str, Any], ToolContext], Awaitable[dict[str, Any] | ToolResult]]
+Handler = Callable[[dict[str, Any], ToolContext],
+                   Awaitable[dict[str, Any] | ToolResult | InputRequired]]
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,10 @@ class ToolDef:
                     inputSchema=self.input_schema,
                     outputSchema=schemas.admit_errors(self.output_schema),
                     annotations=self.annotations)
+
+
+def _json_text(doc: Any) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
 def _convert(arguments: dict[str, Any], kind: type[Any]) -> Any:
@@ -161,12 +185,11 @@ class Tools:
                                    "with pushgo.channel.bind.start")
             accepted = await self.svc.publisher.send_granted(spec)
         out = msgspec.to_builtins(accepted.wire())
-        if not ctx.wants_progress:
-            return out
-        delivery = await report_delivery(self.svc.status, accepted, ctx.progress)
-        if delivery is not None:
-            out["delivery"] = delivery
-        return out
+        delivery, summary = await report_delivery(self.svc.status, accepted, ctx.progress,
+                                                  follow=ctx.wants_progress)
+        out["delivery"] = delivery
+        out["summary"] = summary
+        return ToolResult([TextContent(text=_json_text(out)), TextContent(text=summary)], out)
 
     def _message_tool(self) -> ToolDef:
         async def run(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
@@ -234,16 +257,17 @@ class Tools:
     def _channel_tools(self) -> list[ToolDef]:
         binding = self.binding
 
-        async def bind_start(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+        async def start(args: dict[str, Any],
+                        ctx: ToolContext) -> dict[str, Any] | InputRequired:
             req = _convert(args, BindStartIn)
             if req.action not in ("bind", "revoke"):
                 raise InvalidInput(codes.INVALID_ACTION, "action must be bind or revoke")
             requested = field_rules.channel_id(req.requested_channel_id) \
                 if field_rules.blank_to_none(req.requested_channel_id) else None
-            return await binding.start(ctx.principal, action=req.action,
-                                       requested_channel_id=requested,
-                                       redirect_uri=field_rules.blank_to_none(req.redirect_uri),
-                                       lang=field_rules.blank_to_none(req.lang))
+            return await bind_start(binding, ctx, action=req.action,
+                                    requested_channel_id=requested,
+                                    redirect_uri=field_rules.blank_to_none(req.redirect_uri),
+                                    lang=field_rules.blank_to_none(req.lang))
 
         async def bind_status(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
             req = _convert(args, BindStatusIn)
@@ -262,9 +286,12 @@ class Tools:
             ToolDef("pushgo.channel.bind.start", "Start binding a channel",
                     "Create a bind (or revoke) session and return bind_url: the user opens it "
                     "in a browser and enters the channel id and password, so the password "
-                    "never reaches the assistant. Then poll pushgo.channel.bind.status." + note,
+                    "never reaches the assistant. Then poll pushgo.channel.bind.status. A "
+                    "client that can open URLs (URL-mode elicitation) is asked to open the "
+                    "page itself, and the call answers once the user has finished there."
+                    + note,
                     schemas.BIND_START_IN, schemas.BIND_START_OUT,
-                    _annotations("Start binding a channel"), SCOPE_CHANNELS, bind_start),
+                    _annotations("Start binding a channel"), SCOPE_CHANNELS, start),
             ToolDef("pushgo.channel.bind.status", "Check a bind session",
                     "Check whether the user completed a bind or revoke session." + note,
                     schemas.BIND_STATUS_IN, schemas.BIND_STATUS_OUT,

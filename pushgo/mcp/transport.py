@@ -13,7 +13,10 @@ only that or asked for progress; a 2026-07-28 stream closed by the client cancel
 request, and in the initialize era ``notifications/cancelled`` does. Initialize-era streams
 are resumable (SEP-1699): events carry ids, a 2025-11-25 stream starts with a priming event
 and ``retry``, a tool may end its response early while it works on, and GET with
-``Last-Event-ID`` replays what followed that event and goes on with the stream.
+``Last-Event-ID`` replays what followed that event and goes on with the stream. A tool may
+send the client a request on its call's stream (URL elicitation); the client's answer comes
+back as a POST and is handed to the waiting call. Resource subscriptions are watched by the
+session's GET stream, or by the 2026-07-28 listen stream that names them (pushgo.mcp.watch).
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ from pushgo.mcp.http import (
     sse_priming,
 )
 from pushgo.mcp.sessions import EventStream, Notifier, Session, SessionStore
+from pushgo.mcp.watch import (
+    UPDATED,
+    Bound,
+    FixedWatches,
+    listen_uris,
+    run_watchers,
+    watch_session,
+)
 from pushgo.protocol import jsonrpc
 from pushgo.protocol import mcp as mcp_wire
 
@@ -203,10 +214,13 @@ class McpEndpoint:
             await reply.empty(202)
             return
         if isinstance(msg, jsonrpc.ClientReply):
-            await reply.empty(202)  # pushgo sends no requests; nothing awaits this
+            # The answer to a request pushgo sent (elicitation/create); one nobody awaits
+            # any more (cancelled, or a stranger's id) is dropped.
+            session.answered(msg.id, msg.result, msg.error)
+            await reply.empty(202)
             return
         call = Call(msg, principal, modern=False, protocol_version=session.protocol_version,
-                    client_capabilities=session.client_capabilities)
+                    client_capabilities=session.client_capabilities, subscriptions=session)
         await self._run(call, accept, receive, reply, session)
 
     def _legacy_notification(self, session: Session, msg: jsonrpc.Notification) -> None:
@@ -280,7 +294,7 @@ class McpEndpoint:
             session.inflight[req.id] = cancelled
 
         async def notify(frame: bytes) -> None:
-            if use_sse or stream.committed:
+            if use_sse or stream.committed or stream.wants_sse:
                 stream.append(frame)
 
         async def end_response() -> bool:
@@ -289,8 +303,20 @@ class McpEndpoint:
             stream.end_response()
             return True
 
+        async def ask(method: str, params: dict[str, Any]) -> Any:
+            assert session is not None
+            rid, answer = session.ask()
+            stream.wants_sse = True
+            stream.append(jsonrpc.encode_request(rid, method, params))
+            try:
+                return await answer.wait()
+            finally:
+                session.asked.pop(rid, None)
+
         call.notify = notify
         call.end_response = end_response
+        if session is not None and accept.sse:
+            call.ask = ask
 
         async def run_call() -> None:
             try:
@@ -326,10 +352,12 @@ class McpEndpoint:
         with anyio.move_on_after(self.keepalive_s if use_sse else math.inf) as wait:
             while True:
                 changed = stream.changed()
-                if stream.finished or stream.ends or (use_sse and stream.events):
+                if stream.finished or stream.ends or \
+                        ((use_sse or stream.wants_sse) and stream.events):
                     break
                 await changed.wait()
         keepalive_due = wait.cancelled_caught
+        use_sse = use_sse or stream.wants_sse
         notes = len(stream.events) - (1 if done and isinstance(done[0], Outcome) else 0)
         if stream.finished and not stream.ends and not (use_sse and notes > 0):
             result = done[0] if done else None
@@ -403,11 +431,20 @@ class McpEndpoint:
         except jsonrpc.RpcError as exc:
             await reply.error(400, exc.code, exc.message, request_id=msg.id)
             return
+        uris = await listen_uris(self.dispatcher.resources,
+                                 params.notifications.resourceSubscriptions or [], principal)
         honored = mcp_wire.SubscriptionFilter(
-            resourcesListChanged=True if params.notifications.resourcesListChanged else None)
+            resourcesListChanged=True if params.notifications.resourcesListChanged else None,
+            resourceSubscriptions=uris or None)
         wanted = {"notifications/resources/list_changed"} if honored.resourcesListChanged \
             else set()
         sub_meta = {mcp_wire.META_SUBSCRIPTION_ID: msg.id}
+        writing = anyio.Lock()  # the watchers and the forwarder share one response
+
+        async def updated(uri: str) -> None:
+            note = jsonrpc.encode_notification(UPDATED, {"uri": uri, "_meta": sub_meta})
+            async with writing:
+                await reply.body(sse_message(note), more=True)
         # Subscribed before the acknowledgement goes out: nothing published after the client
         # has read it can be missed.
         with self.notifier.subscribe(principal.key) as inbox:
@@ -417,6 +454,9 @@ class McpEndpoint:
             await reply.body(sse_message(ack), more=True)
 
             async def forward(tg: TaskGroup) -> None:
+                if uris:
+                    tg.start_soon(run_watchers, FixedWatches(uris),
+                                  Bound(self.dispatcher.resources, principal), updated)
                 while True:
                     with anyio.move_on_after(self.keepalive_s) as wait:
                         try:
@@ -424,15 +464,18 @@ class McpEndpoint:
                         except anyio.EndOfStream:
                             # The server is stopping: end the subscription gracefully.
                             result = {"resultType": "complete", "_meta": sub_meta}
-                            await reply.body(sse_message(jsonrpc.encode_result(msg.id, result)))
+                            async with writing:
+                                await reply.body(sse_message(
+                                    jsonrpc.encode_result(msg.id, result)))
                             tg.cancel_scope.cancel()
                             return
-                    if wait.cancelled_caught:
-                        await reply.body(KEEPALIVE, more=True)
-                    elif method in wanted:
-                        params = {**(note or {}), "_meta": sub_meta}
-                        await reply.body(sse_message(jsonrpc.encode_notification(method, params)),
-                                         more=True)
+                    async with writing:
+                        if wait.cancelled_caught:
+                            await reply.body(KEEPALIVE, more=True)
+                        elif method in wanted:
+                            params = {**(note or {}), "_meta": sub_meta}
+                            await reply.body(sse_message(
+                                jsonrpc.encode_notification(method, params)), more=True)
 
             await _stream_until_gone(receive, forward)
 
@@ -483,6 +526,8 @@ class McpEndpoint:
                     tg.cancel_scope.cancel()  # the server is stopping
 
                 tg.start_soon(feed)
+                tg.start_soon(watch_session, session, stream,
+                              Bound(self.dispatcher.resources, principal))
                 await self._pump(stream, reply, after)
 
             await _stream_until_gone(receive, forward)

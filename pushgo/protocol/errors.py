@@ -215,6 +215,9 @@ UNSUPPORTED_MEDIA_TYPE = _api("unsupported_media_type", 415)
 #: Too many failed channel-password checks from one client address (answered with
 #: ``Retry-After``, before any password hashing).
 RATE_LIMITED = _api("rate_limited", 429)
+#: An MCP session (or subscriptions/listen stream) already watches as many resources as it
+#: may (pushgo.mcp.watch.MAX_SUBSCRIPTIONS); answered as a JSON-RPC error carrying it.
+SUBSCRIPTION_LIMIT_EXCEEDED = _api("subscription_limit_exceeded", 429)
 #: Starlette's own HTTPException passed through; the status is the exception's (see
 #: GatewayError's ``status`` override), 400 is only the registered default.
 HTTP_ERROR = _api("http_error")

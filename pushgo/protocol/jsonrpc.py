@@ -67,9 +67,12 @@ class Notification(msgspec.Struct, frozen=True):
 
 
 class ClientReply(msgspec.Struct, frozen=True):
-    """A response or error the client posted (to a server request pushgo never sends)."""
+    """A response or error the client posted to a request the server sent it (the
+    initialize era's ``elicitation/create``): ``result`` or ``error`` as decoded JSON."""
 
     id: RequestId | None
+    result: Any = None
+    error: Any = None
 
 
 Message = Request | Notification | ClientReply
@@ -138,7 +141,14 @@ def parse_message(body: bytes) -> Message:
         raise RpcError(INVALID_REQUEST, "not a request, notification or response")
     if msg.id is msgspec.UNSET or not (msg.id is None or _valid_id(msg.id)):
         raise RpcError(INVALID_REQUEST, "a response needs a string or integer id")
-    return ClientReply(msg.id)
+    return ClientReply(msg.id, _decoded(msg.result), _decoded(msg.error))
+
+
+def _decoded(raw: msgspec.Raw | msgspec.UnsetType) -> Any:
+    if raw is msgspec.UNSET:
+        return None
+    assert isinstance(raw, msgspec.Raw)
+    return msgspec.json.decode(raw)
 
 
 def salvage_id(body: bytes) -> RequestId | None:
@@ -188,6 +198,18 @@ def encode_error(request_id: RequestId | None, code: int, message: str, data: An
 
 def encode_rpc_error(request_id: RequestId | None, exc: RpcError) -> bytes:
     return encode_error(request_id, exc.code, exc.message, exc.data)
+
+
+class _Request(msgspec.Struct, omit_defaults=True):
+    jsonrpc: Literal["2.0"]
+    id: RequestId
+    method: str
+    params: Any = None
+
+
+def encode_request(request_id: RequestId, method: str, params: Any = None) -> bytes:
+    """A request the server sends the client (initialize era: ``elicitation/create``)."""
+    return _encoder.encode(_Request(JSONRPC_VERSION, request_id, method, params))
 
 
 def encode_notification(method: str, params: Any = None) -> bytes:

@@ -88,6 +88,10 @@ class PaginatedParams(_WithMeta, kw_only=True):
 class CallToolParams(_WithMeta, kw_only=True):
     name: str
     arguments: dict[str, Any] | None = None
+    #: 2026-07-28 multi round-trip requests: the client's answers to the ``inputRequests``
+    #: of an ``input_required`` result, and the ``requestState`` it echoes back.
+    inputResponses: dict[str, Any] | None = None
+    requestState: str | None = None
 
 
 class ReadResourceParams(_WithMeta, kw_only=True):

@@ -12,7 +12,8 @@ Tools: ``test_simple_text``, ``test_image_content``, ``test_audio_content``,
 SSE response early and answers on the resumed stream, SEP-1699), ``test_missing_capability``
 (needs the client's ``sampling`` capability: -32021 without it) and ``test_logging_tool``
 (never logs: the engine sends no ``notifications/message``). Resources ``test://static-text``,
-``test://static-binary`` and the template ``test://template/{id}/data``.
+``test://static-binary``, ``test://watched-resource`` (takes resources/subscribe) and the
+template ``test://template/{id}/data``.
 
 For tests and the conformance run only: no authentication (bind it to loopback).
 """
@@ -23,7 +24,7 @@ import base64
 import json
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import anyio
@@ -66,6 +67,8 @@ PNG_1X1 = base64.b64encode(_png()).decode()
 WAV_SILENCE = base64.b64encode(_wav()).decode()  # 16-bit mono, 8 kHz, 80 samples
 
 STATIC_TEXT = "This is the content of the static text resource."
+WATCHED = "test://watched-resource"
+WATCHED_TEXT = "A resource that takes subscriptions."
 TEMPLATE = "test://template/{id}/data"
 _TEMPLATE_PREFIX, _TEMPLATE_SUFFIX = "test://template/", "/data"
 
@@ -205,8 +208,19 @@ class FixtureResources:
                 M.Resource(uri="test://static-binary", name="static-binary",
                            mimeType="image/png", title="Static binary")]
 
+    def watchable(self, uri: str) -> bool:
+        return uri == WATCHED
+
+    async def watch(self, uri: str, principal: Principal) -> AsyncIterator[None]:
+        """The watched resource never changes by itself: its watcher waits until the
+        client unsubscribes or leaves."""
+        await anyio.sleep_forever()
+        yield None
+
     async def read(self, uri: str, principal: Principal, *, modern: bool
                    ) -> list[M.ResourceContents]:
+        if uri == WATCHED:
+            return [M.TextResourceContents(uri=uri, mimeType="text/plain", text=WATCHED_TEXT)]
         if uri == "test://static-text":
             return [M.TextResourceContents(uri=uri, mimeType="text/plain", text=STATIC_TEXT)]
         if uri == "test://static-binary":

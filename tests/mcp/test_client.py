@@ -45,7 +45,8 @@ async def sdk_client(gateway: Gateway, mode: str) -> AsyncIterator[Client]:
 
 
 def text_of(result: Any) -> dict[str, Any]:
-    (block,) = result.content
+    """The JSON text mirroring a result's structured content (send tools add a summary)."""
+    block = result.content[0]
     doc: dict[str, Any] = json.loads(block.text)
     return doc
 

@@ -244,7 +244,7 @@ async def test_notifications_and_client_responses_are_accepted_with_202(http):
 async def test_unknown_and_modern_only_methods_are_method_not_found(http):
     sid = await open_session(http)
     for method in ("nope", "server/discover", "prompts/list", "logging/setLevel",
-                   "resources/subscribe", "subscriptions/listen", "completion/complete"):
+                   "subscriptions/listen", "completion/complete"):
         doc = await legacy_call(http, sid, method, rid=method)
         assert doc["error"]["code"] == jsonrpc.METHOD_NOT_FOUND, method
 

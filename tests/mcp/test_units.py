@@ -40,8 +40,9 @@ def test_messages_are_told_apart_by_their_members():
     note = jsonrpc.parse_message(b'{"jsonrpc":"2.0","method":"n","params":{"a":1}}')
     assert isinstance(note, jsonrpc.Notification) and note.params is not None
     assert bytes(note.params) == b'{"a":1}'
-    assert jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":"x","result":{}}') == jsonrpc.ClientReply("x")
-    assert jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":null,"error":{}}') == jsonrpc.ClientReply(None)
+    assert jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":"x","result":{}}') == jsonrpc.ClientReply("x", {})
+    assert jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":null,"error":{}}') \
+        == jsonrpc.ClientReply(None, None, {})
     null_params = jsonrpc.parse_message(b'{"jsonrpc":"2.0","id":1,"method":"m","params":null}')
     assert isinstance(null_params, jsonrpc.Request) and null_params.params is None
 
