@@ -48,6 +48,7 @@ async def test_send_status_follows_a_private_delivery(client, gateway):
         return doc if doc["status"] != "accepted" else None
 
     done = await eventually(sent)
+    assert done is not None
     assert (done["status"], done["reason"], done["sent"], done["queued"]) == (
         "sent", "provider_success", 1, 0)
 
@@ -64,6 +65,7 @@ async def test_send_status_of_a_failed_provider_delivery_and_of_no_recipients(cl
         return doc if doc["status"] != "provider_queued" else None
 
     doc = await eventually(settled)  # no APNs configured here: the delivery fails
+    assert doc is not None
     assert (doc["status"], doc["reason"], doc["failed"]) == ("failed", "provider_failed", 1)
     empty = await stored_channel(gateway)
     nobody = await send_status(client, (await send(client, empty))["op_id"])

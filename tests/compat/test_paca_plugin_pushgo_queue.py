@@ -38,8 +38,8 @@ async def test_a_task_card_is_acknowledged_with_its_op_id(client, gateway):
     key = await register_with(client, auth)
     cid = await stored_channel(gateway, key)
     op = str(uuid.uuid4())
-    saved = {"title": "任务提醒 · 模板任务", "body": "截止 2026-12-08 18:00", "severity": "high",
-             "metadata": task_card()}
+    saved: dict[str, Any] = {"title": "任务提醒 · 模板任务", "body": "截止 2026-12-08 18:00",
+                             "severity": "high", "metadata": task_card()}
     assert len(saved["metadata"]["task_card"].encode()) > 5000
     body = {**saved, "channel_id": cid, "password": PASSWORD, "op_id": op}
     resp = await client.post("/message", content=json.dumps(body).encode(),

@@ -99,5 +99,5 @@ async def test_off_means_no_token_service(tmp_path, db_url):
             return doc if doc["failures"] else None
 
         doc = await eventually(failed)
-        assert doc["failures"] == {"provider_not_configured": 1}
+        assert doc is not None and doc["failures"] == {"provider_not_configured": 1}
         assert svc.calls == [] and apns.accepted == []
