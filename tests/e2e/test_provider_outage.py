@@ -5,7 +5,8 @@ until its TTL, and the provider's circuit breaker holds deliveries back while it
 them all go when it is back. Delivery status and /metrics say why deliveries wait. A permanent
 answer still ends a delivery at once.
 
-The policy is scaled down 100-fold (backoff from 10 ms capped at 50 ms instead of 1 s capped at
+The done-when at full scale, on Trio's MockClock, is tests/e2e/test_provider_outage_clock.py.
+Here the policy is scaled down 100-fold (backoff from 10 ms capped at 50 ms instead of 1 s capped at
 60 s; a breaker cool-down of 100 ms instead of 10 s; the connection pool's connect backoff
 likewise), so an outage longer than old pushgo's whole retry budget (8 attempts, about
 127-254 s at full scale, 1.3-2.5 s here) runs in a few real seconds. The outage is ended by what
