@@ -314,6 +314,8 @@ class Dispatcher:
                           request_state=p.requestState)
         try:
             out = await tool.handler(p.arguments or {}, ctx)
+        except jsonrpc.RpcError:
+            raise  # a protocol error (a requestState not issued here): a JSON-RPC error
         except GatewayError as exc:
             return tool_error(exc)
         except Exception:

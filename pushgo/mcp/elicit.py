@@ -113,7 +113,10 @@ async def bind_start(binding: ChannelBinding, ctx: ToolContext, *, action: str,
     params["elicitationId"] = started["bind_session_id"]
     answer: Any = None
     with anyio.move_on_after(WAIT_S):
-        answer = await ctx.ask("elicitation/create", params)
+        try:
+            answer = await ctx.ask("elicitation/create", params)
+        except jsonrpc.RpcError:
+            answer = None  # the client refused the request: the user has bind_url
     return await _finish(binding, ctx, started, _action(answer))
 
 

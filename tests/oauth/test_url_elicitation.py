@@ -9,6 +9,7 @@ updates on the session's GET stream (initialize era) and through ``Client.listen
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,17 +24,25 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from pushgo.protocol import jsonrpc
 from pushgo.service import status as status_module
 from tests.helpers import PASSWORD, pull
 from tests.live import hypercorn_server
+from tests.mcp.test_streams import Stream
 from tests.oauth.test_sdk import Browser, MemoryStorage, private_device, sdk
 from tests.oauth_helpers import (  # noqa: F401
     api_fixture,
+    browser_fixture,
     channel,
     clock_fixture,
     hidden,
+    mcp_body,
+    mcp_headers,
     oauth_gateway,
     oauth_settings,
+    open_page,
+    signed_in,
+    submit,
 )
 
 MODES = ["legacy", "2026-07-28"]
@@ -67,7 +76,7 @@ class User:
 
 
 @asynccontextmanager
-async def signed_in(base: str, api: httpx.AsyncClient, cid: str, mode: str,
+async def sdk_signed_in(base: str, api: httpx.AsyncClient, cid: str, mode: str,
                     user: User | None, heard: list[Any]) -> AsyncIterator[Client]:
     """An SDK client signed in (OAuth, ``cid`` bound), with an elicitation callback when
     ``user`` is given, recording what the server notified."""
@@ -94,7 +103,7 @@ async def test_bind_start_asks_the_client_to_open_the_page_and_answers_when_boun
     other = await channel(gateway, key, name="second")
     user, heard = User(other), list[Any]()
     async with hypercorn_server(gateway) as base, \
-            signed_in(base, api, cid, mode, user, heard) as client:
+            sdk_signed_in(base, api, cid, mode, user, heard) as client:
         result = await client.call_tool("pushgo.channel.bind.start", {})
         assert result.is_error is False, result.content
         out = result.structured_content
@@ -123,7 +132,7 @@ async def test_a_user_who_declines_leaves_the_session_pending_with_its_url(gatew
     other = await channel(gateway, key, name="second")
     user = User(other, decline=True)
     async with hypercorn_server(gateway) as base, \
-            signed_in(base, api, cid, mode, user, []) as client:
+            sdk_signed_in(base, api, cid, mode, user, []) as client:
         out = (await client.call_tool("pushgo.channel.bind.start", {})).structured_content
     assert (out["status"], out["elicitation"]) == ("pending", "decline")
     assert out["bind_url"].startswith(base + "/mcp/bind/session?bind_session_id=")
@@ -133,7 +142,7 @@ async def test_a_user_who_declines_leaves_the_session_pending_with_its_url(gatew
 async def test_a_client_without_url_elicitation_gets_the_bind_url(gateway, api):
     _key, cid = await private_device(api, gateway)
     async with hypercorn_server(gateway) as base, \
-            signed_in(base, api, cid, "legacy", None, []) as client:
+            sdk_signed_in(base, api, cid, "legacy", None, []) as client:
         out = (await client.call_tool("pushgo.channel.bind.start", {})).structured_content
     assert set(out) == {"bind_session_id", "bind_url", "expires_at", "poll_after_ms"}
 
@@ -145,7 +154,7 @@ async def test_the_sdk_hears_an_operation_until_it_is_done(gateway, api, mode, m
     heard: list[Any] = []
     uri = "pushgo://operations/op-watched"
     async with hypercorn_server(gateway) as base, \
-            signed_in(base, api, cid, mode, None, heard) as client:
+            sdk_signed_in(base, api, cid, mode, None, heard) as client:
         await client.call_tool("pushgo.message.send", {"channel_id": cid, "title": "x",
                                                        "op_id": "op-watched"})
         if mode == "legacy":
@@ -172,3 +181,81 @@ def _updated(message: Any, uri: str) -> bool:
     return getattr(message, "method", None) == "notifications/resources/updated" \
         and str(message.params.uri) == uri
 
+
+
+def _bind_call(access_token: str, rid: int, **params: Any) -> tuple[bytes, dict[str, str]]:
+    name = "pushgo.channel.bind.start"
+    body = json.loads(mcp_body("tools/call", {"name": name, "arguments": {}, **params}))
+    body["id"] = rid
+    body["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"] = {
+        "elicitation": {"url": {}}}
+    return json.dumps(body).encode(), mcp_headers(access_token, "tools/call", name)
+
+
+async def test_the_2026_wire_asks_with_input_required_and_checks_the_state_it_gets_back(
+        gateway, http):
+    first, second = await channel(gateway, name="first"), await channel(gateway, name="second")
+    at = (await signed_in(gateway, http, first))["access_token"]
+    body, headers = _bind_call(at, 1)
+    result = (await http.post("/mcp", content=body, headers=headers)).json()["result"]
+    assert result["resultType"] == "input_required"
+    ((key, asked),) = result["inputRequests"].items()
+    assert asked["method"] == "elicitation/create"
+    assert set(asked["params"]) == {"mode", "message", "url"}  # no elicitationId at 2026-07-28
+    url, state = asked["params"]["url"], result["requestState"]
+    page = await open_page(http, url)
+    assert (await submit(http, page, [(second, PASSWORD)],
+                         action="/mcp/bind/session")).status_code == 200
+    body, headers = _bind_call(at, 2, inputResponses={key: {"action": "accept"}},
+                               requestState=state)
+    done = (await http.post("/mcp", content=body, headers=headers)).json()["result"]
+    assert done["resultType"] == "complete" and done["isError"] is False
+    out = done["structuredContent"]
+    assert (out["status"], out["channel_id"], out["bind_url"]) == ("completed", second, url)
+    assert {c["channel_id"] for c in out["channels"]} == {first, second}
+    body, headers = _bind_call(at, 3, inputResponses={key: {"action": "accept"}},
+                               requestState="not-" + state)
+    bad = await http.post("/mcp", content=body, headers=headers)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == jsonrpc.INVALID_PARAMS
+    stranger = (await signed_in(gateway, http, second))["access_token"]
+    body, headers = _bind_call(stranger, 4, inputResponses={key: {"action": "accept"}},
+                               requestState=state)
+    theirs = (await http.post("/mcp", content=body, headers=headers)).json()["result"]
+    assert theirs["structuredContent"]["error_code"] == "bind_session_not_found"
+
+
+async def test_an_initialize_era_client_that_refuses_the_request_gets_the_bind_url(
+        gateway, http):
+    first = await channel(gateway, name="first")
+    at = (await signed_in(gateway, http, first))["access_token"]
+    # The token was issued in process for 127.0.0.1:6666: the live server is reached as that.
+    headers = {"authorization": f"Bearer {at}", "content-type": "application/json",
+               "accept": "application/json, text/event-stream", "host": "127.0.0.1:6666"}
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "clientInfo": {"name": "t", "version": "1"},
+        "capabilities": {"elicitation": {"url": {}}}}}
+    async with hypercorn_server(gateway) as base, \
+            httpx.AsyncClient(base_url=base, timeout=5) as c:
+        opened = await c.post("/mcp", json=init, headers=headers)
+        assert opened.status_code == 200, (opened.status_code, opened.text, opened.headers)
+        session = {**headers, "mcp-session-id": opened.headers["mcp-session-id"],
+                   "mcp-protocol-version": "2025-11-25"}
+        await c.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                     headers=session)
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "pushgo.channel.bind.start", "arguments": {}}}
+        async with c.stream("POST", "/mcp", json=call, headers=session) as resp:
+            assert resp.headers["content-type"] == "text/event-stream"
+            stream = Stream(resp)
+            asked = await stream.next_message()
+            assert asked["method"] == "elicitation/create"
+            assert asked["params"]["mode"] == "url"
+            refused = await c.post("/mcp", headers=session, json={
+                "jsonrpc": "2.0", "id": asked["id"],
+                "error": {"code": -32601, "message": "no URL elicitation here"}})
+            assert refused.status_code == 202
+            answer = await stream.next_message()
+    out = answer["result"]["structuredContent"]
+    assert (out["status"], out["elicitation"]) == ("pending", "unanswered")
+    assert out["bind_url"] == asked["params"]["url"]
+    assert out["bind_session_id"] == asked["params"]["elicitationId"]
