@@ -72,8 +72,11 @@ class Resources:
 
     def watchable(self, uri: str) -> bool:
         """Whether ``uri`` names a resource that can be subscribed to (an operation or a
-        channel; the list of channels is announced by list_changed instead)."""
-        return uri.startswith((OPERATIONS_PREFIX, CHANNELS_URI + "/"))
+        channel; the list of channels is announced by list_changed instead). A gateway
+        without a token shows nobody a channel's history, nor when it changes."""
+        if uri.startswith(CHANNELS_URI + "/"):
+            return self.oauth or self.svc.ctx.settings.token is not None
+        return uri.startswith(OPERATIONS_PREFIX)
 
     async def watch(self, uri: str, principal: Principal) -> AsyncIterator[None]:
         """One item per change of a resource the caller has read (pushgo.mcp.watch): an

@@ -41,3 +41,22 @@ async def test_a_tokenless_gateway_hides_channel_history_from_resource_reads(gat
     assert doc["channel"]["channel_id"] == cid
     assert "recent_messages" not in doc and "open_events" not in doc and "things" not in doc
     assert "secret plans" not in content["text"]
+
+
+async def test_a_tokenless_gateway_tells_nobody_when_a_channel_changes(gateway, open_http):
+    key = (await call(open_http, "/device/register", {"platform": "android"}))["device_key"]
+    cid = await stored_channel(gateway, key)
+    sent = await call(open_http, "/message", {"channel_id": cid, "password": PASSWORD,
+                                              "title": "x", "op_id": "op-open"})
+    body, headers = modern_request("subscriptions/listen", {"notifications": {
+        "resourceSubscriptions": [f"pushgo://channels/{cid}", "pushgo://operations/op-open"]}})
+    headers.pop("authorization", None)
+    async with open_http.stream("POST", "/mcp", content=body, headers=headers) as resp:
+        async for line in resp.aiter_lines():
+            if line.startswith("data: {"):
+                ack = json.loads(line[len("data: "):])
+                break
+    # the operation's counts are as readable as GET /deliveries/{op_id}; the channel is not
+    assert ack["params"]["notifications"] == {
+        "resourceSubscriptions": ["pushgo://operations/op-open"]}
+    assert sent["op_id"] == "op-open"
