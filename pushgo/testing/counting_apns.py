@@ -14,18 +14,19 @@ spends most of a request on the never-indexed JWT, which a counter does not need
 
     python -m pushgo.testing.counting_apns [--port 0]
 
-prints `port=…` and `ca_file=…`, then serves until stdin closes (or SIGTERM/SIGINT) and
-prints one JSON line: `{"requests": N, "tokens": distinct, "duplicates": {token: n, …},
+prints the gateway settings that point at it (`export PUSHGO_APNS_ENDPOINT=…` and
+`PUSHGO_PROVIDER_CA_FILE`, the CA every mock shares: see :mod:`pushgo.testing.mockcli`), then
+serves until SIGINT or SIGTERM (Ctrl-C; so it can run in the background of a script) and
+prints one JSON line, exit 0: `{"requests": N, "tokens": distinct, "duplicates": {token: n, …},
 "duplicated_tokens": D}` (duplicates: at most 100 of the D tokens seen more than once).
 Imports nothing from pushgo outside pushgo.testing.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import signal
 import struct
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -332,41 +333,39 @@ class CountingAPNs:
                 "duplicated_tokens": len(dupes)}
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
+def main(argv: list[str] | None = None) -> int:
+    import tempfile
+
+    from pushgo.testing import mockcli
+    from pushgo.testing.mock_apns import APNsKey
 
     parser = argparse.ArgumentParser(prog="python -m pushgo.testing.counting_apns",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--workdir", help="where to write ca.pem (default: a temporary dir)")
-    parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
+    parser.add_argument("--workdir", help="also write ca.pem there")
+    mockcli.add_common_arguments(parser)
     args = parser.parse_args(argv)
-    tls = LocalCA()
+    tls = mockcli.shared_ca(args)
     mock = CountingAPNs(tls=tls, host=args.host, port=args.port)
 
     async def run() -> None:
-        async with mock.serving() as (_host, port):
-            ca_file = (tls.write_ca_file(Path(args.workdir) / "ca.pem") if args.workdir
-                       else tls.ca_file)
-            print(f"port={port}\nca_file={ca_file}", flush=True)
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async with anyio.create_task_group() as tg:
-
-                    async def until_stdin_closes() -> None:
-                        await anyio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
-                        tg.cancel_scope.cancel()
-
-                    async def until_signal() -> None:
-                        async for _ in signals:
-                            tg.cancel_scope.cancel()
-
-                    tg.start_soon(until_stdin_closes)
-                    tg.start_soon(until_signal)
+        async with mock.serving() as (_host, _port):
+            if args.workdir:
+                tls.write_ca_file(Path(args.workdir) / "ca.pem")
+            key = APNsKey.generate()  # never checked here, but the gateway signs with one
+            key_file = key.write(Path(tempfile.mkdtemp(prefix="pushgo-counting-apns-"))
+                                 / f"AuthKey_{key.key_id}.p8")
+            mockcli.print_settings({
+                "PUSHGO_APNS_ENDPOINT": f"https://{args.host}:{_port}",
+                "PUSHGO_PROVIDER_CA_FILE": str(tls.ca_file), "PUSHGO_APNS_KEY_FILE": str(key_file),
+                "PUSHGO_APNS_KEY_ID": key.key_id, "PUSHGO_APNS_TEAM_ID": key.team_id,
+                "PUSHGO_APNS_TOPIC": "com.example.app"})
+            await mockcli.until_signal()
         print(json.dumps(mock.summary()), flush=True)
 
-    anyio.run(run, backend=args.backend)
+    return mockcli.run(run, args.backend)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

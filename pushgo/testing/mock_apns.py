@@ -430,11 +430,14 @@ def _as_rejection(spec: RejectionSpec) -> Rejection:
 # --------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run a MockAPNs until interrupted; print where it listens and what to configure."""
+def main(argv: list[str] | None = None) -> int:
+    """Run a MockAPNs until Ctrl-C or SIGTERM (exit 0); print the gateway settings that point
+    at it, one `export` line each."""
     import argparse
     import sys
     import tempfile
+
+    from pushgo.testing import mockcli
 
     parser = argparse.ArgumentParser(prog="python -m pushgo.testing.mock_apns", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -446,8 +449,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validate", action="store_true", help="apply Apple's request rules")
     parser.add_argument("--initial-streams", type=int, default=1)
     parser.add_argument("--max-streams", type=int, default=1000)
-    parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     parser.add_argument("--quiet", action="store_true", help="do not log each notification")
+    mockcli.add_common_arguments(parser)
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="pushgo-mock-apns-"))
@@ -459,33 +462,25 @@ def main(argv: list[str] | None = None) -> None:
     else:
         key = APNsKey.generate(args.key_id, args.team_id)
         key_file = key.write(workdir / f"AuthKey_{key.key_id}.p8")
-    tls = LocalCA()
 
     def log(note: APNsNotification) -> None:
         print(f"{note.status or 'RST'} {note.reason or ''} token={note.token[:16]}… "
               f"conn={note.connection_id} stream={note.stream_id}", file=sys.stderr, flush=True)
 
-    mock = MockAPNs(topic=args.topic, key=key, validate=args.validate, tls=tls, host=args.host,
-                    port=args.port,
+    mock = MockAPNs(topic=args.topic, key=key, validate=args.validate, tls=mockcli.shared_ca(args),
+                    host=args.host, port=args.port,
                     initial_max_concurrent_streams=args.initial_streams,
                     max_concurrent_streams=args.max_streams, on_notification=None if args.quiet else log)
 
     async def run() -> None:
-        async with mock.serving() as (_host, port):
-            ca_file = tls.write_ca_file(workdir / "ca.pem")
-            print(f"port={port}")
-            print(f"ca_file={ca_file}")
-            print(f"key_file={key_file}\nkey_id={key.key_id}\nteam_id={key.team_id}\ntopic={mock.topic}")
-            print(f"PUSHGO_APNS_ENDPOINT={mock.origin} PUSHGO_PROVIDER_CA_FILE={ca_file} "
-                  f"PUSHGO_APNS_KEY_FILE={key_file} PUSHGO_APNS_KEY_ID={key.key_id} "
-                  f"PUSHGO_APNS_TEAM_ID={key.team_id} PUSHGO_APNS_TOPIC={mock.topic}", flush=True)
-            await anyio.sleep_forever()
+        async with mock.serving():
+            env = mock.env()
+            env["PUSHGO_APNS_KEY_FILE"] = str(key_file)
+            mockcli.print_settings(env)
+            await mockcli.until_signal()
 
-    try:
-        anyio.run(run, backend=args.backend)
-    except KeyboardInterrupt:
-        pass
+    return mockcli.run(run, args.backend)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -503,18 +503,21 @@ def _validate_message(message: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run a MockFCM until interrupted; print where it listens and the credentials file."""
+def main(argv: list[str] | None = None) -> int:
+    """Run a MockFCM until Ctrl-C or SIGTERM (exit 0); print the gateway settings that point
+    at it (a service-account file naming its token endpoint), one `export` line each."""
     import argparse
     import sys
     import tempfile
+
+    from pushgo.testing import mockcli
 
     parser = argparse.ArgumentParser(prog="python -m pushgo.testing.mock_fcm", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--project", default="pushgo-test")
-    parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     parser.add_argument("--quiet", action="store_true", help="do not log each message")
+    mockcli.add_common_arguments(parser)
     args = parser.parse_args(argv)
 
     def log(note: FCMMessage) -> None:
@@ -523,22 +526,15 @@ def main(argv: list[str] | None = None) -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="pushgo-mock-fcm-"))
     mock = MockFCM(project_id=args.project, host=args.host, port=args.port,
-                   on_message=None if args.quiet else log)
+                   tls=mockcli.shared_ca(args), on_message=None if args.quiet else log)
 
     async def run() -> None:
-        async with mock.serving() as (_host, port):
-            ca_file = mock.tls.write_ca_file(workdir / "ca.pem")
-            credentials = mock.write_service_account(workdir / "service-account.json")
-            print(f"port={port}\nca_file={ca_file}\ncredentials_file={credentials}\nproject_id={args.project}")
-            print(f"PUSHGO_FCM_ENDPOINT={mock.origin} PUSHGO_FCM_CREDENTIALS_FILE={credentials} "
-                  f"PUSHGO_PROVIDER_CA_FILE={ca_file}", flush=True)
-            await anyio.sleep_forever()
+        async with mock.serving():
+            mockcli.print_settings(mock.env(workdir / "service-account.json"))
+            await mockcli.until_signal()
 
-    try:
-        anyio.run(run, backend=args.backend)
-    except KeyboardInterrupt:
-        pass
+    return mockcli.run(run, args.backend)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

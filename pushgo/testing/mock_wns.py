@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -329,40 +328,38 @@ def _error(rej: _Reject) -> Response:
 # --------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run a MockWNS until interrupted; print the gateway settings that point at it."""
+def main(argv: list[str] | None = None) -> int:
+    """Run a MockWNS until Ctrl-C or SIGTERM (exit 0); print the gateway settings that point
+    at it, one `export` line each (register channel URIs as
+    https://<x>.notify.windows.com/…: PUSHGO_WNS_ENDPOINT sends them here)."""
     import argparse
     import sys
-    import tempfile
+
+    from pushgo.testing import mockcli
 
     parser = argparse.ArgumentParser(prog="python -m pushgo.testing.mock_wns",
                                      description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio")
     parser.add_argument("--quiet", action="store_true", help="do not log each notification")
+    mockcli.add_common_arguments(parser)
     args = parser.parse_args(argv)
 
     def log(note: WNSNotification) -> None:
         print(f"{note.status or 'CLOSED'} channel={note.channel[:32]}… "
               f"{json.dumps(note.data, ensure_ascii=False)[:120]}", file=sys.stderr, flush=True)
 
-    workdir = Path(tempfile.mkdtemp(prefix="pushgo-mock-wns-"))
-    mock = MockWNS(host=args.host, port=args.port, on_notification=None if args.quiet else log)
+    mock = MockWNS(host=args.host, port=args.port, tls=mockcli.shared_ca(args),
+                   on_notification=None if args.quiet else log)
 
     async def run() -> None:
-        async with mock.serving() as (_host, port):
-            ca_file = mock.tls.write_ca_file(workdir / "ca.pem")
-            env: dict[str, Any] = mock.env(ca_file)
-            print(f"port={port}\nca_file={ca_file}\nchannel_uri_example={mock.channel_uri()}")
-            print(" ".join(f"{k}={v}" for k, v in env.items()), flush=True)
-            await anyio.sleep_forever()
+        async with mock.serving():
+            print(f"# a channel URI to register: {mock.channel_uri()}")
+            mockcli.print_settings(mock.env())
+            await mockcli.until_signal()
 
-    try:
-        anyio.run(run, backend=args.backend)
-    except KeyboardInterrupt:
-        pass
+    return mockcli.run(run, args.backend)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -7,6 +7,8 @@ Owns only certificates and contexts; imports nothing from pushgo.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import ssl
 import tempfile
 import weakref
@@ -24,12 +26,36 @@ class LocalCA:
     Share one instance between MockAPNs and MockFCM so a single CA file trusts both.
     """
 
-    def __init__(self, identities: Sequence[str] = DEFAULT_IDENTITIES) -> None:
+    def __init__(self, identities: Sequence[str] = DEFAULT_IDENTITIES,
+                 ca: trustme.CA | None = None) -> None:
         self.identities = tuple(identities)
-        self._ca = trustme.CA()
+        self._ca = ca or trustme.CA()
         self._leaf = self._ca.issue_cert(*self.identities)
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self._ca_file: Path | None = None
+
+    @classmethod
+    def persistent(cls, directory: str | Path,
+                   identities: Sequence[str] = DEFAULT_IDENTITIES) -> LocalCA:
+        """The CA kept in `directory` (``ca.pem`` and ``ca.key``, created on first use), so
+        every mock started with the same directory is trusted by one ``ca.pem``: the file to
+        give the gateway as ``PUSHGO_PROVIDER_CA_FILE``. Each instance issues its own leaf."""
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cert, key = folder / "ca.pem", folder / "ca.key"
+        with open(folder / ".lock", "w") as lock:  # two mocks started at once make one CA
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if cert.exists() and key.exists():
+                ca = trustme.CA.from_pem(cert.read_bytes(), key.read_bytes())
+            else:
+                ca = trustme.CA()
+                fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(ca.private_key_pem.bytes())
+                cert.write_bytes(ca.cert_pem.bytes())
+        made = cls(identities, ca)
+        made._ca_file = cert
+        return made
 
     @property
     def ca_pem(self) -> bytes:
