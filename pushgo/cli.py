@@ -15,18 +15,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from pushgo import __version__
-from pushgo.settings import OPTIONS, Settings, SettingsError, load
+from pushgo import settings as settings_module
+from pushgo.settings import OPTIONS, Option, Settings, SettingsError, load
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pushgo", description="pushgo push-notification gateway")
+    parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gateway",
                            description="Run the gateway. Every flag is also an environment "
                                        "variable; flags win.")
     for opt in OPTIONS:
-        serve.add_argument(opt.flag, dest=opt.env, metavar="VALUE",
-                           help=f"{opt.help} [{opt.env}]")
+        _add_option(serve, opt)
     # Set by the `--workers N` supervisor for each worker it starts.
     serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--worker-dir", help=argparse.SUPPRESS)
@@ -36,6 +37,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     return parser
+
+
+def _add_option(serve: argparse.ArgumentParser, opt: Option) -> None:
+    """One setting's flag. A yes/no setting is a switch: ``--mcp-enabled`` alone turns it on,
+    ``--no-mcp-enabled`` off, and ``--mcp-enabled true|false`` still works."""
+    if opt.parse is not settings_module._bool:
+        serve.add_argument(opt.flag, dest=opt.env, metavar="VALUE", help=f"{opt.help} [{opt.env}]")
+        return
+    serve.add_argument(opt.flag, dest=opt.env, metavar="BOOL", nargs="?", const="true",
+                       help=f"{opt.help} [{opt.env}]")
+    serve.add_argument("--no-" + opt.flag.removeprefix("--"), dest=opt.env,
+                       action="store_const", const="false", help=argparse.SUPPRESS)
 
 
 def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:

@@ -27,11 +27,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
-import httpx
-
-from pushgo.protocol.sse import SSEParser
-
 if TYPE_CHECKING:
+    import httpx
+
     from pushgo.service.oauth import OAuthRecords
 
 TIMEOUT_S = 30.0
@@ -97,9 +95,16 @@ def add_commands(sub: Any) -> None:
                                           "database and print the version before and after.")
     migrate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
 
-    from pushgo.oauth.rotate import add_oauth_command
-
-    add_oauth_command(sub)
+    # Declared here rather than in pushgo.oauth.rotate: importing the oauth package pulls in
+    # the whole gateway, and `pushgo --help` must stay quick.
+    oauth = sub.add_parser("oauth", help="OAuth authorization server maintenance")
+    osub = oauth.add_subparsers(dest="oauth_command", required=True)
+    rotate = osub.add_parser(
+        "rotate-key", help="sign access tokens with a new key",
+        description="Create a new access-token signing key and retire the current one; the "
+                    "retired key verifies the tokens it signed until they expire. Prints the "
+                    "new key id.")
+    rotate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -153,6 +158,8 @@ class _Client:
         self.url = base_url(getattr(args, "url", None))
         token = os.environ.get("PUSHGO_TOKEN", "").strip()
         headers = {"authorization": f"Bearer {token}"} if token else {}
+        import httpx  # here, not at the top: `pushgo --help` does not need it
+
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT_S)
 
     def __enter__(self) -> _Client:
@@ -163,6 +170,8 @@ class _Client:
 
     def call(self, method: str, path: str, *, json_body: Any = None,
              params: dict[str, str] | None = None) -> Any:
+        import httpx
+
         try:
             resp = self.http.request(method, path, json=json_body, params=params)
         except httpx.HTTPError as exc:
@@ -171,6 +180,10 @@ class _Client:
 
     def stream(self, path: str, params: dict[str, str] | None = None) -> Iterator[Any]:
         """The ``data`` of each SSE event on ``path``; an error answer raises CliError."""
+        import httpx
+
+        from pushgo.protocol.sse import SSEParser
+
         try:
             with self.http.stream("GET", path, params=params, timeout=httpx.Timeout(TIMEOUT_S,
                                                                      read=STREAM_IDLE_S)) as resp:

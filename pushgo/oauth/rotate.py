@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
 
 from pushgo.oauth.config import MINUTE, lifetimes
 from pushgo.oauth.keys import KeyRing
@@ -21,17 +20,6 @@ from pushgo.service.oauth import OAuthRecords
 
 #: Opens the OAuth records of a database URL (migrated) for the command's duration.
 RecordsOpener = Callable[[str], AbstractContextManager[OAuthRecords]]
-
-
-def add_oauth_command(sub: Any) -> None:
-    oauth = sub.add_parser("oauth", help="OAuth authorization server maintenance")
-    osub = oauth.add_subparsers(dest="oauth_command", required=True)
-    rotate = osub.add_parser(
-        "rotate-key", help="sign access tokens with a new key",
-        description="Create a new access-token signing key and retire the current one; the "
-                    "retired key verifies the tokens it signed until they expire. Prints the "
-                    "new key id.")
-    rotate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
 
 
 def run(args: argparse.Namespace, open_records: RecordsOpener) -> int:

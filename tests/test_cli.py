@@ -1,0 +1,70 @@
+"""The ``pushgo`` command's first impressions: ``--version``, a ``--help`` that imports nothing
+heavy, and yes/no settings as switches."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pushgo import __version__, cli
+from pushgo.settings import Settings, SettingsError
+
+#: Modules `pushgo --help` and `pushgo version` must not import: each costs tens to hundreds of
+#: milliseconds, and none is needed to print help.
+HEAVY = ("sqlalchemy", "httpx", "starlette", "hypercorn", "trio", "anyio", "joserfc",
+         "pushgo.oauth", "pushgo.store", "pushgo.service", "pushgo.app", "pushgo.mcp",
+         "pushgo.api", "psycopg", "prometheus_client", "h2")
+
+PROBE = """
+import sys
+from pushgo import cli
+try:
+    code = cli.main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+sys.stdout.flush()
+print("MODULES", " ".join(sorted(sys.modules)))
+sys.exit(code or 0)
+"""
+
+
+def run_probe(*argv: str) -> tuple[str, set[str]]:
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                          timeout=60, check=True)
+    text, _, modules = done.stdout.rpartition("MODULES ")
+    return text, set(modules.split())
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["version"], ["--version"], ["serve", "--help"],
+                                  ["deliveries", "--help"]])
+def test_help_and_version_import_nothing_heavy(argv: list[str]) -> None:
+    text, modules = run_probe(*argv)
+    loaded = sorted(m for m in modules if m in HEAVY or m.split(".")[0] in HEAVY
+                    or any(m.startswith(h + ".") for h in HEAVY))
+    assert loaded == [], f"pushgo {' '.join(argv)} imported {loaded}"
+    assert text.strip()
+
+
+def test_version_flag_prints_the_version() -> None:
+    done = subprocess.run([sys.executable, "-m", "pushgo.cli", "--version"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0
+    assert done.stdout.strip() == __version__
+
+
+def settings_of(argv: list[str], env: dict[str, str] | None = None) -> Settings:
+    return cli.settings_from(cli._parser().parse_args(["serve", *argv]), env or {})
+
+
+def test_a_yes_no_setting_is_a_switch() -> None:
+    assert settings_of([]).mcp_enabled is False
+    assert settings_of(["--mcp-enabled"]).mcp_enabled is True
+    assert settings_of(["--mcp-enabled", "true"]).mcp_enabled is True
+    assert settings_of(["--mcp-enabled", "false"], {"PUSHGO_MCP_ENABLED": "true"}).mcp_enabled is False
+    assert settings_of(["--no-mcp-enabled"], {"PUSHGO_MCP_ENABLED": "true"}).mcp_enabled is False
+    assert settings_of(["--no-mcp-dcr-enabled"]).mcp_dcr_enabled is False
+    assert settings_of(["--sandbox-mode"]).sandbox_mode is True
+    with pytest.raises(SettingsError, match="PUSHGO_MCP_ENABLED"):
+        settings_of(["--mcp-enabled", "maybe"])
