@@ -29,7 +29,8 @@ class Services:
         channels = Channels(ctx)
         status = Status(ctx)
         ctx.listeners.append(status)  # accepted work changes delivery counts
-        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels), Inbox(ctx), status,
+        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
+                   Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store))
 
 

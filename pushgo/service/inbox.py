@@ -12,6 +12,8 @@ harmless and answers 0."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
 from pushgo.errors import InvalidInput, codes
@@ -37,13 +39,21 @@ def _delivery_id(raw: str | None) -> str | None:
 
 
 class Inbox:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, on_change: Callable[[], None] | None = None) -> None:
         self.ctx = ctx
+        #: Told when a pull or an ack changed deliveries' states (delivery status watchers
+        #: re-read at once instead of at their next poll).
+        self.on_change = on_change
+
+    def _changed(self, count: int) -> None:
+        if count and self.on_change is not None:
+            self.on_change()
 
     async def pull(self, req: wire.PullIn) -> wire.PullOut:
         key = field_rules.device_key(req.device_key)
         delivery_id = _delivery_id(req.delivery_id)
         items = await self.ctx.store.run(outbox_store.pull, key, delivery_id, self.ctx.now(), PULL_LIMIT)
+        self._changed(len(items))
         return wire.PullOut(items=[
             wire.PullItem(delivery_id=i.delivery_id,
                        payload=msgspec.Raw(with_delivery_id(i.payload_json, i.delivery_id)))
@@ -68,6 +78,7 @@ class Inbox:
             raise InvalidInput(codes.INVALID_DELIVERY_IDS,
                                f"delivery_ids must hold 1 to {ACK_V2_LIMIT} ids")
         removed = await self.ctx.store.run(outbox_store.ack_many, key, ids, self.ctx.now())
+        self._changed(removed)
         return wire.AckV2Out(requested_count=len(ids), removed_count=removed)
 
     async def ack(self, req: wire.AckIn) -> wire.AckOut:
@@ -75,6 +86,7 @@ class Inbox:
         delivery_id = _delivery_id(req.delivery_id)
         assert delivery_id is not None
         removed = await self.ctx.store.run(outbox_store.ack, key, delivery_id, self.ctx.now())
+        self._changed(int(removed))
         return wire.AckOut(removed=removed)
 
     async def page(self, device_key: str, after_seq: int, limit: int) -> list[outbox_store.InboxItem]:

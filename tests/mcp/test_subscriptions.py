@@ -98,6 +98,23 @@ async def _async(value: bool) -> bool:
     return value
 
 
+async def test_a_devices_pull_is_heard_at_once_not_at_the_status_poll(
+        gateway, api, monkeypatch):
+    monkeypatch.setattr(status_module, "POLL_S", 3600.0)  # only the inbox's word wakes it
+    key, cid = await private_device_on_channel(gateway, api)
+    await send(api, cid, op_id="op-pulled")
+    uri = "pushgo://operations/op-pulled"
+    async with served(gateway) as c:
+        sid = await open_session(c)
+        async with get_stream(c, sid) as stream:
+            await legacy_call(c, sid, "resources/subscribe", {"uri": uri})
+            status = gateway.services.status  # its watcher has read the operation once:
+            await eventually(lambda: _async(("op-pulled", None) in status._recent))
+            await pull(api, key)
+            assert await stream.next_message() == {
+                "jsonrpc": "2.0", "method": UPDATED, "params": {"uri": uri}}
+
+
 async def test_subscribe_refuses_what_cannot_be_watched_and_caps_a_session(
         gateway, api, monkeypatch):
     _key, cid = await private_device_on_channel(gateway, api)
