@@ -3,7 +3,8 @@
     pushgo channel create NAME --password P      a channel with no subscribers yet
     pushgo channel info CHANNEL_ID               name, times, subscriber count
     pushgo send --channel ID --password P --title T [--body B] …   one message
-    pushgo deliveries OP_ID [--wait|--no-wait]   delivery counts (a progress bar on a TTY)
+    pushgo deliveries OP_ID [--wait|--no-wait] [--until provider|done]
+                                                 delivery counts (a progress bar on a TTY)
     pushgo db migrate                            bring PUSHGO_DB_URL's schema up to date
     pushgo oauth rotate-key                      a new access-token signing key (pushgo.oauth.rotate)
 
@@ -87,6 +88,11 @@ def add_commands(sub: Any) -> None:
                       help="follow until every delivery has an outcome (default on a terminal)")
     wait.add_argument("--no-wait", action="store_false", dest="wait",
                       help="print the counts as they are now")
+    deliveries.add_argument(
+        "--until", choices=("provider", "done"), default=None,
+        help="follow until the APNs/FCM/WNS deliveries are settled (provider: the default on a "
+             "terminal, where private deliveries may wait days for an offline device) or until "
+             "every delivery is (done: the default otherwise)")
 
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="db_command", required=True)
@@ -279,23 +285,45 @@ def _deliveries(client: _Client, args: argparse.Namespace) -> int:
     data = client.call("GET", path, params=params)
     tty = sys.stderr.isatty()
     wait = tty if args.wait is None else args.wait
+    until = args.until or ("provider" if tty else "done")
+    told = False
     if wait and tty:
         _bar(data)
-    if wait and not data.get("done"):
+    if wait and not _finished(data, until):
         for update in client.stream(path + "/stream", params):
             if isinstance(update, dict) and "states" in update:
                 data = update
+                if tty and not told and until == "done" and _finished(data, "provider"):
+                    told = True  # only private deliveries are left: say so once
+                    sys.stderr.write(f"\n{_private_queued(data)} private deliveries wait for "
+                                     "offline devices; Ctrl-C to stop\n")
                 if tty:
                     _bar(data)
-                if data.get("done"):
+                if _finished(data, until):
                     break
     if wait and tty:
         print(file=sys.stderr)
+    if wait and until == "provider" and _private_queued(data):
+        print(f"{_private_queued(data)} private deliveries wait for offline devices (sent when "
+              "they connect or pull, until their TTL); not following them: --until done does",
+              file=sys.stderr)
     if args.json:
         _print_json(data)
     else:
         _summary(data)
     return 0
+
+
+def _private_queued(data: dict[str, Any]) -> int:
+    return int(((data.get("routes") or {}).get("private") or {}).get("queued") or 0)
+
+
+def _finished(data: dict[str, Any], until: str) -> bool:
+    """``done``: nothing is queued; ``provider``: nothing but private deliveries is."""
+    if data.get("done"):
+        return True
+    queued = int((data.get("states") or {}).get("queued") or 0)
+    return until == "provider" and queued == _private_queued(data)
 
 
 def _counts(data: dict[str, Any]) -> tuple[int, int]:

@@ -119,6 +119,24 @@ def test_an_operator_creates_a_channel_sends_and_follows_the_deliveries(server):
     assert re.search(r"^sent\s+1", bar, re.M) and re.search(r"^done\s+yes", bar, re.M)
 
 
+def test_on_a_terminal_deliveries_does_not_wait_for_offline_private_devices(server):
+    """A private device that never connects would keep `pushgo deliveries` waiting for days:
+    on a terminal it follows the provider deliveries only and says what is left and why."""
+    url = ("--url", server.url)
+    cid = ok_json("channel", "create", "offline", "--password", PASSWORD, *url)["channel_id"]
+    for _ in range(2):
+        key = api(server, "/device/register", {"platform": "android"})["device_key"]
+        api(server, "/channel/subscribe", {"device_key": key, "channel_id": cid,
+                                           "password": PASSWORD})
+    ok_json("send", "--channel", cid, "--password", PASSWORD, "--title", "t", "--op-id",
+            "op-offline", *url)
+    out = _on_a_terminal([sys.executable, "-m", "pushgo.cli", "deliveries", "op-offline", *url],
+                         cli_env(PUSHGO_TOKEN=TOKEN))
+    assert "private devices offline: 2" in out
+    assert "2 private deliveries wait for offline devices" in out and "--until done" in out
+    assert re.search(r"^done\s+no", out, re.M) and re.search(r"^queued\s+2", out, re.M)
+
+
 class Relay:
     """A TCP relay to the gateway on ``port`` that notices when the request starting with
     ``request`` has gone through and the gateway has since answered with an SSE event:
