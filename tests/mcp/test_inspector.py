@@ -33,11 +33,11 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "gw-token-for-the-inspector"
 ERAS = ["legacy", "modern"]
+#: What a legacy-mode caller lists: the eight send tools. The four channel tools need OAuth
+#: (they answer ``oauth_required`` here), so legacy mode does not offer them.
 TOOL_NAMES = {
     "pushgo.message.send", "pushgo.event.create", "pushgo.event.update", "pushgo.event.close",
     "pushgo.thing.create", "pushgo.thing.update", "pushgo.thing.archive", "pushgo.thing.delete",
-    "pushgo.channel.bind.start", "pushgo.channel.bind.status", "pushgo.channel.list",
-    "pushgo.channel.unbind",
 }
 EXIT_TOOL_IS_ERROR = 5
 
@@ -135,7 +135,7 @@ def _is_modern(result: dict[str, Any]) -> bool:
 
 
 @pytest.mark.parametrize("era", ERAS)
-def test_the_inspector_lists_the_twelve_tools(inspector, live, era):
+def test_the_inspector_lists_the_eight_send_tools_in_legacy_mode(inspector, live, era):
     status, doc = inspector.run(live.url, era, "--method", "tools/list")
     assert status == 0, doc
     tools = doc["result"]["tools"]
