@@ -22,8 +22,10 @@ from pushgo.api.compat import compat_routes
 from pushgo.api.envelope import error_response
 from pushgo.api.front import Front
 from pushgo.api.operator import admin_routes
+from pushgo.api.private_ws import private_routes
 from pushgo.api.routes import build_routes
 from pushgo.delivery.private import Hub, PrivateStreams
+from pushgo.delivery.private_link import LinkConfig, PrivateLinks
 from pushgo.delivery.providers import build_senders
 from pushgo.delivery.pump import OutboxPump
 from pushgo.delivery.wakeups import PgWakeups
@@ -71,6 +73,9 @@ class Gateway:
         self.pump.on_results.append(self.services.status.results_written)
         self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
+        #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
+        self.links = PrivateLinks(LinkConfig(token=settings.token), self.hub,
+                                  self.services.devices, self.services.inbox, self.outbox)
         # PostgreSQL may be shared by several processes: tell them about work accepted here.
         self.wakeups: PgWakeups | None = None
         if self.store.dialect == "postgresql":
@@ -80,6 +85,8 @@ class Gateway:
         routes = build_routes(self.services, self.streams, self.not_ready)
         routes += build_bulk_routes(self.bulk, self.services.status)
         routes += compat_routes(self.services)
+        routes += private_routes(
+            settings, self.links if "wss" in settings.private_transports else None)
         # /mcp exists only when enabled; otherwise it is an unknown route (404). It comes
         # with the OAuth authorization server unless legacy mode is configured.
         self.mcp: Mcp | None = None
@@ -155,6 +162,8 @@ class Gateway:
                     self._started = False
                     if self.mcp is not None:
                         self.mcp.close()
+                    with anyio.CancelScope(shield=True):
+                        await self.links.shutdown()  # GoAway to every private session
                     with anyio.CancelScope(shield=True):
                         await stop_senders(self.senders.values())
                     tg.cancel_scope.cancel()

@@ -36,6 +36,7 @@ from starlette.responses import Response
 
 from pushgo import __version__
 from pushgo.delivery.private import Hub
+from pushgo.delivery.private_link import PrivateLinks
 from pushgo.delivery.pump import OutboxPump
 from pushgo.errors import InvalidInput, codes
 from pushgo.service.context import Context
@@ -67,6 +68,9 @@ class Observed(Protocol):
 
     @property
     def hub(self) -> Hub: ...
+
+    @property
+    def links(self) -> PrivateLinks: ...
 
     @property
     def outbox(self) -> OutboxService: ...
@@ -279,9 +283,17 @@ class _Collector:
                                  labels=["worker", "pid", "version"])
         info.add_metric([str(self.m.worker_index), str(os.getpid()), __version__], 1)
         yield info
+        sessions = self.m.gateway.links.sessions_by_transport()
+        # The hub wakes warp-link sessions too: the SSE streams are the rest.
         yield GaugeMetricFamily("pushgo_private_streams",
                                 "Devices connected to /private/stream",
-                                value=self.m.gateway.hub.connected)
+                                value=self.m.gateway.hub.connected - sum(sessions.values()))
+        links = GaugeMetricFamily("pushgo_private_sessions",
+                                  "Live warp-link sessions (PushGo apps in private mode)",
+                                  labels=["transport"])
+        for transport in ("tcp", "wss"):
+            links.add_metric([transport], sessions.get(transport, 0))
+        yield links
 
         http = CounterMetricFamily("pushgo_http_requests", "HTTP requests answered",
                                    labels=["method", "route", "status"])

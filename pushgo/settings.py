@@ -81,6 +81,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_statement_timeout_ms: int = 30_000
     db_connect_timeout_s: int = 10
     db_busy_timeout_ms: int = 30_000
+    #: warp-link transports served to the PushGo apps' private mode (PUSHGO_PRIVATE_TRANSPORTS).
+    private_transports: tuple[str, ...] = ("wss",)
 
     @property
     def private_ttl_s(self) -> int:
@@ -262,6 +264,29 @@ def _networks(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: The warp-link transports pushgo serves (QUIC is not among them yet).
+PRIVATE_TRANSPORTS = ("wss",)
+
+
+def _private_transports(raw: str) -> tuple[str, ...]:
+    """As PushGo Gateway v1.2.9: true (every transport), false or none, or a comma list."""
+    low = raw.strip().lower()
+    if low in _TRUE or low == "all":
+        return PRIVATE_TRANSPORTS
+    if low in _FALSE or low == "none":
+        return ()
+    out: list[str] = []
+    for part in low.split(","):
+        item = part.strip()
+        if item == "quic":
+            raise ValueError("quic is not served by pushgo (use wss)")
+        if item not in PRIVATE_TRANSPORTS:
+            raise ValueError(f"{item[:20]!r} is not a private transport (wss)")
+        if item not in out:
+            out.append(item)
+    return tuple(sorted(out))
+
+
 @dataclass(frozen=True)
 class Option:
     env: str
@@ -368,6 +393,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("PUSHGO_DB_BUSY_TIMEOUT_MS", "db_busy_timeout_ms", _int_range(0, 600_000),
            "SQLite busy_timeout: how long a write waits for another process's lock "
            "(default 30000)"),
+    Option("PUSHGO_PRIVATE_TRANSPORTS", "private_transports", _private_transports,
+           "warp-link transports for the PushGo apps' private mode: wss (default, /private/ws "
+           "on the HTTP port), a comma list, true (all) or none"),
 )
 
 OPTIONS_BY_ENV = {opt.env: opt for opt in OPTIONS}

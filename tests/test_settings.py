@@ -67,6 +67,7 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert s.http_max_connections == 1000
     assert (s.db_request_timeout_ms, s.db_statement_timeout_ms, s.db_connect_timeout_s,
             s.db_busy_timeout_ms) == (5000, 30_000, 10, 30_000)
+    assert s.private_transports == ("wss",)  # /private/ws on the HTTP port, nothing to open
 
 
 def test_the_public_profile_keeps_deliveries_30_days_unless_a_ttl_is_set():
@@ -120,6 +121,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_DB_STATEMENT_TIMEOUT_MS": "20000",
         "PUSHGO_DB_CONNECT_TIMEOUT_S": "3",
         "PUSHGO_DB_BUSY_TIMEOUT_MS": "0",
+        "PUSHGO_PRIVATE_TRANSPORTS": " WSS,wss ",
     }
     assert set(env) == set(OPTIONS_BY_ENV), "a PUSHGO_* variable is not covered here"
     s = load(env)
@@ -165,6 +167,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "db_statement_timeout_ms": 20000,
         "db_connect_timeout_s": 3,
         "db_busy_timeout_ms": 0,
+        "private_transports": ("wss",),
     }
     assert (s.apns_configured, s.fcm_configured, s.wns_configured) == (True, True, True)
 
@@ -258,6 +261,8 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_TRUSTED_PROXIES", " , "),
     ("PUSHGO_TOKEN", "   "),
     ("PUSHGO_MCP_PREDEFINED_CLIENTS", " \t "),
+    ("PUSHGO_PRIVATE_TRANSPORTS", "quic"),
+    ("PUSHGO_PRIVATE_TRANSPORTS", "wss,smtp"),
 ])
 def test_a_bad_value_is_one_line_naming_its_variable(name, value):
     message = settings_error({name: value})
@@ -364,6 +369,9 @@ def test_the_listen_address_is_host_and_port_with_bracketed_ipv6(raw, host, port
     ("PUSHGO_DB_URL", "postgres://h/db", "db_url", "postgres://h/db"),
     ("PUSHGO_DB_URL", "postgresql+psycopg://h/db", "db_url", "postgresql+psycopg://h/db"),
     ("PUSHGO_APNS_ENDPOINT", "https://[::1]:8443", "apns_endpoint", "https://[::1]:8443"),
+    ("PUSHGO_PRIVATE_TRANSPORTS", "none", "private_transports", ()),
+    ("PUSHGO_PRIVATE_TRANSPORTS", "false", "private_transports", ()),
+    ("PUSHGO_PRIVATE_TRANSPORTS", "true", "private_transports", ("wss",)),
 ])
 def test_range_edges_and_url_forms_are_accepted(name, raw, field, value):
     assert getattr(load({name: raw}), field) == value

@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 from pushgo.api.envelope import body_as, convert, ok
 from pushgo.api.front import TOKEN_QUERY
 from pushgo.api.page import render_index
+from pushgo.api.private_ws import private_enabled, transport_hints
 from pushgo.delivery.private import PrivateStreams
 from pushgo.errors import GatewayError, InvalidInput, codes
 from pushgo.protocol import fields as field_rules
@@ -161,16 +162,16 @@ def _gateway_routes(svc: Services,
 
     async def profile(_request: Request) -> Response:
         base = settings.public_base_url
+        private = private_enabled(settings)  # a warp-link transport listens
         return ok({
-            "private_channel_enabled": True,
-            "private_enabled": True,
+            "private_channel_enabled": private,
+            "private_enabled": private,
             "transport": {
                 "sse_enabled": True,
                 "sse_path": "/private/stream",
                 # Omitted, not null, without a public base URL (as v1.2.9's wss_url).
                 **({"sse_url": f"{base.rstrip('/')}/private/stream"} if base else {}),
-                "quic_enabled": False, "quic_port": None,
-                "tcp_enabled": False, "wss_enabled": False,
+                **transport_hints(settings),
             },
             "apns_enabled": settings.apns_configured,
             "fcm_enabled": settings.fcm_configured,

@@ -94,6 +94,8 @@ INVALID_JSON_DATA = _api("invalid_json_data")
 JSON_TOO_DEEP = _api("json_too_deep")
 MISSING_JSON_CONTENT_TYPE = _api("missing_json_content_type")
 LINE_TOO_LONG = _api("line_too_long")
+#: A /private/ws upgrade that does not offer the pushgo-private.v1 subprotocol.
+MISSING_WEBSOCKET_SUBPROTOCOL = _api("missing_websocket_subprotocol")
 INVALID_OPERATION_TYPE = _api("invalid_operation_type")
 INVALID_ROUTE = _api("invalid_route")
 TOKENS_REQUIRED = _api("tokens_required")
@@ -136,6 +138,7 @@ INVALID_MESSAGE = _api("invalid_message")
 INVALID_SEVERITY = _api("invalid_severity")
 INVALID_LOCATION = _api("invalid_location")
 IMAGES_FORMAT_INVALID = _api("images_format_invalid")
+INVALID_URL = _api("invalid_url")
 TAGS_FORMAT_INVALID = _api("tags_format_invalid")
 METADATA_OBJECT_REQUIRED = _api("metadata_object_required")
 METADATA_KEY_REQUIRED = _api("metadata_key_required")
@@ -236,6 +239,10 @@ INTERNAL_ERROR = _api("internal_error", 500)
 SERVER_BUSY = _api("server_busy", 503)
 STORE_UNAVAILABLE = _api("store_unavailable", 503)
 NOT_READY = _api("not_ready", 503)
+#: /private/readyz with no warp-link transport serving (as PushGo Gateway v1.2.9).
+PRIVATE_CHANNEL_RUNTIME_UNAVAILABLE = _api("private_channel_runtime_unavailable", 503)
+#: /private/ws while PUSHGO_PRIVATE_TRANSPORTS leaves WSS out.
+PRIVATE_WSS_TRANSPORT_DISABLED = _api("private_wss_transport_disabled", 503)
 
 # --------------------------------------------------------------------------- OAuth (RFC 6749 §5.2,
 # §4.1.2.1, RFC 6750 §3.1, RFC 7591 §3.2.2, RFC 8707 §2); the status is the usual one, a

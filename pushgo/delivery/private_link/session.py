@@ -1,0 +1,368 @@
+"""warp-link sessions: handshake, one live session per device, deliveries from the inbox,
+acks, retransmits, heartbeats and GoAway.
+
+A session reads the same pending deliveries as the SSE stream (``service/inbox.py``, woken by
+the :class:`~pushgo.delivery.private.Hub`) and sends each as a Deliver frame whose ``seq`` is
+the delivery's outbox sequence. An Ack removes the delivery from the inbox, so a delivery
+acknowledged on any transport (or by ``POST /messages/ack``) is gone on all of them. A Deliver
+not acknowledged within ``ack_timeout_s`` is sent again while it is still pending; at most
+``max_inflight`` wait for their ack at once.
+
+The handshake answers a bad first frame, a refused gateway token, an unknown device or no
+common version with an Error frame and closes that session only. A new session of a device
+supersedes its live one (GoAway ``superseded`` to the old); shutdown sends GoAway
+``shutdown``; a peer silent past its idle timeout gets GoAway ``idle_timeout``. Every wait has
+a deadline: the hello, each write, the idle read.
+
+Must not import pushgo.api, starlette or the store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from pushgo.delivery.private import Hub, _Waiter
+from pushgo.delivery.private_link.link import FrameRefused, Link, LinkClosed
+from pushgo.errors import GatewayError
+from pushgo.protocol import fields as field_rules
+from pushgo.protocol import warplink as W
+from pushgo.protocol import wire
+from pushgo.protocol.ids import redact
+from pushgo.protocol.payload import with_delivery_id
+from pushgo.service.devices import Devices
+from pushgo.service.inbox import Inbox
+from pushgo.service.outbox import OutboxService
+
+log = logging.getLogger("pushgo.private_link")
+
+#: Deliveries read from the inbox per page.
+PAGE = 64
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Limits and deadlines of the private transports (the defaults are PushGo Gateway
+    v1.2.9's)."""
+
+    token: str | None = None
+    max_sessions: int = 8192
+    hello_timeout_s: float = 8.0
+    write_timeout_s: float = 10.0
+    ack_timeout_s: float = 15.0
+    max_inflight: int = 64
+    max_frame_bytes: int = 32 * 1024
+    #: How often a quiet session re-reads its inbox (another process may have written it).
+    recheck_s: float = 15.0
+    #: How long shutdown waits for sessions to send their GoAway.
+    drain_s: float = 2.0
+
+
+@dataclass(eq=False)
+class _Sent:
+    seq: int
+    sent_at: float
+
+
+@dataclass(eq=False)
+class _Session:
+    device_key: str
+    link: Link
+    version: int
+    tuning: W.Tuning
+    session_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    inflight: dict[str, _Sent] = field(default_factory=dict)
+    write_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    #: Why the server ends the session: sent as a GoAway once its tasks have stopped.
+    goaway: str | None = None
+    #: Why the peer's input ended it: sent as an Error frame.
+    error: W.FrameError | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+    waiter: _Waiter | None = None
+
+    @property
+    def label(self) -> str:
+        return f"device={redact(self.device_key)} transport={self.link.transport}"
+
+    def end(self, *, goaway: str | None = None, error: W.FrameError | None = None) -> None:
+        if self.goaway is None and self.error is None:
+            self.goaway, self.error = goaway, error
+        self.scope.cancel()
+
+
+class PrivateLinks:
+    """Every live warp-link session of this process, at most one per device."""
+
+    def __init__(self, config: LinkConfig, hub: Hub, devices: Devices, inbox: Inbox,
+                 outbox: OutboxService) -> None:
+        self.config = config
+        self.hub = hub
+        self.devices = devices
+        self.inbox = inbox
+        self.outbox = outbox
+        self._live: dict[str, _Session] = {}
+        self._handshaking = 0
+        self._closing = False
+        #: Sessions ended, by reason (for logs and tests).
+        self.ended: Counter[str] = Counter()
+
+    def sessions_by_transport(self) -> dict[str, int]:
+        counts: Counter[str] = Counter(s.link.transport for s in self._live.values())
+        return dict(counts)
+
+    def live(self, device_key: str) -> bool:
+        return device_key in self._live
+
+    async def shutdown(self) -> None:
+        """GoAway ``shutdown`` to every session; waits (at most ``drain_s``) for them to end."""
+        self._closing = True
+        sessions = list(self._live.values())
+        for session in sessions:
+            session.end(goaway="shutdown")
+        with anyio.move_on_after(self.config.drain_s):
+            for session in sessions:
+                await session.done.wait()
+
+    async def serve(self, link: Link) -> None:
+        """Run one connection's session to its end. Never raises for the peer's doing."""
+        self._handshaking += 1
+        try:
+            session = await self._handshake(link)
+        except LinkClosed:
+            return
+        finally:
+            self._handshaking -= 1
+        if session is None:
+            return
+        try:
+            await self._run(session)
+        finally:
+            session.done.set()
+
+    async def _handshake(self, link: Link) -> _Session | None:
+        """The ClientHello, checked; the session registered and welcomed, or None after an
+        Error frame."""
+        cfg = self.config
+        try:
+            with anyio.fail_after(cfg.hello_timeout_s):
+                data = await link.receive()
+        except TimeoutError:
+            await self._send_error(link, W.FrameError(W.E_HELLO_TIMEOUT, "no ClientHello"))
+            return None
+        except FrameRefused as exc:
+            await self._send_error(link, W.FrameError(exc.code, exc.message))
+            return None
+        decoded = W.decode(data)
+        if isinstance(decoded, W.FrameError):
+            await self._send_error(link, decoded)
+            return None
+        hello = decoded.frame
+        if not isinstance(hello, W.ClientHello):
+            await self._send_error(link, W.FrameError(W.E_UNEXPECTED_FRAME,
+                                                      "the first frame must be ClientHello"))
+            return None
+        problem = await self._check_hello(link, hello)
+        if problem is not None:
+            log.info("private session refused transport=%s reason=%s", link.transport,
+                     problem.code)
+            await self._send_error(link, problem, decoded.version)
+            return None
+        return await self._welcome(link, hello)
+
+    async def _check_hello(self, link: Link, hello: W.ClientHello) -> W.FrameError | None:
+        token = self.config.token
+        if token is not None and not link.token_accepted:
+            given = hello.gateway_token or ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return W.FrameError(W.E_AUTH_FAILED, "gateway token invalid")
+        if self._closing:
+            return W.FrameError(W.E_TOO_BUSY, "the gateway is shutting down")
+        if W.negotiate(W.WIRE_V2, hello.supported_wire_versions, W.SUPPORTED_WIRE) is None:
+            return W.FrameError(W.E_VERSION, "no compatible wire version")
+        if W.negotiate(W.PAYLOAD_V1, hello.supported_payload_versions,
+                       W.SUPPORTED_PAYLOAD) is None:
+            return W.FrameError(W.E_VERSION, "no compatible payload version")
+        try:
+            key = field_rules.device_key(hello.device_key)
+            await self.devices.require(key)
+        except GatewayError as exc:
+            return W.FrameError(exc.code, exc.message)
+        if key not in self._live and len(self._live) >= self.config.max_sessions:
+            return W.FrameError(W.E_TOO_BUSY, "too many private sessions")
+        return None
+
+    async def _welcome(self, link: Link, hello: W.ClientHello) -> _Session | None:
+        wire_v = W.negotiate(W.WIRE_V2, hello.supported_wire_versions, W.SUPPORTED_WIRE)
+        assert wire_v is not None
+        tuning = W.tuning(hello.perf_tier, hello.app_state)
+        key = field_rules.device_key(hello.device_key)
+        session = _Session(key, link, wire_v, tuning)
+        old = self._live.get(key)
+        self._live[key] = session
+        if old is not None:
+            log.info("private session superseded %s", old.label)
+            old.end(goaway="superseded")
+        welcome = W.ServerWelcome(
+            session.session_id, secrets.token_urlsafe(18), tuning.heartbeat_secs,
+            tuning.ping_interval_secs, tuning.idle_timeout_secs, tuning.max_backoff_secs,
+            self.config.max_frame_bytes, wire_v, W.PAYLOAD_V1)
+        try:
+            await self._write(session, W.encode(welcome, wire_v))
+        except (LinkClosed, TimeoutError):
+            self._forget(session)
+            return None
+        log.info("private session opened %s wire=%d resume=%s last_acked_seq=%s",
+                 session.label, wire_v, hello.resume_token is not None, hello.last_acked_seq)
+        return session
+
+    def _forget(self, session: _Session) -> None:
+        if self._live.get(session.device_key) is session:
+            del self._live[session.device_key]
+
+    async def _run(self, session: _Session) -> None:
+        waiter = session.waiter = _Waiter(session.device_key)
+        self.hub._add(waiter)
+        try:
+            with session.scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._guarded, session, self._reader(session))
+                    tg.start_soon(self._guarded, session, self._writer(session, waiter))
+        finally:
+            self.hub._remove(waiter)
+            self._forget(session)
+        reason = session.goaway or (session.error.code if session.error else "closed")
+        self.ended[reason] += 1
+        log.info("private session closed %s reason=%s", session.label, reason)
+        with anyio.CancelScope(shield=True):
+            if session.error is not None:
+                await self._send_error(session.link, session.error, session.version)
+            elif session.goaway:
+                await self._send_quietly(session.link,
+                                         W.encode(W.GoAway(session.goaway), session.version))
+
+    async def _guarded(self, session: _Session, work: Coroutine[Any, Any, None]) -> None:
+        """One of the session's tasks: a broken transport or store ends the session (and its
+        other task), never the server."""
+        try:
+            await work
+        except (LinkClosed, TimeoutError):
+            session.end(goaway="")  # the transport broke or stalled: nothing more to send
+        except GatewayError as exc:
+            log.warning("private session store error %s code=%s", session.label, exc.code)
+            session.end(goaway="store_unavailable")
+
+    async def _write(self, session: _Session, frame: bytes) -> None:
+        async with session.write_lock:
+            with anyio.fail_after(self.config.write_timeout_s):
+                await session.link.send(frame)
+
+    async def _send_error(self, link: Link, error: W.FrameError,
+                          version: int = W.WIRE_V2) -> None:
+        await self._send_quietly(link, W.encode(W.ErrorFrame(error.code, error.message), version))
+
+    async def _send_quietly(self, link: Link, frame: bytes) -> None:
+        with anyio.move_on_after(self.config.write_timeout_s):
+            try:
+                await link.send(frame)
+            except LinkClosed:
+                pass
+
+    async def _reader(self, session: _Session) -> None:
+        idle_s = float(session.tuning.idle_timeout_secs)
+        while True:
+            with anyio.move_on_after(idle_s) as idle:
+                try:
+                    data = await session.link.receive()
+                except FrameRefused as exc:
+                    session.end(error=W.FrameError(exc.code, exc.message))
+                    return
+            if idle.cancelled_caught:
+                session.end(goaway="idle_timeout")
+                return
+            decoded = W.decode(data)
+            if isinstance(decoded, W.FrameError):
+                session.end(error=decoded)
+                return
+            frame = decoded.frame
+            if isinstance(frame, W.Ping):
+                await self._write(session, W.encode(W.Pong(), session.version))
+            elif isinstance(frame, W.Ack):
+                await self._acked(session, frame)
+            elif isinstance(frame, W.GoAway):
+                session.end(goaway="")  # the peer leaves: no GoAway back
+                return
+            elif not isinstance(frame, W.Pong):
+                session.end(error=W.FrameError(W.E_UNEXPECTED_FRAME,
+                                               f"unexpected {type(frame).__name__} frame"))
+                return
+
+    async def _acked(self, session: _Session, ack: W.Ack) -> None:
+        status = ack.status.strip().lower()
+        if status == "error":  # the app could not take it now: sent again after the timeout
+            return
+        if not ack.delivery_id.strip():
+            return
+        session.inflight.pop(ack.delivery_id, None)
+        await self.inbox.ack(wire.AckIn(device_key=session.device_key,
+                                        delivery_id=ack.delivery_id))
+        if session.waiter is not None:  # room for one more in flight
+            session.waiter.wake()
+
+    async def _writer(self, session: _Session, waiter: _Waiter) -> None:
+        cfg = self.config
+        cursor = 0
+        while True:
+            waiter.event = anyio.Event()  # fresh before reading: a wake-up is never lost
+            if waiter.stale:
+                waiter.stale = False
+                chans = await self.outbox.subscribed_channels(session.device_key)
+                self.hub._set_channels(waiter, set(chans))
+            now = anyio.current_time()
+            expired = [s for s in session.inflight.values()
+                       if now - s.sent_at >= cfg.ack_timeout_s]
+            if expired:  # read them again: those still pending are sent again
+                cursor = min(cursor, min(s.seq for s in expired) - 1)
+                session.inflight = {k: s for k, s in session.inflight.items()
+                                    if now - s.sent_at < cfg.ack_timeout_s}
+            room = cfg.max_inflight - len(session.inflight)
+            full_page = False
+            if room > 0:
+                cursor, full_page = await self._send_page(session, cursor, min(room, PAGE))
+            if full_page and len(session.inflight) < cfg.max_inflight:
+                continue
+            wait_s = cfg.recheck_s
+            if session.inflight:
+                oldest = min(s.sent_at for s in session.inflight.values())
+                wait_s = min(wait_s, max(0.0, oldest + cfg.ack_timeout_s - now))
+            with anyio.move_on_after(wait_s):
+                await waiter.event.wait()
+
+    async def _send_page(self, session: _Session, cursor: int, limit: int) -> tuple[int, bool]:
+        items = await self.inbox.page(session.device_key, cursor, limit)
+        for item in items:
+            if item.delivery_id not in session.inflight:
+                data = with_delivery_id(item.payload_json, item.delivery_id)
+                frame = W.Deliver(item.seq, item.delivery_id,
+                                  W.encode_payload(_string_map(data)))
+                await self._write(session, W.encode(frame, session.version))
+                session.inflight[item.delivery_id] = _Sent(item.seq, anyio.current_time())
+            cursor = max(cursor, item.seq)
+        return cursor, len(items) == limit
+
+
+def _string_map(payload_json: str) -> dict[str, str]:
+    """The payload's flat JSON object as the envelope's string map (every value a string, as
+    the payload builder writes them; anything else as its JSON text)."""
+    value = json.loads(payload_json)
+    return {str(k): v if isinstance(v, str) else json.dumps(v, separators=(",", ":"),
+                                                             ensure_ascii=False)
+            for k, v in value.items()}
