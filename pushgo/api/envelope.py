@@ -80,7 +80,8 @@ def locale_of(accept_language: str | None) -> str:
 
 
 def ok(data: Any = None, status: int = 200) -> Response:
-    return Response(_encoder.encode(Envelope(True, data)), status_code=status,
+    # Every JSON answer ends with a newline, so `curl` output does not run into the next line.
+    return Response(_encoder.encode(Envelope(True, data)) + b"\n", status_code=status,
                     media_type="application/json")
 
 
@@ -89,7 +90,7 @@ def error_body(exc: GatewayError, request_id: str | None, locale: str = "en") ->
     problem = Problem(category=exc.category, status=exc.status, title=title, detail=exc.message,
                       localized_message=text, locale=locale, retryable=exc.retryable,
                       code=exc.code, request_id=request_id)
-    return _encoder.encode(Envelope(False, None, exc.message, exc.code, problem))
+    return _encoder.encode(Envelope(False, None, exc.message, exc.code, problem)) + b"\n"
 
 
 def error_response(exc: GatewayError, request: Request | None = None) -> Response:

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pushgo.errors import InvalidInput
 from pushgo.protocol import errors as codes
@@ -137,8 +138,48 @@ def _string_list(values: list[str] | None, field: str, max_items: int, max_len: 
     return out
 
 
+#: Schemes a message's ``url`` may not use: script, inline data and local files, which the
+#: PushGo apps refuse to open anyway. Any other absolute URI is kept (``https:``, and deep links
+#: such as ``mailto:``, ``tel:`` or another app's scheme, which the apps open).
+BLOCKED_URL_SCHEMES = frozenset({"javascript", "vbscript", "data", "file", "content", "intent"})
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_WEB = ("http", "https")
+
+
+def _web_host(value: str) -> bool:
+    """``value`` is an http(s) URL naming a host (no user information)."""
+    try:
+        parts = urlsplit(value)
+        return bool(parts.scheme.lower() in _WEB and parts.hostname and "@" not in parts.netloc)
+    except ValueError:
+        return False
+
+
+def link(raw: str | None) -> str | None:
+    """A message's ``url``: an absolute URI, not one of ``BLOCKED_URL_SCHEMES``; an http(s)
+    one names a host. Blank is none. 400 ``invalid_url`` otherwise."""
+    value = blank_to_none(raw)
+    if value is None:
+        return None
+    scheme, colon, rest = value.partition(":")
+    bad = (not colon or not _SCHEME.fullmatch(scheme) or not rest or len(value.encode()) > IMAGE_URL_MAX
+           or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value))
+    if bad or scheme.lower() in BLOCKED_URL_SCHEMES:
+        raise FieldError(codes.INVALID_URL, "url must be an absolute URL (https://…, or an app "
+                                            "link); javascript:, data: and file: are refused")
+    if scheme.lower() in _WEB and not _web_host(value):
+        raise FieldError(codes.INVALID_URL, "url must name a host")
+    return value
+
+
 def images(values: list[str] | None) -> list[str]:
-    return _string_list(values, "images", IMAGES_MAX, IMAGE_URL_MAX, codes.IMAGES_FORMAT_INVALID)
+    """Image URLs the apps download: http(s) with a host, each at most 2 KiB."""
+    out = _string_list(values, "images", IMAGES_MAX, IMAGE_URL_MAX, codes.IMAGES_FORMAT_INVALID)
+    for value in out:
+        if not _web_host(value) or any(ch.isspace() for ch in value):
+            raise FieldError(codes.IMAGES_FORMAT_INVALID,
+                             "images must be http:// or https:// URLs")
+    return out
 
 
 def tags(values: list[str] | None) -> list[str]:

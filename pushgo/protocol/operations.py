@@ -173,7 +173,7 @@ def message_spec(req: MessageIn, *, channel_key: str | None = None) -> OpSpec:
     fields = {
         "title": title,
         "body": field_rules.blank_to_none(req.body),
-        "url": field_rules.blank_to_none(req.url),
+        "url": field_rules.link(req.url),
         "images": field_rules.images(req.images),
         "tags": field_rules.tags(req.tags),
         "ciphertext": field_rules.blank_to_none(req.ciphertext),

@@ -208,6 +208,12 @@ _MESSAGE_ERRORS: list[tuple[str, dict[str, Any], int, str]] = [
     ("blank image", {"images": ["https://x/1", " "]}, 400, "images_format_invalid"),
     ("oversized image url", {"images": ["h" * 2049]}, 400, "images_format_invalid"),
     ("null images", {"images": None}, 400, "invalid_json_data"),
+    ("an image that is not a URL", {"images": ["not a url"]}, 400, "images_format_invalid"),
+    ("a file: image", {"images": ["file:///etc/passwd"]}, 400, "images_format_invalid"),
+    ("a javascript: url", {"url": "javascript:alert(1)"}, 400, "invalid_url"),
+    ("a data: url", {"url": "data:text/html,<script>x</script>"}, 400, "invalid_url"),
+    ("a url that is not one", {"url": "not a url"}, 400, "invalid_url"),
+    ("an https url without a host", {"url": "https:///path"}, 400, "invalid_url"),
     ("33 tags", {"tags": [f"t{i}" for i in range(33)]}, 400, "tags_format_invalid"),
     ("blank tag", {"tags": [""]}, 400, "tags_format_invalid"),
     ("oversized tag", {"tags": ["t" * 65]}, 400, "tags_format_invalid"),
@@ -364,6 +370,21 @@ async def test_without_ttl_a_delivery_expires_after_the_default_ttl(client, gate
     await send(client, cid)
     (row,) = await rows(gateway, deliveries, device_key=key)
     assert row.expires_at - row.created_at == gateway.ctx.default_ttl_ms
+
+
+async def test_links_the_apps_open_are_kept_and_every_json_answer_ends_with_a_newline(client,
+                                                                                      gateway):
+    (key,), cid = await device_on(gateway, client)
+    links = ["https://grafana.example/d/1", "mailto:ops@example.com", "tel:+15550100",
+             "shortcuts://run-shortcut?name=Lights"]
+    for url in links:
+        resp = await client.post("/message", json={"channel_id": cid, "password": PASSWORD,
+                                                   "title": "t", "url": url})
+        assert resp.status_code == 200 and resp.content.endswith(b"}\n"), resp.content
+    assert [i["payload"]["url"] for i in await pull(client, key)] == links
+    refused = await client.post("/message", json={"channel_id": cid, "password": PASSWORD,
+                                                  "title": "t", "url": "javascript:alert(1)"})
+    assert refused.status_code == 400 and refused.content.endswith(b"}\n")
 
 
 # --- severity ----------------------------------------------------------------------------------
