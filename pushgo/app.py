@@ -26,6 +26,7 @@ from pushgo.api.private_ws import private_routes
 from pushgo.api.routes import build_routes
 from pushgo.delivery.private import Hub, PrivateStreams
 from pushgo.delivery.private_link import LinkConfig, PrivateLinks
+from pushgo.delivery.private_link.tcp import TcpTransport
 from pushgo.delivery.providers import build_senders
 from pushgo.delivery.pump import OutboxPump
 from pushgo.delivery.wakeups import PgWakeups
@@ -76,6 +77,9 @@ class Gateway:
         #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
         self.links = PrivateLinks(LinkConfig(token=settings.token), self.hub,
                                   self.services.devices, self.services.inbox, self.outbox)
+        self.private_tcp: TcpTransport | None = None
+        if "tcp" in settings.private_transports:
+            self.private_tcp = TcpTransport.from_settings(self.links, settings)
         # PostgreSQL may be shared by several processes: tell them about work accepted here.
         self.wakeups: PgWakeups | None = None
         if self.store.dialect == "postgresql":
@@ -153,6 +157,8 @@ class Gateway:
                 if self.oauth is not None:
                     tg.start_soon(self.oauth.maintain_forever)
                 await tg.start(self.pump.run)
+                if self.private_tcp is not None:
+                    await tg.start(self.private_tcp.run)
                 if self.wakeups is not None:
                     await tg.start(self.wakeups.run)
                 self._started = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -83,6 +84,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_busy_timeout_ms: int = 30_000
     #: warp-link transports served to the PushGo apps' private mode (PUSHGO_PRIVATE_TRANSPORTS).
     private_transports: tuple[str, ...] = ("wss",)
+    #: Where the warp-link TCP listener binds, and the port the apps are told to dial.
+    private_tcp_bind: tuple[str, int] = ("127.0.0.1", 5223)
+    private_tcp_port: int = 5223
+    private_tls_cert: str | None = None
+    private_tls_key: str | None = None
+    #: Plain TCP: a proxy in front terminates TLS.
+    private_tcp_tls_offload: bool = False
+    private_tcp_proxy_protocol: bool = False
 
     @property
     def private_ttl_s(self) -> int:
@@ -265,7 +274,7 @@ def _networks(raw: str) -> tuple[str, ...]:
 
 
 #: The warp-link transports pushgo serves (QUIC is not among them yet).
-PRIVATE_TRANSPORTS = ("wss",)
+PRIVATE_TRANSPORTS = ("tcp", "wss")
 
 
 def _private_transports(raw: str) -> tuple[str, ...]:
@@ -279,9 +288,9 @@ def _private_transports(raw: str) -> tuple[str, ...]:
     for part in low.split(","):
         item = part.strip()
         if item == "quic":
-            raise ValueError("quic is not served by pushgo (use wss)")
+            raise ValueError("quic is not served by pushgo (use tcp or wss)")
         if item not in PRIVATE_TRANSPORTS:
-            raise ValueError(f"{item[:20]!r} is not a private transport (wss)")
+            raise ValueError(f"{item[:20]!r} is not a private transport (tcp, wss)")
         if item not in out:
             out.append(item)
     return tuple(sorted(out))
@@ -395,10 +404,44 @@ OPTIONS: tuple[Option, ...] = (
            "(default 30000)"),
     Option("PUSHGO_PRIVATE_TRANSPORTS", "private_transports", _private_transports,
            "warp-link transports for the PushGo apps' private mode: wss (default, /private/ws "
-           "on the HTTP port), a comma list, true (all) or none"),
+           "on the HTTP port), tcp, a comma list, true (all) or none"),
+    Option("PUSHGO_PRIVATE_TCP_BIND", "private_tcp_bind", _addr,
+           "listen address of the warp-link TCP transport (default 127.0.0.1:5223)"),
+    Option("PUSHGO_PRIVATE_TCP_PORT", "private_tcp_port", _int_range(1, 65535),
+           "the TCP port the apps are told to dial (default 5223; another when a proxy or "
+           "NAT forwards it)"),
+    Option("PUSHGO_PRIVATE_TLS_CERT", "private_tls_cert", _file,
+           "PEM certificate chain of the warp-link TCP transport"),
+    Option("PUSHGO_PRIVATE_TLS_KEY", "private_tls_key", _file,
+           "PEM private key of the warp-link TCP transport"),
+    Option("PUSHGO_PRIVATE_TCP_TLS_OFFLOAD", "private_tcp_tls_offload", _bool,
+           "plain TCP on the warp-link listener: a proxy in front terminates TLS"),
+    Option("PUSHGO_PRIVATE_TCP_PROXY_PROTOCOL", "private_tcp_proxy_protocol", _bool,
+           "expect a PROXY protocol v1 header on each warp-link TCP connection"),
 )
 
 OPTIONS_BY_ENV = {opt.env: opt for opt in OPTIONS}
+
+
+def _check_private_tcp(s: Settings) -> None:
+    """TLS TCP needs a certificate and key that load together (checked at start-up)."""
+    if (s.private_tls_cert is None) != (s.private_tls_key is None):
+        missing = "PUSHGO_PRIVATE_TLS_KEY" if s.private_tls_key is None \
+            else "PUSHGO_PRIVATE_TLS_CERT"
+        raise SettingsError(f"missing {missing}: TLS needs PUSHGO_PRIVATE_TLS_CERT and "
+                            "PUSHGO_PRIVATE_TLS_KEY")
+    if "tcp" not in s.private_transports or s.private_tcp_tls_offload:
+        return
+    if s.private_tls_cert is None or s.private_tls_key is None:
+        raise SettingsError("missing PUSHGO_PRIVATE_TLS_CERT: the tcp private transport needs "
+                            "a certificate and key (or PUSHGO_PRIVATE_TCP_TLS_OFFLOAD=true)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            s.private_tls_cert, s.private_tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise SettingsError("invalid PUSHGO_PRIVATE_TLS_CERT/PUSHGO_PRIVATE_TLS_KEY: "
+                            f"they do not load as a PEM chain and its key ({reason})") from None
 
 
 def load(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Settings:
@@ -429,6 +472,7 @@ def load(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> 
 
 
 def _check_together(s: Settings) -> None:
+    _check_private_tcp(s)
     if (s.wns_client_id is None) != (s.wns_client_secret is None):
         missing = "PUSHGO_WNS_CLIENT_SECRET" if s.wns_client_secret is None \
             else "PUSHGO_WNS_CLIENT_ID"

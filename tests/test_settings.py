@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import trustme
 
 import pushgo
 from pushgo import cli
@@ -68,6 +69,9 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert (s.db_request_timeout_ms, s.db_statement_timeout_ms, s.db_connect_timeout_s,
             s.db_busy_timeout_ms) == (5000, 30_000, 10, 30_000)
     assert s.private_transports == ("wss",)  # /private/ws on the HTTP port, nothing to open
+    assert (s.private_tcp_bind, s.private_tcp_port) == (("127.0.0.1", 5223), 5223)
+    assert (s.private_tls_cert, s.private_tls_key) == (None, None)
+    assert (s.private_tcp_tls_offload, s.private_tcp_proxy_protocol) == (False, False)
 
 
 def test_the_public_profile_keeps_deliveries_30_days_unless_a_ttl_is_set():
@@ -121,7 +125,13 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_DB_STATEMENT_TIMEOUT_MS": "20000",
         "PUSHGO_DB_CONNECT_TIMEOUT_S": "3",
         "PUSHGO_DB_BUSY_TIMEOUT_MS": "0",
-        "PUSHGO_PRIVATE_TRANSPORTS": " WSS,wss ",
+        "PUSHGO_PRIVATE_TRANSPORTS": " WSS,tcp,wss ",
+        "PUSHGO_PRIVATE_TCP_BIND": "0.0.0.0:15223",
+        "PUSHGO_PRIVATE_TCP_PORT": "443",
+        "PUSHGO_PRIVATE_TLS_CERT": files["ca.pem"],
+        "PUSHGO_PRIVATE_TLS_KEY": files["key.p8"],
+        "PUSHGO_PRIVATE_TCP_TLS_OFFLOAD": "true",
+        "PUSHGO_PRIVATE_TCP_PROXY_PROTOCOL": "yes",
     }
     assert set(env) == set(OPTIONS_BY_ENV), "a PUSHGO_* variable is not covered here"
     s = load(env)
@@ -167,7 +177,13 @@ def test_every_variable_is_parsed_into_its_field(files):
         "db_statement_timeout_ms": 20000,
         "db_connect_timeout_s": 3,
         "db_busy_timeout_ms": 0,
-        "private_transports": ("wss",),
+        "private_transports": ("tcp", "wss"),
+        "private_tcp_bind": ("0.0.0.0", 15223),
+        "private_tcp_port": 443,
+        "private_tls_cert": files["ca.pem"],
+        "private_tls_key": files["key.p8"],
+        "private_tcp_tls_offload": True,
+        "private_tcp_proxy_protocol": True,
     }
     assert (s.apns_configured, s.fcm_configured, s.wns_configured) == (True, True, True)
 
@@ -263,6 +279,13 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_MCP_PREDEFINED_CLIENTS", " \t "),
     ("PUSHGO_PRIVATE_TRANSPORTS", "quic"),
     ("PUSHGO_PRIVATE_TRANSPORTS", "wss,smtp"),
+    ("PUSHGO_PRIVATE_TCP_BIND", "5223"),
+    ("PUSHGO_PRIVATE_TCP_PORT", "0"),
+    ("PUSHGO_PRIVATE_TCP_PORT", "65536"),
+    ("PUSHGO_PRIVATE_TLS_CERT", "/no/such/cert.pem"),
+    ("PUSHGO_PRIVATE_TLS_KEY", "/no/such/key.pem"),
+    ("PUSHGO_PRIVATE_TCP_TLS_OFFLOAD", "maybe"),
+    ("PUSHGO_PRIVATE_TCP_PROXY_PROTOCOL", "2"),
 ])
 def test_a_bad_value_is_one_line_naming_its_variable(name, value):
     message = settings_error({name: value})
@@ -328,6 +351,29 @@ def test_wns_needs_its_client_id_and_secret_together(given, missing):
     assert both.wns_configured and both.wns_token_url is None
 
 
+def test_the_private_tcp_transport_needs_a_certificate_and_key_that_load(tmp_path: Path,
+                                                                          files):
+    assert settings_error({"PUSHGO_PRIVATE_TRANSPORTS": "tcp"}).startswith(
+        "missing PUSHGO_PRIVATE_TLS_CERT")
+    assert settings_error({"PUSHGO_PRIVATE_TLS_CERT": files["ca.pem"]}).startswith(
+        "missing PUSHGO_PRIVATE_TLS_KEY")
+    bad = settings_error({"PUSHGO_PRIVATE_TRANSPORTS": "tcp",
+                          "PUSHGO_PRIVATE_TLS_CERT": files["ca.pem"],
+                          "PUSHGO_PRIVATE_TLS_KEY": files["key.p8"]})
+    assert bad.startswith("invalid PUSHGO_PRIVATE_TLS_CERT/PUSHGO_PRIVATE_TLS_KEY")
+    leaf = trustme.CA().issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    good = load({"PUSHGO_PRIVATE_TRANSPORTS": "tcp", "PUSHGO_PRIVATE_TLS_CERT": str(cert),
+                 "PUSHGO_PRIVATE_TLS_KEY": str(key)})
+    assert good.private_transports == ("tcp",)
+    offload = load({"PUSHGO_PRIVATE_TRANSPORTS": "tcp", "PUSHGO_PRIVATE_TCP_TLS_OFFLOAD": "1"})
+    assert offload.private_tcp_tls_offload and offload.private_tls_cert is None
+    every = load({"PUSHGO_PRIVATE_TRANSPORTS": "true", "PUSHGO_PRIVATE_TCP_TLS_OFFLOAD": "1"})
+    assert every.private_transports == ("tcp", "wss")
+
+
 @pytest.mark.parametrize(("raw", "expected"), [
     ("1", True), ("true", True), ("TRUE", True), (" yes ", True), ("On", True),
     ("0", False), ("false", False), ("False", False), ("no", False), (" OFF ", False),
@@ -371,7 +417,7 @@ def test_the_listen_address_is_host_and_port_with_bracketed_ipv6(raw, host, port
     ("PUSHGO_APNS_ENDPOINT", "https://[::1]:8443", "apns_endpoint", "https://[::1]:8443"),
     ("PUSHGO_PRIVATE_TRANSPORTS", "none", "private_transports", ()),
     ("PUSHGO_PRIVATE_TRANSPORTS", "false", "private_transports", ()),
-    ("PUSHGO_PRIVATE_TRANSPORTS", "true", "private_transports", ("wss",)),
+    ("PUSHGO_PRIVATE_TCP_BIND", "[::]:5223", "private_tcp_bind", ("::", 5223)),
 ])
 def test_range_edges_and_url_forms_are_accepted(name, raw, field, value):
     assert getattr(load({name: raw}), field) == value

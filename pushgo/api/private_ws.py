@@ -89,7 +89,8 @@ def transport_hints(settings: Settings) -> dict[str, Any]:
     base = settings.public_base_url
     hints: dict[str, Any] = {
         "quic_enabled": False, "quic_port": None,
-        "tcp_enabled": False, "tcp_port": None,
+        "tcp_enabled": "tcp" in settings.private_transports,
+        "tcp_port": settings.private_tcp_port,
         "wss_enabled": wss, "wss_port": wss_port(base), "wss_path": PATH,
         "ws_subprotocol": SUBPROTOCOL,
     }

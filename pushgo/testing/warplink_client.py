@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSAttribute, TLSStream
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -162,6 +163,7 @@ class WarpLinkClient:
 
     def __init__(self, io: _Ws | _Tcp, subprotocol: str | None = None) -> None:
         self.io = io
+        #: The WebSocket subprotocol, or the TLS ALPN protocol on TCP.
         self.subprotocol = subprotocol
         self.welcome: W.ServerWelcome | None = None
 
@@ -207,8 +209,10 @@ class WarpLinkClient:
 @asynccontextmanager
 async def connect(url: str, *, bearer: str | None = None,
                   subprotocols: list[str] | None = None,
-                  ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[WarpLinkClient]:
-    """A connection to ``ws://``, ``wss://``, ``tcp://`` or ``tls://`` ``host:port[/path]``."""
+                  ssl_context: ssl.SSLContext | None = None,
+                  preamble: bytes = b"") -> AsyncIterator[WarpLinkClient]:
+    """A connection to ``ws://``, ``wss://``, ``tcp://`` or ``tls://`` ``host:port[/path]``;
+    ``preamble`` is sent first, before TLS (a PROXY protocol header)."""
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     secure = parts.scheme in ("wss", "tls")
@@ -217,21 +221,21 @@ async def connect(url: str, *, bearer: str | None = None,
         ssl_context = ssl.create_default_context()
     if parts.scheme == "tls" and ssl_context is not None:
         ssl_context.set_alpn_protocols([TCP_ALPN])
-    stream: anyio.abc.ByteStream
-    if secure:
-        stream = await anyio.connect_tcp(host, port, ssl_context=ssl_context, tls=True,
-                                         tls_standard_compatible=False)
-    else:
-        stream = await anyio.connect_tcp(host, port)
+    stream: anyio.abc.ByteStream = await anyio.connect_tcp(host, port)
     client: WarpLinkClient
     try:
+        if preamble:
+            await stream.send(preamble)
+        if secure:
+            stream = await TLSStream.wrap(stream, hostname=host, ssl_context=ssl_context,
+                                          standard_compatible=False)
         if parts.scheme in ("ws", "wss"):
             ws = _Ws(stream)
             offered = [SUBPROTOCOL] if subprotocols is None else subprotocols
             chosen = await ws.open(parts.netloc, parts.path or "/private/ws", bearer, offered)
             client = WarpLinkClient(ws, chosen)
         else:
-            client = WarpLinkClient(_Tcp(stream))
+            client = WarpLinkClient(_Tcp(stream), stream.extra(TLSAttribute.alpn_protocol, None))
     except BaseException:
         await stream.aclose()
         raise

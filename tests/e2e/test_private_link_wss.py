@@ -212,7 +212,8 @@ async def test_the_profile_and_readyz_name_the_wss_transport(http: httpx.AsyncCl
     t = data["transport"]
     assert (t["wss_enabled"], t["wss_path"], t["ws_subprotocol"], t["wss_port"]) == (
         True, "/private/ws", "pushgo-private.v1", 443)
-    assert (t["tcp_enabled"], t["quic_enabled"], t["quic_port"]) == (False, False, None)
+    assert (t["tcp_enabled"], t["tcp_port"]) == (False, 5223)  # v1.2.9: always a port
+    assert (t["quic_enabled"], t["quic_port"]) == (False, None)
     assert "wss_url" not in t
     assert await call(http, "/private/readyz") == {
         "status": "ok", "private_channel_enabled": True, "private_runtime_ready": True}
