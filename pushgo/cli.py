@@ -158,6 +158,20 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
     return 0
 
 
+def database_location(db_url: str) -> str:
+    """Where the data is, for the ``listening`` line: a SQLite file's absolute path, or a
+    PostgreSQL URL with its password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(db_url)
+    except Exception:  # the settings validated it; never let a log line stop start-up
+        return "?"
+    if url.get_backend_name() == "sqlite":
+        return os.path.abspath(url.database) if url.database else ":memory:"
+    return url.set(query={}).render_as_string(hide_password=True)
+
+
 def _reason(exc: BaseException) -> str:
     """Why the database could not be opened, in a few fixed words (never the driver's
     message, which may name the host, the user or the password)."""
@@ -198,7 +212,8 @@ async def _serve(gateway: Any, config: Any, supervised: bool) -> None:
 
     logging.getLogger("pushgo.app").info("listening", extra={"fields": {
         "addr": gateway.settings.http_addr, "backend": sniffio.current_async_library(),
-        "version": __version__, "db": gateway.store.dialect, "pid": os.getpid(),
+        "version": __version__, "db": gateway.store.dialect,
+        "database": database_location(gateway.settings.db_url), "pid": os.getpid(),
     }})
     from pushgo import hypercorn_guard
 

@@ -84,10 +84,11 @@ def _no_lifespan(app: Any) -> Any:
 class ServerProcess:
     """``pushgo serve`` in a child process on a free port."""
 
-    def __init__(self, env: dict[str, str], log_path: str) -> None:
+    def __init__(self, env: dict[str, str], log_path: str, cwd: str | None = None) -> None:
         self.port = free_port()
         self.env = {**os.environ, **env, "PUSHGO_HTTP_ADDR": f"127.0.0.1:{self.port}"}
         self.log_path = log_path
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -97,7 +98,8 @@ class ServerProcess:
     def start(self, timeout: float = 20) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the child's exit
         self.proc = subprocess.Popen([sys.executable, "-m", "pushgo.cli", "serve"],
-                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                                     env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -47,7 +47,8 @@ def print_settings(env: Mapping[str, str]) -> None:
     """The gateway settings, one ``export`` line each, flushed at once."""
     for name, value in env.items():
         print(f"export {name}={shlex.quote(value)}")
-    print("", end="", flush=True)
+    print("# paste these lines into the shell that runs pushgo serve; Ctrl-C stops this mock",
+          flush=True)
 
 
 async def until_signal() -> None:
