@@ -68,3 +68,12 @@ def test_a_yes_no_setting_is_a_switch() -> None:
     assert settings_of(["--sandbox-mode"]).sandbox_mode is True
     with pytest.raises(SettingsError, match="PUSHGO_MCP_ENABLED"):
         settings_of(["--mcp-enabled", "maybe"])
+
+
+def test_the_listening_line_names_the_database_without_its_password(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.database_location("sqlite:///./pushgo-data/pushgo.db") == str(
+        tmp_path / "pushgo-data" / "pushgo.db")
+    assert cli.database_location("sqlite:////var/lib/pushgo/x.db") == "/var/lib/pushgo/x.db"
+    where = cli.database_location("postgresql://pushgo:hunter2@db:5432/pushgo?password=hunter3")
+    assert where == "postgresql://pushgo:***@db:5432/pushgo"
