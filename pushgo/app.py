@@ -21,6 +21,7 @@ from pushgo.api.bulk import build_bulk_routes
 from pushgo.api.compat import compat_routes
 from pushgo.api.envelope import error_response
 from pushgo.api.front import Front
+from pushgo.api.openapi import DOCS_PATH, OPENAPI_PATH, docs_routes
 from pushgo.api.operator import admin_routes
 from pushgo.api.private_ws import private_routes
 from pushgo.api.routes import build_routes
@@ -108,6 +109,7 @@ class Gateway:
         self.metrics = GatewayMetrics(self)
         routes.append(Route("/metrics", self.metrics.endpoint, methods=["GET"]))
         routes += admin_routes(self.services)
+        routes += docs_routes(settings, self._auth_exempt)
         self.starlette = Starlette(
             routes=routes,
             exception_handlers={
@@ -124,6 +126,8 @@ class Gateway:
                           body_timeout_s=settings.http_body_timeout_s)
 
     def _auth_exempt(self, path: str) -> bool:
+        if path in (OPENAPI_PATH, DOCS_PATH):  # the API's description: nothing else
+            return True
         if not self.settings.mcp_enabled:
             return False
         return (path == "/mcp" or path.startswith(("/mcp/", "/oauth/", "/.well-known/")))

@@ -1,35 +1,30 @@
 """GET /: a small HTML page saying what this gateway is, its version, which providers are
-configured, and the API at a glance. No third-party assets."""
+configured, and every route of the API at a glance (linking the reference at /docs). No
+third-party assets."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from html import escape
 
+from starlette.routing import BaseRoute
+
 from pushgo import __version__
+from pushgo.api.openapi import operations
 from pushgo.settings import Settings
 
-_ROUTES = [
-    ("POST", "/device/register", "register a device, get its device_key"),
-    ("POST", "/channel/device", "set the device route (apns, fcm, wns, private)"),
-    ("POST", "/channel/device/delete", "clear the route's provider token"),
-    ("POST", "/channel/device/provider-token/retire", "retire a dead provider token"),
-    ("POST", "/channel/subscribe", "subscribe (a name and no id creates the channel)"),
-    ("POST", "/channel/unsubscribe", "unsubscribe"),
-    ("POST", "/channel/sync", "reconcile a device's subscriptions"),
-    ("GET", "/channel/exists?channel_id=", "does a channel exist"),
-    ("POST", "/channel/rename", "rename a channel"),
-    ("POST | GET", "/message", "send a message"),
-    ("POST", "/event/create | update | close", "event lifecycle"),
-    ("POST", "/thing/create | update | archive | delete", "thing lifecycle"),
-    ("POST", "/messages/pull", "fetch pending payloads of a device"),
-    ("POST", "/messages/ack", "acknowledge a delivery"),
-    ("GET", "/private/stream?device_key=", "live deliveries of a private device (SSE)"),
-    ("GET", "/gateway/profile", "which private transports are on"),
-    ("GET", "/healthz, /readyz", "liveness and readiness"),
-]
+
+def _rows(routes: Iterable[BaseRoute]) -> list[tuple[str, str, str]]:
+    """One row per route of the app (its methods together), from the route declarations of
+    pushgo.api.catalog, in the router's order."""
+    rows: dict[tuple[str, str], list[str]] = {}
+    for method, path, op in operations(routes):
+        summary = op.summary if op is not None else ""
+        rows.setdefault((path, summary), []).append(method)
+    return [(" | ".join(methods), path, summary) for (path, summary), methods in rows.items()]
 
 
-def render_index(settings: Settings) -> str:
+def render_index(settings: Settings, routes: Iterable[BaseRoute]) -> str:
     providers = [name for name, on in (("APNs", settings.apns_configured),
                                        ("FCM", settings.fcm_configured)) if on]
     providers.append("private stream (SSE)")
@@ -37,7 +32,7 @@ def render_index(settings: Settings) -> str:
         providers.append("MCP at /mcp")
     rows = "\n".join(
         f"<tr><td><code>{escape(m)}</code></td><td><code>{escape(p)}</code></td>"
-        f"<td>{escape(d)}</td></tr>" for m, p, d in _ROUTES)
+        f"<td>{escape(d)}</td></tr>" for m, p, d in _rows(routes))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -52,8 +47,10 @@ pushgo fans them out to every subscribed device. Version <strong>{escape(__versi
 wire-compatible with the PushGo Gateway API.</p>
 <p>Delivery: {escape(", ".join(providers))}.</p>
 <h2>API</h2>
-<p>All routes take and return JSON in the envelope
-<code>{{"success", "data", "error", "error_code"}}</code>.</p>
+<p>Routes take and return JSON in the envelope
+<code>{{"success", "data", "error", "error_code", "problem"}}</code> unless noted.
+The full reference, with every field and error code: <a href="docs">API reference</a>
+(<a href="openapi.json">OpenAPI 3.1 document</a>).</p>
 <table>{rows}</table>
 </body></html>
 """

@@ -178,8 +178,8 @@ def _gateway_routes(svc: Services,
             "mcp_enabled": settings.mcp_enabled,
         })
 
-    async def index(_request: Request) -> Response:
-        return HTMLResponse(render_index(settings))
+    async def index(request: Request) -> Response:
+        return HTMLResponse(render_index(settings, request.app.routes))
 
     return [
         Route("/", index, methods=["GET"]),

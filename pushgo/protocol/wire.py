@@ -6,7 +6,16 @@ normalized by the services, not here. Pure.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+from pushgo.protocol.fields import CHANNEL_TYPES, PLATFORMS
+
+# Described in the OpenAPI document (GET /openapi.json) with their values; decoded as any
+# string, so a bad value gets the field rule's own error code (invalid_platform, …).
+Platform = Annotated[str, msgspec.Meta(extra_json_schema={"enum": sorted(PLATFORMS)})]
+ChannelType = Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(CHANNEL_TYPES)})]
 
 
 class _In(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -18,7 +27,7 @@ class _Out(msgspec.Struct, omit_defaults=True, kw_only=True):
 
 
 class DeviceRegisterIn(_In):
-    platform: str
+    platform: Platform
     device_key: str | None = None
 
 
@@ -30,14 +39,14 @@ class DeviceRegisterOut(_Out):
 
 class DeviceRouteIn(_In):
     device_key: str
-    channel_type: str
-    platform: str | None = None
+    channel_type: ChannelType
+    platform: Platform | None = None
     provider_token: str | None = None
 
 
 class DeviceRouteDeleteIn(_In):
     device_key: str
-    channel_type: str
+    channel_type: ChannelType
 
 
 class DeviceRouteOut(_Out):

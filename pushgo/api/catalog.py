@@ -1,0 +1,459 @@
+"""What each HTTP route takes and answers, for the OpenAPI document (pushgo.api.openapi), the
+``/docs`` page and the index page: one declaration per route template, next to the types the
+route decodes with.
+
+A route's request body and query are the very Structs its handler decodes; its ``data`` is
+the Struct it encodes, or, where a handler builds a dict, a Struct below that describes that
+dict (``forbid_unknown_fields``, so that a field added to the dict and not here makes the
+document's schema refuse the live answer: the fuzzer and tests/api/test_openapi.py notice).
+``codes`` are the route's own error codes from the registry (pushgo.errors.codes); the codes
+every route can answer are added by the generator. A route of the app without a declaration
+here is still listed in the document, marked undescribed, and tests/api/test_openapi.py fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from pushgo.errors import codes as C
+from pushgo.protocol import compat, wire
+from pushgo.protocol import operations as OPS
+
+# --------------------------------------------------------------------------- dict answers
+
+
+class _Doc(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class HealthOut(_Doc):
+    status: str
+    private_channel_enabled: bool
+    private_runtime_ready: bool
+
+
+class ReadyOut(_Doc):
+    status: str
+
+
+class TransportOut(_Doc):
+    sse_enabled: bool
+    sse_path: str
+    quic_enabled: bool
+    quic_port: int | None
+    tcp_enabled: bool
+    tcp_port: int | None
+    wss_enabled: bool
+    wss_port: int
+    wss_path: str
+    ws_subprotocol: str
+    sse_url: str | None = None  # only with PUSHGO_PUBLIC_BASE_URL
+    wss_url: str | None = None  # only with WSS on and PUSHGO_PUBLIC_BASE_URL
+
+
+class ProfileOut(_Doc):
+    private_channel_enabled: bool
+    private_enabled: bool
+    transport: TransportOut
+    apns_enabled: bool
+    fcm_enabled: bool
+    mcp_enabled: bool
+
+
+class ChannelCreateIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    channel_name: str
+    password: str
+
+
+class ChannelCreateOut(_Doc):
+    channel_id: str
+    channel_name: str
+    created: bool
+
+
+class ChannelInfoOut(_Doc):
+    channel_id: str
+    channel_name: str
+    created_at: int
+    updated_at: int
+    subscribers: int
+
+
+class StateCounts(_Doc):
+    queued: int
+    sent: int
+    failed: int
+    expired: int
+
+
+class RouteWaiting(_Doc):
+    state: str  # provider_unavailable | retrying
+    last_error: str | None
+    deliveries: int
+    breaker: str | None = None
+    since: int | None = None
+
+
+class PrivateWaiting(_Doc):
+    waiting_offline: int
+
+
+class DeliveryStatusOut(_Doc):
+    op_id: str
+    total: int
+    done: bool
+    states: StateCounts
+    failures: dict[str, int]
+    created_at: int
+    operations: int
+    retrying: int
+    routes: dict[str, StateCounts]
+    channel_id: str | None = None
+    waiting: dict[str, RouteWaiting] | None = None
+    private: PrivateWaiting | None = None
+
+
+class SendStatusOut(_Doc):
+    op_id: str
+    status: str  # accepted | queued | retrying | sent | partially_failed | failed
+    reason: str
+    total: int
+    sent: int
+    failed: int
+    expired: int
+    queued: int
+    created_at: int
+    channel_id: str | None = None
+
+
+# --------------------------------------------------------------------------- query parameters
+
+
+class ChannelQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    channel_id: str
+
+
+class DeviceQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    device_key: str
+
+
+class StatusQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    channel_id: str | None = None  # narrows an op_id used on several channels
+
+
+class MetricsQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    scope: Literal["all", "process"] = "all"  # process: only the answering worker's
+
+
+def _fields_query(name: str, names: frozenset[str]) -> type[Any]:
+    """The query Struct of a compat route: the very names its handler accepts, all text."""
+    return msgspec.defstruct(name, [(n, str | None, None) for n in sorted(names)],
+                             forbid_unknown_fields=True, kw_only=True)
+
+
+NtfyQuery = _fields_query("NtfyQuery", compat.NTFY_QUERY)
+ServerChanQuery = _fields_query("ServerChanQuery", compat.SERVERCHAN_FIELDS)
+BarkQuery = _fields_query("BarkQuery", compat.BARK_QUERY)
+
+
+class NoQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+# --------------------------------------------------------------------------- declarations
+
+JSON = "application/json"
+SSE = "text/event-stream"
+NDJSON = "application/x-ndjson"
+HTML = "text/html"
+TEXT = "text/plain"
+FORM = "application/x-www-form-urlencoded"
+
+#: One Server-Sent Event (as Schemathesis checks each event of a text/event-stream answer);
+#: ``data`` holds JSON (pushgo.protocol.sse), comments carry no event.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "id": {"type": "string"},
+                   "retry": {"type": "integer"},
+                   "data": {"type": "string", "contentMediaType": "application/json"}},
+}
+
+#: An OpenAPI link: the target's method and path, its parameters and request body, each a
+#: runtime expression over the linking call (``$response.body#/data/…``) or a constant.
+Link = tuple[str, str, dict[str, str], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One route (one method of it, or all methods with ``method="*"``)."""
+
+    summary: str
+    tag: str
+    body: type[Any] | None = None  #: the JSON body's Struct
+    query: type[Any] | None = None  #: the query's Struct (each field one parameter)
+    data: type[Any] | None = None  #: the success envelope's ``data``
+    codes: tuple[str, ...] = ()  #: this route's own error codes
+    #: A body that is not one JSON Struct: media type → JSON Schema.
+    raw_body: dict[str, Any] | None = None
+    #: An answer that is not the JSON envelope: its media type (200), its schema.
+    media: str | None = None
+    media_schema: dict[str, Any] = field(default_factory=dict)
+    #: A route with its own wire format (OAuth, MCP): its statuses, bodies described loosely.
+    loose: tuple[int, ...] = ()
+    #: Links to later operations (stateful testing): name → (method, path, parameters, body).
+    links: dict[str, Link] = field(default_factory=dict)
+
+
+#: The codes every field of a send can answer with (pushgo.protocol.fields, operations).
+_SEND = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.PASSWORD_REQUIRED.code,
+         C.INVALID_PASSWORD.code, C.PASSWORD_MISMATCH.code, C.RATE_LIMITED.code,
+         C.CHANNEL_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_CONFLICT.code,
+         C.THING_ID_REQUIRED.code, C.INVALID_THING_ID.code, C.INVALID_TTL.code,
+         C.INVALID_SEVERITY.code, C.IMAGES_FORMAT_INVALID.code, C.TAGS_FORMAT_INVALID.code,
+         C.METADATA_OBJECT_REQUIRED.code, C.METADATA_VALUE_TOO_LONG.code,
+         C.INVALID_OCCURRED_AT.code, C.THING_DELETED.code, C.EVENT_CLOSED.code,
+         C.PAYLOAD_TOO_LARGE.code)
+_MESSAGE = (*_SEND, C.TITLE_REQUIRED.code, C.INVALID_MESSAGE.code,
+            C.OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE.code)
+_EVENT = (*_SEND, C.EVENT_ID_REQUIRED.code, C.INVALID_EVENT_ID.code, C.INVALID_STATUS.code,
+          C.INVALID_EVENT_TIME.code, C.EVENT_TIME_REQUIRED.code, C.INVALID_STARTED_AT.code,
+          C.INVALID_ENDED_AT.code, C.ENDED_AT_FORBIDDEN_ON_CREATE.code,
+          C.EVENT_TEMPORAL_FIELDS_FORBIDDEN_ON_UPDATE.code, C.STARTED_AT_FORBIDDEN_ON_CLOSE.code,
+          C.EVENT_CREATE_REQUIRED_FIELDS_MISSING.code, C.EVENT_UPDATE_REQUIRED_FIELDS_MISSING.code,
+          C.TITLE_REQUIRED.code, C.INVALID_LOCATION.code, C.THING_ID_MISMATCH.code)
+_THING = (*_SEND, C.TITLE_REQUIRED.code, C.INVALID_OBSERVED_AT.code,
+          C.OBSERVED_AT_REQUIRED.code, C.INVALID_CREATED_AT.code, C.INVALID_DELETED_AT.code,
+          C.INVALID_LOCATION.code, C.EXTERNAL_IDS_KEY_INVALID.code,
+          C.EXTERNAL_IDS_VALUE_INVALID.code)
+_DEVICE = (C.DEVICE_KEY_REQUIRED.code, C.INVALID_DEVICE_KEY.code, C.DEVICE_KEY_NOT_FOUND.code)
+_ROUTE = (*_DEVICE, C.INVALID_CHANNEL_TYPE.code, C.INVALID_PLATFORM.code,
+          C.PLATFORM_MISMATCH.code, C.CHANNEL_TYPE_MISMATCH.code,
+          C.INVALID_PROVIDER_TOKEN.code, C.PROVIDER_TOKEN_REQUIRED.code,
+          C.PROVIDER_TOKEN_FORBIDDEN_FOR_PRIVATE_CHANNEL.code,
+          C.APNS_CHANNEL_REQUIRES_APPLE_PLATFORM.code,
+          C.FCM_CHANNEL_REQUIRES_ANDROID_PLATFORM.code,
+          C.WNS_CHANNEL_REQUIRES_WINDOWS_PLATFORM.code)
+_CHANNEL = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.CHANNEL_NOT_FOUND.code)
+_PASSWORD = (C.PASSWORD_REQUIRED.code, C.INVALID_PASSWORD.code, C.PASSWORD_MISMATCH.code,
+             C.RATE_LIMITED.code)
+_COMPAT = (*_MESSAGE, C.COMPAT_KEY_INVALID.code, C.THING_ID_UNSUPPORTED_ON_NTFY_ENDPOINT.code,
+           C.UNSUPPORTED_MEDIA_TYPE.code, C.INVALID_QUERY.code, C.ROUTE_NOT_FOUND.code)
+_INBOX = (*_DEVICE, C.DELIVERY_ID_REQUIRED.code, C.INVALID_DELIVERY_IDS.code)
+
+_KEY = "$response.body#/data/device_key"
+_TO_STATUS = {"op_id": "$response.body#/data/op_id"}
+_SENT: dict[str, Link] = {"status": ("GET", "/deliveries/{op_id}", _TO_STATUS, None),
+                          "send_status": ("GET", "/send_status/{op_id}", _TO_STATUS, None)}
+_FUZZ_PASSWORD = "fuzz-pass-1"  # noqa: S105 - the channel password of linked test requests
+
+OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
+    # gateway
+    ("GET", "/"): Op("this page: what the gateway is, its version and routes", "gateway",
+                     media=HTML, media_schema={"type": "string"}),
+    ("GET", "/healthz"): Op("liveness", "gateway", data=HealthOut),
+    ("GET", "/readyz"): Op("readiness: the store answers and delivery runs", "gateway",
+                           data=ReadyOut, codes=(C.NOT_READY.code,)),
+    ("GET", "/gateway/profile"): Op("which private transports and providers are on", "gateway",
+                                    data=ProfileOut),
+    ("GET", "/metrics"): Op("Prometheus metrics", "gateway", query=MetricsQuery, media=TEXT,
+                            media_schema={"type": "string"}, codes=(C.INVALID_QUERY.code,)),
+    ("GET", "/openapi.json"): Op("this API described for machines (OpenAPI 3.1)", "gateway",
+                                 media=JSON, media_schema={"type": "object"}),
+    ("GET", "/docs"): Op("the API reference, rendered from /openapi.json", "gateway",
+                         media=HTML, media_schema={"type": "string"}),
+    # devices and channels
+    ("POST", "/device/register"): Op(
+        "register a device, get its device_key", "devices", body=wire.DeviceRegisterIn,
+        data=wire.DeviceRegisterOut, codes=(C.INVALID_PLATFORM.code, C.INVALID_DEVICE_KEY.code),
+        links={
+            "subscribe": ("POST", "/channel/subscribe", {},
+                          {"device_key": _KEY, "channel_name": "fuzz",
+                           "password": _FUZZ_PASSWORD}),
+            "pull": ("POST", "/messages/pull", {}, {"device_key": _KEY}),
+            "pull_v2": ("POST", "/v2/messages/pull", {}, {"device_key": _KEY}),
+            "route": ("POST", "/channel/device", {},
+                      {"device_key": _KEY, "channel_type": "private"}),
+        }),
+    ("POST", "/channel/device"): Op(
+        "set the device route (apns, fcm, wns, private)", "devices", body=wire.DeviceRouteIn,
+        data=wire.DeviceRouteOut, codes=_ROUTE),
+    ("POST", "/channel/device/delete"): Op(
+        "clear the route's provider token", "devices", body=wire.DeviceRouteDeleteIn,
+        data=wire.DeviceRouteOut, codes=_ROUTE),
+    ("POST", "/channel/device/provider-token/retire"): Op(
+        "retire a dead provider token", "devices", body=wire.TokenRetireIn,
+        data=wire.TokenRetireOut, codes=_ROUTE),
+    ("POST", "/channel/subscribe"): Op(
+        "subscribe (a name and no id creates the channel)", "channels", body=wire.SubscribeIn,
+        data=wire.SubscribeOut,
+        codes=(*_DEVICE, *_CHANNEL, *_PASSWORD, C.INVALID_CHANNEL_NAME.code,
+               C.CHANNEL_SUBSCRIBER_LIMIT_EXCEEDED.code, C.CHANNELS_LIMIT_EXCEEDED.code),
+        links={
+            "send": ("POST", "/message", {},
+                     {"channel_id": "$response.body#/data/channel_id",
+                      "password": "$request.body#/password", "title": "fuzz"}),
+            "exists": ("GET", "/channel/exists",
+                       {"channel_id": "$response.body#/data/channel_id"}, None),
+            "info": ("GET", "/channel/info",
+                     {"channel_id": "$response.body#/data/channel_id"}, None),
+        }),
+    ("POST", "/channel/unsubscribe"): Op(
+        "unsubscribe", "channels", body=wire.UnsubscribeIn, data=wire.UnsubscribeOut,
+        codes=(*_DEVICE, *_CHANNEL)),
+    ("POST", "/channel/sync"): Op(
+        "reconcile a device's subscriptions", "channels", body=wire.SyncIn, data=wire.SyncOut,
+        codes=(*_DEVICE, *_CHANNEL, *_PASSWORD, C.CHANNELS_LIMIT_EXCEEDED.code)),
+    ("GET", "/channel/exists"): Op("does a channel exist", "channels", query=ChannelQuery,
+                                   data=wire.ExistsOut, codes=(*_CHANNEL, C.INVALID_QUERY.code)),
+    ("POST", "/channel/rename"): Op(
+        "rename a channel", "channels", body=wire.RenameIn, data=wire.RenameOut,
+        codes=(*_CHANNEL, *_PASSWORD, C.INVALID_CHANNEL_NAME.code)),
+    ("POST", "/channel/create"): Op(
+        "create a channel without subscribing a device (operators)", "channels",
+        body=ChannelCreateIn, data=ChannelCreateOut,
+        codes=(C.INVALID_CHANNEL_NAME.code, C.PASSWORD_REQUIRED.code, C.INVALID_PASSWORD.code)),
+    ("GET", "/channel/info"): Op(
+        "a channel's name, times and subscriber count (operators)", "channels",
+        query=ChannelQuery, data=ChannelInfoOut, codes=(*_CHANNEL, C.INVALID_QUERY.code)),
+    # inbox
+    ("POST", "/messages/pull"): Op(
+        "fetch and remove a device's pending payloads (v1)", "inbox", body=wire.PullIn,
+        data=wire.PullOut, codes=_INBOX),
+    ("POST", "/messages/ack"): Op("acknowledge a delivery", "inbox", body=wire.AckIn,
+                                  data=wire.AckOut, codes=_INBOX),
+    ("POST", "/v2/messages/pull"): Op(
+        "a page of a device's pending payloads, kept until acknowledged (v1.3)", "inbox",
+        body=wire.PullIn, data=wire.PullV2Out, codes=_INBOX,
+        links={"ack": ("POST", "/v2/messages/ack", {},
+                       {"device_key": "$request.body#/device_key",
+                        "delivery_ids": ["$response.body#/data/items/0/delivery_id"]})}),
+    ("POST", "/v2/messages/ack"): Op("acknowledge deliveries by id (v1.3)", "inbox",
+                                     body=wire.AckV2In, data=wire.AckV2Out, codes=_INBOX),
+    ("GET", "/private/readyz"): Op(
+        "readiness of the private mode's warp-link runtime", "inbox", data=HealthOut,
+        codes=("private_channel_runtime_unavailable",)),
+    ("GET", "/private/ws"): Op(
+        "warp-link over WebSocket (subprotocol pushgo-private.v1): the PushGo apps' private "
+        "mode; a plain HTTP request is not an upgrade (404)", "inbox",
+        loose=(101, 400, 401, 403, 404, 503)),
+    ("GET", "/private/stream"): Op(
+        "live deliveries of a private device (Server-Sent Events; Last-Event-ID resumes)",
+        "inbox", query=DeviceQuery, media=SSE, media_schema=SSE_EVENT,
+        codes=(*_DEVICE, C.INVALID_QUERY.code)),
+    # sending
+    ("POST", "/message"): Op("send a message", "send", body=OPS.MessageIn, data=wire.SendOut,
+                             codes=_MESSAGE, links=_SENT),
+    ("GET", "/message"): Op("send a message from a query string", "send",
+                            query=OPS.MessageQuery, data=wire.SendOut,
+                            codes=(*_MESSAGE, C.INVALID_QUERY.code), links=_SENT),
+    ("POST", "/event/create"): Op("open an event", "send", body=OPS.EventCreateIn,
+                                  data=wire.SendOut, codes=_EVENT, links=_SENT),
+    ("POST", "/event/update"): Op("update an event", "send", body=OPS.EventUpdateIn,
+                                  data=wire.SendOut, codes=_EVENT, links=_SENT),
+    ("POST", "/event/close"): Op("close an event", "send", body=OPS.EventCloseIn,
+                                 data=wire.SendOut, codes=_EVENT, links=_SENT),
+    ("POST", "/thing/{thing_id}/event/close"): Op(
+        "close an event of a thing (v1.3)", "send", body=OPS.EventCloseIn, data=wire.SendOut,
+        codes=_EVENT, links=_SENT),
+    ("POST", "/thing/create"): Op("create a thing", "send", body=OPS.ThingCreateIn,
+                                  data=wire.SendOut, codes=_THING, links=_SENT),
+    ("POST", "/thing/update"): Op("update a thing", "send", body=OPS.ThingUpdateIn,
+                                  data=wire.SendOut, codes=_THING, links=_SENT),
+    ("POST", "/thing/archive"): Op("archive a thing", "send", body=OPS.ThingArchiveIn,
+                                   data=wire.SendOut, codes=_THING, links=_SENT),
+    ("POST", "/thing/delete"): Op("delete a thing", "send", body=OPS.ThingDeleteIn,
+                                  data=wire.SendOut, codes=_THING, links=_SENT),
+    ("POST", "/messages/bulk"): Op(
+        "many sends in one request: NDJSON or a JSON array in (gzip allowed), one result line "
+        "per item out", "send",
+        raw_body={NDJSON: {"type": "string"}, JSON: {"type": "array"}},
+        media=NDJSON, media_schema={"type": "string"},
+        codes=(C.UNSUPPORTED_MEDIA_TYPE.code,)),
+    ("GET", "/deliveries/{op_id}"): Op(
+        "delivery status of an operation", "status", query=StatusQuery,
+        data=DeliveryStatusOut,
+        codes=(C.OPERATION_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,
+               C.INVALID_QUERY.code, C.INVALID_CHANNEL_ID.code)),
+    ("GET", "/deliveries/{op_id}/stream"): Op(
+        "delivery status as Server-Sent Events until done (each event's data: the "
+        "DeliveryStatusOut document)", "status", query=StatusQuery,
+        media=SSE, media_schema=SSE_EVENT,
+        codes=(C.OPERATION_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,
+               C.INVALID_QUERY.code, C.INVALID_CHANNEL_ID.code)),
+    ("GET", "/send_status/{op_id}"): Op(
+        "send status of an operation (v1.3)", "status", query=NoQuery, data=SendStatusOut,
+        codes=(C.OPERATION_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,
+               C.INVALID_QUERY.code)),
+    # compat ingress: the key is <channel_id>:<password> inside the path
+    ("*", "/ntfy/{rest}"): Op(
+        "ntfy-style send: /ntfy/<key>[/<title>]; body or ?message= is the text", "compat",
+        query=NtfyQuery, raw_body={TEXT: {"type": "string"}}, data=wire.SendOut,
+        codes=_COMPAT),
+    ("*", "/serverchan/{rest}"): Op(
+        "ServerChan-style send: /serverchan/<key>.send, query or form fields", "compat",
+        query=ServerChanQuery, raw_body={FORM: {"type": "object",
+                         "properties": {k: {"type": "string"}
+                                        for k in sorted(compat.SERVERCHAN_FIELDS)}}},
+        data=wire.SendOut, codes=_COMPAT),
+    ("*", "/bark/{rest}"): Op(
+        "Bark-style send: /bark/<key>/<title>/<body>, or POST /bark/push with JSON", "compat",
+        query=BarkQuery, raw_body={JSON: {"$ref": "#/components/schemas/BarkPushIn"}}, data=wire.SendOut,
+        codes=_COMPAT),
+}
+
+#: Types the document always carries (referenced by name from raw bodies above).
+EXTRA_TYPES: tuple[type[Any], ...] = (compat.BarkPushIn,)
+
+# --------------------------------------------------------------------------- OAuth and MCP: their
+# own wire formats (RFC 8414, RFC 9728, RFC 7591, RFC 6749, JSON-RPC), described loosely
+
+_OAUTH_META = (200, 404)
+_OAUTH_FORM = (200, 400, 401, 403, 413, 415, 429)
+_PAGE = (200, 302, 303, 400, 403, 404, 413, 415, 429)
+
+OPS_BY_ROUTE.update({
+    ("GET", "/.well-known/oauth-protected-resource"): Op(
+        "protected resource metadata of /mcp (RFC 9728)", "oauth", loose=_OAUTH_META),
+    ("GET", "/.well-known/oauth-protected-resource/{rest}"): Op(
+        "protected resource metadata, path-suffixed form", "oauth", loose=_OAUTH_META),
+    ("GET", "/.well-known/oauth-authorization-server"): Op(
+        "authorization server metadata (RFC 8414)", "oauth", loose=_OAUTH_META),
+    ("GET", "/.well-known/oauth-authorization-server/{rest}"): Op(
+        "authorization server metadata, path-suffixed form", "oauth", loose=_OAUTH_META),
+    ("GET", "/.well-known/openid-configuration"): Op(
+        "authorization server metadata, OpenID discovery spelling", "oauth", loose=_OAUTH_META),
+    ("GET", "/.well-known/openid-configuration/{rest}"): Op(
+        "authorization server metadata, OpenID discovery path-suffixed", "oauth",
+        loose=_OAUTH_META),
+    ("GET", "/oauth/jwks.json"): Op("the access tokens' public keys (JWKS)", "oauth",
+                                    loose=(200,)),
+    ("POST", "/oauth/token"): Op("token endpoint (RFC 6749, PKCE)", "oauth", loose=_OAUTH_FORM,
+                                 raw_body={FORM: {"type": "object"}}),
+    ("POST", "/oauth/revoke"): Op("token revocation (RFC 7009)", "oauth", loose=_OAUTH_FORM,
+                                  raw_body={FORM: {"type": "object"}}),
+    ("POST", "/oauth/register"): Op("dynamic client registration (RFC 7591)", "oauth",
+                                    loose=(201, 400, 413, 415, 429),
+                                    raw_body={JSON: {"type": "object"}}),
+    ("GET", "/oauth/authorize"): Op("the authorization page (binds a channel)", "oauth",
+                                    loose=_PAGE),
+    ("POST", "/oauth/authorize"): Op("the authorization page's form", "oauth", loose=_PAGE,
+                                     raw_body={FORM: {"type": "object"}}),
+    ("POST", "/oauth/channel/validate"): Op("the authorization page's live channel check",
+                                            "oauth", loose=(200, 400, 403, 413, 415, 429),
+                                            raw_body={JSON: {"type": "object"}}),
+    ("GET", "/mcp/bind/session"): Op("bind a channel to an MCP session (page)", "mcp",
+                                     loose=_PAGE),
+    ("POST", "/mcp/bind/session"): Op("bind a channel to an MCP session (form)", "mcp",
+                                      loose=_PAGE, raw_body={FORM: {"type": "object"}}),
+    ("GET", "/mcp/revoke/session"): Op("revoke an MCP session's binding (page)", "mcp",
+                                       loose=_PAGE),
+    ("POST", "/mcp/revoke/session"): Op("revoke an MCP session's binding (form)", "mcp",
+                                        loose=_PAGE, raw_body={FORM: {"type": "object"}}),
+    ("*", "/mcp"): Op("the MCP server (Streamable HTTP: POST JSON-RPC, GET a stream, DELETE "
+                      "a session)", "mcp",
+                      loose=(200, 202, 400, 401, 403, 404, 405, 406, 413, 415, 429),
+                      raw_body={JSON: {"type": ["object", "array"]}}),
+})
