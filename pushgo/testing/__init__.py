@@ -8,6 +8,8 @@ and the MCP conformance suite's fixtures on pushgo's MCP engine.
 - `mock_apns`: `MockAPNs` (accept-all / validating / scripted), `APNsKey`.
 - `mock_fcm`: `MockFCM` (OAuth token endpoint + messages:send), `ServiceAccount`.
 - `counting_apns`: a light APNs peer that only counts (volume tests and benchmarks).
+- `mockcli`: what the mocks' command lines share: one CA for every mock (under the user's
+  cache dir), the gateway settings printed as `export` lines, a clean stop on Ctrl-C/SIGTERM.
 - `scripted`: scripted answers for the mocks (rejections, GOAWAY, drops, silence, delays).
 - `mcp_fixtures`: the tools and resources the MCP conformance suite calls by name.
 
