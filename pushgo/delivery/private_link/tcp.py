@@ -13,6 +13,7 @@ Must not import pushgo.api, starlette or the store.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import struct
 
@@ -86,6 +87,7 @@ class TcpTransport:
         self.max_connections = max_connections
         self.open = 0
         self.reuse_port = reuse_port
+        self._sock: socket.socket | None = None
 
     @classmethod
     def from_settings(cls, links: PrivateLinks, settings: Settings) -> TcpTransport:
@@ -97,10 +99,33 @@ class TcpTransport:
         return cls(links, host, port, ctx, proxy_protocol=settings.private_tcp_proxy_protocol,
                    reuse_port=settings.workers > 1)
 
+    def bind_now(self) -> None:
+        """Bind and listen before the gateway starts, so that a taken address stops start-up
+        with one line (``pushgo serve``); ``run`` binds by itself otherwise."""
+        infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, kind, proto, _name, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(addr)
+            sock.listen(socket.SOMAXCONN)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                   ) -> None:
-        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port,
-                                                   reuse_port=self.reuse_port)
+        listener: anyio.abc.Listener[anyio.abc.SocketStream]
+        if self._sock is not None:
+            listener = await anyio.abc.SocketListener.from_socket(self._sock)
+        else:
+            listener = await anyio.create_tcp_listener(
+                local_host=self.host, local_port=self.port, reuse_port=self.reuse_port)
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
         log.info("private tcp listening on %s:%d tls=%s proxy_protocol=%s", self.host,
                  self.port, self.ssl_context is not None, self.proxy_protocol)
