@@ -110,7 +110,6 @@ class PrivateLinks:
         self.inbox = inbox
         self.outbox = outbox
         self._live: dict[str, _Session] = {}
-        self._handshaking = 0
         self._closing = False
         #: Sessions ended, by reason (for logs and tests).
         self.ended: Counter[str] = Counter()
@@ -134,13 +133,10 @@ class PrivateLinks:
 
     async def serve(self, link: Link) -> None:
         """Run one connection's session to its end. Never raises for the peer's doing."""
-        self._handshaking += 1
         try:
             session = await self._handshake(link)
         except LinkClosed:
             return
-        finally:
-            self._handshaking -= 1
         if session is None:
             return
         try:
