@@ -27,6 +27,7 @@ from pushgo.api.private_ws import private_routes
 from pushgo.api.routes import build_routes
 from pushgo.delivery.private import Hub, PrivateStreams
 from pushgo.delivery.private_link import LinkConfig, PrivateLinks
+from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
 from pushgo.delivery.providers import build_senders
 from pushgo.delivery.pump import OutboxPump
@@ -81,6 +82,9 @@ class Gateway:
         self.private_tcp: TcpTransport | None = None
         if "tcp" in settings.private_transports:
             self.private_tcp = TcpTransport.from_settings(self.links, settings)
+        self.private_quic: QuicTransport | None = None
+        if "quic" in settings.private_transports:
+            self.private_quic = QuicTransport.from_settings(self.links, settings)
         # PostgreSQL may be shared by several processes: tell them about work accepted here.
         self.wakeups: PgWakeups | None = None
         if self.store.dialect == "postgresql":
@@ -163,6 +167,8 @@ class Gateway:
                 await tg.start(self.pump.run)
                 if self.private_tcp is not None:
                     await tg.start(self.private_tcp.run)
+                if self.private_quic is not None:
+                    await tg.start(self.private_quic.run)
                 if self.wakeups is not None:
                     await tg.start(self.wakeups.run)
                 self._started = True

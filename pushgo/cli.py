@@ -159,6 +159,15 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
                   f"{exc.strerror or exc}", file=sys.stderr)
             store.dispose()
             return 2
+    if gateway.private_quic is not None:
+        try:
+            gateway.private_quic.bind_now()
+        except OSError as exc:
+            host, port = settings.private_quic_bind
+            print(f"pushgo: cannot listen on PUSHGO_PRIVATE_QUIC_BIND={host}:{port}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            store.dispose()
+            return 2
     try:
         anyio.run(_serve, gateway, config, listen_fd is not None, backend=backend,
                   backend_options=options)

@@ -291,7 +291,7 @@ class _Collector:
         links = GaugeMetricFamily("pushgo_private_sessions",
                                   "Live warp-link sessions (PushGo apps in private mode)",
                                   labels=["transport"])
-        for transport in ("tcp", "wss"):
+        for transport in ("quic", "tcp", "wss"):
             links.add_metric([transport], sessions.get(transport, 0))
         yield links
 

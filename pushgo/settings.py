@@ -92,6 +92,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Plain TCP: a proxy in front terminates TLS.
     private_tcp_tls_offload: bool = False
     private_tcp_proxy_protocol: bool = False
+    #: Where the warp-link QUIC listener binds (UDP), and the port the apps are told to dial.
+    private_quic_bind: tuple[str, int] = ("127.0.0.1", 5223)
+    private_quic_port: int = 5223
 
     @property
     def private_ttl_s(self) -> int:
@@ -274,7 +277,7 @@ def _networks(raw: str) -> tuple[str, ...]:
 
 
 #: The warp-link transports pushgo serves (QUIC is not among them yet).
-PRIVATE_TRANSPORTS = ("tcp", "wss")
+PRIVATE_TRANSPORTS = ("quic", "tcp", "wss")
 
 
 def _private_transports(raw: str) -> tuple[str, ...]:
@@ -287,10 +290,8 @@ def _private_transports(raw: str) -> tuple[str, ...]:
     out: list[str] = []
     for part in low.split(","):
         item = part.strip()
-        if item == "quic":
-            raise ValueError("quic is not served by pushgo (use tcp or wss)")
         if item not in PRIVATE_TRANSPORTS:
-            raise ValueError(f"{item[:20]!r} is not a private transport (tcp, wss)")
+            raise ValueError(f"{item[:20]!r} is not a private transport (quic, tcp, wss)")
         if item not in out:
             out.append(item)
     return tuple(sorted(out))
@@ -404,7 +405,7 @@ OPTIONS: tuple[Option, ...] = (
            "(default 30000)"),
     Option("PUSHGO_PRIVATE_TRANSPORTS", "private_transports", _private_transports,
            "warp-link transports for the PushGo apps' private mode: wss (default, /private/ws "
-           "on the HTTP port), tcp, a comma list, true (all) or none"),
+           "on the HTTP port), tcp, quic, a comma list, true (all) or none"),
     Option("PUSHGO_PRIVATE_TCP_BIND", "private_tcp_bind", _addr,
            "listen address of the warp-link TCP transport (default 127.0.0.1:5223)"),
     Option("PUSHGO_PRIVATE_TCP_PORT", "private_tcp_port", _int_range(1, 65535),
@@ -418,23 +419,32 @@ OPTIONS: tuple[Option, ...] = (
            "plain TCP on the warp-link listener: a proxy in front terminates TLS"),
     Option("PUSHGO_PRIVATE_TCP_PROXY_PROTOCOL", "private_tcp_proxy_protocol", _bool,
            "expect a PROXY protocol v1 header on each warp-link TCP connection"),
+    Option("PUSHGO_PRIVATE_QUIC_BIND", "private_quic_bind", _addr,
+           "UDP listen address of the warp-link QUIC transport (default 127.0.0.1:5223)"),
+    Option("PUSHGO_PRIVATE_QUIC_PORT", "private_quic_port", _int_range(1, 65535),
+           "the QUIC port the apps are told to dial (default 5223)"),
 )
 
 OPTIONS_BY_ENV = {opt.env: opt for opt in OPTIONS}
 
 
 def _check_private_tcp(s: Settings) -> None:
-    """TLS TCP needs a certificate and key that load together (checked at start-up)."""
+    """TLS TCP and QUIC need a certificate and key that load together (checked at
+    start-up)."""
     if (s.private_tls_cert is None) != (s.private_tls_key is None):
         missing = "PUSHGO_PRIVATE_TLS_KEY" if s.private_tls_key is None \
             else "PUSHGO_PRIVATE_TLS_CERT"
         raise SettingsError(f"missing {missing}: TLS needs PUSHGO_PRIVATE_TLS_CERT and "
                             "PUSHGO_PRIVATE_TLS_KEY")
-    if "tcp" not in s.private_transports or s.private_tcp_tls_offload:
+    tls = [t for t in s.private_transports
+           if t == "quic" or (t == "tcp" and not s.private_tcp_tls_offload)]
+    if not tls:
         return
     if s.private_tls_cert is None or s.private_tls_key is None:
-        raise SettingsError("missing PUSHGO_PRIVATE_TLS_CERT: the tcp private transport needs "
-                            "a certificate and key (or PUSHGO_PRIVATE_TCP_TLS_OFFLOAD=true)")
+        raise SettingsError(f"missing PUSHGO_PRIVATE_TLS_CERT: the {tls[0]} private transport "
+                            "needs a certificate and key"
+                            + (" (or PUSHGO_PRIVATE_TCP_TLS_OFFLOAD=true)"
+                               if tls[0] == "tcp" else ""))
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
             s.private_tls_cert, s.private_tls_key)

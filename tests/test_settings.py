@@ -72,6 +72,7 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert (s.private_tcp_bind, s.private_tcp_port) == (("127.0.0.1", 5223), 5223)
     assert (s.private_tls_cert, s.private_tls_key) == (None, None)
     assert (s.private_tcp_tls_offload, s.private_tcp_proxy_protocol) == (False, False)
+    assert (s.private_quic_bind, s.private_quic_port) == (("127.0.0.1", 5223), 5223)
 
 
 def test_the_public_profile_keeps_deliveries_30_days_unless_a_ttl_is_set():
@@ -126,6 +127,8 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_DB_CONNECT_TIMEOUT_S": "3",
         "PUSHGO_DB_BUSY_TIMEOUT_MS": "0",
         "PUSHGO_PRIVATE_TRANSPORTS": " WSS,tcp,wss ",
+        "PUSHGO_PRIVATE_QUIC_BIND": "[::]:4433",
+        "PUSHGO_PRIVATE_QUIC_PORT": "443",
         "PUSHGO_PRIVATE_TCP_BIND": "0.0.0.0:15223",
         "PUSHGO_PRIVATE_TCP_PORT": "443",
         "PUSHGO_PRIVATE_TLS_CERT": files["ca.pem"],
@@ -184,6 +187,8 @@ def test_every_variable_is_parsed_into_its_field(files):
         "private_tls_key": files["key.p8"],
         "private_tcp_tls_offload": True,
         "private_tcp_proxy_protocol": True,
+        "private_quic_bind": ("::", 4433),
+        "private_quic_port": 443,
     }
     assert (s.apns_configured, s.fcm_configured, s.wns_configured) == (True, True, True)
 
@@ -277,7 +282,9 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_TRUSTED_PROXIES", " , "),
     ("PUSHGO_TOKEN", "   "),
     ("PUSHGO_MCP_PREDEFINED_CLIENTS", " \t "),
-    ("PUSHGO_PRIVATE_TRANSPORTS", "quic"),
+    ("PUSHGO_PRIVATE_TRANSPORTS", "http3"),
+    ("PUSHGO_PRIVATE_QUIC_BIND", "localhost"),
+    ("PUSHGO_PRIVATE_QUIC_PORT", "0"),
     ("PUSHGO_PRIVATE_TRANSPORTS", "wss,smtp"),
     ("PUSHGO_PRIVATE_TCP_BIND", "5223"),
     ("PUSHGO_PRIVATE_TCP_PORT", "0"),
@@ -370,8 +377,12 @@ def test_the_private_tcp_transport_needs_a_certificate_and_key_that_load(tmp_pat
     assert good.private_transports == ("tcp",)
     offload = load({"PUSHGO_PRIVATE_TRANSPORTS": "tcp", "PUSHGO_PRIVATE_TCP_TLS_OFFLOAD": "1"})
     assert offload.private_tcp_tls_offload and offload.private_tls_cert is None
-    every = load({"PUSHGO_PRIVATE_TRANSPORTS": "true", "PUSHGO_PRIVATE_TCP_TLS_OFFLOAD": "1"})
-    assert every.private_transports == ("tcp", "wss")
+    assert settings_error({"PUSHGO_PRIVATE_TRANSPORTS": "quic",
+                           "PUSHGO_PRIVATE_TCP_TLS_OFFLOAD": "1"}).startswith(
+        "missing PUSHGO_PRIVATE_TLS_CERT: the quic private transport")  # QUIC is always TLS
+    every = load({"PUSHGO_PRIVATE_TRANSPORTS": "true", "PUSHGO_PRIVATE_TLS_CERT": str(cert),
+                  "PUSHGO_PRIVATE_TLS_KEY": str(key)})
+    assert every.private_transports == ("quic", "tcp", "wss")
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -88,7 +88,10 @@ def transport_hints(settings: Settings) -> dict[str, Any]:
     wss = "wss" in settings.private_transports
     base = settings.public_base_url
     hints: dict[str, Any] = {
-        "quic_enabled": False, "quic_port": None,
+        # As v1.2.9: the QUIC port only when QUIC listens, the TCP port always.
+        "quic_enabled": "quic" in settings.private_transports,
+        "quic_port": settings.private_quic_port if "quic" in settings.private_transports
+        else None,
         "tcp_enabled": "tcp" in settings.private_transports,
         "tcp_port": settings.private_tcp_port,
         "wss_enabled": wss, "wss_port": wss_port(base), "wss_path": PATH,

@@ -6,7 +6,8 @@ frame). For the tests, and by hand::
     python -m pushgo.testing.warplink_client --url ws://127.0.0.1:6666/private/ws \\
         --device-key KEY [--token TOKEN] [--no-ack]
 
-prints each delivery's data as one JSON line and acknowledges it.
+prints each delivery's data as one JSON line and acknowledges it (``quic://host:port`` for
+QUIC; ``SSL_CERT_FILE`` names a private CA).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import ssl
 import struct
 import sys
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -246,8 +249,18 @@ async def connect(url: str, *, bearer: str | None = None,
             await client.aclose()
 
 
+def _open(url: str, token: str | None) -> Any:
+    parts = urlsplit(url)
+    if parts.scheme == "quic":
+        from pushgo.testing.warplink_quic import connect_quic  # it builds on this module
+
+        return connect_quic(parts.hostname or "127.0.0.1", parts.port or 443,
+                            cafile=os.environ.get("SSL_CERT_FILE"))
+    return connect(url, bearer=token)
+
+
 async def _main(args: argparse.Namespace) -> int:
-    async with connect(args.url, bearer=args.token) as client:
+    async with _open(args.url, args.token) as client:
         answer = await client.hello(args.device_key, args.token, perf_tier=args.perf_tier,
                                     app_state=args.app_state)
         if not isinstance(answer, W.ServerWelcome):
@@ -275,7 +288,8 @@ async def _main(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pushgo.testing.warplink_client")
     parser.add_argument("--url", required=True,
-                        help="ws(s)://host:port/private/ws or tcp|tls://host:port")
+                        help="ws(s)://host:port/private/ws, tcp|tls://host:port or "
+                        "quic://host:port")
     parser.add_argument("--device-key", required=True)
     parser.add_argument("--token", default=None, help="the gateway token (PUSHGO_TOKEN)")
     parser.add_argument("--perf-tier", default="balanced")

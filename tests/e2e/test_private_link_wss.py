@@ -4,7 +4,9 @@ warp-link client: what the PushGo apps in private mode do, end to end."""
 from __future__ import annotations
 
 import base64
+import json
 import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -294,3 +296,29 @@ class TestWithWssOff:
 
 async def test_make_settings_default_serves_wss() -> None:
     assert make_settings("sqlite://").private_transports == ("wss",)
+
+
+async def test_the_hand_client_prints_each_delivery_and_acks_it(base: str,
+                                                                http: httpx.AsyncClient,
+                                                                gateway: Gateway) -> None:
+    key, cid = await private_device(http)
+    cmd = [sys.executable, "-m", "pushgo.testing.warplink_client", "--url", ws_url(base),
+           "--device-key", key]
+    async with await anyio.open_process(cmd) as proc:
+        try:
+            with anyio.fail_after(20):
+                while not gateway.links.live(key):
+                    await anyio.sleep(0.02)
+                sent = await send(http, cid, title="by hand")
+                assert proc.stdout is not None
+                out = b""
+                while b"\n" not in out:
+                    out += await proc.stdout.receive()
+            line = json.loads(out.split(b"\n")[0])
+            assert line["data"]["title"] == "by hand"
+            assert line["data"]["message_id"] == sent["message_id"]
+            with anyio.fail_after(20):  # acknowledged: gone from the inbox
+                while (await call(http, "/v2/messages/pull", {"device_key": key}))["items"]:
+                    await anyio.sleep(0.02)
+        finally:
+            proc.terminate()
