@@ -7,7 +7,9 @@
 #
 # Phases: examples, coverage and fuzzing per operation (positive and negative data, a bounded
 # number of examples each), then stateful: chains of calls along the document's OpenAPI links
-# (register → subscribe → send → delivery status and send status; register → v2 pull → ack).
+# (register → subscribe → send → delivery status and send status; register → v2 pull → ack),
+# then the device flow of scripts/schemathesis_flow.py: register → route → subscribe → a
+# fuzzed send → v2 pull → v2 ack → v1 pull, every answer checked against the document.
 # Checks: no 5xx (not_a_server_error), every status documented (status_code_conformance),
 # every JSON answer valid against its schema (response_schema_conformance) and of a
 # documented media type (content_type_conformance).
@@ -17,14 +19,16 @@
 # parameters but are no link targets: a stream that stays open would only time out.
 #
 # Schemathesis's own output goes to $OUT (default ./schemathesis-out): run.log, the server's
-# log and a JUnit report. The console gets one summary line per phase, in words (CI reads
-# "N passed, M failed" lines as test results, so none is printed here).
+# log, the flow's log (flow.log) and a JUnit report. The console gets one summary line per
+# phase, in words (CI reads "N passed, M failed" lines as test results, so none is printed
+# here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT="${OUT:-$PWD/schemathesis-out}"
 MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-25}"
-MAX_TIME="${SCHEMATHESIS_MAX_TIME:-150}"
+MAX_TIME="${SCHEMATHESIS_MAX_TIME:-120}"
+FLOW_EXAMPLES="${SCHEMATHESIS_FLOW_EXAMPLES:-40}"
 mkdir -p "$OUT"
 rm -rf "${OUT:?}"/*
 
@@ -65,7 +69,7 @@ status=0
   --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance \
   --phases examples,coverage,fuzzing,stateful \
   --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --workers 2 \
-  --request-timeout 5 --generation-database none --seed 20261207 \
+  --request-timeout 5 --generation-database none --seed 20261207 --generation-allow-x00 false \
   --suppress-health-check all --no-color \
   --report junit --report-junit-path "$OUT/junit.xml" \
   >"$OUT/run.log" 2>&1) || status=$?
@@ -93,5 +97,15 @@ if [ "$status" -ne 0 ]; then
   echo "schemathesis: exit status $status; details in $OUT/run.log" >&2
 else
   echo "schemathesis: no failures (log: $OUT/run.log)"
+fi
+
+# The device flow (register → subscribe → fuzzed send → pull → ack), which links cannot chain.
+flow=0
+timeout --kill-after=10 120 python3 scripts/schemathesis_flow.py "$BASE" "$TOKEN" \
+  "$FLOW_EXAMPLES" >"$OUT/flow.log" 2>&1 || flow=$?
+echo "schemathesis $(tail -n 1 "$OUT/flow.log")"
+if [ "$flow" -ne 0 ]; then
+  echo "schemathesis flow: exit status $flow; details in $OUT/flow.log" >&2
+  status=$flow
 fi
 exit "$status"
