@@ -250,7 +250,8 @@ def build_document(routes: Iterable[BaseRoute], settings: Settings,
 _DESCRIPTION = (
     "Every route answers JSON in the envelope {success, data, error, error_code, problem} "
     "unless its media type says otherwise; each error response lists the error codes it "
-    "can carry. No string may contain U+0000 (400 invalid_json_data, or invalid_query). With PUSHGO_TOKEN set, every route but the public ones needs the gateway "
+    "can carry. No string may contain U+0000 (400 invalid_json_data, or invalid_query). "
+    "With PUSHGO_TOKEN set, every route but the public ones needs the gateway "
     "token: Authorization: Bearer <token>, or ?token=<token> on a request without an "
     "Authorization header.")
 
