@@ -322,3 +322,27 @@ async def test_the_hand_client_prints_each_delivery_and_acks_it(base: str,
                     await anyio.sleep(0.02)
         finally:
             proc.terminate()
+
+
+async def test_a_payload_too_large_for_a_frame_goes_as_a_wakeup_left_for_pull(
+        base: str, http: httpx.AsyncClient) -> None:
+    key, cid = await private_device(http)
+    # Just under the API's 32 KiB body: with the ids and times around it, over one frame.
+    body = "a long body " * 2705
+    sent = await send(http, cid, title="big", body=body)
+    async with connect(ws_url(base)) as client:
+        await welcomed(client, key)
+        frame, data = await deliver(client)
+        assert len(W.encode(frame)) <= 32 * 1024 + 2
+        assert data["provider_wakeup"] == "1" and data["message_id"] == sent["message_id"]
+        assert len(data["body"]) <= 180
+        await client.ack(frame)
+        await settle(client)
+        small = await send(http, cid, title="small")
+        frame, data = await deliver(client)  # the wake-up is not sent again in this session
+        assert data["message_id"] == small["message_id"]
+        await client.ack(frame)
+        await settle(client)
+    items = (await call(http, "/v2/messages/pull", {"device_key": key}))["items"]
+    assert [i["payload"]["message_id"] for i in items] == [sent["message_id"]]
+    assert items[0]["payload"]["body"] == body.strip()  # the full payload, by pull

@@ -6,7 +6,8 @@ the :class:`~pushgo.delivery.private.Hub`) and sends each as a Deliver frame who
 the delivery's outbox sequence. An Ack removes the delivery from the inbox, so a delivery
 acknowledged on any transport (or by ``POST /messages/ack``) is gone on all of them. A Deliver
 not acknowledged within ``ack_timeout_s`` is sent again while it is still pending; at most
-``max_inflight`` wait for their ack at once.
+``max_inflight`` wait for their ack at once. A payload too large for one frame goes as the
+providers' wake-up map, whose ack leaves the delivery for ``/messages/pull``.
 
 The handshake answers a bad first frame, a refused gateway token, an unknown device or no
 common version with an Error frame and closes that session only. A new session of a device
@@ -37,7 +38,7 @@ from pushgo.protocol import fields as field_rules
 from pushgo.protocol import warplink as W
 from pushgo.protocol import wire
 from pushgo.protocol.ids import redact
-from pushgo.protocol.payload import with_delivery_id
+from pushgo.protocol.payload import wakeup_data, with_delivery_id
 from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
 from pushgo.service.outbox import OutboxService
@@ -70,6 +71,9 @@ class LinkConfig:
 class _Sent:
     seq: int
     sent_at: float
+    #: Sent as a wake-up (the full payload does not fit a frame): its ack does not remove it,
+    #: the app fetches it from /messages/pull.
+    wakeup: bool = False
 
 
 @dataclass(eq=False)
@@ -80,6 +84,8 @@ class _Session:
     tuning: W.Tuning
     session_id: str = field(default_factory=lambda: secrets.token_hex(8))
     inflight: dict[str, _Sent] = field(default_factory=dict)
+    #: Wake-ups acknowledged in this session: not sent again until the app pulls them.
+    woken: set[str] = field(default_factory=set)
     write_lock: anyio.Lock = field(default_factory=anyio.Lock)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     #: Why the server ends the session: sent as a GoAway once its tasks have stopped.
@@ -307,9 +313,12 @@ class PrivateLinks:
             return
         if not ack.delivery_id.strip():
             return
-        session.inflight.pop(ack.delivery_id, None)
-        await self.inbox.ack(wire.AckIn(device_key=session.device_key,
-                                        delivery_id=ack.delivery_id))
+        sent = session.inflight.pop(ack.delivery_id, None)
+        if sent is not None and sent.wakeup:
+            session.woken.add(ack.delivery_id)
+        else:
+            await self.inbox.ack(wire.AckIn(device_key=session.device_key,
+                                            delivery_id=ack.delivery_id))
         if session.waiter is not None:  # room for one more in flight
             session.waiter.wake()
 
@@ -345,13 +354,19 @@ class PrivateLinks:
     async def _send_page(self, session: _Session, cursor: int, limit: int) -> tuple[int, bool]:
         items = await self.inbox.page(session.device_key, cursor, limit)
         for item in items:
-            if item.delivery_id not in session.inflight:
-                data = with_delivery_id(item.payload_json, item.delivery_id)
-                frame = W.Deliver(item.seq, item.delivery_id,
-                                  W.encode_payload(_string_map(data)))
-                await self._write(session, W.encode(frame, session.version))
-                session.inflight[item.delivery_id] = _Sent(item.seq, anyio.current_time())
             cursor = max(cursor, item.seq)
+            if item.delivery_id in session.inflight or item.delivery_id in session.woken:
+                continue
+            data = _string_map(with_delivery_id(item.payload_json, item.delivery_id))
+            frame = W.encode(W.Deliver(item.seq, item.delivery_id, W.encode_payload(data)),
+                             session.version)
+            wakeup = len(frame) > self.config.max_frame_bytes + 2
+            if wakeup:  # too large for one frame: a wake-up, the app pulls the rest
+                frame = W.encode(W.Deliver(item.seq, item.delivery_id,
+                                           W.encode_payload(wakeup_data(data))),
+                                 session.version)
+            await self._write(session, frame)
+            session.inflight[item.delivery_id] = _Sent(item.seq, anyio.current_time(), wakeup)
         return cursor, len(items) == limit
 
 
