@@ -85,3 +85,14 @@ async def test_an_unacknowledged_deliver_is_sent_again_until_acknowledged(
         await anyio.sleep(30)  # past another ack timeout: nothing is sent again, so the
         await settle(client)   # next frame is the Pong, not a Deliver
     assert (await call(http, "/v2/messages/pull", {"device_key": key}))["items"] == []
+
+
+async def test_a_peer_that_never_says_hello_gets_an_error_and_is_closed(
+        live: tuple[str, httpx.AsyncClient]) -> None:
+    base, _http = live
+    async with connect(ws_url(base)) as client:
+        with anyio.fail_after(3600):
+            answer = await client.next_frame()
+            assert answer == W.ErrorFrame("hello_timeout", "no ClientHello")
+            with pytest.raises(EOFError):
+                await client.next_frame()
