@@ -346,3 +346,26 @@ async def test_a_payload_too_large_for_a_frame_goes_as_a_wakeup_left_for_pull(
     items = (await call(http, "/v2/messages/pull", {"device_key": key}))["items"]
     assert [i["payload"]["message_id"] for i in items] == [sent["message_id"]]
     assert items[0]["payload"]["body"] == body.strip()  # the full payload, by pull
+
+
+async def test_resume_token_and_last_acked_seq_cover_an_ack_lost_with_the_connection(
+        base: str, http: httpx.AsyncClient) -> None:
+    key, cid = await private_device(http)
+    await send(http, cid, title="acked only by the resume")
+    async with connect(ws_url(base)) as client:
+        first = await welcomed(client, key)
+        frame, _ = await deliver(client)  # its Ack "is lost": never sent
+    async with connect(ws_url(base)) as client:  # a wrong token: nothing is taken on its word
+        stranger = await welcomed(client, key, resume_token="guess", last_acked_seq=frame.seq)
+        assert stranger.resume_token != first.resume_token
+        again, _ = await deliver(client)
+        assert again.delivery_id == frame.delivery_id
+    async with connect(ws_url(base)) as client:
+        resumed = await welcomed(client, key, resume_token=stranger.resume_token,
+                                 last_acked_seq=frame.seq)
+        assert resumed.resume_token == stranger.resume_token
+        later = await send(http, cid, title="later")
+        _, data = await deliver(client)  # not the first one again
+        assert data["message_id"] == later["message_id"]
+    items = (await call(http, "/v2/messages/pull", {"device_key": key}))["items"]
+    assert frame.delivery_id not in [i["delivery_id"] for i in items]

@@ -7,7 +7,9 @@ the delivery's outbox sequence. An Ack removes the delivery from the inbox, so a
 acknowledged on any transport (or by ``POST /messages/ack``) is gone on all of them. A Deliver
 not acknowledged within ``ack_timeout_s`` is sent again while it is still pending; at most
 ``max_inflight`` wait for their ack at once. A payload too large for one frame goes as the
-providers' wake-up map, whose ack leaves the delivery for ``/messages/pull``.
+providers' wake-up map, whose ack leaves the delivery for ``/messages/pull``. An app that
+comes back with its resume token and ``last_acked_seq`` has the frames it had acknowledged
+before its connection dropped acknowledged then (``resume.py``).
 
 The handshake answers a bad first frame, a refused gateway token, an unknown device or no
 common version with an Error frame and closes that session only. A new session of a device
@@ -33,6 +35,7 @@ import anyio
 
 from pushgo.delivery.private import Hub, _Waiter
 from pushgo.delivery.private_link.link import FrameRefused, Link, LinkClosed
+from pushgo.delivery.private_link.resume import ResumeBooks
 from pushgo.errors import GatewayError
 from pushgo.protocol import fields as field_rules
 from pushgo.protocol import warplink as W
@@ -116,6 +119,7 @@ class PrivateLinks:
         self.inbox = inbox
         self.outbox = outbox
         self._live: dict[str, _Session] = {}
+        self.resume = ResumeBooks()
         self._closing = False
         #: Sessions ended, by reason (for logs and tests).
         self.ended: Counter[str] = Counter()
@@ -213,8 +217,9 @@ class PrivateLinks:
         if old is not None:
             log.info("private session superseded %s", old.label)
             old.end(goaway="superseded")
+        token = await self._resume(key, hello)
         welcome = W.ServerWelcome(
-            session.session_id, secrets.token_urlsafe(18), tuning.heartbeat_secs,
+            session.session_id, token, tuning.heartbeat_secs,
             tuning.ping_interval_secs, tuning.idle_timeout_secs, tuning.max_backoff_secs,
             self.config.max_frame_bytes, wire_v, W.PAYLOAD_V1)
         try:
@@ -225,6 +230,17 @@ class PrivateLinks:
         log.info("private session opened %s wire=%d resume=%s last_acked_seq=%s",
                  session.label, wire_v, hello.resume_token is not None, hello.last_acked_seq)
         return session
+
+    async def _resume(self, key: str, hello: W.ClientHello) -> str:
+        """The resume token; what the app's ``last_acked_seq`` covers is acknowledged."""
+        token, acked = self.resume.begin(key, hello.resume_token, hello.last_acked_seq)
+        if acked:
+            try:
+                await self.inbox.ack_v2(wire.AckV2In(device_key=key, delivery_ids=acked))
+            except GatewayError as exc:  # they are sent again, and acknowledged then
+                log.warning("private session resume ack failed device=%s code=%s",
+                            redact(key), exc.code)
+        return token
 
     def _forget(self, session: _Session) -> None:
         if self._live.get(session.device_key) is session:
@@ -314,6 +330,7 @@ class PrivateLinks:
         if not ack.delivery_id.strip():
             return
         sent = session.inflight.pop(ack.delivery_id, None)
+        self.resume.acked(session.device_key, ack.delivery_id)
         if sent is not None and sent.wakeup:
             session.woken.add(ack.delivery_id)
         else:
@@ -367,6 +384,8 @@ class PrivateLinks:
                                  session.version)
             await self._write(session, frame)
             session.inflight[item.delivery_id] = _Sent(item.seq, anyio.current_time(), wakeup)
+            if not wakeup:
+                self.resume.sent(session.device_key, item.delivery_id, item.seq)
         return cursor, len(items) == limit
 
 
