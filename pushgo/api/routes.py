@@ -148,7 +148,7 @@ def _gateway_routes(svc: Services,
     settings = svc.ctx.settings
 
     async def healthz(_request: Request) -> Response:
-        return ok({"status": "ok", "private_channel_enabled": True,
+        return ok({"status": "ok", "private_channel_enabled": private_enabled(settings),
                    "private_runtime_ready": True})
 
     async def readyz(_request: Request) -> Response:

@@ -284,6 +284,8 @@ class TestWithWssOff:
                                                       http: httpx.AsyncClient) -> None:
         data = await call(http, "/gateway/profile")
         assert data["private_channel_enabled"] is False
+        assert await call(http, "/healthz") == {"status": "ok", "private_channel_enabled": False,
+                                                "private_runtime_ready": True}
         assert data["transport"]["wss_enabled"] is False
         resp = await http.get("/private/readyz")
         assert resp.status_code == 503
