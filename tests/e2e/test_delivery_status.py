@@ -221,8 +221,12 @@ async def test_a_send_tool_reports_delivery_progress_to_a_progress_token(
     result = msgs[-1]["result"]["structuredContent"]
     assert result["accepted"] is True
     assert result["delivery"] == {
+        "devices": 4,
         "states": {"queued": 1, "sent": 2, "failed": 1, "expired": 0},  # queued: private
-        "failures": {"Unregistered": 1}, "done": True}
+        "routes": {"apns": {"queued": 0, "sent": 2, "failed": 1, "expired": 0},
+                   "private": {"queued": 1, "sent": 0, "failed": 0, "expired": 0}},
+        "failures": {"Unregistered": 1}, "done": True,
+        "pending": [{"route": "private", "deliveries": 1, "reason": "device_offline"}]}
     assert len(providers.apns.notifications) == 3
 
 
