@@ -217,6 +217,9 @@ async def _serve(gateway: Any, config: Any, supervised: bool) -> None:
 
     async def shutdown_trigger() -> None:
         await stop.wait()
+        # GoAway to the warp-link sessions while their connections are still open (Hypercorn
+        # closes the WebSockets before the lifespan ends).
+        await gateway.links.shutdown()
 
     async def orphaned() -> None:
         # A worker whose supervisor is gone (killed) stops instead of serving on alone.

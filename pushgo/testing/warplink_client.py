@@ -30,6 +30,7 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSAttribute, TLSStream
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -120,11 +121,12 @@ class _Ws:
             await self.stream.send(self.ws.send(event.response()))
         elif isinstance(event, CloseConnection):
             self.closed = True
-            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await self.stream.send(self.ws.send(event.response()))
+            if self.ws.state is ConnectionState.REMOTE_CLOSING:  # answer a close handshake
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await self.stream.send(self.ws.send(event.response()))
 
     async def close(self) -> None:
-        if not self.closed:
+        if not self.closed and self.ws.state is ConnectionState.OPEN:
             self.closed = True
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await self.stream.send(self.ws.send(CloseConnection(code=1000)))
