@@ -167,12 +167,21 @@ def answer(doc: dict[str, Any]) -> None:
 async def pushgo_main(args: argparse.Namespace) -> None:
     import anyio
 
-    from pushgo.delivery.providers import provider_ssl_context
-    from pushgo.protocol.outcomes import Delivered
     from pushgo.push.connection import Origin
-    from pushgo.push.credentials import ApnsJwtSource
     from pushgo.push.sender import ApnsSender, Job, ResultBuffer
     from pushgo.settings import Settings
+
+    # --baseline runs this client against older trees too: before pushgo.delivery and
+    # pushgo.protocol.outcomes, these lived in pushgo.push and pushgo.protocol.apns.
+    try:
+        from pushgo.delivery.providers import provider_ssl_context
+        from pushgo.protocol.outcomes import Delivered
+        from pushgo.push.credentials import ApnsJwtSource
+    except ImportError:
+        from pushgo.push.providers import provider_ssl_context
+        from pushgo.push.tokens import ApnsJwtSource
+
+        from pushgo.protocol.apns import Accepted as Delivered
 
     ctx = provider_ssl_context(Settings(provider_ca_file=args.ca))
     results = ResultBuffer()
