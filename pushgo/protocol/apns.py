@@ -142,6 +142,11 @@ class HeaderBuilder:
         return b"".join(parts)
 
 
+#: Between the delivery id and the device key of a payload that names its device: the tail
+#: then closes the key's string (it starts with the ``"`` that closes the delivery id's).
+_DEVICE_KEY_FIELD = b'","provider_device_key":"'
+
+
 @dataclass(frozen=True, slots=True)
 class PayloadTemplate:
     """A payload with a hole for delivery_id: ``head + delivery_id + tail`` (bytes, built once
@@ -155,12 +160,15 @@ class PayloadTemplate:
         """The payload for one device. A direct (not wake-up) payload also names the device
         (``provider_device_key``) so that the v1.3 apps can acknowledge it with
         ``POST /messages/ack``; it is left out when it would not fit (the app then pulls)."""
-        plain = self.head + delivery_id.encode() + self.tail
         if device_key is None or self.wakeup:
-            return plain
-        named = (self.head + delivery_id.encode() + b'","provider_device_key":'
-                 + json.dumps(device_key, ensure_ascii=False).encode() + self.tail[1:])
-        return named if len(named) <= PAYLOAD_LIMIT else plain
+            return self.head + delivery_id.encode() + self.tail
+        # Device keys are ASCII letters and digits: no JSON escaping to do (the hot path).
+        key = (device_key.encode() if device_key.isascii() and device_key.isalnum()
+               else json.dumps(device_key, ensure_ascii=False).encode()[1:-1])
+        named = b"".join((self.head, delivery_id.encode(), _DEVICE_KEY_FIELD, key, self.tail))
+        if len(named) <= PAYLOAD_LIMIT:
+            return named
+        return self.head + delivery_id.encode() + self.tail
 
     @property
     def size(self) -> int:

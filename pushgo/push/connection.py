@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -294,6 +295,16 @@ class Connection:
                 self.on_change()
 
     async def _writer(self, stream: anyio.abc.ByteStream, scope: anyio.CancelScope) -> None:
+        # One scope for every write, its deadline armed only while a write is under way:
+        # cheaper than a new cancel scope per scheduling round on the hot path.
+        write_s = self.liveness.write_s
+        with anyio.CancelScope() as writing:
+            await self._write_rounds(stream, writing)
+        if writing.cancelled_caught:
+            raise Unresponsive(f"a write did not complete in {write_s:g} s")
+
+    async def _write_rounds(self, stream: anyio.abc.ByteStream,
+                            writing: anyio.CancelScope) -> None:
         wait = self.ping_interval
         write_s = self.liveness.write_s
         while True:
@@ -321,10 +332,9 @@ class Connection:
                 return
             data = self.h2.data_to_send()
             if data:
-                with anyio.move_on_after(write_s) as sending:
-                    await stream.send(data)
-                if sending.cancelled_caught:
-                    raise Unresponsive(f"a write did not complete in {write_s:g} s")
+                writing.deadline = anyio.current_time() + write_s
+                await stream.send(data)
+                writing.deadline = math.inf
 
     def _check_liveness(self, now: float) -> float:
         """With streams in flight: raise :class:`Unresponsive` when the oldest is past its

@@ -95,17 +95,22 @@ class Pool:
     def open_count(self) -> int:
         return sum(1 for c in self.connections if c.state is OPEN)
 
+    def ready(self) -> Connection | None:
+        """An open connection with a free stream now, or None (then :meth:`slot` waits)."""
+        best: Connection | None = None
+        for conn in self.connections:
+            if conn.available > 0 and (best is None or conn.available > best.available):
+                best = conn
+        # Spread: open another connection while this one is busy, up to the size.
+        if best is not None and best.inflight and self._can_open():
+            self._open()
+        return best
+
     async def slot(self) -> Connection:
         """An open connection with a free stream; once closing, it waits until cancelled."""
         while True:
-            best: Connection | None = None
-            for conn in self.connections:
-                if conn.available > 0 and (best is None or conn.available > best.available):
-                    best = conn
+            best = self.ready()
             if best is not None:
-                # Spread: open another connection while this one is busy, up to the size.
-                if best.inflight and self._can_open():
-                    self._open()
                 return best
             if self._can_open():
                 self._open()

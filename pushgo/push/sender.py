@@ -203,14 +203,18 @@ class ProviderSender:
             if job.expires_at_ms <= self._clock_ms():
                 self.results.add(Result(job, Expired()))
                 continue
-            # While no connection can be opened this may wait long: take_back() can take the
-            # job from here too.
-            self._awaiting_slot = job
-            with anyio.CancelScope() as self._slot_scope:
-                conn = await self.pool.slot()
-            if self._awaiting_slot is not job:
-                continue  # taken back
-            self._awaiting_slot = None
+            ready = self.pool.ready()  # the steady state: no wait, no cancel scope
+            if ready is not None:
+                conn = ready
+            else:
+                # While no connection can be opened this may wait long: take_back() can take
+                # the job from here too.
+                self._awaiting_slot = job
+                with anyio.CancelScope() as self._slot_scope:
+                    conn = await self.pool.slot()
+                if self._awaiting_slot is not job:
+                    continue  # taken back
+                self._awaiting_slot = None
             try:
                 block, body = await self.build(job)
             except CredentialError as exc:
