@@ -244,9 +244,12 @@ async def test_the_stream_and_the_mcp_resource_say_why_deliveries_wait_for_a_pro
     providers.apns.go_down()
     await call(api, "/message", {"channel_id": cid, "password": PASSWORD, "title": "t",
                                  "op_id": "down-1"})
+    # First "retrying" (connects fail), then, once the breaker opens, "provider_unavailable".
     with anyio.fail_after(30):
-        while "waiting" not in (doc := await call(api, "/deliveries/down-1")):
+        while (await call(api, "/deliveries/down-1")).get("waiting", {}).get(
+                "apns", {}).get("state") != "provider_unavailable":
             await anyio.sleep(0.02)
+    doc = await call(api, "/deliveries/down-1")
     assert doc["waiting"]["apns"]["state"] == "provider_unavailable"
 
     transport = httpx.ASGITransport(app=pgateway.asgi)
