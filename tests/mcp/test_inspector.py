@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import IN_CI
 from tests.helpers import PASSWORD
-from tests.live import ServerProcess
+from tests.mcp.node_tools import Live, live_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -86,47 +85,12 @@ def inspector(tmp_path_factory: pytest.TempPathFactory) -> Inspector:
     return Inspector(executable, env)
 
 
-@dataclass(frozen=True)
-class Live:
-    url: str
-    api: httpx.Client
-    device_key: str
-    channel_id: str
-
-    def pull(self) -> list[dict[str, Any]]:
-        resp = self.api.post("/messages/pull", json={"device_key": self.device_key})
-        assert resp.status_code == 200, resp.text
-        return list(resp.json()["data"]["items"])
-
-
-def _data(resp: httpx.Response) -> dict[str, Any]:
-    assert resp.status_code == 200, resp.text
-    return resp.json()["data"]  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """One ``pushgo serve`` (legacy MCP mode, gateway token) for the module, with a device on
     the private route subscribed to a channel."""
-    tmp = tmp_path_factory.mktemp("inspector-serve")
-    server = ServerProcess({
-        "PUSHGO_DB_URL": f"sqlite:///{tmp}/pushgo.db", "PUSHGO_TOKEN": TOKEN,
-        "PUSHGO_MCP_ENABLED": "true", "PUSHGO_MCP_AUTH_MODE": "legacy",
-        "PUSHGO_LOG_LEVEL": "warning"}, str(tmp / "server.log"))
-    server.start()
-    try:
-        with httpx.Client(base_url=server.url, timeout=10,
-                          headers={"authorization": f"Bearer {TOKEN}"}) as api:
-            key = str(_data(api.post("/device/register",
-                                     json={"platform": "android"}))["device_key"])
-            _data(api.post("/channel/device", json={"device_key": key,
-                                                     "channel_type": "private"}))
-            cid = str(_data(api.post("/channel/subscribe", json={
-                "device_key": key, "channel_name": "inspector", "password": PASSWORD}))[
-                "channel_id"])
-            yield Live(server.url + "/mcp", api, key, cid)
-    finally:
-        server.stop()
+    with live_gateway(tmp_path_factory.mktemp("inspector-serve"), TOKEN, "legacy") as served:
+        yield served
 
 
 def _is_modern(result: dict[str, Any]) -> bool:
