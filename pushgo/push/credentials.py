@@ -107,19 +107,49 @@ class ServiceAccount:
             raise CredentialError(f"cannot read the FCM service account: {exc}") from None
 
 
-class FcmTokenSource:
+class _CachedAccessToken:
+    """An OAuth access token fetched by :meth:`_fetch`, kept until ``FCM_EARLY_S`` before it
+    expires; concurrent callers share one fetch; :meth:`invalidate` forgets a refused one."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock: anyio.Lock | None = None
+
+    async def _fetch(self, now: float) -> tuple[str, float]:
+        """A new token and its lifetime in seconds."""
+        raise NotImplementedError
+
+    async def token(self) -> str:
+        if self._token is not None and self._clock() < self._expires - FCM_EARLY_S:
+            return self._token
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            now = self._clock()
+            if self._token is not None and now < self._expires - FCM_EARLY_S:
+                return self._token
+            token, lifetime = await self._fetch(now)
+            self._token = token
+            self._expires = now + lifetime
+            return token
+
+    def invalidate(self, token: str) -> None:
+        if self._token == token:
+            self._token = None
+
+
+class FcmTokenSource(_CachedAccessToken):
     def __init__(self, account: ServiceAccount, post_form: PostForm, *,
                  clock: Clock = time.time) -> None:
+        super().__init__(clock)
         self.account = account
         try:
             self._key = RSAKey.import_key(account.private_key)
         except Exception as exc:
             raise CredentialError(f"cannot read the FCM private key: {exc}") from None
         self._post = post_form
-        self._clock = clock
-        self._token: str | None = None
-        self._expires = 0.0
-        self._lock: anyio.Lock | None = None
 
     def assertion(self, now: float) -> str:
         header: dict[str, Any] = {"alg": "RS256"}
@@ -129,77 +159,43 @@ class FcmTokenSource:
                   "aud": self.account.token_uri, "iat": int(now), "exp": int(now) + 3600}
         return jwt.encode(header, claims, self._key)
 
-    async def current(self) -> str:
-        if self._token is not None and self._clock() < self._expires - FCM_EARLY_S:
-            return self._token
-        if self._lock is None:
-            self._lock = anyio.Lock()
-        async with self._lock:
-            now = self._clock()
-            if self._token is not None and now < self._expires - FCM_EARLY_S:
-                return self._token
-            doc = await self._post(self.account.token_uri, {
-                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                "assertion": self.assertion(now),
-            })
-            token = doc.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise CredentialError("token endpoint answered without access_token")
-            self._token = token
-            self._expires = now + float(doc.get("expires_in", 3600))
-            return token
-
-    async def token(self) -> str:
-        return await self.current()
+    async def _fetch(self, now: float) -> tuple[str, float]:
+        doc = await self._post(self.account.token_uri, {
+            "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "assertion": self.assertion(now),
+        })
+        token = doc.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise CredentialError("token endpoint answered without access_token")
+        return token, float(doc.get("expires_in", 3600))
 
     @property
     def project_id(self) -> str:
         return self.account.project_id
 
-    def invalidate(self, token: str) -> None:
-        if self._token == token:
-            self._token = None
 
-
-class WnsTokenSource:
+class WnsTokenSource(_CachedAccessToken):
     """WNS access tokens for a package SID (``client_id``) and secret: the client-credentials
     grant to ``token_url`` (form encoded; the secret travels only in that request body)."""
 
     def __init__(self, client_id: str, client_secret: str, token_url: str, scope: str,
                  post_form: PostForm, *, clock: Clock = time.time) -> None:
+        super().__init__(clock)
         self.token_url = token_url
         self._form = {"grant_type": "client_credentials", "client_id": client_id,
                       "client_secret": client_secret, "scope": scope}
         self._post = post_form
-        self._clock = clock
-        self._token: str | None = None
-        self._expires = 0.0
-        self._lock: anyio.Lock | None = None
 
-    async def token(self) -> str:
-        if self._token is not None and self._clock() < self._expires - FCM_EARLY_S:
-            return self._token
-        if self._lock is None:
-            self._lock = anyio.Lock()
-        async with self._lock:
-            now = self._clock()
-            if self._token is not None and now < self._expires - FCM_EARLY_S:
-                return self._token
-            doc = await self._post(self.token_url, dict(self._form))
-            token = doc.get("access_token") if isinstance(doc, dict) else None
-            if not isinstance(token, str) or not token:
-                raise CredentialError("WNS token endpoint answered without access_token")
-            try:
-                lifetime = float(doc.get("expires_in") or WNS_DEFAULT_LIFETIME_S)
-            except (TypeError, ValueError):
-                lifetime = WNS_DEFAULT_LIFETIME_S
-            self._token = token
-            self._expires = now + lifetime
-            return token
-
-    def invalidate(self, token: str) -> None:
-        if self._token == token:
-            self._token = None
+    async def _fetch(self, now: float) -> tuple[str, float]:
+        doc = await self._post(self.token_url, dict(self._form))
+        token = doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token:
+            raise CredentialError("WNS token endpoint answered without access_token")
+        try:
+            lifetime = float(doc.get("expires_in") or WNS_DEFAULT_LIFETIME_S)
+        except (TypeError, ValueError):
+            lifetime = WNS_DEFAULT_LIFETIME_S
+        return token, lifetime
 
 
 class WnsTokens(Protocol):
