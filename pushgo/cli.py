@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pushgo import __version__
@@ -143,29 +143,23 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
     from pushgo import hypercorn_guard
 
     config = hypercorn_guard.server_config(settings, binds)
-    try:
-        config.bind_now()  # before "listening": a taken address is one line and exit 2
-    except OSError as exc:
-        print(f"pushgo: cannot listen on PUSHGO_HTTP_ADDR={settings.http_addr}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
-        store.dispose()
-        return 2
+    # Every socket is bound before "listening": a taken address is one line and exit 2.
+    binders: list[tuple[str, str, Callable[[], None]]] = [
+        ("PUSHGO_HTTP_ADDR", settings.http_addr, config.bind_now)]
     if gateway.private_tcp is not None:
-        try:
-            gateway.private_tcp.bind_now()
-        except OSError as exc:
-            host, port = settings.private_tcp_bind
-            print(f"pushgo: cannot listen on PUSHGO_PRIVATE_TCP_BIND={host}:{port}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
-            store.dispose()
-            return 2
+        host, port = settings.private_tcp_bind
+        binders.append(("PUSHGO_PRIVATE_TCP_BIND", f"{host}:{port}",
+                        gateway.private_tcp.bind_now))
     if gateway.private_quic is not None:
+        host, port = settings.private_quic_bind
+        binders.append(("PUSHGO_PRIVATE_QUIC_BIND", f"{host}:{port}",
+                        gateway.private_quic.bind_now))
+    for variable, address, bind_now in binders:
         try:
-            gateway.private_quic.bind_now()
+            bind_now()
         except OSError as exc:
-            host, port = settings.private_quic_bind
-            print(f"pushgo: cannot listen on PUSHGO_PRIVATE_QUIC_BIND={host}:{port}: "
-                  f"{exc.strerror or exc}", file=sys.stderr)
+            print(f"pushgo: cannot listen on {variable}={address}: {exc.strerror or exc}",
+                  file=sys.stderr)
             store.dispose()
             return 2
     try:
