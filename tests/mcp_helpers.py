@@ -4,10 +4,12 @@ device on a channel, raw JSON-RPC bodies and headers for both protocol eras."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -144,3 +146,23 @@ def rpc_error(resp: httpx.Response, status: int, code: int) -> dict[str, Any]:
     assert doc["error"]["code"] == code, doc
     assert isinstance(doc["error"]["message"], str) and doc["error"]["message"]
     return doc
+
+
+def slow_channel_list(gateway: Gateway) -> tuple[str, anyio.Event, anyio.Event]:
+    """Make ``pushgo.channel.list`` wait forever; returns its name and the events set when a
+    call starts and when it is cancelled."""
+    started, cancelled = anyio.Event(), anyio.Event()
+    assert gateway.mcp is not None
+    tools: Any = gateway.mcp.dispatcher.tools  # the gateway's own tool table
+
+    async def slow(_args: dict[str, Any], _ctx: Any) -> dict[str, Any]:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.set()
+        return {}
+
+    name = "pushgo.channel.list"
+    tools._tools[name] = dataclasses.replace(tools._tools[name], handler=slow)
+    return name, started, cancelled

@@ -4,10 +4,8 @@ share at the door: Origin, authentication, methods, media types, body size, JSON
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 import httpx
@@ -30,6 +28,7 @@ from tests.mcp_helpers import (  # noqa: F401
     private_device_on_channel,
     rpc,
     rpc_error,
+    slow_channel_list,
     sqlite_db_url,
     sse_messages,
 )
@@ -338,19 +337,7 @@ async def test_a_progress_token_streams_progress_before_the_result(http, gateway
 
 
 async def test_notifications_cancelled_cancels_the_running_request(http, gateway):
-    started, cancelled = anyio.Event(), anyio.Event()
-    tools = gateway.mcp.dispatcher.tools
-
-    async def slow(_args: dict[str, Any], _ctx: Any) -> dict[str, Any]:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        finally:
-            cancelled.set()
-        return {}
-
-    name = "pushgo.channel.list"
-    tools._tools[name] = dataclasses.replace(tools._tools[name], handler=slow)
+    name, started, cancelled = slow_channel_list(gateway)
     sid = await open_session(http)
     answers: list[httpx.Response] = []
 

@@ -4,7 +4,6 @@ closing a modern response stream cancels its request."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from tests.mcp_helpers import (  # noqa: F401
     modern_request,
     open_session,
     rpc_error,
+    slow_channel_list,
     sqlite_db_url,
 )
 
@@ -162,19 +162,7 @@ async def test_listen_without_a_filter_acknowledges_nothing(gateway):
 
 @pytest.mark.parametrize("accept", ["application/json, text/event-stream", "text/event-stream"])
 async def test_closing_a_modern_response_cancels_its_request(gateway, accept):
-    started, cancelled = anyio.Event(), anyio.Event()
-    tools = gateway.mcp.dispatcher.tools
-
-    async def slow(_args: dict[str, Any], _ctx: Any) -> dict[str, Any]:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        finally:
-            cancelled.set()
-        return {}
-
-    name = "pushgo.channel.list"
-    tools._tools[name] = dataclasses.replace(tools._tools[name], handler=slow)
+    name, started, cancelled = slow_channel_list(gateway)
     async with served(gateway) as c:
         body, headers = modern_request("tools/call", {"name": name, "arguments": {}})
         headers["accept"] = accept
