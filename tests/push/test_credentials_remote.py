@@ -65,8 +65,8 @@ async def remote(tmp_path: Path, db_url: str) -> AsyncIterator[tuple[Any, ...]]:
         yield client, apns, fcm, service
 
 
-async def test_remote_tokens_authorise_apns_and_fcm_sends(remote):
-    client, apns, fcm, service = remote
+async def send_to_both(client: httpx.AsyncClient) -> None:
+    """A message to a channel of one APNs and one FCM device."""
     ios = await register(client, "ios")
     await call(client, "/channel/device", {"device_key": ios, "channel_type": "apns",
                                            "provider_token": secrets.token_hex(32)})
@@ -77,6 +77,11 @@ async def test_remote_tokens_authorise_apns_and_fcm_sends(remote):
     await call(client, "/channel/subscribe",
                {"device_key": android, "channel_id": cid, "password": PASSWORD})
     await call(client, "/message", {"channel_id": cid, "password": PASSWORD, "title": "hi"})
+
+
+async def test_remote_tokens_authorise_apns_and_fcm_sends(remote):
+    client, apns, fcm, service = remote
+    await send_to_both(client)
     [note] = await apns.wait_for(1)
     [msg] = await fcm.messages.wait_for(1)
     assert note.status == 200

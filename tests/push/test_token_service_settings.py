@@ -21,7 +21,7 @@ from pushgo.testing.tls import LocalCA
 from tests.helpers import PASSWORD, call, eventually, new_channel, register
 from tests.live import serve_app
 from tests.providers import TOPIC
-from tests.push.test_credentials_remote import TokenService
+from tests.push.test_credentials_remote import TokenService, send_to_both
 
 
 @asynccontextmanager
@@ -50,19 +50,6 @@ async def gateway_from_env(tmp_path: Path, db_url: str, extra: dict[str, str | N
         client = await stack.enter_async_context(httpx.AsyncClient(
             transport=httpx.ASGITransport(app=gw.asgi), base_url="http://pushgo.test"))
         yield client, apns, fcm, service
-
-
-async def send_to_both(client: httpx.AsyncClient) -> None:
-    ios = await register(client, "ios")
-    await call(client, "/channel/device", {"device_key": ios, "channel_type": "apns",
-                                           "provider_token": secrets.token_hex(32)})
-    android = await register(client, "android")
-    await call(client, "/channel/device", {"device_key": android, "channel_type": "fcm",
-                                           "provider_token": "fcm-" + secrets.token_hex(20)})
-    cid = await new_channel(client, ios)
-    await call(client, "/channel/subscribe",
-               {"device_key": android, "channel_id": cid, "password": PASSWORD})
-    await call(client, "/message", {"channel_id": cid, "password": PASSWORD, "title": "hi"})
 
 
 async def test_a_configured_token_service_authorises_apns_and_fcm(tmp_path, db_url):
