@@ -237,6 +237,17 @@ class ProviderSender:
         """The outcome, or None when the job was requeued (credential renewal)."""
         raise NotImplementedError
 
+    def _renew_once(self, job: Job, refused: Rejected,
+                    forget: Callable[[str], None]) -> Outcome | None:
+        """The provider refused the credential the request carried: the first time, ``forget``
+        it (a new one is made) and send again; the second time the refusal is permanent."""
+        if job.auth_retried:
+            return Rejected(refused.reason, refused.status, "permanent")
+        job.auth_retried = True
+        forget(job.credential)
+        self._requeue(job)
+        return None
+
     def _requeue(self, job: Job) -> None:
         self._retry.append(job)
         self._retry_event.set()
@@ -331,12 +342,8 @@ class ApnsSender(ProviderSender):
         outcome = A.interpret(response.status, response.headers, response.body)
         if isinstance(outcome, Rejected) and outcome.kind == "provider_token":
             if not job.auth_retried:
-                job.auth_retried = True
-                self.jwt_source.expired(job.credential)
-                conn.drain()
-                self._requeue(job)
-                return None
-            return Rejected(outcome.reason, outcome.status, "permanent")
+                conn.drain()  # its streams carry the refused JWT
+            return self._renew_once(job, outcome, self.jwt_source.expired)
         return outcome
 
 
@@ -371,10 +378,5 @@ class FcmSender(ProviderSender):
     def interpret(self, job: Job, conn: Connection, response: Response) -> Outcome | None:
         outcome = FC.interpret(response.status, response.headers, response.body)
         if isinstance(outcome, Rejected) and outcome.kind == "provider_token":
-            if not job.auth_retried:
-                job.auth_retried = True
-                self.token_source.invalidate(job.credential)
-                self._requeue(job)
-                return None
-            return Rejected(outcome.reason, outcome.status, "permanent")
+            return self._renew_once(job, outcome, self.token_source.invalidate)
         return outcome

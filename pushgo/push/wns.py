@@ -164,12 +164,7 @@ class WnsSender(ProviderSender):
         if not isinstance(outcome, Rejected):
             return outcome
         if outcome.kind == "provider_token":
-            if not job.auth_retried:
-                job.auth_retried = True
-                self.tokens.invalidate(job.credential)
-                self._requeue(job)
-                return None
-            return Rejected(outcome.reason, outcome.status, "permanent")
+            return self._renew_once(job, outcome, self.tokens.invalidate)
         if outcome.status == 413 and not sent.wakeup and wake is not None:
             job.template = (wake, None)  # WNS found the full map too large: the wake-up map
             self._requeue(job)
