@@ -31,13 +31,15 @@ MODERN = "2026-07-28"
 
 
 class Clock:
-    """The gateway's wall clock, moved forward by the test."""
+    """The gateway's wall clock, moved forward by the test; ``frozen``, it stands still until
+    the test moves it (for answers that count seconds, such as ``Retry-After``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, frozen: bool = False) -> None:
         self.offset_ms = 0
+        self.frozen_at = wall_ms() if frozen else None
 
     def __call__(self) -> int:
-        return wall_ms() + self.offset_ms
+        return (wall_ms() if self.frozen_at is None else self.frozen_at) + self.offset_ms
 
     def advance(self, seconds: float) -> None:
         self.offset_ms += int(seconds * 1000)

@@ -22,29 +22,16 @@ import pytest
 
 from pushgo.app import Gateway
 from pushgo.service import passwords
-from pushgo.service.context import wall_ms
 from pushgo.service.throttle import ADDRESS_RULE, PAIR_RULE, REQUEST_FAILURES
 from tests.conftest import make_settings
 from tests.helpers import PASSWORD, call, stored_channel
 from tests.live import hypercorn_server
 from tests.mcp_helpers import AUTH as MCP_AUTH
 from tests.mcp_helpers import modern_request
+from tests.oauth_helpers import Clock
 
 ATTACKER, OWNER, BYSTANDER = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 T0 = 1_710_000_000
-
-
-class Clock:
-    """The gateway's wall clock, standing still until the test moves it."""
-
-    def __init__(self) -> None:
-        self.now_ms = wall_ms()
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-    def advance(self, seconds: float) -> None:
-        self.now_ms += int(seconds * 1000)
 
 
 @dataclass
@@ -63,7 +50,7 @@ class Live:
 
 @asynccontextmanager
 async def live(db_url: str, **overrides: Any) -> AsyncIterator[Live]:
-    clock = Clock()
+    clock = Clock(frozen=True)
     gateway = Gateway(make_settings(db_url, **overrides), clock=clock)
     async with gateway.running(), hypercorn_server(gateway) as base:
         yield Live(gateway, base, clock)

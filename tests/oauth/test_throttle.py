@@ -39,7 +39,8 @@ async def served(db_url: str, **overrides: Any) -> AsyncIterator[tuple[Gateway, 
     # The public base URL fixes issuer and audience whatever port the server listens on.
     settings = make_settings(db_url, mcp_enabled=True, token=TOKEN, public_base_url=BASE,
                              **overrides)
-    gateway = Gateway(settings, clock=Clock())
+    # Frozen: the Retry-After the test reads must not shrink while a slow machine runs it.
+    gateway = Gateway(settings, clock=Clock(frozen=True))
     async with gateway.running(), hypercorn_server(gateway) as base:
         yield gateway, base
 
