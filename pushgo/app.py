@@ -31,6 +31,7 @@ from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
 from pushgo.delivery.providers import build_senders
 from pushgo.delivery.pump import OutboxPump
+from pushgo.delivery.scheduler import Scheduler
 from pushgo.delivery.wakeups import PgWakeups
 from pushgo.errors import GatewayError, StoreUnavailable, codes
 from pushgo.mcp import Mcp, build_mcp
@@ -74,6 +75,8 @@ class Gateway:
         self.ctx.listeners.append(self.pump)
         self.services = Services.build(self.ctx)
         self.pump.on_results.append(self.services.status.results_written)
+        #: Releases scheduled sends when their deliver_at comes.
+        self.scheduler = Scheduler(self.ctx, self.services.schedules)
         self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
         #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
@@ -165,6 +168,7 @@ class Gateway:
                 if self.oauth is not None:
                     tg.start_soon(self.oauth.maintain_forever)
                 await tg.start(self.pump.run)
+                await tg.start(self.scheduler.run)
                 if self.private_tcp is not None:
                     await tg.start(self.private_tcp.run)
                 if self.private_quic is not None:

@@ -87,6 +87,8 @@ class StateCounts(_Doc):
     sent: int
     failed: int
     expired: int
+    scheduled: int | None = None  # a scheduled send's deliveries waiting for deliver_at
+    cancelled: int | None = None  # cancelled before they went out
 
 
 class RouteWaiting(_Doc):
@@ -114,6 +116,8 @@ class DeliveryStatusOut(_Doc):
     channel_id: str | None = None
     waiting: dict[str, RouteWaiting] | None = None
     private: PrivateWaiting | None = None
+    deliver_at: int | None = None  # a scheduled send: when its deliveries go out (epoch ms)
+    state: str | None = None  # "scheduled" while they wait for it
 
 
 class SendStatusOut(_Doc):
@@ -127,6 +131,17 @@ class SendStatusOut(_Doc):
     queued: int
     created_at: int
     channel_id: str | None = None
+    deliver_at: int | None = None
+    scheduled: int | None = None
+    cancelled: int | None = None
+
+
+class CancelOut(_Doc):
+    op_id: str
+    outcome: str  # cancelled | already_cancelled | already_done
+    cancelled: int  # deliveries cancelled by this call
+    total: int
+    states: dict[str, int]  # every delivery of the operation by state, afterwards
 
 
 # --------------------------------------------------------------------------- query parameters
@@ -215,7 +230,8 @@ _SEND = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.PASSWORD_REQUI
          C.INVALID_SEVERITY.code, C.IMAGES_FORMAT_INVALID.code, C.TAGS_FORMAT_INVALID.code,
          C.METADATA_OBJECT_REQUIRED.code, C.METADATA_VALUE_TOO_LONG.code,
          C.INVALID_OCCURRED_AT.code, C.THING_DELETED.code, C.EVENT_CLOSED.code,
-         C.PAYLOAD_TOO_LARGE.code)
+         C.PAYLOAD_TOO_LARGE.code, C.INVALID_DELIVER_AT.code, C.DELIVER_AT_IN_PAST.code,
+         C.DELIVER_AT_TOO_FAR.code, C.TTL_BEFORE_DELIVER_AT.code)
 _MESSAGE = (*_SEND, C.TITLE_REQUIRED.code, C.INVALID_MESSAGE.code,
             C.OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE.code)
 _EVENT = (*_SEND, C.EVENT_ID_REQUIRED.code, C.INVALID_EVENT_ID.code, C.INVALID_STATUS.code,
@@ -383,6 +399,11 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
         media=SSE, media_schema=SSE_EVENT,
         codes=(C.OPERATION_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,
                C.INVALID_QUERY.code, C.INVALID_CHANNEL_ID.code)),
+    ("POST", "/operations/{op_id}/cancel"): Op(
+        "cancel what has not gone out of an operation (a scheduled send): with the channel's "
+        "password, or the gateway token alone", "status", body=OPS.CancelIn, data=CancelOut,
+        codes=(C.OPERATION_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,
+               *_CHANNEL, *_PASSWORD)),
     ("GET", "/send_status/{op_id}"): Op(
         "send status of an operation (v1.3)", "status", query=NoQuery, data=SendStatusOut,
         codes=(C.OPERATION_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,

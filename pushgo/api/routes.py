@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from pushgo.api.envelope import body_as, convert, ok
+from pushgo.api.envelope import body_as, convert, ok, read_body
 from pushgo.api.front import TOKEN_QUERY
 from pushgo.api.page import render_index
 from pushgo.api.private_ws import private_enabled, transport_hints
@@ -89,8 +89,20 @@ def _send_routes(svc: Services) -> list[BaseRoute]:
         _query(request, set())
         return ok(send_status(await svc.status.get(request.path_params["op_id"])))
 
+    async def cancel_operation(request: Request) -> Response:
+        # No body at all: a gateway token cancels every operation of the op_id.
+        if request.headers.get("content-type"):
+            req = await body_as(request, OPS.CancelIn)
+        elif (await read_body(request)).strip():
+            raise InvalidInput(codes.MISSING_JSON_CONTENT_TYPE,
+                               "missing Content-Type: application/json")
+        else:
+            req = OPS.CancelIn()
+        return ok(await svc.schedules.cancel(request.path_params["op_id"], req))
+
     routes: list[BaseRoute] = [
         Route("/message", post_message, methods=["POST"]),
+        Route("/operations/{op_id}/cancel", cancel_operation, methods=["POST"]),
         Route("/message", get_message, methods=["GET"]),
         Route("/thing/{thing_id}/event/close", thing_event_close, methods=["POST"]),
         Route("/send_status/{op_id}", get_send_status, methods=["GET"]),

@@ -310,6 +310,7 @@ class DirectIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ciphertext: str | None = None
     tags: list[str] = msgspec.field(default_factory=list)
     metadata: OPS.Meta = None
+    deliver_at: OPS.Ts = None
 
 
 @dataclass(frozen=True)
@@ -377,7 +378,7 @@ def _item(doc: dict[str, Any]) -> Item:
             channel_id="", title=req.title, op_id=req.op_id, body=req.body,
             occurred_at=req.occurred_at, severity=req.severity, ttl=req.ttl, url=req.url,
             images=req.images, ciphertext=req.ciphertext, tags=req.tags,
-            metadata=req.metadata)
+            metadata=req.metadata, deliver_at=req.deliver_at)
         spec = OPS.message_spec(msg, channel_key=direct_key(route, tokens))
         return Item(kind, spec, route=route, tokens=tokens)
     req = _convert(doc, KINDS[kind])

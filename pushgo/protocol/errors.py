@@ -169,6 +169,11 @@ INVALID_OBSERVED_AT = _api("invalid_observed_at")
 OBSERVED_AT_REQUIRED = _api("observed_at_required")
 INVALID_CREATED_AT = _api("invalid_created_at")
 INVALID_DELETED_AT = _api("invalid_deleted_at")
+INVALID_DELIVER_AT = _api("invalid_deliver_at")
+#: A scheduled send's ``deliver_at``: not in the past, at most 30 days ahead; its ttl after it.
+DELIVER_AT_IN_PAST = _api("deliver_at_in_past")
+DELIVER_AT_TOO_FAR = _api("deliver_at_too_far")
+TTL_BEFORE_DELIVER_AT = _api("ttl_before_deliver_at")
 
 # operation rules
 OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE = _api(

@@ -118,6 +118,24 @@ def timestamp(raw: object, field: str, *, required: bool = False) -> int | None:
     return ms
 
 
+#: How far ahead a send may be scheduled (``deliver_at``).
+MAX_SCHEDULE_MS = 30 * 24 * 3600 * 1000
+
+
+def deliver_at(value: int | None, ttl_ms: int | None, now_ms: int) -> int | None:
+    """A scheduled send's time, checked against the caller's clock: later than now, at most
+    30 days ahead, and before the expiry asked for (``ttl``) when there is one."""
+    if value is None:
+        return None
+    if value <= now_ms:
+        raise FieldError(codes.DELIVER_AT_IN_PAST, "deliver_at must be in the future")
+    if value > now_ms + MAX_SCHEDULE_MS:
+        raise FieldError(codes.DELIVER_AT_TOO_FAR, "deliver_at must be at most 30 days ahead")
+    if ttl_ms is not None and ttl_ms <= value:
+        raise FieldError(codes.TTL_BEFORE_DELIVER_AT, "ttl must be later than deliver_at")
+    return value
+
+
 def _string_list(values: list[str] | None, field: str, max_items: int, max_len: int,
                  code: codes.ErrorCode) -> list[str]:
     if not values:

@@ -25,6 +25,7 @@ class _Req(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     channel_id: str
     password: str | None = None
     op_id: str | None = None
+    deliver_at: Ts = None  # a scheduled send: nothing goes out before then
 
 
 class MessageIn(_Req, kw_only=True):
@@ -58,6 +59,7 @@ class MessageQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ciphertext: str | None = None
     tags: str | None = None
     metadata: str | None = None
+    deliver_at: str | None = None
 
 
 class _EventBody(_Req, kw_only=True):
@@ -135,6 +137,9 @@ class OpSpec:
     ttl_ms: int | None  # absolute expiry asked for (messages)
     occurred_at: int | None  # None: the accept time
     fields: dict[str, Any] = field(default_factory=dict)
+    #: A scheduled send: when its deliveries become due (epoch ms); None: at once. Checked
+    #: against the clock (not past, ≤ 30 days ahead) when the send is prepared.
+    deliver_at: int | None = None
 
     def fingerprint(self) -> str:
         """What makes two requests with one op_id "the same payload"."""
@@ -143,6 +148,8 @@ class OpSpec:
             "severity": self.severity,
             "ttl": self.ttl_ms, "occurred_at": self.occurred_at, "fields": self.fields,
         }
+        if self.deliver_at is not None:  # absent otherwise: older fingerprints still match
+            doc["deliver_at"] = self.deliver_at
         raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -183,6 +190,7 @@ def message_spec(req: MessageIn, *, channel_key: str | None = None) -> OpSpec:
         route="message", entity_type="message", channel_id=cid, op_id=op, entity_id=None,
         thing_id=thing_id, severity=field_rules.severity_lenient(req.severity),
         ttl_ms=field_rules.timestamp(req.ttl, "ttl"), occurred_at=occurred, fields=fields,
+        deliver_at=field_rules.timestamp(req.deliver_at, "deliver_at"),
     )
 
 
@@ -193,6 +201,7 @@ def message_from_query(q: MessageQuery) -> MessageIn:
         body=q.body, thing_id=field_rules.blank_to_none(q.thing_id), occurred_at=q.occurred_at,
         severity=q.severity, ttl=q.ttl, url=q.url, images=field_rules.csv_list(q.images) or [],
         ciphertext=q.ciphertext, tags=field_rules.csv_list(q.tags) or [], metadata=meta,
+        deliver_at=q.deliver_at,
     )
 
 
@@ -264,6 +273,7 @@ def event_spec(req: _EventBody, action: str, *, now_ms: int | None = None) -> Op
         route=f"event.{action}", entity_type="event", channel_id=cid, op_id=op,
         entity_id=event_id, thing_id=thing_id, severity="normal", ttl_ms=None,
         occurred_at=event_time, fields=fields,
+        deliver_at=field_rules.timestamp(req.deliver_at, "deliver_at"),
     )
 
 
@@ -311,6 +321,7 @@ def thing_spec(req: _ThingBody, action: str) -> OpSpec:
         route=f"thing.{action}", entity_type="thing", channel_id=cid, op_id=op,
         entity_id=thing_id, thing_id=thing_id, severity="normal", ttl_ms=None,
         occurred_at=observed, fields=fields,
+        deliver_at=field_rules.timestamp(req.deliver_at, "deliver_at"),
     )
 
 
@@ -322,3 +333,12 @@ THING_ACTIONS: dict[str, type[_ThingBody]] = {
     "create": ThingCreateIn, "update": ThingUpdateIn, "archive": ThingArchiveIn,
     "delete": ThingDeleteIn,
 }
+
+
+class CancelIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /operations/{op_id}/cancel``: the channel of the operation and its password.
+    Without a password (a gateway with PUSHGO_TOKEN only) ``channel_id`` may be left out:
+    every operation of that op_id is cancelled, direct sends included."""
+
+    channel_id: str | None = None
+    password: str | None = None

@@ -78,16 +78,17 @@ def render(spec: OpSpec, *, op_id: str, entity_id: str, now_ms: int, default_ttl
         data["ciphertext"] = f["ciphertext"]
     if f.get("metadata"):
         data["metadata"] = _json(f["metadata"])
-    # 2. standard fields
-    occurred = spec.occurred_at if spec.occurred_at is not None else now_ms
-    expires = effective_expiry(spec, now_ms, default_ttl_ms)
+    # 2. standard fields (a scheduled send is sent, and its TTL counts, from deliver_at)
+    sent = spec.deliver_at if spec.deliver_at is not None else now_ms
+    occurred = spec.occurred_at if spec.occurred_at is not None else sent
+    expires = effective_expiry(spec, sent, default_ttl_ms)
     data["channel_id"] = spec.channel_id
     data["schema_version"] = SCHEMA_VERSION
     data["payload_version"] = PAYLOAD_VERSION
     data["op_id"] = op_id
     data["ingested_at"] = str(now_ms)
     data["occurred_at"] = str(occurred)
-    data["sent_at"] = str(now_ms)
+    data["sent_at"] = str(sent)
     data["entity_type"] = spec.entity_type
     data["entity_id"] = entity_id
     action = spec.route.partition(".")[2]

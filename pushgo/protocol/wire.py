@@ -182,3 +182,4 @@ class SendOut(_Out):
     message_id: str | None = None
     event_id: str | None = None
     thing_id: str | None = None
+    deliver_at: int | None = None  # a scheduled send: when it goes out (epoch ms)

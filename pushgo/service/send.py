@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from pushgo.errors import Conflict, GatewayError, StoreUnavailable, codes
+from pushgo.protocol import fields as field_rules
 from pushgo.protocol import wire
 from pushgo.protocol.operations import OpSpec
 from pushgo.protocol.payload import Rendered, render
@@ -25,6 +26,7 @@ from pushgo.service.throttle import current_client
 from pushgo.store import channels as channel_store
 from pushgo.store import entities as entity_store
 from pushgo.store import outbox as outbox_store
+from pushgo.store import schedule as schedule_store
 from pushgo.store.direct import insert_direct
 
 
@@ -37,11 +39,12 @@ class Accepted:
     thing_id: str | None
     recipients: int
     duplicate: bool
+    deliver_at: int | None = None  # a scheduled send
 
     def wire(self) -> wire.SendOut:
         kind = self.route.partition(".")[0]
         out = wire.SendOut(channel_id=self.channel_id, op_id=self.op_id, accepted=True,
-                        thing_id=self.thing_id)
+                        thing_id=self.thing_id, deliver_at=self.deliver_at)
         if kind == "message":
             out.message_id = self.entity_id
         elif kind == "event":
@@ -116,6 +119,7 @@ class Publisher:
         ``direct``: a message to provider tokens instead of a channel's subscribers (its
         ``spec.channel_id`` is then the key made by the bulk protocol, not a channel)."""
         now = self.ctx.now()
+        field_rules.deliver_at(spec.deliver_at, spec.ttl_ms, now)
         op_id = spec.op_id or new_time_ordered_id(now)
         entity_id = spec.entity_id or new_time_ordered_id(now)
         rendered = render(spec, op_id=op_id, entity_id=entity_id, now_ms=now,
@@ -206,7 +210,8 @@ class Prepared:
                     raise Conflict(codes.OP_ID_CONFLICT,
                                    "op_id was already used with a different payload")
                 return Accepted(spec.channel_id, op_id, seen.route, seen.entity_id,
-                                seen.thing_id, seen.recipients, duplicate=True)
+                                seen.thing_id, seen.recipients, duplicate=True,
+                                deliver_at=spec.deliver_at)
         _check_lifecycle(conn, spec, kind, action)
         op_pk = outbox_store.insert_operation(
             conn, channel_id=spec.channel_id, op_id=op_id, route=spec.route,
@@ -215,13 +220,16 @@ class Prepared:
             payload=rendered.payload_json(), alert=rendered.alert_json(), created_at=now,
             expires_at=rendered.expires_at,
             **({"recipients": len(self.direct.tokens)} if self.direct is not None else {}),
+            **({"deliver_at": spec.deliver_at} if spec.deliver_at is not None else {}),
         )
         if self.direct is not None:
             # No channel history: the operation row keeps the payload, the deliveries the rest.
             recipients = insert_direct(conn, op_pk, spec.channel_id, self.direct.route,
                                        self.direct.tokens, now, rendered.expires_at)
+            if spec.deliver_at is not None:
+                schedule_store.schedule(conn, op_pk, spec.deliver_at)
             return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id,
-                            recipients, duplicate=False)
+                            recipients, duplicate=False, deliver_at=spec.deliver_at)
         if kind == "message":
             entity_store.insert_message(conn, message_id=entity_id, channel_id=spec.channel_id,
                              op_pk=op_pk, thing_id=spec.thing_id, fields=spec.fields,
@@ -235,8 +243,10 @@ class Prepared:
             entity_store.apply_thing(conn, channel_id=spec.channel_id, thing_id=entity_id,
                           action=action, fields=spec.fields, now=now)
         recipients = outbox_store.fan_out(conn, op_pk, spec.channel_id, now, rendered.expires_at)
+        if spec.deliver_at is not None:
+            schedule_store.schedule(conn, op_pk, spec.deliver_at)
         return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id, recipients,
-                        duplicate=False)
+                        duplicate=False, deliver_at=spec.deliver_at)
 
 
 #: Tries of one bulk batch: optimistic, item by item, and again after a deadlock.

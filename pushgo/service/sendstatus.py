@@ -18,7 +18,11 @@ providers answered; the rest of the answer's shape is not published, so pushgo c
 - ``"sent"``, ``"provider_success"`` — every delivery went out;
 - ``"partially_failed"``, ``"provider_failed"`` — some went out, some failed or expired;
 - ``"failed"``, ``"provider_failed"`` (or ``"expired"`` when none was rejected) — none went
-  out.
+  out;
+- ``"scheduled"``, ``reason: "deliver_at"`` — a scheduled send whose time has not come
+  (``deliver_at`` and ``scheduled`` say when and how many);
+- ``"cancelled"``, ``reason: "cancelled"`` — cancelled before any delivery went out
+  (``cancelled`` counts them; a partly cancelled send keeps the status of the rest).
 
 Pure: takes the document, returns the answer. Must not import pushgo.api or starlette.
 """
@@ -48,11 +52,16 @@ def send_status(doc: Doc) -> Doc:
     """The v1.3 send status of a delivery status document."""
     states = doc["states"]
     sent, failed, expired = states["sent"], states["failed"], states.get("expired", 0)
+    scheduled, cancelled = states.get("scheduled", 0), states.get("cancelled", 0)
     if doc["total"] == 0:
         status, reason = "accepted", "no_recipients"
+    elif scheduled:
+        status, reason = "scheduled", "deliver_at"
+    elif cancelled == doc["total"]:
+        status, reason = "cancelled", "cancelled"
     elif (pending := _pending(doc)) is not None:
         status, reason = pending
-    elif failed == 0 and expired == 0:
+    elif failed == 0 and expired == 0 and sent:
         status, reason = "sent", "provider_success"
     elif sent:
         status, reason = "partially_failed", "provider_failed"
@@ -63,4 +72,10 @@ def send_status(doc: Doc) -> Doc:
                 "queued": states["queued"], "created_at": doc["created_at"]}
     if "channel_id" in doc:
         out["channel_id"] = doc["channel_id"]
+    if "deliver_at" in doc:
+        out["deliver_at"] = doc["deliver_at"]
+    if scheduled:
+        out["scheduled"] = scheduled
+    if cancelled:
+        out["cancelled"] = cancelled
     return out

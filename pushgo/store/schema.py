@@ -72,6 +72,8 @@ operations = sa.Table(
     sa.Column("recipients", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("expires_at", Ms, nullable=False),
+    # A scheduled send: its deliveries wait (state ``scheduled``) until then. NULL: at once.
+    sa.Column("deliver_at", Ms, nullable=True),
     sa.UniqueConstraint("channel_id", "op_id", name="uq_operations_op"),
     # Delivery status reads every operation of one op_id, whatever its channel.
     sa.Index("ix_operations_op_id", "op_id"),
@@ -139,7 +141,8 @@ things = sa.Table(
 )
 
 #: The outbox: one row per (operation, device). ``state`` is the provider send state
-#: (queued → sent / failed / expired); ``inbox`` says the device can still fetch the payload
+#: (queued → sent / failed / expired; a scheduled send's wait as ``scheduled`` until its
+#: ``deliver_at`` in ``next_attempt_at``, and either may end ``cancelled``); ``inbox`` says the device can still fetch the payload
 #: (private stream, /messages/pull) until it acknowledges or pulls it, or it expires.
 deliveries = sa.Table(
     "deliveries", metadata,

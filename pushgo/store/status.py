@@ -30,9 +30,9 @@ def status(conn: Connection, op_id: str, channel_ids: Sequence[str] | None, now:
         where.append(o.c.channel_id.in_(list(channel_ids)))
     head = conn.execute(sa.select(
         sa.func.count(), sa.func.min(o.c.created_at), sa.func.min(o.c.channel_id),
-        sa.func.max(o.c.channel_id),
+        sa.func.max(o.c.channel_id), sa.func.max(o.c.deliver_at),
     ).where(*where)).one()
-    count, created_at, first_channel, last_channel = head
+    count, created_at, first_channel, last_channel, deliver_at = head
     if not count:
         return None
     # A queued delivery's last error says why it waits (a retry, or a provider unavailable).
@@ -59,13 +59,19 @@ def status(conn: Connection, op_id: str, channel_ids: Sequence[str] | None, now:
             per_why = queued_why.setdefault(route, {})
             per_why[why] = per_why.get(why, 0) + n
         waiting_retry += int(again or 0)
+    # Scheduled deliveries wait for deliver_at: not done until they went out (or cancelled).
+    pending = states["queued"] + states.get("scheduled", 0)
     doc: dict[str, Any] = {
-        "op_id": op_id, "total": sum(states.values()), "done": states["queued"] == 0,
+        "op_id": op_id, "total": sum(states.values()), "done": pending == 0,
         "states": states, "failures": failures, "created_at": int(created_at),
         "operations": int(count), "retrying": waiting_retry, "routes": routes,
     }
     if first_channel == last_channel and not is_direct_key(first_channel):
         doc["channel_id"] = first_channel
+    if deliver_at is not None:
+        doc["deliver_at"] = int(deliver_at)
+        if states.get("scheduled"):
+            doc["state"] = "scheduled"
     waiting = _waiting(conn, routes, queued_why, now)
     if waiting:
         doc["waiting"] = waiting

@@ -195,6 +195,16 @@ async def test_known_good_requests_match_the_document_and_the_routes(gateway, ap
                                                      "observed_at": T0 + 9})
     await call("GET", "/deliveries/{op_id}", f"/deliveries/{sent['op_id']}")
     await call("GET", "/send_status/{op_id}", f"/send_status/{sent['op_id']}")
+    # a scheduled send: its status while it waits, and its cancel
+    later = gateway.ctx.now() // 1000 + 3600
+    await call("POST", "/message", body={**base, "title": "later", "op_id": "op-later",
+                                         "deliver_at": later})
+    waiting = await call("GET", "/deliveries/{op_id}", "/deliveries/op-later")
+    assert waiting["state"] == "scheduled" and waiting["deliver_at"] == later * 1000
+    assert (await call("GET", "/send_status/{op_id}", "/send_status/op-later"))["status"] \
+        == "scheduled"
+    assert (await call("POST", "/operations/{op_id}/cancel", "/operations/op-later/cancel",
+                       body=base))["outcome"] == "cancelled"
     page = await call("POST", "/v2/messages/pull", body={"device_key": key})
     ids = [item["delivery_id"] for item in page["items"]]
     assert ids
