@@ -5,6 +5,7 @@
     pushgo send --channel ID --password P --title T [--body B] …   one message
     pushgo deliveries OP_ID [--wait|--no-wait] [--until provider|done]
                                                  delivery counts (a progress bar on a TTY)
+    pushgo cancel OP_ID [--channel ID --password P]   cancel what has not gone out
     pushgo db migrate                            bring PUSHGO_DB_URL's schema up to date
     pushgo oauth rotate-key                      a new access-token signing key (pushgo.oauth.rotate)
 
@@ -76,6 +77,8 @@ def add_commands(sub: Any) -> None:
     send.add_argument("--link", help="a URL the notification opens")
     send.add_argument("--tag", action="append", dest="tags", help="a tag (repeatable)")
     send.add_argument("--op-id", help="idempotency key: sending it again sends nothing new")
+    send.add_argument("--deliver-at", help="schedule it: Unix seconds or milliseconds, at most "
+                                           "30 days ahead (nothing goes out before then)")
 
     deliveries = sub.add_parser(
         "deliveries", parents=[http], help="delivery counts of an operation",
@@ -93,6 +96,19 @@ def add_commands(sub: Any) -> None:
         help="follow until the APNs/FCM/WNS deliveries are settled (provider: the default on a "
              "terminal, where private deliveries may wait days for an offline device) or until "
              "every delivery is (done: the default otherwise)")
+
+    cancel = sub.add_parser(
+        "cancel", parents=[http], help="cancel what has not gone out of an operation",
+        description="Cancel every delivery of an operation that has not gone out yet (a "
+                    "scheduled send, or deliveries still waiting). With --channel and the "
+                    "channel's password; on a gateway with PUSHGO_TOKEN the token alone "
+                    "will do, and without --channel every operation of the op_id is "
+                    "cancelled. Safe to repeat.")
+    cancel.add_argument("op_id")
+    cancel.add_argument("--channel", help="the operation's channel id")
+    cancel.add_argument("--password", help="channel password (default: "
+                                           "PUSHGO_CHANNEL_PASSWORD; not needed with "
+                                           "PUSHGO_TOKEN)")
 
     db = sub.add_parser("db", help="database maintenance")
     dsub = db.add_subparsers(dest="db_command", required=True)
@@ -128,6 +144,8 @@ def run_command(args: argparse.Namespace) -> int:
                 return _channel_info(client, args)
             if args.command == "send":
                 return _send(client, args)
+            if args.command == "cancel":
+                return _cancel(client, args)
             return _deliveries(client, args)
     except CliError as exc:
         print(f"pushgo: {exc}", file=sys.stderr)
@@ -269,13 +287,39 @@ def _send(client: _Client, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"channel_id": args.channel, "password": _password(args),
                             "title": args.title}
     optional = {"body": args.body, "severity": args.severity, "url": args.link,
-                "tags": args.tags, "op_id": args.op_id}
+                "tags": args.tags, "op_id": args.op_id, "deliver_at": args.deliver_at}
     body.update({k: v for k, v in optional.items() if v is not None})
     data = client.call("POST", "/message", json_body=body)
     if args.json:
         _print_json(data)
     else:
-        print(f"accepted  op_id={data['op_id']}  message_id={data.get('message_id', '')}")
+        when = f"  deliver_at={_when(data['deliver_at'])}" if "deliver_at" in data else ""
+        print(f"accepted  op_id={data['op_id']}  message_id={data.get('message_id', '')}{when}")
+    return 0
+
+
+def _cancel(client: _Client, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if args.channel:
+        body["channel_id"] = args.channel
+    password = args.password if args.password is not None else os.environ.get(
+        "PUSHGO_CHANNEL_PASSWORD")
+    if password:
+        body["password"] = password
+    elif not os.environ.get("PUSHGO_TOKEN"):
+        _password(args)  # says what is missing
+    data = client.call("POST", f"/operations/{quote(args.op_id, safe='')}/cancel",
+                       json_body=body)
+    if args.json:
+        _print_json(data)
+        return 0
+    words = {"cancelled": f"cancelled {data['cancelled']} of {data['total']} deliveries",
+             "already_cancelled": "already cancelled: nothing was left to cancel",
+             "already_done": "nothing to cancel: every delivery had already gone out "
+                             "(or is with its provider)"}
+    print(f"{data['op_id']}  {words.get(data['outcome'], data['outcome'])}")
+    states = data.get("states") or {}
+    print("  ".join(f"{name} {n}" for name, n in sorted(states.items())))
     return 0
 
 
@@ -285,6 +329,10 @@ def _deliveries(client: _Client, args: argparse.Namespace) -> int:
     data = client.call("GET", path, params=params)
     tty = sys.stderr.isatty()
     wait = tty if args.wait is None else args.wait
+    if data.get("state") == "scheduled" and args.wait is None:
+        wait = False  # it may wait for days: followed only when asked (--wait)
+        print(f"scheduled for {_when(data.get('deliver_at'))}: not following it (--wait "
+              "does)", file=sys.stderr)
     until = args.until or ("provider" if tty else "done")
     told = False
     if wait and tty:
@@ -322,14 +370,16 @@ def _finished(data: dict[str, Any], until: str) -> bool:
     """``done``: nothing is queued; ``provider``: nothing but private deliveries is."""
     if data.get("done"):
         return True
-    queued = int((data.get("states") or {}).get("queued") or 0)
-    return until == "provider" and queued == _private_queued(data)
+    states = data.get("states") or {}
+    queued = int(states.get("queued") or 0)
+    return until == "provider" and queued == _private_queued(data) \
+        and not states.get("scheduled")
 
 
 def _counts(data: dict[str, Any]) -> tuple[int, int]:
     states = data.get("states") or {}
     total = int(data.get("total") or 0)
-    finished = total - int(states.get("queued") or 0)
+    finished = total - int(states.get("queued") or 0) - int(states.get("scheduled") or 0)
     return finished, total
 
 
@@ -350,8 +400,13 @@ def _summary(data: dict[str, Any]) -> None:
     states = data.get("states") or {}
     print(f"op_id     {data.get('op_id')}\ntotal     {data.get('total')}\n"
           f"done      {'yes' if data.get('done') else 'no'}")
+    if data.get("deliver_at") is not None:
+        print(f"deliver   {_when(data['deliver_at'])}")
     for name in ("queued", "sent", "failed", "expired"):
         print(f"{name:<9} {states.get(name, 0)}")
+    for name in ("scheduled", "cancelled"):
+        if states.get(name):
+            print(f"{name:<9} {states[name]}")
     for reason, n in sorted((data.get("failures") or {}).items()):
         print(f"  failed: {reason} {n}")
     if data.get("retrying"):

@@ -42,6 +42,9 @@ COMMON: dict[str, Schema] = {
                   "payload returns the first answer and sends nothing new", maxLength=128),
     "ciphertext": _str("opaque end-to-end encrypted payload, passed through unchanged"),
     "metadata": _METADATA,
+    "deliver_at": _ts("a scheduled send: when it goes out, in the future and at most 30 days "
+                      "ahead (its TTL counts from then); nothing is delivered before, and "
+                      "pushgo.operation.cancel stops it"),
 }
 
 MESSAGE: dict[str, Schema] = {
@@ -151,7 +154,10 @@ DELIVERY: Schema = {
                 "last_error": {"type": "string"}, "since": {"type": "integer"},
                 "breaker": {"type": "string"}},
             "required": ["route", "deliveries", "reason"]}},
-        "done": {"type": "boolean", "description": "no provider delivery is left queued"},
+        "done": {"type": "boolean", "description": "no provider delivery is left queued "
+                 "or scheduled"},
+        "deliver_at": {"type": "integer", "description": "a scheduled send: when its "
+                       "deliveries go out (epoch milliseconds)"},
     },
     "required": ["devices", "routes", "states", "failures", "pending", "done"],
 }
@@ -164,6 +170,8 @@ def send_output(id_field: str) -> Schema:
         "accepted": {"type": "boolean", "description": "stored in the outbox; delivery to "
                      "each device is asynchronous"},
         id_field: {"type": "string"},
+        "deliver_at": {"type": "integer", "description": "a scheduled send: when it goes out "
+                       "(epoch milliseconds)"},
     }
     if id_field != "thing_id":
         props["thing_id"] = {"type": "string"}
@@ -230,6 +238,36 @@ UNBIND_IN = {"type": "object", "additionalProperties": False,
 UNBIND_OUT = {"type": "object",
               "properties": {"removed": {"type": "boolean"}, "channel_id": {"type": "string"}},
               "required": ["removed", "channel_id"]}
+
+def cancel_input(*, password: bool) -> Schema:
+    """``pushgo.operation.cancel``: the op_id and its channel (and, in legacy mode, the
+    channel's password)."""
+    props: dict[str, Schema] = {
+        "op_id": _str("the op_id a send tool answered", maxLength=128),
+        "channel_id": _str("the channel the operation was sent to"),
+    }
+    required = ["op_id", "channel_id"]
+    if password:
+        props["password"] = COMMON["password"]
+        required.append("password")
+    return {"type": "object", "additionalProperties": False, "properties": props,
+            "required": required}
+
+
+CANCEL_OUT: Schema = {
+    "type": "object",
+    "properties": {
+        "op_id": {"type": "string"},
+        "outcome": {"type": "string", "enum": ["cancelled", "already_cancelled", "already_done"],
+                    "description": "cancelled: deliveries stopped now; already_cancelled: a "
+                    "repeated cancel; already_done: everything had gone out (or is in a "
+                    "provider's hands), nothing changed"},
+        "cancelled": {"type": "integer", "description": "deliveries cancelled by this call"},
+        "total": {"type": "integer"},
+        "states": {**_COUNTS, "description": "the operation's deliveries by state, afterwards"},
+    },
+    "required": ["op_id", "outcome", "cancelled", "total", "states"],
+}
 
 #: What an ``isError`` result of any tool carries as ``structuredContent``.
 ERROR_PROPERTIES: dict[str, Schema] = {

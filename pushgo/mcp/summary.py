@@ -70,9 +70,13 @@ def explained(doc: dict[str, Any]) -> bool:
 def delivery(doc: dict[str, Any]) -> dict[str, Any]:
     """The structured ``delivery`` field of a send tool's result."""
     private_queued = doc["routes"].get("private", {}).get("queued", 0)
-    return {"devices": doc["total"], "routes": doc["routes"], "states": doc["states"],
-            "failures": doc["failures"], "pending": pending(doc),
-            "done": doc["states"]["queued"] - private_queued == 0}
+    out = {"devices": doc["total"], "routes": doc["routes"], "states": doc["states"],
+           "failures": doc["failures"], "pending": pending(doc),
+           "done": doc["states"]["queued"] - private_queued == 0
+           and not doc["states"].get("scheduled")}
+    if "deliver_at" in doc:
+        out["deliver_at"] = doc["deliver_at"]
+    return out
 
 
 def _pending_words(item: dict[str, Any]) -> str:
@@ -113,5 +117,12 @@ def describe(doc: dict[str, Any], channel_id: str) -> str:
         parts.append(f"{states.get('failed', 0)} failed: {reasons}.")
     if states.get("expired"):
         parts.append(f"{states['expired']} expired before delivery.")
+    if states.get("scheduled"):
+        when = _when(doc.get("deliver_at")) or "later"
+        parts.append(f"{_n(states['scheduled'], 'delivery is', 'deliveries are')} scheduled "
+                     f"for {when}; nothing goes out before then, and "
+                     "pushgo.operation.cancel can still stop it.")
+    if states.get("cancelled"):
+        parts.append(f"{states['cancelled']} cancelled before they went out.")
     parts.extend(_pending_words(item) for item in pending(doc))
     return " ".join(parts)

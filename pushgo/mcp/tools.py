@@ -309,11 +309,47 @@ class Tools:
                     SCOPE_CHANNELS, unbind),
         ]
 
+    def _cancel_tool(self) -> ToolDef:
+        async def run(args: dict[str, Any], ctx: ToolContext) -> dict[str, Any]:
+            req = _convert(args, CancelToolIn)
+            if not ctx.principal.oauth:
+                return await self.svc.schedules.cancel(req.op_id, OPS.CancelIn(
+                    channel_id=req.channel_id, password=OPS.require_password(req.password)))
+            if req.password is not None:
+                raise InvalidInput(codes.PASSWORD_FORBIDDEN_IN_OAUTH_MODE,
+                                   "password must not be passed in OAuth mode: channels are "
+                                   "authorized by binding them (pushgo.channel.bind.start)")
+            channel_id = field_rules.channel_id(req.channel_id)
+            if not await self.binding.is_granted(ctx.principal, channel_id):
+                raise GatewayError(codes.CHANNEL_NOT_BOUND,
+                                   "this channel is not bound to your authorization; bind it "
+                                   "with pushgo.channel.bind.start")
+            return await self.svc.schedules.cancel_granted(req.op_id, channel_id)
+
+        return ToolDef(
+            name="pushgo.operation.cancel", title="Cancel a scheduled send",
+            description="Cancel whatever has not gone out yet of an operation (a send made "
+                        "with deliver_at, or deliveries still waiting): its deliveries end "
+                        "cancelled. Safe to repeat; once everything went out it says so and "
+                        "changes nothing.",
+            input_schema=schemas.cancel_input(password=not self.oauth),
+            output_schema=schemas.CANCEL_OUT,
+            annotations=_annotations("Cancel a scheduled send", destructive=True,
+                                     idempotent=True, open_world=True),
+            scope=SCOPE_TOOLS, handler=run)
+
     def _build(self) -> list[ToolDef]:
         return [self._message_tool(),
                 *(self._event_tool(a) for a in OPS.EVENT_ACTIONS),
                 *(self._thing_tool(a) for a in OPS.THING_ACTIONS),
+                self._cancel_tool(),
                 *self._channel_tools()]
+
+
+class CancelToolIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    op_id: str
+    channel_id: str
+    password: str | None = None
 
 
 class BindStartIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -142,8 +142,9 @@ things = sa.Table(
 
 #: The outbox: one row per (operation, device). ``state`` is the provider send state
 #: (queued → sent / failed / expired; a scheduled send's wait as ``scheduled`` until its
-#: ``deliver_at`` in ``next_attempt_at``, and either may end ``cancelled``); ``inbox`` says the device can still fetch the payload
-#: (private stream, /messages/pull) until it acknowledges or pulls it, or it expires.
+#: ``deliver_at`` in ``next_attempt_at``, and either may end ``cancelled``); ``inbox`` says
+#: the device can still fetch the payload (private stream, /messages/pull) until it
+#: acknowledges or pulls it, or it expires.
 deliveries = sa.Table(
     "deliveries", metadata,
     sa.Column("seq", BigId, primary_key=True, autoincrement=True),

@@ -251,8 +251,9 @@ async def test_unknown_and_modern_only_methods_are_method_not_found(http):
 async def test_tools_list_pages_with_an_opaque_cursor(http, monkeypatch):
     sid = await open_session(http)
     doc = await legacy_call(http, sid, "tools/list")
-    # 8: the four channel tools need OAuth and are not listed to a legacy caller.
-    assert len(doc["result"]["tools"]) == 8 and "nextCursor" not in doc["result"]
+    # 9 (eight sends and the cancel): the four channel tools need OAuth and are not
+    # listed to a legacy caller.
+    assert len(doc["result"]["tools"]) == 9 and "nextCursor" not in doc["result"]
     assert "ttlMs" not in doc["result"] and "resultType" not in doc["result"]
     monkeypatch.setattr(mcp_dispatch, "PAGE_SIZE", 5)
     names: list[str] = []
@@ -264,7 +265,7 @@ async def test_tools_list_pages_with_an_opaque_cursor(http, monkeypatch):
         cursor = page.get("nextCursor")
         if cursor is None:
             break
-    assert len(names) == 8 == len(set(names))
+    assert len(names) == 9 == len(set(names))
     for bad in ("!!", "bm9wZQ", mcp_dispatch.encode_cursor(99)):
         doc = await legacy_call(http, sid, "tools/list", {"cursor": bad})
         assert doc["error"]["code"] == jsonrpc.INVALID_PARAMS

@@ -267,7 +267,7 @@ async def test_errors_keep_their_status_even_for_sse_only_clients(http):
     resp = await post(http, body, {**headers, "accept": "text/event-stream"})
     assert resp.headers["content-type"] == "text/event-stream"
     (msg,) = sse_messages(resp.text)
-    assert len(msg["result"]["tools"]) == 8  # a legacy caller: no channel tools
+    assert len(msg["result"]["tools"]) == 9  # a legacy caller: no channel tools
 
 
 async def test_listen_needs_an_sse_accepting_client(http):
