@@ -475,6 +475,7 @@ class Result(msgspec.Struct, omit_defaults=True, kw_only=True):
     thing_id: str | None = None
     recipients: int | None = None
     duplicate: bool = False
+    deliver_at: int | None = None  # a scheduled send: when it goes out (epoch ms)
     error_code: str | None = None
     error: str | None = None
     status: int | None = None

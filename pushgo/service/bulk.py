@@ -243,8 +243,9 @@ def _ok(index: int, item: bulk_wire.Item, acc: Accepted) -> bulk_wire.Result:
     if item.route is not None:
         return bulk_wire.Result(index=index, ok=True, op_id=acc.op_id, route=item.route,
                         message_id=acc.entity_id, recipients=acc.recipients,
-                        duplicate=acc.duplicate)
+                        duplicate=acc.duplicate, deliver_at=acc.deliver_at)
     out = acc.wire()
     return bulk_wire.Result(index=index, ok=True, op_id=acc.op_id, channel_id=acc.channel_id,
                     message_id=out.message_id, event_id=out.event_id, thing_id=out.thing_id,
-                    recipients=acc.recipients, duplicate=acc.duplicate)
+                    recipients=acc.recipients, duplicate=acc.duplicate,
+                    deliver_at=acc.deliver_at)
