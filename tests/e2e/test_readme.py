@@ -9,6 +9,7 @@ live `pushgo serve`, and their output is checked against the output the README s
   mock records its delivery, `pushgo deliveries` shows both sent.
 - Bulk and delivery status: the NDJSON example (a channel message, an event, a direct APNs
   send) with the gateway token, then the status of the direct send.
+- Scheduled sends: a message five minutes ahead, its status while it waits, its cancel.
 
 In the README's shown output a word ending in `…` stands for any text.
 """
@@ -217,6 +218,27 @@ def test_apns_and_fcm_through_both_mocks_bulk_and_delivery_status_as_the_readme_
     for direct in apns_tokens:
         assert f"token={direct[:16]}…" in apns
     assert "Traceback" not in apns + fcm
+
+
+def test_a_scheduled_send_its_status_and_its_cancel_as_the_readme_shows(tmp_path, db_url):
+    (lang, block), *_ = blocks_after("## Scheduled sends")
+    assert lang == "sh"
+    server = ServerProcess({"PUSHGO_DB_URL": db_url}, str(tmp_path / "server.log"))
+    server.start()
+    try:
+        key = httpx.post(server.url + "/device/register", json={"platform": "android"},
+                         timeout=10).json()["data"]["device_key"]
+        channel = httpx.post(server.url + "/channel/subscribe", timeout=10, json={
+            "device_key": key, "channel_name": "ops", "password": "correct-horse",
+        }).json()["data"]["channel_id"]
+        out = bash(prelude(server.url) + f"CHANNEL={channel}\n" + block, tmp_path,
+                   shell_env(), "scheduled")
+        assert_shows(commented_output(block), out)
+        pulled = httpx.post(server.url + "/messages/pull", json={"device_key": key},
+                            timeout=10).json()["data"]["items"]
+        assert pulled == []  # cancelled before it went out
+    finally:
+        server.stop()
 
 
 def test_the_readme_names_the_settings_and_versions_as_they_are():
