@@ -123,3 +123,29 @@ async def test_a_cancel_stops_what_is_scheduled_or_waiting_and_not_what_is_held_
     assert again.states == {"sent": 1, "queued": 1, "cancelled": 4}
     assert await store.run(S.cancel, "op-y", None, AT) is None
     assert await store.run(S.release_due, AT) == []
+
+
+async def test_a_database_from_before_scheduled_sends_gains_deliver_at(db_url: str) -> None:
+    from pushgo.store.migrations import LATEST, MIGRATIONS, migrate
+    from pushgo.store.schema import schema_info
+
+    before = next(i for i, step in enumerate(MIGRATIONS)
+                  if "operations.deliver_at" in (step.__doc__ or ""))
+    store = Store(db_url, pool_size=2)
+    try:
+        store.migrate()
+
+        def version_before(conn: Any) -> None:
+            conn.exec_driver_sql("ALTER TABLE operations DROP COLUMN deliver_at")
+            conn.execute(schema_info.update().values(version=before))
+
+        store.run_sync(version_before)
+        assert store.run_sync(migrate, store.dialect) == before
+        assert "deliver_at" in store.run_sync(lambda c: {
+            x["name"] for x in sa.inspect(c).get_columns("operations")})
+        assert store.run_sync(lambda c: c.execute(sa.select(schema_info.c.version))
+                              .scalar_one()) == LATEST
+        pk = await store.run(seed_op, 1)
+        assert await store.run(S.release_due, AT) and len(await store.read(of, pk)) == 1
+    finally:
+        store.dispose()
