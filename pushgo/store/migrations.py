@@ -63,12 +63,15 @@ def _v5(conn: Connection, _dialect: str) -> None:
 
 
 def _v6(conn: Connection, _dialect: str) -> None:
-    """``operations.deliver_at``: scheduled sends (a database made by v1 of a newer schema.py
-    already has it)."""
+    """``operations.deliver_at`` and the index of scheduled deliveries: scheduled sends (a
+    database made by v1 of a newer schema.py already has both)."""
     if "deliver_at" not in {c["name"] for c in sa.inspect(conn).get_columns(operations.name)}:
         column = operations.c.deliver_at
         conn.exec_driver_sql(f"ALTER TABLE {operations.name} ADD COLUMN {column.name} "
                              f"{column.type.compile(dialect=conn.dialect)}")
+    for index in deliveries.indexes:
+        if index.name == "ix_deliveries_scheduled":
+            index.create(conn, checkfirst=True)
 
 
 MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]

@@ -23,8 +23,10 @@ from sqlalchemy.engine import Connection
 from pushgo.store.dispatch import DIRECT_DEVICE
 from pushgo.store.schema import deliveries, operations
 
-#: Operations released per transaction (each with all its deliveries).
+#: Operations and deliveries released per transaction at most (a large fan-out is released
+#: over several, each after the one before).
 RELEASE_OPS = 50
+RELEASE_ROWS = 5000
 CHUNK = 500
 
 
@@ -41,9 +43,11 @@ def next_due(conn: Connection) -> int | None:
     return None if value is None else int(value)
 
 
-def release_due(conn: Connection, now: int, max_ops: int = RELEASE_OPS) -> list[str]:
+def release_due(conn: Connection, now: int, max_ops: int = RELEASE_OPS,
+                max_rows: int = RELEASE_ROWS) -> list[str]:
     """Scheduled deliveries due by ``now`` become queued (new sequence numbers, in their old
-    order; in the inbox unless direct). Returns the channel ids released (with repeats)."""
+    order; in the inbox unless direct), up to ``max_rows`` of up to ``max_ops`` operations.
+    Returns the channel ids released; empty when nothing (more) is due."""
     d = deliveries
     pks = list(conn.execute(
         sa.select(d.c.op_pk).where(d.c.state == "scheduled", d.c.next_attempt_at <= now)
@@ -60,7 +64,8 @@ def release_due(conn: Connection, now: int, max_ops: int = RELEASE_OPS) -> list[
         return []
     rows = [dict(r) for r in conn.execute(
         sa.select(d).where(d.c.op_pk.in_(list(held)), d.c.state == "scheduled",
-                           d.c.next_attempt_at <= now).order_by(d.c.seq)).mappings()]
+                           d.c.next_attempt_at <= now).order_by(d.c.seq).limit(max_rows)
+    ).mappings()]
     if not rows:
         return []
     seqs = [r.pop("seq") for r in rows]

@@ -173,6 +173,10 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_inbox", "device_key", "inbox", "seq"),
     sa.Index("ix_deliveries_due", "state", "route", "next_attempt_at"),
     sa.Index("ix_deliveries_op", "op_pk"),
+    # Scheduled sends waiting for their time: only those rows are in it.
+    sa.Index("ix_deliveries_scheduled", "next_attempt_at", "op_pk",
+             sqlite_where=sa.text("state = 'scheduled'"),
+             postgresql_where=sa.text("state = 'scheduled'")),
 )
 
 

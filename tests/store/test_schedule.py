@@ -84,18 +84,29 @@ async def test_released_deliveries_come_after_everything_written_before_them(
     assert await store.run(S.release_due, AT) == []
 
 
+async def test_a_large_fan_out_is_released_a_page_at_a_time_in_order(store: Store) -> None:
+    pk = await store.run(seed_op, 5)
+    ids = [r.delivery_id for r in await store.read(of, pk)]
+    pages = 0
+    while await store.run(S.release_due, AT, 10, 2):
+        pages += 1
+    assert pages == 3
+    after = await store.read(of, pk)
+    assert [r.delivery_id for r in after] == ids and {r.state for r in after} == {"queued"}
+
+
 async def test_concurrent_releases_release_every_delivery_once(store: Store) -> None:
     pks = [await store.run(seed_op, 5) for _ in range(12)]
     released: list[str] = []
 
     async def releaser() -> None:
-        while found := await store.run(S.release_due, AT, 3):
+        while found := await store.run(S.release_due, AT, 3, 7):
             released.extend(found)
 
     async with anyio.create_task_group() as tg:
         for _ in range(3):
             tg.start_soon(releaser)
-    assert len(released) == len(set(released)) == 12
+    assert set(released) == {r.channel_id for pk in pks for r in await store.read(of, pk)}
     for pk in pks:
         assert [r.state for r in await store.read(of, pk)] == ["queued"] * 5
 
@@ -137,12 +148,15 @@ async def test_a_database_from_before_scheduled_sends_gains_deliver_at(db_url: s
 
         def version_before(conn: Any) -> None:
             conn.exec_driver_sql("ALTER TABLE operations DROP COLUMN deliver_at")
+            conn.exec_driver_sql("DROP INDEX ix_deliveries_scheduled")
             conn.execute(schema_info.update().values(version=before))
 
         store.run_sync(version_before)
         assert store.run_sync(migrate, store.dialect) == before
         assert "deliver_at" in store.run_sync(lambda c: {
             x["name"] for x in sa.inspect(c).get_columns("operations")})
+        assert "ix_deliveries_scheduled" in store.run_sync(lambda c: {
+            x["name"] for x in sa.inspect(c).get_indexes("deliveries")})
         assert store.run_sync(lambda c: c.execute(sa.select(schema_info.c.version))
                               .scalar_one()) == LATEST
         pk = await store.run(seed_op, 1)
