@@ -101,9 +101,9 @@ async def test_a_scheduled_message_goes_out_at_deliver_at_once_to_apns_and_a_pri
     assert [i["payload"]["op_id"] for i in items] == [sent["op_id"]]
     assert items[0]["payload"]["sent_at"] == str(at)
 
-    async def done() -> dict[str, Any] | None:
+    async def done() -> dict[str, Any]:
         doc = await call(api, f"/deliveries/{sent['op_id']}")
-        return doc if doc["done"] else None
+        return doc if doc["done"] else {}
 
     status = await eventually(done)
     assert status["states"] == {"queued": 0, "sent": 2, "failed": 0, "expired": 0}
@@ -164,7 +164,7 @@ async def test_bad_deliver_at_values_are_refused_with_their_codes(
     cid = await new_channel(api)
     base = {"channel_id": cid, "password": PASSWORD, "title": "t"}
     day_ms = 24 * 60 * MINUTE_MS
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"deliver_at": clock.now - 1000}, "deliver_at_in_past"),
         ({"deliver_at": clock.now}, "deliver_at_in_past"),
         ({"deliver_at": clock.now + 31 * day_ms}, "deliver_at_too_far"),

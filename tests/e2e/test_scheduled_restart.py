@@ -110,9 +110,9 @@ async def fired_once(srv: ServerProcess, apns: MockAPNs, token: str, private: st
     items = await eventually(pulled, timeout=30, interval=0.05)
     assert [i["payload"]["op_id"] for i in items] == [sent["op_id"]]
 
-    async def done() -> dict[str, Any] | None:
+    async def done() -> dict[str, Any]:
         doc = await get(srv, f"/deliveries/{sent['op_id']}")
-        return doc if doc["done"] else None
+        return doc if doc["done"] else {}
 
     status = await eventually(done, timeout=30, interval=0.05)
     assert status["total"] == 2 and status["states"]["sent"] == 2
