@@ -257,3 +257,27 @@ async def test_an_open_sse_stream_and_a_warp_link_session_get_it_after_later_del
             frame = await link.next_frame()
         assert isinstance(frame, W.Deliver)
         assert W.decode_payload(frame.payload)[1]["op_id"] == later["op_id"]
+
+
+async def test_on_postgresql_a_release_by_one_process_wakes_a_stream_on_another(
+        pg_schema_url: str, clock: Clock) -> None:
+    """B's clock never reaches deliver_at: A releases the send, and B's open stream gets it
+    at once (its keep-alive re-read is 15 s away), woken by A's notice."""
+    a = Gateway(make_settings(pg_schema_url), clock=clock)
+    b = Gateway(make_settings(pg_schema_url), clock=Clock(clock.now))
+    async with a.running(), b.running(), hypercorn_server(b) as base, \
+            httpx.AsyncClient(base_url=base, timeout=10) as http:
+        key = await device(http, "android", "private", None)
+        cid = await new_channel(http, key)
+        later = await call(http, "/message", {"channel_id": cid, "password": PASSWORD,
+                                              "title": "later",
+                                              "deliver_at": clock.now + MINUTE_MS})
+        async with http.stream("GET", "/private/stream", params={"device_key": key}) as resp:
+            texts = resp.aiter_text()
+            with anyio.fail_after(10):
+                seen = await texts.__anext__()  # the stream's opening comment
+                clock.advance(MINUTE_MS)
+                a.scheduler.wake()
+                while later["op_id"] not in seen:
+                    seen += await texts.__anext__()
+    assert "keep-alive" not in seen
