@@ -122,7 +122,7 @@ class DeliveryStatusOut(_Doc):
 
 class SendStatusOut(_Doc):
     op_id: str
-    status: str  # accepted | queued | retrying | sent | partially_failed | failed
+    status: str  # accepted | provider_queued | sent | partially_failed | failed | scheduled | cancelled
     reason: str
     total: int
     sent: int

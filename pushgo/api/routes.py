@@ -102,10 +102,10 @@ def _send_routes(svc: Services) -> list[BaseRoute]:
 
     routes: list[BaseRoute] = [
         Route("/message", post_message, methods=["POST"]),
-        Route("/operations/{op_id}/cancel", cancel_operation, methods=["POST"]),
         Route("/message", get_message, methods=["GET"]),
         Route("/thing/{thing_id}/event/close", thing_event_close, methods=["POST"]),
         Route("/send_status/{op_id}", get_send_status, methods=["GET"]),
+        Route("/operations/{op_id}/cancel", cancel_operation, methods=["POST"]),
     ]
     routes += [Route(f"/event/{a}", lifecycle_route(kind, event_route(a)),
                      methods=["POST"]) for a, kind in OPS.EVENT_ACTIONS.items()]

@@ -95,7 +95,7 @@ def cancel(conn: Connection, op_id: str, channel_ids: Sequence[str] | None, now:
     given) that has not gone out: scheduled, or queued and not held by a dispatcher (one
     handed to a provider is no longer ours to stop). None when no operation matches."""
     o, d = operations, deliveries
-    q = sa.select(o.c.op_pk, o.c.channel_id).where(o.c.op_id == op_id)
+    q = sa.select(o.c.op_pk, o.c.channel_id).where(o.c.op_id == op_id).order_by(o.c.op_pk)
     if channel_ids is not None:
         q = q.where(o.c.channel_id.in_(list(channel_ids)))
     if conn.dialect.name == "postgresql":
