@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pushgo.errors import Conflict, GatewayError, StoreUnavailable, codes
 from pushgo.protocol import wire
+from pushgo.protocol.liveactivity import live_event
 from pushgo.protocol.operations import OpSpec
 from pushgo.protocol.payload import Rendered, render
 from pushgo.service.channels import Channels, channel_not_found
@@ -24,6 +25,7 @@ from pushgo.service.passwords import normalize_password
 from pushgo.service.throttle import current_client
 from pushgo.store import channels as channel_store
 from pushgo.store import entities as entity_store
+from pushgo.store import liveactivities as live_store
 from pushgo.store import outbox as outbox_store
 from pushgo.store.direct import insert_direct
 
@@ -235,6 +237,9 @@ class Prepared:
             entity_store.apply_thing(conn, channel_id=spec.channel_id, thing_id=entity_id,
                           action=action, fields=spec.fields, now=now)
         recipients = outbox_store.fan_out(conn, op_pk, spec.channel_id, now, rendered.expires_at)
+        live = live_event(spec.route)
+        if live is not None:  # an event: Live Activity pushes where devices registered one
+            live_store.route_event(conn, op_pk, spec.channel_id, entity_id, live)
         return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id, recipients,
                         duplicate=False)
 

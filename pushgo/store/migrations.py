@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pushgo.store.schema import (
+    LIVE_ACTIVITY_TABLES,
     OAUTH_TABLES,
     deliveries,
     metadata,
@@ -62,7 +63,18 @@ def _v5(conn: Connection, _dialect: str) -> None:
                              f"{column.type.compile(dialect=conn.dialect)}")
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: Connection, _dialect: str) -> None:
+    """Live Activities: ``deliveries.push_type`` and the tables of push-to-start and activity
+    tokens (a database made by v1 of a newer schema.py already has them)."""
+    if "push_type" not in {c["name"] for c in sa.inspect(conn).get_columns(deliveries.name)}:
+        column = deliveries.c.push_type
+        conn.exec_driver_sql(f"ALTER TABLE {deliveries.name} ADD COLUMN {column.name} "
+                             f"{column.type.compile(dialect=conn.dialect)}")
+    for table in LIVE_ACTIVITY_TABLES:
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 LATEST = len(MIGRATIONS)
 
 
