@@ -2,10 +2,11 @@
 provider API (token auth), for tests and benchmarks of the gateway's APNs sender.
 
 Owns: the APNs request rules (validating mode: method, path, token format, provider JWT
-ES256 with kid/iss/iat, apns-* headers, payload size and shape), the APNs answers (200 is one
-HEADERS frame with `:status` and `apns-id`, no DATA; errors are `{"reason"}` JSON, plus
-`timestamp` for 410), scripted per-token rejections and transient failures, the records of
-every notification, Live Activity pushes checked against ActivityKit's payload rules, the `APNsKey` helper (.p8 key, key id, team id, JWT), and a CLI:
+ES256 with kid/iss/iat, apns-* headers, payload size and shape, and for `liveactivity` pushes
+ActivityKit's payload rules), the APNs answers (200 is one HEADERS frame with `:status` and
+`apns-id`, no DATA; errors are `{"reason"}` JSON, plus `timestamp` for 410), scripted
+per-token rejections and transient failures, the records of every notification, the
+`APNsKey` helper (.p8 key, key id, team id, JWT), and a CLI:
 
     python -m pushgo.testing.mock_apns --port 0 --topic com.example.app [--validate]
 

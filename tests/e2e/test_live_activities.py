@@ -41,7 +41,7 @@ def to(token: str):
 
 async def one(providers, token: str, n: int) -> APNsNotification:
     """The ``n``-th (1-based) push the mock answered for ``token``."""
-    got = await providers.apns.wait_for(n, to(token))
+    got: list[APNsNotification] = await providers.apns.wait_for(n, to(token))
     return got[n - 1]
 
 

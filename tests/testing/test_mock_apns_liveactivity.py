@@ -5,17 +5,33 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+import pytest
+
 from pushgo.testing.mock_apns import MockAPNs
-from tests.testing.test_mock_providers import (  # noqa: F401 - fixtures
-    TOKEN,
-    apns,
-    apns_key,
-    ca,
-    http,
-    push,
-)
+from pushgo.testing.tls import LocalCA
+from tests.testing.test_mock_providers import client_for, push
+
+
+@pytest.fixture(scope="module")
+def local_ca() -> LocalCA:
+    return LocalCA()
+
+
+@pytest.fixture
+async def mock(local_ca: LocalCA) -> AsyncIterator[MockAPNs]:
+    apns = MockAPNs(topic="com.example.app", tls=local_ca, validate=True)
+    async with apns.serving():
+        yield apns
+
+
+@pytest.fixture
+async def client(local_ca: LocalCA) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(local_ca) as c:
+        yield c
 
 LIVE = {"apns-push-type": "liveactivity", "apns-topic": "com.example.app.push-type.liveactivity"}
 NOW = int(time.time())
@@ -36,8 +52,8 @@ def encode(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc).encode()
 
 
-async def test_well_formed_start_update_and_end_are_accepted_and_recorded(apns: MockAPNs, http):
-    apns.validate = True
+async def test_well_formed_start_update_and_end_are_accepted_and_recorded(
+        mock: MockAPNs, client: httpx.AsyncClient) -> None:
     state = {"title": "Door", "state": "CLOSED"}
     bodies = [
         start(),
@@ -47,15 +63,15 @@ async def test_well_formed_start_update_and_end_are_accepted_and_recorded(apns: 
                  "dismissal-date": NOW + 900}},
     ]
     for body in bodies:
-        resp = await push(http, apns, body=encode(body), **LIVE)
+        resp = await push(client, mock, body=encode(body), **LIVE)
         assert resp.status_code == 200, resp.text
-    await push(http, apns)  # an alert: not a Live Activity push
-    assert [n.payload["aps"]["event"] for n in apns.live_activities] == ["start", "update", "end"]
-    assert len(apns.accepted) == 4
+    await push(client, mock)  # an alert: not a Live Activity push
+    assert [n.payload["aps"]["event"] for n in mock.live_activities] == ["start", "update", "end"]
+    assert len(mock.accepted) == 4
 
 
-async def test_each_live_activity_rule_is_enforced_with_a_400_and_its_reason(apns: MockAPNs, http):
-    apns.validate = True
+async def test_each_live_activity_rule_is_enforced_with_a_400_and_its_reason(
+        mock: MockAPNs, client: httpx.AsyncClient) -> None:
     update = {"event": "update", "timestamp": NOW, "content-state": {"state": "ONGOING"}}
     cases: list[tuple[str, dict[str, str], bytes, int, str]] = [
         ("topic without suffix", {**LIVE, "apns-topic": "com.example.app"}, encode(start()),
@@ -84,7 +100,7 @@ async def test_each_live_activity_rule_is_enforced_with_a_400_and_its_reason(apn
          encode(start(**{"content-state": {"title": "x" * 4100}})), 413, "PayloadTooLarge"),
     ]
     for name, headers, body, status, reason in cases:
-        resp = await push(http, apns, body=body, **headers)
+        resp = await push(client, mock, body=body, **headers)
         assert (resp.status_code, resp.json()) == (status, {"reason": reason}), name
-    assert not apns.accepted
-    assert len(apns.live_activities) == len(cases) - 1  # all but the alert with the suffix
+    assert not mock.accepted
+    assert len(mock.live_activities) == len(cases) - 1  # all but the alert with the suffix
