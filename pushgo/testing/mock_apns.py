@@ -506,7 +506,10 @@ def main(argv: list[str] | None = None) -> int:
         key_file = key.write(workdir / f"AuthKey_{key.key_id}.p8")
 
     def log(note: APNsNotification) -> None:
-        print(f"{note.status or 'RST'} {note.reason or ''} token={note.token[:16]}… "
+        live = ""
+        if note.headers.get("apns-push-type") == "liveactivity" and isinstance(note.payload, dict):
+            live = f"liveactivity {note.payload.get('aps', {}).get('event')} "
+        print(f"{note.status or 'RST'} {note.reason or ''} {live}token={note.token[:16]}… "
               f"conn={note.connection_id} stream={note.stream_id}", file=sys.stderr, flush=True)
 
     mock = MockAPNs(topic=args.topic, key=key, validate=args.validate, tls=mockcli.shared_ca(args),
