@@ -20,6 +20,7 @@ import msgspec
 
 from pushgo.errors import codes as C
 from pushgo.protocol import compat, wire
+from pushgo.protocol import liveactivity as LA
 from pushgo.protocol import operations as OPS
 
 # --------------------------------------------------------------------------- dict answers
@@ -252,6 +253,10 @@ _ROUTE = (*_DEVICE, C.INVALID_CHANNEL_TYPE.code, C.INVALID_PLATFORM.code,
           C.APNS_CHANNEL_REQUIRES_APPLE_PLATFORM.code,
           C.FCM_CHANNEL_REQUIRES_ANDROID_PLATFORM.code,
           C.WNS_CHANNEL_REQUIRES_WINDOWS_PLATFORM.code)
+_LIVE = (*_DEVICE, C.INVALID_PROVIDER_TOKEN.code, C.PROVIDER_TOKEN_REQUIRED.code,
+         C.LIVE_ACTIVITY_REQUIRES_IOS_APNS.code)
+_LIVE_EVENT = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.EVENT_ID_REQUIRED.code,
+               C.INVALID_EVENT_ID.code)
 _CHANNEL = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.CHANNEL_NOT_FOUND.code)
 _PASSWORD = (C.PASSWORD_REQUIRED.code, C.INVALID_PASSWORD.code, C.PASSWORD_MISMATCH.code,
              C.RATE_LIMITED.code)
@@ -302,6 +307,19 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
     ("POST", "/channel/device/provider-token/retire"): Op(
         "retire a dead provider token", "devices", body=wire.TokenRetireIn,
         data=wire.TokenRetireOut, codes=_ROUTE),
+    ("POST", "/device/liveactivity/start-token"): Op(
+        "register the device's Live Activity push-to-start token (events start activities)",
+        "devices", body=LA.StartTokenIn, data=LA.TokenOut, codes=_LIVE),
+    ("POST", "/device/liveactivity/start-token/delete"): Op(
+        "forget the device's push-to-start token", "devices", body=LA.StartTokenDeleteIn,
+        data=LA.TokenOut, codes=_DEVICE),
+    ("POST", "/device/liveactivity/token"): Op(
+        "register the update token of the Live Activity showing an event", "devices",
+        body=LA.ActivityTokenIn, data=LA.TokenOut,
+        codes=(*_LIVE, *_LIVE_EVENT, C.EVENT_NOT_FOUND.code, C.EVENT_CLOSED.code)),
+    ("POST", "/device/liveactivity/token/delete"): Op(
+        "forget the Live Activity of an event (it ended on the device)", "devices",
+        body=LA.ActivityTokenDeleteIn, data=LA.TokenOut, codes=(*_DEVICE, *_LIVE_EVENT)),
     ("POST", "/channel/subscribe"): Op(
         "subscribe (a name and no id creates the channel)", "channels", body=wire.SubscribeIn,
         data=wire.SubscribeOut,

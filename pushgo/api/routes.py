@@ -17,6 +17,7 @@ from pushgo.api.private_ws import private_enabled, transport_hints
 from pushgo.delivery.private import PrivateStreams
 from pushgo.errors import GatewayError, InvalidInput, codes
 from pushgo.protocol import fields as field_rules
+from pushgo.protocol import liveactivity as LA
 from pushgo.protocol import operations as OPS
 from pushgo.protocol import wire
 from pushgo.service import Services
@@ -141,6 +142,14 @@ def _device_routes(svc: Services, streams: PrivateStreams) -> list[BaseRoute]:
         post("/channel/device", wire.DeviceRouteIn, svc.devices.set_route),
         post("/channel/device/delete", wire.DeviceRouteDeleteIn, svc.devices.clear_route),
         post("/channel/device/provider-token/retire", wire.TokenRetireIn, svc.devices.retire_token),
+        post("/device/liveactivity/start-token", LA.StartTokenIn,
+             svc.live_activities.set_start_token),
+        post("/device/liveactivity/start-token/delete", LA.StartTokenDeleteIn,
+             svc.live_activities.clear_start_token),
+        post("/device/liveactivity/token", LA.ActivityTokenIn,
+             svc.live_activities.set_activity_token),
+        post("/device/liveactivity/token/delete", LA.ActivityTokenDeleteIn,
+             svc.live_activities.clear_activity_token),
         post("/channel/subscribe", wire.SubscribeIn, svc.channels.subscribe),
         post("/channel/unsubscribe", wire.UnsubscribeIn, svc.channels.unsubscribe),
         post("/channel/sync", wire.SyncIn, svc.channels.sync),

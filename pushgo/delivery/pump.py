@@ -36,6 +36,7 @@ from pushgo.delivery import breaker as B
 from pushgo.errors import StoreUnavailable
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
+from pushgo.protocol import liveactivity as LA
 from pushgo.protocol import wns as WNS
 from pushgo.protocol.outcomes import Delivered, Rejected
 from pushgo.protocol.payload import wakeup_data
@@ -99,7 +100,7 @@ class OutboxPump:
         self.senders = senders
         self.results = results
         self._wake = anyio.Event()
-        self._templates: OrderedDict[tuple[int, str], Any] = OrderedDict()
+        self._templates: OrderedDict[tuple[int, str, str], Any] = OrderedDict()
         self._held: set[int] = set()  # seqs handed to a sender and not yet resolved
         # For /metrics: sent per route (hot path: one dict increment per result), and the rarer
         # outcomes per (route, outcome, reason).
@@ -195,7 +196,8 @@ class OutboxPump:
         # lease would run out and another process would send the same delivery.
         page = [d for d in page if d.seq not in self._held]
         self._held.update(d.seq for d in page)
-        missing = {d.op_pk for d in page if (d.op_pk, d.route) not in self._templates}
+        missing = {d.op_pk for d in page
+                   if (d.op_pk, d.route, d.push_type) not in self._templates}
         infos: dict[int, OpInfo] = {}
         if missing:
             infos = await self.outbox.op_infos(sorted(missing))
@@ -205,7 +207,7 @@ class OutboxPump:
             sender = self.senders.get(due.route)
             job = Job(due.seq, due.delivery_id, due.device_key, due.token or "", None,
                       due.expires_at, False, attempts=due.attempts, platform=due.platform,
-                      route=due.route)
+                      route=due.route, push_type=due.push_type)
             if sender is None:
                 failures.append(Result(job, Rejected("provider_not_configured", 0,
                                                      "permanent")))
@@ -218,6 +220,11 @@ class OutboxPump:
                 continue
             if due.expires_at <= now:
                 failures.append(Result(job, Expired()))
+                continue
+            if due.push_type and due.route != "apns":
+                # A Live Activity push whose device left APNs before it went out: its token
+                # means nothing elsewhere (the payload stays in the device's inbox).
+                failures.append(Result(job, Rejected("device_route_changed", 0, "permanent")))
                 continue
             entry = self._template(due, infos)
             if entry is None:
@@ -234,7 +241,7 @@ class OutboxPump:
             self.results.add(result)
 
     def _template(self, due: Due, infos: dict[int, OpInfo]) -> tuple[Any, bool] | None:
-        key = (due.op_pk, due.route)
+        key = (due.op_pk, due.route, due.push_type)
         cached = self._templates.get(key)
         if cached is not None:
             self._templates.move_to_end(key)
@@ -246,7 +253,12 @@ class OutboxPump:
         alert: dict[str, str] = json.loads(info.alert or "{}")
         wake = wakeup_data(data)  # the stored map never holds delivery_id
         template: Any
-        if due.route == "apns":
+        if due.push_type:
+            # A Live Activity push: the same bytes for every device of the operation.
+            template = LA.build_apns(
+                data, info.route, title=alert.get("title", data.get("title", "")),
+                body=alert.get("body", data.get("body", "")), expires_at_ms=info.expires_at)
+        elif due.route == "apns":
             template = A.build_payload(data, title=alert.get("title", data.get("title", "")),
                                        body=alert.get("body", data.get("body", "")),
                                        severity=info.severity,
@@ -255,6 +267,10 @@ class OutboxPump:
             template = (WNS.PayloadTemplate.build(data, WNS.priority(info.severity)),
                         WNS.PayloadTemplate.build(wake, WNS.priority("high"), wakeup=True))
         else:
+            # An event's ongoing notification, replaced in place and removed on close.
+            live = LA.fcm_fields(data, info.route)
+            if live:
+                data, wake = {**data, **live}, {**wake, **live}
             template = (FC.MessageTemplate(FC.data_json(data),
                                            "NORMAL" if info.severity == "low" else "HIGH",
                                            False),
@@ -306,7 +322,9 @@ class OutboxPump:
             self._retry(job, outcome.reason, outcome.retry_after_s, now, out)
         else:  # a permanent answer: the provider is serving, this delivery ends
             self._success(job.route)
-            if outcome.kind == "dead_token":
+            if outcome.kind == "dead_token" and job.push_type:
+                out.dead_live.append((job.seq, job.device_key, job.token, outcome.reason))
+            elif outcome.kind == "dead_token":
                 out.dead.append((job.seq, job.device_key, job.token, outcome.reason))
             else:
                 out.failed.append((job.seq, outcome.reason))

@@ -106,7 +106,7 @@ class HeaderBuilder:
     per request only the device token, the ids and the expiry are written, as fixed name
     prefixes plus values (the bytes ``encode_headers`` would produce)."""
 
-    def __init__(self, authority: str, topic: str, jwt: str) -> None:
+    def __init__(self, authority: str, topic: str, jwt: str, push_type: str = "alert") -> None:
         self.jwt = jwt
         # Pseudo-headers first (HTTP/2 requires it), :path is the per-request one among them.
         self._pseudo = encode_headers([
@@ -114,7 +114,7 @@ class HeaderBuilder:
         ])
         self._static = encode_headers([
             (b"authorization", b"bearer " + jwt.encode()), (b"apns-topic", topic.encode()),
-            (b"apns-push-type", b"alert"),
+            (b"apns-push-type", push_type.encode()),
         ])
         self._prio = {p: encode_header(b"apns-priority", p) for p in (b"10", b"5")}
         self._expiration_s: int | None = None

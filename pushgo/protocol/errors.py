@@ -198,6 +198,8 @@ FCM_CHANNEL_REQUIRES_ANDROID_PLATFORM = _api("fcm_channel_requires_android_platf
 WNS_CHANNEL_REQUIRES_WINDOWS_PLATFORM = _api("wns_channel_requires_windows_platform")
 CHANNEL_SUBSCRIBER_LIMIT_EXCEEDED = _api("channel_subscriber_limit_exceeded")
 CHANNELS_LIMIT_EXCEEDED = _api("channels_limit_exceeded")
+#: Live Activity tokens (``/device/liveactivity/*``) belong to iOS devices on the APNs route.
+LIVE_ACTIVITY_REQUIRES_IOS_APNS = _api("live_activity_requires_ios_apns")
 
 # --------------------------------------------------------------------------- other 4xx
 
@@ -209,6 +211,8 @@ NOT_FOUND = _api("not_found", 404)
 ROUTE_NOT_FOUND = _api("route_not_found", 404)
 CHANNEL_NOT_FOUND = _api("channel_not_found", 404)
 OPERATION_NOT_FOUND = _api("operation_not_found", 404)
+#: An activity token registered for an event the channel does not have.
+EVENT_NOT_FOUND = _api("event_not_found", 404)
 BIND_SESSION_NOT_FOUND = _api("bind_session_not_found", 404)
 METHOD_NOT_ALLOWED = _api("method_not_allowed", 405)
 #: A request body that did not arrive in time (PUSHGO_HTTP_BODY_TIMEOUT_S); the connection closes.

@@ -27,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
+from pushgo.protocol import liveactivity as LA
 from pushgo.protocol.bulk import ack_device_key
 from pushgo.protocol.h2client import Response
 from pushgo.protocol.outcomes import Delivered, Rejected
@@ -62,6 +63,7 @@ class Job:
     credential: str = ""  # the JWT / access token the request carried
     platform: str = ""
     route: str = ""  # apns / fcm / wns: the outbox route (metrics labels)
+    push_type: str = ""  # APNs: "liveactivity" for a Live Activity push, else an alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,18 +318,22 @@ class ApnsSender(ProviderSender):
         self.jwt_source = jwt_source
         self.topic = topic
         self.watch_topic = watch_topic or topic
-        self._headers: dict[str, A.HeaderBuilder] = {}
+        self._headers: dict[tuple[str, str], A.HeaderBuilder] = {}
 
-    async def _header_builder(self, platform: str = "") -> A.HeaderBuilder:
+    async def _header_builder(self, platform: str = "", push_type: str = "") -> A.HeaderBuilder:
         jwt = await self.jwt_source.token()
         topic = self.watch_topic if platform == "watchos" else self.topic
-        hb = self._headers.get(topic)
+        if push_type == LA.PUSH_TYPE:  # Apple wants the app's topic with this suffix
+            topic += LA.TOPIC_SUFFIX
+        key = (topic, push_type or "alert")
+        hb = self._headers.get(key)
         if hb is None or hb.jwt != jwt:
-            hb = self._headers[topic] = A.HeaderBuilder(self.origin.authority, topic, jwt)
+            hb = self._headers[key] = A.HeaderBuilder(self.origin.authority, topic, jwt,
+                                                      key[1])
         return hb
 
     async def build(self, job: Job) -> tuple[bytes, bytes | None]:
-        hb = await self._header_builder(job.platform)
+        hb = await self._header_builder(job.platform, job.push_type)
         template: A.PayloadTemplate = job.template
         block = hb.block(job.token, job.delivery_id, low_priority=job.low_priority,
                          expiration_s=job.expires_at_ms // 1000)

@@ -9,6 +9,7 @@ from pushgo.service.channels import Channels
 from pushgo.service.context import Context
 from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
+from pushgo.service.liveactivities import LiveActivities
 from pushgo.service.oauth import OAuthRecords
 from pushgo.service.schedule import Schedules
 from pushgo.service.send import Publisher
@@ -25,6 +26,7 @@ class Services:
     status: Status
     oauth: OAuthRecords
     schedules: Schedules
+    live_activities: LiveActivities
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
@@ -33,7 +35,7 @@ class Services:
         ctx.listeners.append(status)  # accepted work changes delivery counts
         return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
                    Inbox(ctx, on_change=status.results_written), status,
-                   OAuthRecords(ctx.store), Schedules(ctx, channels))
+                   OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx))
 
 
 __all__ = ["Context", "Services"]

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from pushgo.errors import Conflict, GatewayError, StoreUnavailable, codes
 from pushgo.protocol import fields as field_rules
 from pushgo.protocol import wire
+from pushgo.protocol.liveactivity import live_event
 from pushgo.protocol.operations import OpSpec
 from pushgo.protocol.payload import Rendered, render
 from pushgo.service.channels import Channels, channel_not_found
@@ -25,6 +26,7 @@ from pushgo.service.passwords import normalize_password
 from pushgo.service.throttle import current_client
 from pushgo.store import channels as channel_store
 from pushgo.store import entities as entity_store
+from pushgo.store import liveactivities as live_store
 from pushgo.store import outbox as outbox_store
 from pushgo.store import schedule as schedule_store
 from pushgo.store.direct import insert_direct
@@ -245,6 +247,9 @@ class Prepared:
         recipients = outbox_store.fan_out(conn, op_pk, spec.channel_id, now, rendered.expires_at)
         if spec.deliver_at is not None:
             schedule_store.schedule(conn, op_pk, spec.deliver_at)
+        live = live_event(spec.route)
+        if live is not None:  # an event: Live Activity pushes where devices registered one
+            live_store.route_event(conn, op_pk, spec.channel_id, entity_id, live)
         return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id, recipients,
                         duplicate=False, deliver_at=spec.deliver_at)
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pushgo.protocol.fields import PLATFORMS
+from pushgo.store import liveactivities as live_store
 from pushgo.store.schema import deliveries, devices, operations
 
 CHUNK = 500
@@ -33,6 +34,9 @@ class Due:
     op_pk: int
     expires_at: int
     attempts: int
+    #: ``liveactivity`` for an event's Live Activity push (``token`` is then the activity's
+    #: or the push-to-start token); "" for the route's usual notification.
+    push_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,8 @@ class OpInfo:
     payload: str
     alert: str
     severity: str
+    route: str = ""
+    expires_at: int = 0
 
 
 def _claim_query(locking: bool) -> sa.Select[Any]:
@@ -49,7 +55,7 @@ def _claim_query(locking: bool) -> sa.Select[Any]:
         d.c.seq, d.c.delivery_id, d.c.route, d.c.device_key, devices.c.platform,
         # A direct send carries its own token; a device's delivery uses the route's current one.
         sa.func.coalesce(d.c.provider_token, devices.c.provider_token).label("provider_token"),
-        d.c.op_pk, d.c.expires_at, d.c.attempts,
+        d.c.op_pk, d.c.expires_at, d.c.attempts, d.c.push_type,
     ).select_from(
         d.outerjoin(devices, devices.c.device_key == d.c.device_key)
     ).where(
@@ -77,7 +83,7 @@ def claim_due(conn: Connection, routes: Sequence[str], now: int, limit: int,
     ``owner`` (the claiming process's identity)."""
     q = _CLAIM[conn.dialect.name == "postgresql"]
     rows = [Due(r.seq, r.delivery_id, r.route, r.device_key, r.platform or "",
-                r.provider_token, r.op_pk, r.expires_at, r.attempts)
+                r.provider_token, r.op_pk, r.expires_at, r.attempts, r.push_type or "")
             for r in conn.execute(q, {"routes": list(routes), "now": now, "limit": limit})]
     seqs = [r.seq for r in rows]
     for start in range(0, len(seqs), CHUNK):
@@ -91,10 +97,12 @@ def op_infos(conn: Connection, op_pks: Sequence[int]) -> dict[int, OpInfo]:
     pks = list(op_pks)
     for start in range(0, len(pks), CHUNK):
         rows = conn.execute(sa.select(
-            operations.c.op_pk, operations.c.payload, operations.c.alert, operations.c.severity
+            operations.c.op_pk, operations.c.payload, operations.c.alert, operations.c.severity,
+            operations.c.route, operations.c.expires_at,
         ).where(operations.c.op_pk.in_(pks[start:start + CHUNK])))
         for r in rows:
-            out[r.op_pk] = OpInfo(r.op_pk, r.payload, r.alert, r.severity)
+            out[r.op_pk] = OpInfo(r.op_pk, r.payload, r.alert, r.severity, r.route,
+                                  r.expires_at)
     return out
 
 
@@ -135,10 +143,12 @@ class Outcomes:
     #: Given back unsent (the provider's breaker is open): due again at next_at, no attempt
     #: spent; the reason is why the provider is unavailable.
     deferred: list[tuple[int, int, str]] = field(default_factory=list)  # seq, next_at, reason
+    #: A dead Live Activity token: that token alone is retired, not the device's route.
+    dead_live: list[tuple[int, str, str, str]] = field(default_factory=list)  # as ``dead``
 
     def __len__(self) -> int:
         return (len(self.sent) + len(self.expired) + len(self.failed) + len(self.retry)
-                + len(self.dead) + len(self.deferred))
+                + len(self.dead) + len(self.deferred) + len(self.dead_live))
 
 
 def apply_outcomes(conn: Connection, out: Outcomes, now: int) -> None:
@@ -165,6 +175,11 @@ def apply_outcomes(conn: Connection, out: Outcomes, now: int) -> None:
             lease_until=None, next_attempt_at=sa.bindparam("n"), last_error=sa.bindparam("r"),
             updated_at=now),
             [{"s": seq, "n": at, "r": reason[:255]} for seq, at, reason in out.deferred])
+    for seq, device_key, token, reason in out.dead_live:
+        live_store.retire_token(conn, device_key, token)
+        conn.execute(d.update().where(d.c.seq == seq).values(
+            state="failed", attempts=d.c.attempts + 1, lease_until=None,
+            last_error=reason[:255], updated_at=now))
     for seq, device_key, token, reason in out.dead:
         if device_key == DIRECT_DEVICE:
             _dead_direct(conn, seq, token, reason, now)
@@ -176,7 +191,8 @@ def apply_outcomes(conn: Connection, out: Outcomes, now: int) -> None:
         ).values(provider_token=None, updated_at=now))
         conn.execute(d.update().where(
             d.c.device_key == device_key, d.c.state == "queued", d.c.route != "private",
-            sa.or_(d.c.seq == seq, d.c.lease_until.is_(None)),
+            # A Live Activity push goes to its own token: the device's death is not its.
+            sa.or_(d.c.seq == seq, sa.and_(d.c.lease_until.is_(None), d.c.push_type.is_(None))),
         ).values(state="failed", lease_until=None, last_error=reason[:255], updated_at=now))
         conn.execute(d.update().where(d.c.seq == seq).values(attempts=d.c.attempts + 1))
 

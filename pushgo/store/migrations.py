@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pushgo.store.schema import (
+    LIVE_ACTIVITY_TABLES,
     OAUTH_TABLES,
     deliveries,
     metadata,
@@ -22,6 +24,15 @@ from pushgo.store.schema import (
 )
 
 
+def _add_column(conn: Connection, column: sa.Column[Any]) -> None:
+    """Add ``column`` to its table unless it is there (a database made by a newer schema.py
+    already has it)."""
+    table = column.table
+    if column.name not in {c["name"] for c in sa.inspect(conn).get_columns(table.name)}:
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
+                             f"{column.type.compile(dialect=conn.dialect)}")
+
+
 def _v1(conn: Connection, _dialect: str) -> None:
     metadata.create_all(conn)
 
@@ -29,11 +40,7 @@ def _v1(conn: Connection, _dialect: str) -> None:
 def _v2(conn: Connection, _dialect: str) -> None:
     """Direct sends and delivery status: ``deliveries.provider_token`` and an index of
     operations by op_id (a database made by v1 of a newer schema.py already has both)."""
-    inspector = sa.inspect(conn)
-    if "provider_token" not in {c["name"] for c in inspector.get_columns(deliveries.name)}:
-        column = deliveries.c.provider_token
-        conn.exec_driver_sql(f"ALTER TABLE {deliveries.name} ADD COLUMN {column.name} "
-                             f"{column.type.compile(dialect=conn.dialect)}")
+    _add_column(conn, deliveries.c.provider_token)
     for index in operations.indexes:
         if index.name == "ix_operations_op_id":
             index.create(conn, checkfirst=True)
@@ -56,25 +63,27 @@ def _v5(conn: Connection, _dialect: str) -> None:
     """``deliveries.lease_owner``: which process identity holds a lease (a database made by
     v1 of a newer schema.py already has it). Leases taken before it have no owner: they run
     out as before."""
-    if "lease_owner" not in {c["name"] for c in sa.inspect(conn).get_columns(deliveries.name)}:
-        column = deliveries.c.lease_owner
-        conn.exec_driver_sql(f"ALTER TABLE {deliveries.name} ADD COLUMN {column.name} "
-                             f"{column.type.compile(dialect=conn.dialect)}")
+    _add_column(conn, deliveries.c.lease_owner)
 
 
 def _v6(conn: Connection, _dialect: str) -> None:
     """``operations.deliver_at`` and the index of scheduled deliveries: scheduled sends (a
     database made by v1 of a newer schema.py already has both)."""
-    if "deliver_at" not in {c["name"] for c in sa.inspect(conn).get_columns(operations.name)}:
-        column = operations.c.deliver_at
-        conn.exec_driver_sql(f"ALTER TABLE {operations.name} ADD COLUMN {column.name} "
-                             f"{column.type.compile(dialect=conn.dialect)}")
+    _add_column(conn, operations.c.deliver_at)
     for index in deliveries.indexes:
         if index.name == "ix_deliveries_scheduled":
             index.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(conn: Connection, _dialect: str) -> None:
+    """Live Activities: ``deliveries.push_type`` and the tables of push-to-start and activity
+    tokens (a database made by v1 of a newer schema.py already has them)."""
+    _add_column(conn, deliveries.c.push_type)
+    for table in LIVE_ACTIVITY_TABLES:
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 LATEST = len(MIGRATIONS)
 
 

@@ -170,6 +170,9 @@ deliveries = sa.Table(
     # The process identity that holds the lease (``lease_until``): a process restarted under
     # the same identity takes its own claims back at once instead of waiting them out.
     sa.Column("lease_owner", sa.String(255), nullable=True),
+    # ``liveactivity``: an event's Live Activity push (``provider_token`` then holds the
+    # push-to-start or activity token it goes to); NULL: the route's usual notification.
+    sa.Column("push_type", sa.String(16), nullable=True),
     sa.Index("ix_deliveries_inbox", "device_key", "inbox", "seq"),
     sa.Index("ix_deliveries_due", "state", "route", "next_attempt_at"),
     sa.Index("ix_deliveries_op", "op_pk"),
@@ -324,3 +327,32 @@ provider_health = sa.Table(
     sa.Column("since", Ms, nullable=False),
     sa.Column("updated_at", Ms, nullable=False),
 )
+
+# --- Live Activities (pushgo.store.liveactivities) -------------------------------------------
+
+#: An iOS device's push-to-start token (one per device): an event created on a channel it
+#: follows starts a Live Activity with it.
+live_activity_start_tokens = sa.Table(
+    "live_activity_start_tokens", metadata,
+    sa.Column("device_key", sa.String(128),
+              sa.ForeignKey("devices.device_key", ondelete="CASCADE"), primary_key=True),
+    sa.Column("token", sa.String(256), nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+)
+
+#: Which Live Activity (its update token) shows which event on which device. Updates and the
+#: close of the event go to ``token``; the row goes when the event closes or the token dies.
+live_activities = sa.Table(
+    "live_activities", metadata,
+    sa.Column("device_key", sa.String(128),
+              sa.ForeignKey("devices.device_key", ondelete="CASCADE"), primary_key=True),
+    sa.Column("channel_id", sa.String(26), primary_key=True),
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("token", sa.String(256), nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index("ix_live_activities_event", "channel_id", "event_id"),
+)
+
+LIVE_ACTIVITY_TABLES = (live_activity_start_tokens, live_activities)

@@ -2,10 +2,11 @@
 provider API (token auth), for tests and benchmarks of the gateway's APNs sender.
 
 Owns: the APNs request rules (validating mode: method, path, token format, provider JWT
-ES256 with kid/iss/iat, apns-* headers, payload size and shape), the APNs answers (200 is one
-HEADERS frame with `:status` and `apns-id`, no DATA; errors are `{"reason"}` JSON, plus
-`timestamp` for 410), scripted per-token rejections and transient failures, the records of
-every notification, the `APNsKey` helper (.p8 key, key id, team id, JWT), and a CLI:
+ES256 with kid/iss/iat, apns-* headers, payload size and shape, and for `liveactivity` pushes
+ActivityKit's payload rules), the APNs answers (200 is one HEADERS frame with `:status` and
+`apns-id`, no DATA; errors are `{"reason"}` JSON, plus `timestamp` for 410), scripted
+per-token rejections and transient failures, the records of every notification, the
+`APNsKey` helper (.p8 key, key id, team id, JWT), and a CLI:
 
     python -m pushgo.testing.mock_apns --port 0 --topic com.example.app [--validate]
 
@@ -42,6 +43,8 @@ PUSH_TYPES = frozenset({"alert", "background", "location", "voip", "complication
                         "liveactivity", "pushtotalk", "widgets", "controls"})
 TOPIC_SUFFIXES = (".voip", ".complication", ".pushkit.fileprovider", ".push-type.liveactivity",
                   ".voip-ptt")
+LIVE_ACTIVITY_SUFFIX = ".push-type.liveactivity"
+LIVE_ACTIVITY_EVENTS = frozenset({"start", "update", "end"})
 _TOKEN_RE = re.compile(r"[0-9A-Fa-f]{64,200}")
 _UUID_RE = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _TOPIC_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -240,6 +243,12 @@ class MockAPNs(ScriptedMock):
     def accepted(self) -> list[APNsNotification]:
         return self.notifications.matching(lambda n: n.accepted)
 
+    @property
+    def live_activities(self) -> list[APNsNotification]:
+        """The Live Activity pushes seen (``apns-push-type: liveactivity``), in order."""
+        return self.notifications.matching(
+            lambda n: n.headers.get("apns-push-type") == "liveactivity")
+
     async def wait_for(self, count: int = 1, predicate: Callable[[APNsNotification], bool] | None = None, *,
                        within: float = 5.0) -> list[APNsNotification]:
         return await self.notifications.wait_for(count, predicate, within=within)
@@ -349,6 +358,8 @@ class MockAPNs(ScriptedMock):
             return 400, "BadTopic"
         if topic != self.topic and topic not in {self.topic + suffix for suffix in TOPIC_SUFFIXES}:
             return 400, "DeviceTokenNotForTopic"
+        if (push_type == "liveactivity") != topic.endswith(LIVE_ACTIVITY_SUFFIX):
+            return 400, "BadTopic"  # a Live Activity push goes to <bundle>.push-type.liveactivity
         return None
 
     def _check_token_and_payload(self, req: Request, token: str) -> tuple[int, str] | None:
@@ -365,6 +376,8 @@ class MockAPNs(ScriptedMock):
             return 400, "BadPayload"  # not an Apple reason string: Apple documents none for this
         if not isinstance(doc, dict) or not isinstance(doc.get("aps"), dict):
             return 400, "BadPayload"
+        if req.header("apns-push-type") == "liveactivity":
+            return _check_live_activity(doc["aps"])
         return None
 
     def _check_provider_token(self, authorization: str | None) -> tuple[int, str] | None:
@@ -413,6 +426,35 @@ class MockAPNs(ScriptedMock):
         if iss != team_id or not isinstance(iat, int) or isinstance(iat, bool):
             return None
         return kid, iss, iat
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_live_activity(aps: dict[str, Any]) -> tuple[int, str] | None:
+    """ActivityKit's rules for an ``apns-push-type: liveactivity`` payload (its size was
+    checked before: 4096 bytes): ``event`` start, update or end; an integer ``timestamp``;
+    ``content-state``; ``attributes-type`` and ``attributes`` on start only;
+    ``dismissal-date`` on end only; integer dates. Apple documents no reason string for
+    these: the mock answers 400 with one naming the broken rule."""
+    event = aps.get("event")
+    if event not in LIVE_ACTIVITY_EVENTS:
+        return 400, "BadLiveActivityEvent"
+    if not _is_int(aps.get("timestamp")):
+        return 400, "BadLiveActivityTimestamp"
+    if not isinstance(aps.get("content-state"), dict):
+        return 400, "MissingContentState"
+    if event == "start" and (not isinstance(aps.get("attributes-type"), str)
+                             or not isinstance(aps.get("attributes"), dict)):
+        return 400, "MissingAttributes"
+    if event != "start" and ("attributes-type" in aps or "attributes" in aps):
+        return 400, "BadAttributes"
+    if "dismissal-date" in aps and (event != "end" or not _is_int(aps["dismissal-date"])):
+        return 400, "BadDismissalDate"
+    if "stale-date" in aps and not _is_int(aps["stale-date"]):
+        return 400, "BadStaleDate"
+    return None
 
 
 def _b64url(segment: str) -> bytes:
@@ -464,7 +506,10 @@ def main(argv: list[str] | None = None) -> int:
         key_file = key.write(workdir / f"AuthKey_{key.key_id}.p8")
 
     def log(note: APNsNotification) -> None:
-        print(f"{note.status or 'RST'} {note.reason or ''} token={note.token[:16]}… "
+        live = ""
+        if note.headers.get("apns-push-type") == "liveactivity" and isinstance(note.payload, dict):
+            live = f"liveactivity {note.payload.get('aps', {}).get('event')} "
+        print(f"{note.status or 'RST'} {note.reason or ''} {live}token={note.token[:16]}… "
               f"conn={note.connection_id} stream={note.stream_id}", file=sys.stderr, flush=True)
 
     mock = MockAPNs(topic=args.topic, key=key, validate=args.validate, tls=mockcli.shared_ca(args),

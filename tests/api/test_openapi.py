@@ -155,6 +155,19 @@ class Checked:
         return answer.get("data", answer)
 
 
+async def live_activity_routes(call: Checked, cid: str, event_id: str) -> None:
+    """The Live Activity token routes, for an iOS device on APNs and an open event."""
+    ios = (await call("POST", "/device/register", body={"platform": "ios"}))["device_key"]
+    await call("POST", "/channel/device", body={"device_key": ios, "channel_type": "apns",
+                                                "provider_token": "ef" * 32})
+    await call("POST", "/device/liveactivity/start-token", body={"device_key": ios,
+                                                                 "token": "a1" * 32})
+    await call("POST", "/device/liveactivity/start-token/delete", body={"device_key": ios})
+    activity = {"device_key": ios, "channel_id": cid, "event_id": event_id}
+    await call("POST", "/device/liveactivity/token", body={**activity, "token": "b2" * 32})
+    await call("POST", "/device/liveactivity/token/delete", body=activity)
+
+
 async def test_known_good_requests_match_the_document_and_the_routes(gateway, api):
     doc = await document(api)
     call = Checked(api, doc)
@@ -182,6 +195,7 @@ async def test_known_good_requests_match_the_document_and_the_routes(gateway, ap
     event = {"title": "Door open", "status": "Open", "message": "Rear door open",
              "severity": "high", "event_time": T0}
     ev = await call("POST", "/event/create", body={**base, **event})
+    await live_activity_routes(call, cid, ev["event_id"])
     for action in ("update", "close"):
         await call("POST", f"/event/{action}", body={**base, **event, "event_id": ev["event_id"],
                                                      "event_time": T0 + 60})
