@@ -36,6 +36,7 @@ from pushgo.delivery import breaker as B
 from pushgo.errors import StoreUnavailable
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
+from pushgo.protocol import webpush as WEB
 from pushgo.protocol import wns as WNS
 from pushgo.protocol.outcomes import Delivered, Rejected
 from pushgo.protocol.payload import wakeup_data
@@ -61,7 +62,7 @@ BACKOFF_MAX_S = 60.0
 RETRY_AFTER_MAX_S = 60.0
 RESULT_BATCH = 2000
 TEMPLATE_CACHE = 4096
-PROVIDER_ROUTES = ("apns", "fcm", "wns")
+PROVIDER_ROUTES = ("apns", "fcm", "wns", "webpush")
 
 
 def backoff_ms(attempts: int, retry_after_s: float | None) -> int:
@@ -254,6 +255,9 @@ class OutboxPump:
         elif due.route == "wns":
             template = (WNS.PayloadTemplate.build(data, WNS.priority(info.severity)),
                         WNS.PayloadTemplate.build(wake, WNS.priority("high"), wakeup=True))
+        elif due.route == "webpush":
+            template = (WEB.PayloadTemplate.build(data, info.severity),
+                        WEB.PayloadTemplate.build(wake, info.severity, wakeup=True))
         else:
             template = (FC.MessageTemplate(FC.data_json(data),
                                            "NORMAL" if info.severity == "low" else "HIGH",

@@ -12,6 +12,7 @@ from pushgo.service.inbox import Inbox
 from pushgo.service.oauth import OAuthRecords
 from pushgo.service.send import Publisher
 from pushgo.service.status import Status
+from pushgo.service.webpush import VapidKeys
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Services:
     inbox: Inbox
     status: Status
     oauth: OAuthRecords
+    vapid: VapidKeys
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
@@ -31,7 +33,7 @@ class Services:
         ctx.listeners.append(status)  # accepted work changes delivery counts
         return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
                    Inbox(ctx, on_change=status.results_written), status,
-                   OAuthRecords(ctx.store))
+                   OAuthRecords(ctx.store), VapidKeys(ctx))
 
 
 __all__ = ["Context", "Services"]

@@ -19,6 +19,7 @@ from pushgo.store.schema import (
     operations,
     provider_health,
     schema_info,
+    webpush_keys,
 )
 
 
@@ -62,7 +63,12 @@ def _v5(conn: Connection, _dialect: str) -> None:
                              f"{column.type.compile(dialect=conn.dialect)}")
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: Connection, _dialect: str) -> None:
+    """``webpush_keys``: the gateway's VAPID key for Web Push."""
+    webpush_keys.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 LATEST = len(MIGRATIONS)
 
 
