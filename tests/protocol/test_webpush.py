@@ -58,7 +58,12 @@ def test_rfc8188_example_2_two_records_a_keyid_and_padding():
     head = W.ece_header(body)
     assert (head.rs, head.keyid) == (25, b"a1")
     seen: list[bytes] = []
-    assert W.ece_decrypt(body, lambda keyid: seen.append(keyid) or ikm) == WALRUS
+
+    def ikm_for(keyid: bytes) -> bytes:
+        seen.append(keyid)
+        return ikm
+
+    assert W.ece_decrypt(body, ikm_for) == WALRUS
     assert seen == [b"a1"]
 
 
