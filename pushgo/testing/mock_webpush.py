@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(note: WebPushMessage) -> None:
         text = (note.plaintext or b"").decode("utf-8", "replace")
-        print(f"{note.status or 'CLOSED'} subscription={note.subscription[:12]}… {text[:160]}",
+        print(f"{note.status or 'CLOSED'} subscription={note.subscription[:12]}… {text}",
               file=sys.stderr, flush=True)
 
     mock = MockWebPush(host=args.host, port=args.port, tls=mockcli.shared_ca(args),
