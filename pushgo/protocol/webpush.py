@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -415,8 +415,6 @@ def vapid_jwt(key: VapidKey, audience: str, subject: str, expires_s: int) -> str
 
 def verify_jwt(token: str, public: bytes) -> dict[str, Any]:
     """The claims of an ES256 JWT signed by ``public``'s key (tests); ValueError otherwise."""
-    from cryptography.exceptions import InvalidSignature
-
     head, _, rest = token.partition(".")
     claims, _, sig = rest.partition(".")
     try:
