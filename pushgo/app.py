@@ -25,11 +25,13 @@ from pushgo.api.openapi import DOCS_PATH, OPENAPI_PATH, docs_routes
 from pushgo.api.operator import admin_routes
 from pushgo.api.private_ws import private_routes
 from pushgo.api.routes import build_routes
+from pushgo.api.webpush import PUBLIC_PATHS as WEBPUSH_PUBLIC_PATHS
+from pushgo.api.webpush import webpush_routes
 from pushgo.delivery.private import Hub, PrivateStreams
 from pushgo.delivery.private_link import LinkConfig, PrivateLinks
 from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
-from pushgo.delivery.providers import build_senders
+from pushgo.delivery.providers import attach_vapid, build_senders
 from pushgo.delivery.pump import OutboxPump
 from pushgo.delivery.scheduler import Scheduler
 from pushgo.delivery.wakeups import PgWakeups
@@ -97,6 +99,8 @@ class Gateway:
         routes = build_routes(self.services, self.streams, self.not_ready)
         routes += build_bulk_routes(self.bulk, self.services.status)
         routes += compat_routes(self.services)
+        if settings.webpush_enabled:
+            routes += webpush_routes(self.services.vapid)
         routes += private_routes(
             settings, self.links if "wss" in settings.private_transports else None)
         # /mcp exists only when enabled; otherwise it is an unknown route (404). It comes
@@ -135,6 +139,8 @@ class Gateway:
     def _auth_exempt(self, path: str) -> bool:
         if path in (OPENAPI_PATH, DOCS_PATH):  # the API's description: nothing else
             return True
+        if path in WEBPUSH_PUBLIC_PATHS and self.settings.webpush_enabled:
+            return True  # the subscribe page, its worker and the public key: no secrets
         if not self.settings.mcp_enabled:
             return False
         return (path == "/mcp" or path.startswith(("/mcp/", "/oauth/", "/.well-known/")))
@@ -160,6 +166,8 @@ class Gateway:
         """Migrate the store, start background tasks; on exit stop them and flush the store."""
         await anyio.to_thread.run_sync(self.store.migrate, self.ctx.now())
         try:
+            if self.settings.webpush_enabled:
+                attach_vapid(self.senders, await self.services.vapid.ensure())
             if self.oauth is not None:
                 await self.oauth.start()
             async with anyio.create_task_group() as tg:

@@ -44,7 +44,7 @@ from pushgo.service.outbox import OutboxService
 
 log = logging.getLogger("pushgo.metrics")
 
-ROUTES = ("apns", "fcm", "wns", "private")
+ROUTES = ("apns", "fcm", "wns", "webpush", "private")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 QUEUE_REFRESH_S = 2.0
 PEER_TIMEOUT_S = 2.0

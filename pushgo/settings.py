@@ -32,6 +32,8 @@ class SettingsError(ValueError):
 #: PushGo's public token service, as PushGo Gateway v1.2.9's default: with it the official
 #: apps' devices get APNs and FCM without credentials of one's own.
 DEFAULT_TOKEN_SERVICE_URL = "https://token.pushgo.dev"  # noqa: S105 - a URL, not a secret
+#: The VAPID contact when neither PUSHGO_VAPID_SUBJECT nor an https public base URL is set.
+DEFAULT_VAPID_SUBJECT = "mailto:postmaster@localhost"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +63,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     wns_client_secret: str | None = None
     wns_token_url: str | None = None
     wns_endpoint: str | None = None
+    webpush_enabled: bool = True
+    vapid_subject: str | None = None
+    webpush_allow_loopback: bool = False
     channel_subscriber_limit: int = 10000
     provider_connections: int = 2
     provider_response_timeout_s: float = 30.0
@@ -119,6 +124,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def wns_configured(self) -> bool:
         return self.wns_client_id is not None
+
+    @property
+    def webpush_subject(self) -> str:
+        """The VAPID ``sub``: set explicitly, else the public base URL when it is https, else a
+        mailto: placeholder."""
+        if self.vapid_subject:
+            return self.vapid_subject
+        base = self.public_base_url or ""
+        if base.startswith("https://"):
+            return base.rstrip("/")
+        return DEFAULT_VAPID_SUBJECT
 
 
 # --- parsers: each takes the raw text and returns the value or raises ValueError(reason) ---
@@ -196,6 +212,16 @@ def _origin(raw: str) -> str:
     except ValueError:
         raise ValueError("invalid port") from None
     return value
+
+
+def _vapid_subject(raw: str) -> str:
+    value = _text(raw)
+    parts = urlsplit(value)
+    if parts.scheme == "mailto" and "@" in parts.path and " " not in value:
+        return value
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    raise ValueError("expected mailto:address or an https URL")
 
 
 def _https_url(raw: str) -> str:
@@ -352,6 +378,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("PUSHGO_WNS_ENDPOINT", "wns_endpoint", _origin,
            "tests: send every WNS notification to this origin instead of the channel URI's "
            "host (path and query kept)"),
+    Option("PUSHGO_WEBPUSH_ENABLED", "webpush_enabled", _bool,
+           "Web Push to browser subscriptions (the webpush route; default on)"),
+    Option("PUSHGO_VAPID_SUBJECT", "vapid_subject", _vapid_subject,
+           "VAPID contact (mailto: or https:) push services may use to reach the operator"),
+    Option("PUSHGO_WEBPUSH_ALLOW_LOOPBACK", "webpush_allow_loopback", _bool,
+           "tests only: Web Push endpoints may be on loopback or private hosts"),
     Option("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "channel_subscriber_limit",
            _int_range(1, 100_000_000), "subscribers per channel (default 10000)"),
     Option("PUSHGO_PROVIDER_CONNECTIONS", "provider_connections", _int_range(1, 64),

@@ -107,6 +107,9 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_WNS_CLIENT_SECRET": "wns-secret",
         "PUSHGO_WNS_TOKEN_URL": "https://login.microsoftonline.com/t/oauth2/v2.0/token",
         "PUSHGO_WNS_ENDPOINT": "https://127.0.0.1:9443/",
+        "PUSHGO_WEBPUSH_ENABLED": "off",
+        "PUSHGO_VAPID_SUBJECT": " mailto:ops@example.com ",
+        "PUSHGO_WEBPUSH_ALLOW_LOOPBACK": "on",
         "PUSHGO_CHANNEL_SUBSCRIBER_LIMIT": "250000",
         "PUSHGO_LOG_LEVEL": "DEBUG",
         "PUSHGO_ASYNC_BACKEND": "asyncio",
@@ -161,6 +164,9 @@ def test_every_variable_is_parsed_into_its_field(files):
         "wns_client_secret": "wns-secret",
         "wns_token_url": "https://login.microsoftonline.com/t/oauth2/v2.0/token",
         "wns_endpoint": "https://127.0.0.1:9443",
+        "webpush_enabled": False,
+        "vapid_subject": "mailto:ops@example.com",
+        "webpush_allow_loopback": True,
         "channel_subscriber_limit": 250000,
         "log_level": "debug",
         "async_backend": "asyncio",
@@ -293,6 +299,9 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_PRIVATE_TLS_KEY", "/no/such/key.pem"),
     ("PUSHGO_PRIVATE_TCP_TLS_OFFLOAD", "maybe"),
     ("PUSHGO_PRIVATE_TCP_PROXY_PROTOCOL", "2"),
+    ("PUSHGO_VAPID_SUBJECT", "ops@example.com"),
+    ("PUSHGO_VAPID_SUBJECT", "http://example.com"),
+    ("PUSHGO_WEBPUSH_ENABLED", "maybe"),
 ])
 def test_a_bad_value_is_one_line_naming_its_variable(name, value):
     message = settings_error({name: value})
@@ -537,3 +546,14 @@ def test_test_gateways_never_default_to_the_public_token_service():
 
     assert make_settings("sqlite://").token_service_url is None
     assert os.environ["PUSHGO_TOKEN_SERVICE_URL"] == "off"  # what a `pushgo serve` child gets
+
+
+def test_the_vapid_subject_defaults_to_an_https_base_url_else_a_mailto_placeholder():
+    assert load({}).webpush_subject == "mailto:postmaster@localhost"
+    assert load({"PUSHGO_PUBLIC_BASE_URL": "http://push.lan"}).webpush_subject == \
+        "mailto:postmaster@localhost"
+    assert load({"PUSHGO_PUBLIC_BASE_URL": "https://push.example.com/"}).webpush_subject == \
+        "https://push.example.com"
+    assert load({"PUSHGO_PUBLIC_BASE_URL": "https://push.example.com",
+                 "PUSHGO_VAPID_SUBJECT": "https://example.com/contact"}).webpush_subject == \
+        "https://example.com/contact"

@@ -64,6 +64,10 @@ class ProfileOut(_Doc):
     mcp_enabled: bool
 
 
+class VapidKeyOut(_Doc):
+    application_server_key: str
+
+
 class ChannelCreateIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     channel_name: str
     password: str
@@ -185,6 +189,7 @@ JSON = "application/json"
 SSE = "text/event-stream"
 NDJSON = "application/x-ndjson"
 HTML = "text/html"
+JS = "text/javascript"
 TEXT = "text/plain"
 FORM = "application/x-www-form-urlencoded"
 
@@ -252,7 +257,8 @@ _ROUTE = (*_DEVICE, C.INVALID_CHANNEL_TYPE.code, C.INVALID_PLATFORM.code,
           C.PROVIDER_TOKEN_FORBIDDEN_FOR_PRIVATE_CHANNEL.code,
           C.APNS_CHANNEL_REQUIRES_APPLE_PLATFORM.code,
           C.FCM_CHANNEL_REQUIRES_ANDROID_PLATFORM.code,
-          C.WNS_CHANNEL_REQUIRES_WINDOWS_PLATFORM.code)
+          C.WNS_CHANNEL_REQUIRES_WINDOWS_PLATFORM.code,
+          C.WEBPUSH_CHANNEL_REQUIRES_WEB_PLATFORM.code, C.INVALID_WEBPUSH_SUBSCRIPTION.code)
 _LIVE = (*_DEVICE, C.INVALID_PROVIDER_TOKEN.code, C.PROVIDER_TOKEN_REQUIRED.code,
          C.LIVE_ACTIVITY_REQUIRES_IOS_APNS.code)
 _LIVE_EVENT = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.EVENT_ID_REQUIRED.code,
@@ -285,6 +291,14 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
                                  media=JSON, media_schema={"type": "object"}),
     ("GET", "/docs"): Op("the API reference, rendered from /openapi.json", "gateway",
                          media=HTML, media_schema={"type": "string"}),
+    # Web Push (browsers)
+    ("GET", "/webpush/vapid-public-key"): Op(
+        "the applicationServerKey browsers subscribe with (base64url P-256 point)", "devices",
+        data=VapidKeyOut, codes=(C.NOT_READY.code,)),
+    ("GET", "/webpush/subscribe"): Op("a page that subscribes this browser to a channel",
+                                      "devices", media=HTML, media_schema={"type": "string"}),
+    ("GET", "/webpush/sw.js"): Op("the Web Push service worker of that page", "devices",
+                                  media=JS, media_schema={"type": "string"}),
     # devices and channels
     ("POST", "/device/register"): Op(
         "register a device, get its device_key", "devices", body=wire.DeviceRegisterIn,
@@ -299,7 +313,7 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
                       {"device_key": _KEY, "channel_type": "private"}),
         }),
     ("POST", "/channel/device"): Op(
-        "set the device route (apns, fcm, wns, private)", "devices", body=wire.DeviceRouteIn,
+        "set the device route (apns, fcm, wns, webpush, private)", "devices", body=wire.DeviceRouteIn,
         data=wire.DeviceRouteOut, codes=_ROUTE),
     ("POST", "/channel/device/delete"): Op(
         "clear the route's provider token", "devices", body=wire.DeviceRouteDeleteIn,

@@ -28,6 +28,8 @@ def render_index(settings: Settings, routes: Iterable[BaseRoute]) -> str:
     providers = [name for name, on in (("APNs", settings.apns_configured),
                                        ("FCM", settings.fcm_configured)) if on]
     providers.append("private stream (SSE)")
+    if settings.webpush_enabled:
+        providers.append("Web Push (browsers subscribe at webpush/subscribe)")
     if settings.mcp_enabled:
         providers.append("MCP at /mcp")
     rows = "\n".join(

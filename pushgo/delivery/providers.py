@@ -14,6 +14,7 @@ import httpx
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.protocol import wns as W
+from pushgo.protocol.webpush import VapidKey
 from pushgo.push.connection import Liveness, Origin
 from pushgo.push.credentials import (
     ApnsJwtSource,
@@ -27,6 +28,7 @@ from pushgo.push.credentials import (
     WnsTokenSource,
 )
 from pushgo.push.sender import ApnsSender, FcmSender, ProviderSender, ResultBuffer
+from pushgo.push.webpush import WebPushSender
 from pushgo.push.wns import WnsSender
 from pushgo.push.wns import ssl_context as wns_ssl_context
 from pushgo.settings import Settings, SettingsError
@@ -74,14 +76,18 @@ def build_senders(settings: Settings, results: ResultBuffer, *,
                   clock_ms: Callable[[], int]) -> dict[str, ProviderSender]:
     """Local credentials win; without them a token service (if set) provides bearer tokens."""
     senders: dict[str, ProviderSender] = {}
+    if settings.webpush_enabled:
+        senders["webpush"] = WebPushSender(
+            results, subject=settings.webpush_subject,
+            allow_local=settings.webpush_allow_loopback,
+            ssl_context=wns_ssl_context(settings.provider_ca_file), clock_ms=clock_ms,
+            liveness=_liveness(settings))
     remote = settings.token_service_url
     if not (settings.apns_configured or settings.fcm_configured or settings.wns_configured
             or remote):
         return senders
     ctx = provider_ssl_context(settings)
-    liveness = Liveness(response_s=settings.provider_response_timeout_s,
-                        ping_s=settings.provider_ping_timeout_s,
-                        write_s=settings.provider_write_timeout_s)
+    liveness = _liveness(settings)
     apns_tokens: ApnsTokens | None = None
     watch_topic: str | None = None
     if settings.apns_configured:
@@ -124,6 +130,19 @@ def build_senders(settings: Settings, results: ResultBuffer, *,
     if wns is not None:
         senders["wns"] = wns
     return senders
+
+
+def _liveness(settings: Settings) -> Liveness:
+    return Liveness(response_s=settings.provider_response_timeout_s,
+                    ping_s=settings.provider_ping_timeout_s,
+                    write_s=settings.provider_write_timeout_s)
+
+
+def attach_vapid(senders: dict[str, ProviderSender], key: VapidKey) -> None:
+    """Give the Web Push sender the gateway's application server key once it is loaded."""
+    sender = senders.get("webpush")
+    if isinstance(sender, WebPushSender):
+        sender.vapid = key
 
 
 def _wns_sender(settings: Settings, results: ResultBuffer, *, clock_ms: Callable[[], int],

@@ -37,6 +37,7 @@ from pushgo.errors import StoreUnavailable
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.protocol import liveactivity as LA
+from pushgo.protocol import webpush as WEB
 from pushgo.protocol import wns as WNS
 from pushgo.protocol.outcomes import Delivered, Rejected
 from pushgo.protocol.payload import wakeup_data
@@ -62,7 +63,7 @@ BACKOFF_MAX_S = 60.0
 RETRY_AFTER_MAX_S = 60.0
 RESULT_BATCH = 2000
 TEMPLATE_CACHE = 4096
-PROVIDER_ROUTES = ("apns", "fcm", "wns")
+PROVIDER_ROUTES = ("apns", "fcm", "wns", "webpush")
 
 
 def backoff_ms(attempts: int, retry_after_s: float | None) -> int:
@@ -266,6 +267,9 @@ class OutboxPump:
         elif due.route == "wns":
             template = (WNS.PayloadTemplate.build(data, WNS.priority(info.severity)),
                         WNS.PayloadTemplate.build(wake, WNS.priority("high"), wakeup=True))
+        elif due.route == "webpush":
+            template = (WEB.PayloadTemplate.build(data, info.severity),
+                        WEB.PayloadTemplate.build(wake, info.severity, wakeup=True))
         else:
             # An event's ongoing notification, replaced in place and removed on close.
             live = LA.fcm_fields(data, info.route)

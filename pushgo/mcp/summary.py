@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-ROUTE_NAMES = {"apns": "APNs", "fcm": "FCM", "wns": "WNS", "private": "a private connection"}
+ROUTE_NAMES = {"apns": "APNs", "fcm": "FCM", "wns": "WNS", "webpush": "Web Push",
+               "private": "a private connection"}
 REASON_WORDS = {
     "provider_not_configured": "this gateway has no credentials for that provider",
     "expired": "the message expired before it could be delivered",

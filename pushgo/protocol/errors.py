@@ -196,6 +196,11 @@ CHANNEL_TYPE_MISMATCH = _api("channel_type_mismatch")
 APNS_CHANNEL_REQUIRES_APPLE_PLATFORM = _api("apns_channel_requires_apple_platform")
 FCM_CHANNEL_REQUIRES_ANDROID_PLATFORM = _api("fcm_channel_requires_android_platform")
 WNS_CHANNEL_REQUIRES_WINDOWS_PLATFORM = _api("wns_channel_requires_windows_platform")
+WEBPUSH_CHANNEL_REQUIRES_WEB_PLATFORM = _api("webpush_channel_requires_web_platform")
+#: A Web Push subscription (the webpush route's provider token) that cannot be used: not the
+#: JSON of a PushSubscription, an endpoint that is not a public https URL, keys of the wrong
+#: shape.
+INVALID_WEBPUSH_SUBSCRIPTION = _api("invalid_webpush_subscription")
 CHANNEL_SUBSCRIBER_LIMIT_EXCEEDED = _api("channel_subscriber_limit_exceeded")
 CHANNELS_LIMIT_EXCEEDED = _api("channels_limit_exceeded")
 #: Live Activity tokens (``/device/liveactivity/*``) belong to iOS devices on the APNs route.

@@ -397,8 +397,9 @@ def channel_name(raw: str) -> str:
 
 
 PLATFORMS = {"ios": "ios", "ipados": "ios", "macos": "macos", "watchos": "watchos",
-             "android": "android", "windows": "windows", "win": "windows"}
-CHANNEL_TYPES = ("apns", "fcm", "wns", "private")
+             "android": "android", "windows": "windows", "win": "windows", "web": "web",
+             "browser": "web"}
+CHANNEL_TYPES = ("apns", "fcm", "wns", "webpush", "private")
 APPLE = ("ios", "macos", "watchos")
 
 

@@ -14,6 +14,7 @@ from pushgo.service.oauth import OAuthRecords
 from pushgo.service.schedule import Schedules
 from pushgo.service.send import Publisher
 from pushgo.service.status import Status
+from pushgo.service.webpush import VapidKeys
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Services:
     oauth: OAuthRecords
     schedules: Schedules
     live_activities: LiveActivities
+    vapid: VapidKeys
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
@@ -35,7 +37,8 @@ class Services:
         ctx.listeners.append(status)  # accepted work changes delivery counts
         return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
                    Inbox(ctx, on_change=status.results_written), status,
-                   OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx))
+                   OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
+                   VapidKeys(ctx))
 
 
 __all__ = ["Context", "Services"]

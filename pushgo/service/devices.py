@@ -9,16 +9,30 @@ from sqlalchemy.engine import Connection
 
 from pushgo.errors import InvalidInput, codes
 from pushgo.protocol import fields as field_rules
+from pushgo.protocol import webpush as webpush_rules
 from pushgo.protocol import wire
 from pushgo.service.context import Context, new_hex_id
 from pushgo.store import devices as device_store
 
-_PLATFORM_FOR_TYPE = {"apns": field_rules.APPLE, "fcm": ("android",), "wns": ("windows",)}
+_PLATFORM_FOR_TYPE = {"apns": field_rules.APPLE, "fcm": ("android",), "wns": ("windows",),
+                      "webpush": ("web",)}
 _TYPE_PLATFORM_CODE = {
     "apns": (codes.APNS_CHANNEL_REQUIRES_APPLE_PLATFORM, "channel_type apns requires apple platform"),
     "fcm": (codes.FCM_CHANNEL_REQUIRES_ANDROID_PLATFORM, "channel_type fcm requires android platform"),
     "wns": (codes.WNS_CHANNEL_REQUIRES_WINDOWS_PLATFORM, "channel_type wns requires windows platform"),
+    "webpush": (codes.WEBPUSH_CHANNEL_REQUIRES_WEB_PLATFORM,
+                "channel_type webpush requires web platform"),
 }
+
+
+def webpush_subscription(raw: str, *, allow_local: bool) -> str:
+    """A Web Push subscription sent as the provider token (the JSON of the browser's
+    ``PushSubscription``) in its canonical form, the one stored."""
+    try:
+        return webpush_rules.parse_token(raw, allow_local=allow_local).token()
+    except webpush_rules.SubscriptionError as exc:
+        raise InvalidInput(codes.INVALID_WEBPUSH_SUBSCRIPTION,
+                           f"invalid web push subscription: {exc}") from None
 
 
 def device_not_found() -> InvalidInput:
@@ -69,6 +83,7 @@ class Devices:
         platform_raw = field_rules.blank_to_none(req.platform)
         asked_platform = field_rules.platform(platform_raw) if platform_raw is not None else None
         token_raw = field_rules.blank_to_none(req.provider_token)
+        allow_local = self.ctx.settings.webpush_allow_loopback
         now = self.ctx.now()
 
         def work(conn: Connection) -> wire.DeviceRouteOut:
@@ -88,7 +103,10 @@ class Devices:
                 if row.platform not in _PLATFORM_FOR_TYPE[ctype]:
                     code, msg = _TYPE_PLATFORM_CODE[ctype]
                     raise InvalidInput(code, msg)
-                token = field_rules.provider_token(token_raw, row.platform)
+                if ctype == "webpush":
+                    token = webpush_subscription(token_raw, allow_local=allow_local)
+                else:
+                    token = field_rules.provider_token(token_raw, row.platform)
             if (row.channel_type, row.provider_token) != (ctype, token):
                 if token is not None:
                     # One token, one device: an older identity holding it is merged in.
@@ -122,7 +140,11 @@ class Devices:
         platform = field_rules.platform(req.platform)
         if not req.provider_token.strip():
             raise InvalidInput(codes.PROVIDER_TOKEN_REQUIRED, "provider_token is required")
-        token = field_rules.provider_token(req.provider_token, platform)
+        if platform == "web":
+            token = webpush_subscription(req.provider_token,
+                                         allow_local=self.ctx.settings.webpush_allow_loopback)
+        else:
+            token = field_rules.provider_token(req.provider_token, platform)
         # v1.3: the route the app retires the token from. Blank counts as absent (older
         # requests); a retire naming another device or route type than the token's holder
         # changes nothing and answers retired: false.

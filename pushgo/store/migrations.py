@@ -21,6 +21,7 @@ from pushgo.store.schema import (
     operations,
     provider_health,
     schema_info,
+    webpush_keys,
 )
 
 
@@ -83,7 +84,12 @@ def _v7(conn: Connection, _dialect: str) -> None:
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _v8(conn: Connection, _dialect: str) -> None:
+    """``webpush_keys``: the gateway's VAPID key for Web Push."""
+    webpush_keys.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 LATEST = len(MIGRATIONS)
 
 

@@ -319,6 +319,15 @@ OAUTH_TABLES = (oauth_keys, oauth_clients, oauth_requests, oauth_grants, oauth_c
 #: half_open), the last transient failure and since when the provider has been unavailable.
 #: One row per route, written on each breaker change by whichever process saw it, read by
 #: delivery status so every process sharing the outbox can say why deliveries wait.
+#: The gateway's Web Push application server key (VAPID, P-256): one row, created at the first
+#: start, read by every process sharing the database (browsers subscribed with its public key).
+webpush_keys = sa.Table(
+    "webpush_keys", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("private_pem", sa.Text, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+)
+
 provider_health = sa.Table(
     "provider_health", metadata,
     sa.Column("route", sa.String(16), primary_key=True),

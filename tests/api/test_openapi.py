@@ -235,7 +235,8 @@ async def test_known_good_requests_match_the_document_and_the_routes(gateway, ap
     await call("GET", "/channel/info", params={"channel_id": made["channel_id"]})
     await call("POST", "/channel/unsubscribe", body={"device_key": key, "channel_id": cid})
     for path in ("/healthz", "/readyz", "/gateway/profile", "/metrics", "/", "/docs",
-                 "/openapi.json"):
+                 "/openapi.json", "/webpush/vapid-public-key", "/webpush/subscribe",
+                 "/webpush/sw.js"):
         await call("GET", path)
     # Every JSON-envelope route of the gateway's own API was driven with a good request.
     envelope = {(p, m) for p, item in doc["paths"].items() for m, op in item.items()
