@@ -24,6 +24,7 @@ from pushgo.api.front import Front
 from pushgo.api.openapi import DOCS_PATH, OPENAPI_PATH, docs_routes
 from pushgo.api.operator import admin_routes
 from pushgo.api.private_ws import private_routes
+from pushgo.api.receipts import receipt_routes
 from pushgo.api.routes import build_routes
 from pushgo.delivery.private import Hub, PrivateStreams
 from pushgo.delivery.private_link import LinkConfig, PrivateLinks
@@ -31,6 +32,7 @@ from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
 from pushgo.delivery.providers import build_senders
 from pushgo.delivery.pump import OutboxPump
+from pushgo.delivery.repeats import RepeatDriver
 from pushgo.delivery.wakeups import PgWakeups
 from pushgo.errors import GatewayError, StoreUnavailable, codes
 from pushgo.mcp import Mcp, build_mcp
@@ -74,6 +76,9 @@ class Gateway:
         self.ctx.listeners.append(self.pump)
         self.services = Services.build(self.ctx)
         self.pump.on_results.append(self.services.status.results_written)
+        #: Rounds of sends repeated until acknowledged.
+        self.repeats = RepeatDriver(self.ctx, self.services.receipts)
+        self.ctx.listeners.append(self.repeats)
         self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
         #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
@@ -94,6 +99,7 @@ class Gateway:
         routes = build_routes(self.services, self.streams, self.not_ready)
         routes += build_bulk_routes(self.bulk, self.services.status)
         routes += compat_routes(self.services)
+        routes += receipt_routes(self.services.receipts)
         routes += private_routes(
             settings, self.links if "wss" in settings.private_transports else None)
         # /mcp exists only when enabled; otherwise it is an unknown route (404). It comes
@@ -165,6 +171,7 @@ class Gateway:
                 if self.oauth is not None:
                     tg.start_soon(self.oauth.maintain_forever)
                 await tg.start(self.pump.run)
+                await tg.start(self.repeats.run)
                 if self.private_tcp is not None:
                     await tg.start(self.private_tcp.run)
                 if self.private_quic is not None:

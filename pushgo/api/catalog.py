@@ -21,6 +21,7 @@ import msgspec
 from pushgo.errors import codes as C
 from pushgo.protocol import compat, wire
 from pushgo.protocol import operations as OPS
+from pushgo.protocol import receipts as RCP
 
 # --------------------------------------------------------------------------- dict answers
 
@@ -217,12 +218,13 @@ _SEND = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.PASSWORD_REQUI
          C.INVALID_OCCURRED_AT.code, C.THING_DELETED.code, C.EVENT_CLOSED.code,
          C.PAYLOAD_TOO_LARGE.code)
 _MESSAGE = (*_SEND, C.TITLE_REQUIRED.code, C.INVALID_MESSAGE.code,
-            C.OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE.code)
+            C.OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE.code, C.INVALID_REPEAT.code)
 _EVENT = (*_SEND, C.EVENT_ID_REQUIRED.code, C.INVALID_EVENT_ID.code, C.INVALID_STATUS.code,
           C.INVALID_EVENT_TIME.code, C.EVENT_TIME_REQUIRED.code, C.INVALID_STARTED_AT.code,
           C.INVALID_ENDED_AT.code, C.ENDED_AT_FORBIDDEN_ON_CREATE.code,
           C.EVENT_TEMPORAL_FIELDS_FORBIDDEN_ON_UPDATE.code, C.STARTED_AT_FORBIDDEN_ON_CLOSE.code,
           C.EVENT_CREATE_REQUIRED_FIELDS_MISSING.code, C.EVENT_UPDATE_REQUIRED_FIELDS_MISSING.code,
+          C.INVALID_REPEAT.code,
           C.TITLE_REQUIRED.code, C.INVALID_LOCATION.code, C.THING_ID_MISMATCH.code)
 _THING = (*_SEND, C.TITLE_REQUIRED.code, C.INVALID_OBSERVED_AT.code,
           C.OBSERVED_AT_REQUIRED.code, C.INVALID_CREATED_AT.code, C.INVALID_DELETED_AT.code,
@@ -382,6 +384,17 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
         "DeliveryStatusOut document)", "status", query=StatusQuery,
         media=SSE, media_schema=SSE_EVENT,
         codes=(C.OPERATION_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,
+               C.INVALID_QUERY.code, C.INVALID_CHANNEL_ID.code)),
+    ("POST", "/receipts/ack"): Op(
+        "a device acknowledges a repeating send delivered to it (a notification action): "
+        "the repeats stop", "status", body=RCP.ReceiptAckIn, data=RCP.ReceiptAckOut,
+        codes=(*_DEVICE, C.RECEIPT_NOT_FOUND.code, C.INVALID_OP_ID.code,
+               C.OP_ID_REQUIRED.code)),
+    ("GET", "/receipts/{op_id}"): Op(
+        "the receipt of a repeating send: repeat settings, sends made, next send, who "
+        "acknowledged when and how, why it stopped", "status", query=StatusQuery,
+        data=RCP.ReceiptOut,
+        codes=(C.RECEIPT_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,
                C.INVALID_QUERY.code, C.INVALID_CHANNEL_ID.code)),
     ("GET", "/send_status/{op_id}"): Op(
         "send status of an operation (v1.3)", "status", query=NoQuery, data=SendStatusOut,

@@ -10,6 +10,7 @@ from pushgo.service.context import Context
 from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
 from pushgo.service.oauth import OAuthRecords
+from pushgo.service.receipts import Receipts
 from pushgo.service.send import Publisher
 from pushgo.service.status import Status
 
@@ -23,6 +24,7 @@ class Services:
     inbox: Inbox
     status: Status
     oauth: OAuthRecords
+    receipts: Receipts
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
@@ -31,7 +33,7 @@ class Services:
         ctx.listeners.append(status)  # accepted work changes delivery counts
         return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
                    Inbox(ctx, on_change=status.results_written), status,
-                   OAuthRecords(ctx.store))
+                   OAuthRecords(ctx.store), Receipts(ctx))
 
 
 __all__ = ["Context", "Services"]

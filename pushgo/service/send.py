@@ -25,6 +25,7 @@ from pushgo.service.throttle import current_client
 from pushgo.store import channels as channel_store
 from pushgo.store import entities as entity_store
 from pushgo.store import outbox as outbox_store
+from pushgo.store import repeats as repeat_store
 from pushgo.store.direct import insert_direct
 
 
@@ -235,6 +236,13 @@ class Prepared:
             entity_store.apply_thing(conn, channel_id=spec.channel_id, thing_id=entity_id,
                           action=action, fields=spec.fields, now=now)
         recipients = outbox_store.fan_out(conn, op_pk, spec.channel_id, now, rendered.expires_at)
+        if kind == "event" and action == "close":
+            repeat_store.stop_event(conn, spec.channel_id, entity_id, now)
+        if spec.repeat is not None:
+            repeat_store.insert(conn, op_pk=op_pk, channel_id=spec.channel_id, op_id=op_id,
+                                entity_type=kind, entity_id=entity_id,
+                                every_s=spec.repeat.every_s, max_sends=spec.repeat.max,
+                                now=now, expires_at=rendered.expires_at)
         return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id, recipients,
                         duplicate=False)
 

@@ -18,6 +18,7 @@ from pushgo.store.schema import (
     metadata,
     operations,
     provider_health,
+    repeats,
     schema_info,
 )
 
@@ -62,7 +63,13 @@ def _v5(conn: Connection, _dialect: str) -> None:
                              f"{column.type.compile(dialect=conn.dialect)}")
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: Connection, _dialect: str) -> None:
+    """``repeats``: sends repeated until acknowledged, and their receipts (created by v1 on
+    a database made with a schema.py that already had it)."""
+    repeats.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 LATEST = len(MIGRATIONS)
 
 
