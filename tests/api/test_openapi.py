@@ -195,6 +195,10 @@ async def test_known_good_requests_match_the_document_and_the_routes(gateway, ap
                                                      "observed_at": T0 + 9})
     await call("GET", "/deliveries/{op_id}", f"/deliveries/{sent['op_id']}")
     await call("GET", "/send_status/{op_id}", f"/send_status/{sent['op_id']}")
+    await call("POST", "/message", body={**base, "title": "on call", "op_id": "op-r",
+                                         "repeat": {"every_s": 60, "max": 3}})
+    await call("GET", "/receipts/{op_id}", "/receipts/op-r")
+    await call("POST", "/receipts/ack", body={"device_key": key, "op_id": "op-r"})
     page = await call("POST", "/v2/messages/pull", body={"device_key": key})
     ids = [item["delivery_id"] for item in page["items"]]
     assert ids
