@@ -34,8 +34,10 @@ class RepeatDriver:
         self.ctx = ctx
         self.receipts = receipts
         self._wake = anyio.Event()
-        #: Passes made (tests wait on it instead of on time).
+        #: Passes made, and the gateway clock when the last one began (tests wait for a pass
+        #: that saw the time they set instead of waiting on time).
         self.passes = 0
+        self.last_pass_at: int | None = None
 
     # DeliveryListener
     def operation_accepted(self, channel_id: str) -> None:
@@ -53,8 +55,10 @@ class RepeatDriver:
         task_status.started()
         while True:
             self._wake = anyio.Event()
+            began = self.ctx.now()
             delay = await self._pass()
             self.passes += 1
+            self.last_pass_at = began
             if delay > 0:
                 with anyio.move_on_after(delay):
                     await self._wake.wait()
