@@ -64,9 +64,9 @@ class Rig:
                 if n.token == self.apns_token and n.payload.get("op_id") == op_id]
 
     async def wait_notes(self, op_id: str, count: int) -> list[APNsNotification]:
-        async def enough() -> list[APNsNotification] | None:
+        async def enough() -> list[APNsNotification]:
             got = self.notes(op_id)
-            return got if len(got) >= count else None
+            return got if len(got) >= count else []
 
         return await eventually(enough, timeout=10)
 
@@ -84,9 +84,9 @@ class Rig:
 
     async def settled(self, op_id: str) -> list[Any]:
         """The op's APNs deliveries once none is queued any more."""
-        async def done() -> list[Any] | None:
+        async def done() -> list[Any]:
             rows = await self.provider_rows(op_id)
-            return rows if rows and all(r.state != "queued" for r in rows) else None
+            return rows if rows and all(r.state != "queued" for r in rows) else []
 
         return await eventually(done, timeout=10)
 
