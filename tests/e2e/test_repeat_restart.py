@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -122,9 +123,8 @@ async def test_two_processes_on_one_postgresql_make_each_round_once(
             for gw in (gw_a, gw_b):
                 gw.ctx.clock.ms = target  # type: ignore[attr-defined]
                 gw.repeats.wake()
-            await eventually(lambda t=target: _both_saw(gw_a, gw_b, t), timeout=20)
-            await eventually(lambda n=rounds + 1: _sent(providers, "shared-round", n),
-                             timeout=20)
+            await eventually(partial(_both_saw, gw_a, gw_b, target), timeout=20)
+            await eventually(partial(_sent, providers, "shared-round", rounds + 1), timeout=20)
         receipt = await call(api, "/receipts/shared-round")
     assert receipt["sends"] == 4
     assert len(notes(providers, "shared-round")) == 4
