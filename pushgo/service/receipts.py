@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pushgo.errors import InvalidInput, NotFound, codes
+from pushgo.errors import NotFound, codes
 from pushgo.protocol import fields as field_rules
 from pushgo.protocol import receipts as R
 from pushgo.service.context import Context
@@ -76,8 +76,8 @@ class Receipts:
     async def stop(self, op_id: str, reason: str, channel_id: str | None = None) -> int:
         """Stop the repeats of ``op_id`` (in ``channel_id`` when given) with ``reason`` (one of
         ``STOP_REASONS``; ``cancelled`` for a cancelled operation); how many were running."""
-        if reason not in STOP_REASONS:
-            raise InvalidInput(codes.INVALID_REPEAT, f"unknown stop reason {reason!r}")
+        if reason not in STOP_REASONS:  # a caller's mistake, not a request's
+            raise ValueError(f"unknown stop reason {reason!r}")
         return await self.ctx.store.run(S.stop, op_id, reason, self.ctx.now(), channel_id)
 
     async def run_due(self) -> Rounds:
