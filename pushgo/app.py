@@ -24,6 +24,7 @@ from pushgo.api.front import Front
 from pushgo.api.openapi import DOCS_PATH, OPENAPI_PATH, docs_routes
 from pushgo.api.operator import admin_routes
 from pushgo.api.private_ws import private_routes
+from pushgo.api.receipts import receipt_routes
 from pushgo.api.routes import build_routes
 from pushgo.api.webpush import PUBLIC_PATHS as WEBPUSH_PUBLIC_PATHS
 from pushgo.api.webpush import webpush_routes
@@ -33,6 +34,7 @@ from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
 from pushgo.delivery.providers import attach_vapid, build_senders
 from pushgo.delivery.pump import OutboxPump
+from pushgo.delivery.repeats import RepeatDriver
 from pushgo.delivery.scheduler import Scheduler
 from pushgo.delivery.wakeups import PgWakeups
 from pushgo.errors import GatewayError, StoreUnavailable, codes
@@ -79,6 +81,9 @@ class Gateway:
         self.pump.on_results.append(self.services.status.results_written)
         #: Releases scheduled sends when their deliver_at comes.
         self.scheduler = Scheduler(self.ctx, self.services.schedules)
+        #: Rounds of sends repeated until acknowledged.
+        self.repeats = RepeatDriver(self.ctx, self.services.receipts)
+        self.ctx.listeners.append(self.repeats)
         self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
         #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
@@ -101,6 +106,7 @@ class Gateway:
         routes += compat_routes(self.services)
         if settings.webpush_enabled:
             routes += webpush_routes(self.services.vapid)
+        routes += receipt_routes(self.services.receipts)
         routes += private_routes(
             settings, self.links if "wss" in settings.private_transports else None)
         # /mcp exists only when enabled; otherwise it is an unknown route (404). It comes
@@ -177,6 +183,7 @@ class Gateway:
                     tg.start_soon(self.oauth.maintain_forever)
                 await tg.start(self.pump.run)
                 await tg.start(self.scheduler.run)
+                await tg.start(self.repeats.run)
                 if self.private_tcp is not None:
                     await tg.start(self.private_tcp.run)
                 if self.private_quic is not None:

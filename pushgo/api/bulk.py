@@ -117,7 +117,7 @@ def _inflated(inflate: zlib._Decompress | None, data: bytes) -> list[bytes]:
     return out
 
 
-def _channel_filter(request: Request) -> list[str] | None:
+def channel_filter(request: Request) -> list[str] | None:
     channel: str | None = None
     for key, value in request.query_params.multi_items():
         if key == TOKEN_QUERY:  # the gateway token's fallback, checked by the front door
@@ -130,12 +130,12 @@ def _channel_filter(request: Request) -> list[str] | None:
 
 def build_bulk_routes(bulk: Bulk, status: Status) -> list[BaseRoute]:
     async def get_status(request: Request) -> Response:
-        channels = _channel_filter(request)
+        channels = channel_filter(request)
         return ok(await status.get(request.path_params["op_id"], channel_ids=channels))
 
     async def stream_status(request: Request) -> Response:
         op_id = request.path_params["op_id"]
-        channels = _channel_filter(request)
+        channels = channel_filter(request)
         await status.get(op_id, channel_ids=channels)  # 404 before the stream starts
 
         async def events() -> AsyncIterator[bytes]:

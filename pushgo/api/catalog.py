@@ -22,6 +22,7 @@ from pushgo.errors import codes as C
 from pushgo.protocol import compat, wire
 from pushgo.protocol import liveactivity as LA
 from pushgo.protocol import operations as OPS
+from pushgo.protocol import receipts as RCP
 
 # --------------------------------------------------------------------------- dict answers
 
@@ -147,6 +148,7 @@ class CancelOut(_Doc):
     cancelled: int  # deliveries cancelled by this call
     total: int
     states: dict[str, int]  # every delivery of the operation by state, afterwards
+    repeat_stopped: bool  # a send repeated until acknowledged makes no more rounds
 
 
 # --------------------------------------------------------------------------- query parameters
@@ -239,12 +241,13 @@ _SEND = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.PASSWORD_REQUI
          C.PAYLOAD_TOO_LARGE.code, C.INVALID_DELIVER_AT.code, C.DELIVER_AT_IN_PAST.code,
          C.DELIVER_AT_TOO_FAR.code, C.TTL_BEFORE_DELIVER_AT.code)
 _MESSAGE = (*_SEND, C.TITLE_REQUIRED.code, C.INVALID_MESSAGE.code,
-            C.OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE.code)
+            C.OCCURRED_AT_REQUIRED_FOR_THING_SCOPED_MESSAGE.code, C.INVALID_REPEAT.code)
 _EVENT = (*_SEND, C.EVENT_ID_REQUIRED.code, C.INVALID_EVENT_ID.code, C.INVALID_STATUS.code,
           C.INVALID_EVENT_TIME.code, C.EVENT_TIME_REQUIRED.code, C.INVALID_STARTED_AT.code,
           C.INVALID_ENDED_AT.code, C.ENDED_AT_FORBIDDEN_ON_CREATE.code,
           C.EVENT_TEMPORAL_FIELDS_FORBIDDEN_ON_UPDATE.code, C.STARTED_AT_FORBIDDEN_ON_CLOSE.code,
           C.EVENT_CREATE_REQUIRED_FIELDS_MISSING.code, C.EVENT_UPDATE_REQUIRED_FIELDS_MISSING.code,
+          C.INVALID_REPEAT.code,
           C.TITLE_REQUIRED.code, C.INVALID_LOCATION.code, C.THING_ID_MISMATCH.code)
 _THING = (*_SEND, C.TITLE_REQUIRED.code, C.INVALID_OBSERVED_AT.code,
           C.OBSERVED_AT_REQUIRED.code, C.INVALID_CREATED_AT.code, C.INVALID_DELETED_AT.code,
@@ -436,6 +439,17 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
         "password, or the gateway token alone", "status", body=OPS.CancelIn, data=CancelOut,
         codes=(C.OPERATION_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,
                *_CHANNEL, *_PASSWORD)),
+    ("POST", "/receipts/ack"): Op(
+        "a device acknowledges a repeating send delivered to it (a notification action): "
+        "the repeats stop", "status", body=RCP.ReceiptAckIn, data=RCP.ReceiptAckOut,
+        codes=(*_DEVICE, C.RECEIPT_NOT_FOUND.code, C.INVALID_OP_ID.code,
+               C.OP_ID_REQUIRED.code)),
+    ("GET", "/receipts/{op_id}"): Op(
+        "the receipt of a repeating send: repeat settings, sends made, next send, who "
+        "acknowledged when and how, why it stopped", "status", query=StatusQuery,
+        data=RCP.ReceiptOut,
+        codes=(C.RECEIPT_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,
+               C.INVALID_QUERY.code, C.INVALID_CHANNEL_ID.code)),
     ("GET", "/send_status/{op_id}"): Op(
         "send status of an operation (v1.3)", "status", query=NoQuery, data=SendStatusOut,
         codes=(C.OPERATION_NOT_FOUND.code, C.INVALID_OP_ID.code, C.OP_ID_REQUIRED.code,

@@ -1,7 +1,8 @@
 """MCP resources: ``pushgo://channels`` (the caller's authorized channels) and the template
 ``pushgo://channels/{channel_id}`` (channel info with its recent messages, open events and
 things, read from the store), and ``pushgo://operations/{op_id}`` (an operation's delivery
-status, as ``GET /deliveries/{op_id}``).
+status, as ``GET /deliveries/{op_id}``), and ``pushgo://receipts/{op_id}`` (the receipt of a
+send repeated until acknowledged, as ``GET /receipts/{op_id}``).
 
 Legacy mode has no channel grants, so ``pushgo://channels`` lists none (an empty
 ``channels`` array with a ``note`` saying why). A channel resource is readable for any
@@ -20,9 +21,11 @@ accepted for it.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
+
+import msgspec
 
 from pushgo.errors import GatewayError
 from pushgo.mcp.auth import ChannelBinding, Principal
@@ -37,6 +40,8 @@ CHANNELS_URI = "pushgo://channels"
 CHANNEL_TEMPLATE = "pushgo://channels/{channel_id}"
 OPERATION_TEMPLATE = "pushgo://operations/{op_id}"
 OPERATIONS_PREFIX = "pushgo://operations/"
+RECEIPT_TEMPLATE = "pushgo://receipts/{op_id}"
+RECEIPTS_PREFIX = "pushgo://receipts/"
 MIME = "application/json"
 #: A watched operation that does not change is re-read at the status poll anyway; this only
 #: bounds how long its watcher stays silent about it.
@@ -113,25 +118,37 @@ class Resources:
                 uriTemplate=OPERATION_TEMPLATE, name="operation", title="Delivery status",
                 description="How far an operation (a send's op_id) has got: its deliveries "
                             "by state (queued, sent, failed, expired) and failure reason.",
+                mimeType=MIME),
+            ResourceTemplate(
+                uriTemplate=RECEIPT_TEMPLATE, name="receipt", title="Receipt",
+                description="A send repeated until acknowledged (its op_id): the repeat "
+                            "settings, sends made, the next send, who acknowledged when and "
+                            "through which path, and why it stopped.",
                 mimeType=MIME)]
 
     async def _operation(self, uri: str, principal: Principal, *, modern: bool
                          ) -> list[TextResourceContents]:
         """Counts only, never content: readable as the HTTP status route is; an OAuth caller
-        sees only what was sent to its granted channels."""
+        sees only what was sent to its granted channels. The same for a receipt."""
+        receipt = uri.startswith(RECEIPTS_PREFIX)
+        prefix = RECEIPTS_PREFIX if receipt else OPERATIONS_PREFIX
+        get: Callable[..., Awaitable[Any]] = (
+            self._receipt if receipt else self.svc.status.get)
         channels: list[str] | None = None
         if principal.oauth:
             channels = [str(c["channel_id"]) for c in await self._granted(principal)]
             if not channels:
                 raise not_found(uri, modern=modern)
         try:
-            doc = await self.svc.status.get(unquote(uri[len(OPERATIONS_PREFIX):]),
-                                            channel_ids=channels)
+            doc = await get(unquote(uri[len(prefix):]), channel_ids=channels)
         except GatewayError as exc:
             if exc.status >= 500:
                 raise
             raise not_found(uri, modern=modern) from None
         return [TextResourceContents(uri=uri, mimeType=MIME, text=_json(doc))]
+
+    async def _receipt(self, op_id: str, channel_ids: list[str] | None) -> dict[str, Any]:
+        return msgspec.to_builtins(await self.svc.receipts.get(op_id, channel_ids))  # type: ignore[no-any-return]
 
     async def _granted(self, principal: Principal) -> list[dict[str, Any]]:
         """The caller's granted channels: none for a caller without a grant, but a store
@@ -167,7 +184,7 @@ class Resources:
             else:
                 doc = {"channels": [], "mode": "legacy", "note": LEGACY_NOTE}
             return [TextResourceContents(uri=uri, mimeType=MIME, text=_json(doc))]
-        if uri.startswith(OPERATIONS_PREFIX):
+        if uri.startswith((OPERATIONS_PREFIX, RECEIPTS_PREFIX)):
             return await self._operation(uri, principal, modern=modern)
         prefix = CHANNELS_URI + "/"
         if not uri.startswith(prefix):

@@ -35,6 +35,16 @@ _ATTRS = {"type": "object", "description": "attribute patch: a null value delete
           "values are scalars or one-level objects of scalars",
           "additionalProperties": {"type": ["string", "number", "boolean", "null", "object"]}}
 
+_REPEAT = {"type": "object", "additionalProperties": False, "required": ["every_s", "max"],
+           "description": "send again every every_s seconds until a device acknowledges it "
+                          "(or the event closes, max sends were made, the ttl ends); read "
+                          "who acknowledged at pushgo://receipts/{op_id}",
+           "properties": {
+               "every_s": {"type": "integer", "minimum": 30, "maximum": 86400,
+                           "description": "seconds between sends (30–86400)"},
+               "max": {"type": "integer", "minimum": 1, "maximum": 100,
+                       "description": "sends in all, the first included (1–100)"}}}
+
 COMMON: dict[str, Schema] = {
     "channel_id": _str("the channel id (26 characters, Crockford base32)"),
     "password": _str("the channel password (8–128 bytes); required in legacy mode"),
@@ -58,6 +68,7 @@ MESSAGE: dict[str, Schema] = {
     "url": _str("link opened from the notification"),
     "images": _IMAGES,
     "tags": _TAGS,
+    "repeat": _REPEAT,
 }
 
 _EVENT: dict[str, Schema] = {
@@ -78,9 +89,9 @@ _EVENT: dict[str, Schema] = {
 _EVENT_ID = _str("the event id returned by pushgo.event.create", maxLength=64)
 
 EVENT: dict[str, dict[str, Schema]] = {
-    "create": {k: v for k, v in _EVENT.items() if k != "ended_at"},
+    "create": {**{k: v for k, v in _EVENT.items() if k != "ended_at"}, "repeat": _REPEAT},
     "update": {**{k: v for k, v in _EVENT.items() if k not in ("started_at", "ended_at")},
-               "event_id": _EVENT_ID},
+               "event_id": _EVENT_ID, "repeat": _REPEAT},
     "close": {**{k: v for k, v in _EVENT.items() if k != "started_at"}, "event_id": _EVENT_ID},
 }
 EVENT_REQUIRED = {
@@ -265,8 +276,10 @@ CANCEL_OUT: Schema = {
         "cancelled": {"type": "integer", "description": "deliveries cancelled by this call"},
         "total": {"type": "integer"},
         "states": {**_COUNTS, "description": "the operation's deliveries by state, afterwards"},
+        "repeat_stopped": {"type": "boolean", "description": "a send repeated until "
+                           "acknowledged makes no more rounds"},
     },
-    "required": ["op_id", "outcome", "cancelled", "total", "states"],
+    "required": ["op_id", "outcome", "cancelled", "total", "states", "repeat_stopped"],
 }
 
 #: What an ``isError`` result of any tool carries as ``structuredContent``.

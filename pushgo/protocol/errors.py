@@ -126,6 +126,9 @@ PROVIDER_TOKEN_MISSING = _api("provider_token_missing")
 PROVIDER_TOKEN_FORBIDDEN_FOR_PRIVATE_CHANNEL = _api("provider_token_forbidden_for_private_channel")
 OP_ID_REQUIRED = _api("op_id_required")
 INVALID_OP_ID = _api("invalid_op_id")
+#: ``repeat`` out of its bounds (every_s 30–86400, max 1–100), or on a route that cannot
+#: repeat (a direct send).
+INVALID_REPEAT = _api("invalid_repeat")
 THING_ID_REQUIRED = _api("thing_id_required")
 INVALID_THING_ID = _api("invalid_thing_id")
 #: /thing/{thing_id}/event/close with a body thing_id naming another thing.
@@ -218,6 +221,9 @@ CHANNEL_NOT_FOUND = _api("channel_not_found", 404)
 OPERATION_NOT_FOUND = _api("operation_not_found", 404)
 #: An activity token registered for an event the channel does not have.
 EVENT_NOT_FOUND = _api("event_not_found", 404)
+#: No repeating send of this op_id (``GET /receipts/{op_id}``), or none delivered to the
+#: device that acknowledges it (``POST /receipts/ack``).
+RECEIPT_NOT_FOUND = _api("receipt_not_found", 404)
 BIND_SESSION_NOT_FOUND = _api("bind_session_not_found", 404)
 METHOD_NOT_ALLOWED = _api("method_not_allowed", 405)
 #: A request body that did not arrive in time (PUSHGO_HTTP_BODY_TIMEOUT_S); the connection closes.

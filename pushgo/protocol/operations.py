@@ -28,6 +28,41 @@ class _Req(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     deliver_at: Ts = None  # a scheduled send: nothing goes out before then
 
 
+class RepeatIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``repeat``: send again every ``every_s`` seconds until a device acknowledges, at most
+    ``max`` sends in all (the first one included)."""
+
+    every_s: int
+    max: int
+
+
+#: Bounds of ``repeat``: a round at most every 30 s, at least once a day; 1 to 100 sends.
+REPEAT_EVERY_MIN_S = 30
+REPEAT_EVERY_MAX_S = 86_400
+REPEAT_MAX_SENDS = 100
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A validated ``repeat``."""
+
+    every_s: int
+    max: int
+
+
+def repeat_rule(raw: RepeatIn | None) -> Repeat | None:
+    if raw is None:
+        return None
+    if not REPEAT_EVERY_MIN_S <= raw.every_s <= REPEAT_EVERY_MAX_S:
+        raise field_rules.FieldError(
+            codes.INVALID_REPEAT,
+            f"repeat.every_s must be {REPEAT_EVERY_MIN_S} to {REPEAT_EVERY_MAX_S} seconds")
+    if not 1 <= raw.max <= REPEAT_MAX_SENDS:
+        raise field_rules.FieldError(codes.INVALID_REPEAT,
+                                     f"repeat.max must be 1 to {REPEAT_MAX_SENDS} sends")
+    return Repeat(raw.every_s, raw.max)
+
+
 class MessageIn(_Req, kw_only=True):
     title: str
     body: str | None = None
@@ -40,6 +75,7 @@ class MessageIn(_Req, kw_only=True):
     ciphertext: str | None = None
     tags: list[str] = msgspec.field(default_factory=list)
     metadata: Meta = None
+    repeat: RepeatIn | None = None
 
 
 class MessageQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -80,11 +116,12 @@ class _EventBody(_Req, kw_only=True):
 
 
 class EventCreateIn(_EventBody, kw_only=True):
-    pass
+    repeat: RepeatIn | None = None
 
 
 class EventUpdateIn(_EventBody, kw_only=True):
     event_id: str
+    repeat: RepeatIn | None = None
 
 
 class EventCloseIn(_EventBody, kw_only=True):
@@ -140,16 +177,20 @@ class OpSpec:
     #: A scheduled send: when its deliveries become due (epoch ms); None: at once. Checked
     #: against the clock (not past, ≤ 30 days ahead) when the send is prepared.
     deliver_at: int | None = None
+    #: Send again until acknowledged (messages, event create and update).
+    repeat: Repeat | None = None
 
     def fingerprint(self) -> str:
         """What makes two requests with one op_id "the same payload"."""
-        doc = {
+        doc: dict[str, Any] = {
             "route": self.route, "entity_id": self.entity_id, "thing_id": self.thing_id,
             "severity": self.severity,
             "ttl": self.ttl_ms, "occurred_at": self.occurred_at, "fields": self.fields,
         }
         if self.deliver_at is not None:  # absent otherwise: older fingerprints still match
             doc["deliver_at"] = self.deliver_at
+        if self.repeat is not None:  # absent otherwise: earlier fingerprints stay the same
+            doc["repeat"] = [self.repeat.every_s, self.repeat.max]
         raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(raw.encode()).hexdigest()
 
@@ -191,6 +232,7 @@ def message_spec(req: MessageIn, *, channel_key: str | None = None) -> OpSpec:
         thing_id=thing_id, severity=field_rules.severity_lenient(req.severity),
         ttl_ms=field_rules.timestamp(req.ttl, "ttl"), occurred_at=occurred, fields=fields,
         deliver_at=field_rules.timestamp(req.deliver_at, "deliver_at"),
+        repeat=repeat_rule(req.repeat),
     )
 
 
@@ -274,6 +316,7 @@ def event_spec(req: _EventBody, action: str, *, now_ms: int | None = None) -> Op
         entity_id=event_id, thing_id=thing_id, severity="normal", ttl_ms=None,
         occurred_at=event_time, fields=fields,
         deliver_at=field_rules.timestamp(req.deliver_at, "deliver_at"),
+        repeat=repeat_rule(req.repeat) if isinstance(req, EventCreateIn | EventUpdateIn) else None,
     )
 
 

@@ -20,7 +20,10 @@ PAYLOAD_VERSION = "1"
 WAKEUP_BODY_CHARS = 180
 WAKEUP_KEYS = ("title", "delivery_id", "channel_id", "entity_type", "entity_id", "message_id",
                "event_id", "thing_id", "op_id", "sent_at", "ttl", "schema_version",
-               "payload_version", "base_url")
+               "payload_version", "base_url", "receipt")
+#: ``receipt`` of a repeating send: the path a notification action posts its acknowledgement
+#: to (with its device_key and this op_id or delivery_id), which stops the repeats.
+RECEIPT_PATH = "/receipts/ack"
 
 _THING_PREFIX = {"create": "创建: ", "update": "更新: ", "archive": "存档: ", "delete": "删除: "}
 _NAME_KEYS = ("name", "thing_name", "名称")
@@ -103,6 +106,8 @@ def render(spec: OpSpec, *, op_id: str, entity_id: str, now_ms: int, default_ttl
         thread = f"thing|channel={spec.channel_id}|thing={entity_id}"
     if base_url:
         data["base_url"] = base_url.rstrip("/")
+    if spec.repeat is not None:
+        data["receipt"] = RECEIPT_PATH
     return Rendered(data, title, body, thread, expires)
 
 

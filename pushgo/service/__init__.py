@@ -11,6 +11,7 @@ from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
 from pushgo.service.liveactivities import LiveActivities
 from pushgo.service.oauth import OAuthRecords
+from pushgo.service.receipts import Receipts
 from pushgo.service.schedule import Schedules
 from pushgo.service.send import Publisher
 from pushgo.service.status import Status
@@ -29,6 +30,7 @@ class Services:
     schedules: Schedules
     live_activities: LiveActivities
     vapid: VapidKeys
+    receipts: Receipts
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
@@ -38,7 +40,7 @@ class Services:
         return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
                    Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
-                   VapidKeys(ctx))
+                   VapidKeys(ctx), Receipts(ctx))
 
 
 __all__ = ["Context", "Services"]

@@ -8,13 +8,18 @@ inbox until acknowledged, so the next page is simply the next pull after the ack
 apps pull, store, ack, and pull again while ``has_more``). ``requested_count`` counts the
 distinct non-empty ids asked for (the Android app checks it equals what it sent);
 ``removed_count`` those that were still in this device's inbox, so a repeated ack is
-harmless and answers 0."""
+harmless and answers 0.
+
+An acknowledgement is also a receipt: a repeating send (``repeat``) acknowledged by any of its
+devices stops, in the same transaction (pushgo.store.repeats), named by the path it came
+through (``via``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import msgspec
+from sqlalchemy.engine import Connection
 
 from pushgo.errors import InvalidInput, codes
 from pushgo.protocol import fields as field_rules
@@ -22,11 +27,28 @@ from pushgo.protocol import wire
 from pushgo.protocol.payload import with_delivery_id
 from pushgo.service.context import Context
 from pushgo.store import outbox as outbox_store
+from pushgo.store import repeats as repeat_store
 
 PULL_LIMIT = 512
 #: Items per /v2/messages/pull page, and ids per /v2/messages/ack.
 PULL_V2_LIMIT = 200
 ACK_V2_LIMIT = 200
+#: How an acknowledgement came (``acked_via`` of a receipt).
+VIA_ACK = "messages_ack"
+VIA_ACK_V2 = "v2_messages_ack"
+VIA_PRIVATE_LINK = "private_link"
+
+
+def _ack_one(conn: Connection, key: str, delivery_id: str, now: int, via: str) -> bool:
+    removed = outbox_store.ack(conn, key, delivery_id, now)
+    repeat_store.acknowledge(conn, key, [delivery_id], via, now)
+    return removed
+
+
+def _ack_many(conn: Connection, key: str, ids: list[str], now: int, via: str) -> int:
+    removed = outbox_store.ack_many(conn, key, ids, now)
+    repeat_store.acknowledge(conn, key, ids, via, now)
+    return removed
 
 
 def _delivery_id(raw: str | None) -> str | None:
@@ -71,21 +93,21 @@ class Inbox:
             for i in items
         ], has_more=more)
 
-    async def ack_v2(self, req: wire.AckV2In) -> wire.AckV2Out:
+    async def ack_v2(self, req: wire.AckV2In, via: str = VIA_ACK_V2) -> wire.AckV2Out:
         key = field_rules.device_key(req.device_key)
         ids = sorted({i.strip() for i in req.delivery_ids if i.strip()})
         if not ids or len(ids) > ACK_V2_LIMIT:
             raise InvalidInput(codes.INVALID_DELIVERY_IDS,
                                f"delivery_ids must hold 1 to {ACK_V2_LIMIT} ids")
-        removed = await self.ctx.store.run(outbox_store.ack_many, key, ids, self.ctx.now())
+        removed = await self.ctx.store.run(_ack_many, key, ids, self.ctx.now(), via)
         self._changed(removed)
         return wire.AckV2Out(requested_count=len(ids), removed_count=removed)
 
-    async def ack(self, req: wire.AckIn) -> wire.AckOut:
+    async def ack(self, req: wire.AckIn, via: str = VIA_ACK) -> wire.AckOut:
         key = field_rules.device_key(req.device_key)
         delivery_id = _delivery_id(req.delivery_id)
         assert delivery_id is not None
-        removed = await self.ctx.store.run(outbox_store.ack, key, delivery_id, self.ctx.now())
+        removed = await self.ctx.store.run(_ack_one, key, delivery_id, self.ctx.now(), via)
         self._changed(int(removed))
         return wire.AckOut(removed=removed)
 

@@ -65,14 +65,15 @@ class Schedules:
         for channel in result.channels:
             self.ctx.accepted(channel)  # status watchers (here and elsewhere) re-read
         states = result.states
-        if result.cancelled:
+        if result.cancelled or result.repeats_stopped:
             outcome = "cancelled"
         elif states.get("cancelled"):
             outcome = "already_cancelled"
         else:
             outcome = "already_done"
         return {"op_id": op_id, "outcome": outcome, "cancelled": result.cancelled,
-                "total": sum(states.values()), "states": states}
+                "total": sum(states.values()), "states": states,
+                "repeat_stopped": result.repeats_stopped > 0}
 
     # the scheduler (pushgo.delivery.scheduler)
 

@@ -28,6 +28,7 @@ from pushgo.store import channels as channel_store
 from pushgo.store import entities as entity_store
 from pushgo.store import liveactivities as live_store
 from pushgo.store import outbox as outbox_store
+from pushgo.store import repeats as repeat_store
 from pushgo.store import schedule as schedule_store
 from pushgo.store.direct import insert_direct
 
@@ -250,6 +251,14 @@ class Prepared:
         live = live_event(spec.route)
         if live is not None:  # an event: Live Activity pushes where devices registered one
             live_store.route_event(conn, op_pk, spec.channel_id, entity_id, live)
+        if kind == "event" and action == "close":
+            repeat_store.stop_event(conn, spec.channel_id, entity_id, now)
+        if spec.repeat is not None:
+            repeat_store.insert(conn, op_pk=op_pk, channel_id=spec.channel_id, op_id=op_id,
+                                entity_type=kind, entity_id=entity_id,
+                                every_s=spec.repeat.every_s, max_sends=spec.repeat.max,
+                                now=now, expires_at=rendered.expires_at,
+                                first_at=spec.deliver_at)
         return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id, recipients,
                         duplicate=False, deliver_at=spec.deliver_at)
 

@@ -20,6 +20,7 @@ from pushgo.store.schema import (
     metadata,
     operations,
     provider_health,
+    repeats,
     schema_info,
     webpush_keys,
 )
@@ -89,7 +90,13 @@ def _v8(conn: Connection, _dialect: str) -> None:
     webpush_keys.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+def _v9(conn: Connection, _dialect: str) -> None:
+    """``repeats``: sends repeated until acknowledged, and their receipts (created by v1 on
+    a database made with a schema.py that already had it)."""
+    repeats.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 LATEST = len(MIGRATIONS)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pushgo.store import repeats as repeat_store
 from pushgo.store.dispatch import DIRECT_DEVICE
 from pushgo.store.schema import deliveries, operations
 
@@ -82,11 +83,13 @@ def release_due(conn: Connection, now: int, max_ops: int = RELEASE_OPS,
 @dataclass
 class Cancelled:
     """What a cancel did: ``cancelled`` deliveries now; ``states`` counts every delivery of
-    the matched operations afterwards."""
+    the matched operations afterwards; ``repeats_stopped`` repeating sends that will make no
+    more rounds."""
 
     cancelled: int
     channels: list[str]
     states: dict[str, int] = field(default_factory=dict)
+    repeats_stopped: int = 0
 
 
 def cancel(conn: Connection, op_id: str, channel_ids: Sequence[str] | None, now: int
@@ -118,9 +121,14 @@ def cancel(conn: Connection, op_id: str, channel_ids: Sequence[str] | None, now:
         for pk in result.scalars():
             cancelled += 1
             touched.add(int(pk))
+    stopped = 0
+    for start in range(0, len(pks), CHUNK):  # and no more rounds of a repeating send
+        stopped += repeat_store.stop_ops(conn, pks[start:start + CHUNK], repeat_store.CANCELLED,
+                                         now)
     states: dict[str, int] = {}
     for start in range(0, len(pks), CHUNK):
         for state, n in conn.execute(sa.select(d.c.state, sa.func.count()).where(
                 d.c.op_pk.in_(pks[start:start + CHUNK])).group_by(d.c.state)):
             states[str(state)] = states.get(str(state), 0) + int(n)
-    return Cancelled(cancelled, sorted({ops[pk] for pk in touched}), states)
+    channels = sorted({ops[pk] for pk in touched} | ({*ops.values()} if stopped else set()))
+    return Cancelled(cancelled, channels, states, stopped)

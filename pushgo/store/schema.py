@@ -365,3 +365,32 @@ live_activities = sa.Table(
 )
 
 LIVE_ACTIVITY_TABLES = (live_activity_start_tokens, live_activities)
+#: Sends that repeat until acknowledged (``repeat`` on a message or an event): one row per
+#: operation, its receipt. A round is due at ``next_at`` (NULL once stopped); ``sends``
+#: counts the fan-outs made, the first included. The first acknowledgement names its device,
+#: time and path (``acked_*``, kept even when it comes after the repeats stopped);
+#: ``stopped`` says why no more rounds come (acked, event_closed, max_reached, expired,
+#: cancelled).
+repeats = sa.Table(
+    "repeats", metadata,
+    sa.Column("op_pk", BigId, primary_key=True, autoincrement=False),
+    sa.Column("channel_id", sa.String(26), nullable=False),
+    sa.Column("op_id", sa.String(128), nullable=False),
+    sa.Column("entity_type", sa.String(16), nullable=False),
+    sa.Column("entity_id", sa.String(64), nullable=False),
+    sa.Column("every_ms", Ms, nullable=False),
+    sa.Column("max_sends", sa.Integer, nullable=False),
+    sa.Column("sends", sa.Integer, nullable=False),
+    sa.Column("next_at", Ms, nullable=True),
+    sa.Column("expires_at", Ms, nullable=False),
+    sa.Column("acked_by", sa.String(128), nullable=True),
+    sa.Column("acked_at", Ms, nullable=True),
+    sa.Column("acked_via", sa.String(32), nullable=True),
+    sa.Column("stopped", sa.String(16), nullable=True),
+    sa.Column("stopped_at", Ms, nullable=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index("ix_repeats_due", "next_at"),
+    sa.Index("ix_repeats_op_id", "op_id"),
+    sa.Index("ix_repeats_entity", "channel_id", "entity_id"),
+)

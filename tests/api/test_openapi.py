@@ -219,6 +219,10 @@ async def test_known_good_requests_match_the_document_and_the_routes(gateway, ap
         == "scheduled"
     assert (await call("POST", "/operations/{op_id}/cancel", "/operations/op-later/cancel",
                        body=base))["outcome"] == "cancelled"
+    await call("POST", "/message", body={**base, "title": "on call", "op_id": "op-r",
+                                         "repeat": {"every_s": 60, "max": 3}})
+    await call("GET", "/receipts/{op_id}", "/receipts/op-r")
+    await call("POST", "/receipts/ack", body={"device_key": key, "op_id": "op-r"})
     page = await call("POST", "/v2/messages/pull", body={"device_key": key})
     ids = [item["delivery_id"] for item in page["items"]]
     assert ids

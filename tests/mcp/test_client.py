@@ -147,7 +147,8 @@ async def test_the_sdk_reads_the_channel_resources(gateway, api, mode):
         assert [str(r.uri) for r in listed.resources] == []
         templates = await client.list_resource_templates()
         assert [t.uri_template for t in templates.resource_templates] == [
-            "pushgo://channels/{channel_id}", "pushgo://operations/{op_id}"]
+            "pushgo://channels/{channel_id}", "pushgo://operations/{op_id}",
+            "pushgo://receipts/{op_id}"]
         channels = await client.read_resource("pushgo://channels")
         assert json.loads(resource_text(channels))["channels"] == []
         one = await client.read_resource(f"pushgo://channels/{cid}")

@@ -43,7 +43,7 @@ from pushgo.protocol import wire
 from pushgo.protocol.ids import redact
 from pushgo.protocol.payload import wakeup_data, with_delivery_id
 from pushgo.service.devices import Devices
-from pushgo.service.inbox import Inbox
+from pushgo.service.inbox import VIA_PRIVATE_LINK, Inbox
 from pushgo.service.outbox import OutboxService
 
 log = logging.getLogger("pushgo.private_link")
@@ -236,7 +236,8 @@ class PrivateLinks:
         token, acked = self.resume.begin(key, hello.resume_token, hello.last_acked_seq)
         if acked:
             try:
-                await self.inbox.ack_v2(wire.AckV2In(device_key=key, delivery_ids=acked))
+                await self.inbox.ack_v2(wire.AckV2In(device_key=key, delivery_ids=acked),
+                                        via=VIA_PRIVATE_LINK)
             except GatewayError as exc:  # they are sent again, and acknowledged then
                 log.warning("private session resume ack failed device=%s code=%s",
                             redact(key), exc.code)
@@ -335,7 +336,8 @@ class PrivateLinks:
             session.woken.add(ack.delivery_id)
         else:
             await self.inbox.ack(wire.AckIn(device_key=session.device_key,
-                                            delivery_id=ack.delivery_id))
+                                            delivery_id=ack.delivery_id),
+                                 via=VIA_PRIVATE_LINK)
         if session.waiter is not None:  # room for one more in flight
             session.waiter.wake()
 
