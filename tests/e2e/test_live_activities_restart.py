@@ -10,7 +10,6 @@ Real short times here: the process runs on the wall clock."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections import Counter
