@@ -328,7 +328,8 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
         data=LA.ActivityKeyOut,
         codes=(*_APP_LIVE, C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code,
                C.INVALID_PROVIDER_TOKEN.code, C.PROVIDER_TOKEN_REQUIRED.code,
-               C.EVENT_NOT_FOUND.code, C.EVENT_CLOSED.code, C.ACTIVITY_EVENT_AMBIGUOUS.code)),
+               C.EVENT_NOT_FOUND.code, C.EVENT_CLOSED.code, C.ACTIVITY_EVENT_AMBIGUOUS.code,
+               C.ACTIVITY_LIMIT_EXCEEDED.code)),
     ("POST", "/v1/activity/unregister"): Op(
         "the PushGo iOS app: forget an event's Live Activity token (or all of the "
         "activity_key's)", "devices", body=LA.ActivityUnregisterIn, data=LA.ActivityKeyOut,

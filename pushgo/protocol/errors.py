@@ -204,6 +204,9 @@ LIVE_ACTIVITY_REQUIRES_IOS_APNS = _api("live_activity_requires_ios_apns")
 INVALID_ACTIVITY_KEY = _api("invalid_activity_key")
 #: ``/v1/activity/*``: a ``schema_version`` of the app's bodies this gateway does not speak.
 UNSUPPORTED_SCHEMA_VERSION = _api("unsupported_schema_version")
+#: ``/v1/activity/register``: the event has as many app activities as the channel may have
+#: subscribers (``PUSHGO_CHANNEL_SUBSCRIBER_LIMIT``).
+ACTIVITY_LIMIT_EXCEEDED = _api("activity_limit_exceeded")
 
 # --------------------------------------------------------------------------- other 4xx
 

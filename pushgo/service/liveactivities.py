@@ -118,6 +118,7 @@ class LiveActivities:
             else field_rules.channel_id(req.channel_id)
         token = _token(req.token)
         now = self.ctx.now()
+        limit = self.ctx.settings.channel_subscriber_limit
 
         def work(conn: Connection) -> str:
             found: list[tuple[str, str]]
@@ -136,7 +137,11 @@ class LiveActivities:
             channel, state = found[0]
             if state == "CLOSED":
                 raise Conflict(codes.EVENT_CLOSED, "event is closed")
-            live_store.set_keyed_token(conn, channel, eid, token, now)
+            # At most one activity per possible subscriber of the channel, as for devices.
+            if not live_store.set_keyed_token(conn, channel, eid, token, now, limit):
+                raise InvalidInput(codes.ACTIVITY_LIMIT_EXCEEDED,
+                                   "the event has as many activities as the channel may have "
+                                   "subscribers")
             return channel
 
         channel = await self.ctx.store.run(work)

@@ -121,12 +121,19 @@ def event_channels(conn: Connection, event_id: str) -> list[tuple[str, str]]:
 
 
 def set_keyed_token(conn: Connection, channel_id: str, event_id: str, token: str,
-                    now: int) -> None:
-    """Register an update token for the event's activity (again: its time is renewed)."""
+                    now: int, limit: int) -> bool:
+    """Register an update token for the event's activity (again: its time is renewed); False
+    when it is new and the event already has ``limit`` tokens."""
     keys = (_KEY.c.channel_id == channel_id, _KEY.c.event_id == event_id, _KEY.c.token == token)
-    if not conn.execute(_KEY.update().where(*keys).values(updated_at=now)).rowcount:
-        conn.execute(_KEY.insert().values(channel_id=channel_id, event_id=event_id, token=token,
-                                          created_at=now, updated_at=now))
+    if conn.execute(_KEY.update().where(*keys).values(updated_at=now)).rowcount:
+        return True
+    held = conn.execute(sa.select(sa.func.count()).select_from(_KEY).where(
+        _KEY.c.channel_id == channel_id, _KEY.c.event_id == event_id)).scalar_one()
+    if held >= limit:
+        return False
+    conn.execute(_KEY.insert().values(channel_id=channel_id, event_id=event_id, token=token,
+                                      created_at=now, updated_at=now))
+    return True
 
 
 def clear_keyed(conn: Connection, event_id: str, token: str | None) -> int:

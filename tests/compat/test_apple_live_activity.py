@@ -23,12 +23,14 @@ from tests.helpers import PASSWORD, rows, stored_channel
 
 TOKEN = "gateway-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
+#: Subscribers a channel may have here: an event's app activities too.
+LIMIT = 3
 ACTIVITY_TOKEN = "0a" * 40  # an activity token's bytes as the app formats them
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
-    return {"token": TOKEN}
+    return {"token": TOKEN, "channel_subscriber_limit": LIMIT}
 
 
 async def app_post(client: httpx.AsyncClient, path: str, body: dict[str, Any],
@@ -134,3 +136,16 @@ async def test_what_the_gateway_refuses_is_a_problem_the_app_can_log(client, gat
     assert resp.status_code == 409 and problem_of(resp)["code"] == "event_closed"
     # with one of the two closed, the open one is found without the channel
     assert data_of(await app_post(client, register, registration(eid)))["channel_id"] == other
+
+
+async def test_an_event_takes_as_many_activities_as_its_channel_may_have_subscribers(
+        client, gateway):
+    cid, eid = await open_event(client, gateway)
+    for n in range(LIMIT):
+        data_of(await app_post(client, "/v1/activity/register",
+                               registration(eid, f"{n:02x}" * 32, cid)))
+    again = await app_post(client, "/v1/activity/register", registration(eid, "00" * 32, cid))
+    assert data_of(again)["registered"]  # one already registered renews
+    resp = await app_post(client, "/v1/activity/register", registration(eid, "ff" * 32, cid))
+    assert resp.status_code == 400 and problem_of(resp)["code"] == "activity_limit_exceeded"
+    assert len(await rows(gateway, live_activity_keys, event_id=eid)) == LIMIT
