@@ -151,7 +151,9 @@ async def test_live_activity_pushes_survive_kill_9_each_once_but_those_in_flight
         claimed = {d for d, (s, _, owner) in at_kill.items() if s == "queued" and owner}
         unsent = {d for d, (s, _, _) in at_kill.items() if s == "queued"}
         assert len(at_kill) == DEVICES * 3 + APP_ACTIVITIES * 2
-        assert claimed and len(unsent) > len(claimed), "nothing was in flight and queued"
+        # Claimed: in flight at the mock or waiting in the sender's queue (the process may
+        # have claimed all that is due); the rest waits in the outbox or for its retry.
+        assert claimed, "the process finished before the kill"
 
         apns.gate.set()
         await anyio.to_thread.run_sync(srv.start)  # the same address: the same identity
