@@ -266,6 +266,8 @@ _LIVE = (*_DEVICE, C.INVALID_PROVIDER_TOKEN.code, C.PROVIDER_TOKEN_REQUIRED.code
          C.LIVE_ACTIVITY_REQUIRES_IOS_APNS.code)
 _LIVE_EVENT = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.EVENT_ID_REQUIRED.code,
                C.INVALID_EVENT_ID.code)
+_APP_LIVE = (C.LIVE_ACTIVITY_REQUIRES_IOS_APNS.code, C.UNSUPPORTED_SCHEMA_VERSION.code,
+             C.INVALID_ACTIVITY_KEY.code, C.EVENT_ID_REQUIRED.code, C.INVALID_EVENT_ID.code)
 _CHANNEL = (C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code, C.CHANNEL_NOT_FOUND.code)
 _PASSWORD = (C.PASSWORD_REQUIRED.code, C.INVALID_PASSWORD.code, C.PASSWORD_MISMATCH.code,
              C.RATE_LIMITED.code)
@@ -337,6 +339,18 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
     ("POST", "/device/liveactivity/token/delete"): Op(
         "forget the Live Activity of an event (it ended on the device)", "devices",
         body=LA.ActivityTokenDeleteIn, data=LA.TokenOut, codes=(*_DEVICE, *_LIVE_EVENT)),
+    ("POST", "/v1/activity/register"): Op(
+        "the PushGo iOS app: register the update token of an event's Live Activity by "
+        "activity_key (event:<event_id>)", "devices", body=LA.ActivityRegisterIn,
+        data=LA.ActivityKeyOut,
+        codes=(*_APP_LIVE, C.CHANNEL_ID_REQUIRED.code, C.INVALID_CHANNEL_ID.code,
+               C.INVALID_PROVIDER_TOKEN.code, C.PROVIDER_TOKEN_REQUIRED.code,
+               C.EVENT_NOT_FOUND.code, C.EVENT_CLOSED.code, C.ACTIVITY_EVENT_AMBIGUOUS.code,
+               C.ACTIVITY_LIMIT_EXCEEDED.code)),
+    ("POST", "/v1/activity/unregister"): Op(
+        "the PushGo iOS app: forget an event's Live Activity token (or all of the "
+        "activity_key's)", "devices", body=LA.ActivityUnregisterIn, data=LA.ActivityKeyOut,
+        codes=(*_APP_LIVE, C.INVALID_PROVIDER_TOKEN.code)),
     ("POST", "/channel/subscribe"): Op(
         "subscribe (a name and no id creates the channel)", "channels", body=wire.SubscribeIn,
         data=wire.SubscribeOut,

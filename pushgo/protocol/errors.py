@@ -208,6 +208,13 @@ CHANNEL_SUBSCRIBER_LIMIT_EXCEEDED = _api("channel_subscriber_limit_exceeded")
 CHANNELS_LIMIT_EXCEEDED = _api("channels_limit_exceeded")
 #: Live Activity tokens (``/device/liveactivity/*``) belong to iOS devices on the APNs route.
 LIVE_ACTIVITY_REQUIRES_IOS_APNS = _api("live_activity_requires_ios_apns")
+#: ``/v1/activity/*``: an ``activity_key`` that names no event (the app's are ``event:<id>``).
+INVALID_ACTIVITY_KEY = _api("invalid_activity_key")
+#: ``/v1/activity/*``: a ``schema_version`` of the app's bodies this gateway does not speak.
+UNSUPPORTED_SCHEMA_VERSION = _api("unsupported_schema_version")
+#: ``/v1/activity/register``: the event has as many app activities as the channel may have
+#: subscribers (``PUSHGO_CHANNEL_SUBSCRIBER_LIMIT``).
+ACTIVITY_LIMIT_EXCEEDED = _api("activity_limit_exceeded")
 
 # --------------------------------------------------------------------------- other 4xx
 
@@ -232,6 +239,8 @@ CONFLICT = _api("conflict", 409)
 OP_ID_CONFLICT = _api("op_id_conflict", 409)
 STORE_CONFLICT = _api("store_conflict", 409)
 EVENT_CLOSED = _api("event_closed", 409)
+#: ``/v1/activity/register`` without ``channel_id`` for an event id open in several channels.
+ACTIVITY_EVENT_AMBIGUOUS = _api("activity_event_ambiguous", 409)
 THING_DELETED = _api("thing_deleted", 409)
 PAYLOAD_TOO_LARGE = _api("payload_too_large", 413)
 UNSUPPORTED_MEDIA_TYPE = _api("unsupported_media_type", 415)

@@ -181,3 +181,62 @@ class TokenOut(msgspec.Struct, omit_defaults=True, kw_only=True):
     registered: bool
     channel_id: str | None = None
     event_id: str | None = None
+
+
+# --------------------------------------------------------------------------- the app's routes
+
+#: ``activity_key`` of an event's activity, as the PushGo iOS app names it: ``event:<event_id>``.
+ACTIVITY_KEY_PREFIX = "event:"
+#: The ``schema_version`` of the app's registration bodies this gateway speaks.
+ACTIVITY_SCHEMA_VERSION = 1
+
+
+def activity_key(event_id: str) -> str:
+    return ACTIVITY_KEY_PREFIX + event_id
+
+
+def event_of_key(key: str) -> str | None:
+    """The event id an ``activity_key`` names (``event:<event_id>``), or None when it names
+    no event (the caller answers ``invalid_activity_key``)."""
+    prefix, sep, event_id = key.strip().partition(":")
+    if not sep or prefix != ACTIVITY_KEY_PREFIX[:-1] or not event_id.strip():
+        return None
+    return event_id.strip()
+
+
+class _AppIn(msgspec.Struct, kw_only=True):
+    """The PushGo iOS app's own bodies: unknown fields are ignored (a newer app may add one;
+    the app never reads an answer beyond its status)."""
+
+
+class ActivityRegisterIn(_AppIn):
+    """``POST /v1/activity/register``: the update token of an activity the app started itself
+    from an event's notification (``activity.pushTokenUpdates``, hex). No device key: the
+    activity is known by ``activity_key`` (``event:<event_id>``) and, when the app knows it,
+    the event's ``channel_id``."""
+
+    activity_key: str
+    token: str
+    channel_id: str | None = None
+    platform: str = "ios"
+    schema_version: int = ACTIVITY_SCHEMA_VERSION
+
+
+class ActivityUnregisterIn(_AppIn):
+    """``POST /v1/activity/unregister``: the activity ended on the device. With ``token``,
+    that token alone is forgotten; without, every token registered for ``activity_key``."""
+
+    activity_key: str
+    token: str | None = None
+    platform: str = "ios"
+    schema_version: int = ACTIVITY_SCHEMA_VERSION
+
+
+class ActivityKeyOut(msgspec.Struct, omit_defaults=True, kw_only=True):
+    activity_key: str
+    #: Whether the token is now registered (false after an unregister).
+    registered: bool
+    channel_id: str | None = None
+    event_id: str | None = None
+    #: How many tokens an unregister forgot.
+    removed: int | None = None

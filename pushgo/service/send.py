@@ -246,11 +246,14 @@ class Prepared:
             entity_store.apply_thing(conn, channel_id=spec.channel_id, thing_id=entity_id,
                           action=action, fields=spec.fields, now=now)
         recipients = outbox_store.fan_out(conn, op_pk, spec.channel_id, now, rendered.expires_at)
-        if spec.deliver_at is not None:
-            schedule_store.schedule(conn, op_pk, spec.deliver_at)
         live = live_event(spec.route)
         if live is not None:  # an event: Live Activity pushes where devices registered one
             live_store.route_event(conn, op_pk, spec.channel_id, entity_id, live)
+            # and to the activities the app registered by event (/v1/activity/register)
+            live_store.add_keyed_pushes(conn, op_pk, spec.channel_id, entity_id, live, now,
+                                        rendered.expires_at)
+        if spec.deliver_at is not None:  # after every delivery of the operation is written
+            schedule_store.schedule(conn, op_pk, spec.deliver_at)
         if kind == "event" and action == "close":
             repeat_store.stop_event(conn, spec.channel_id, entity_id, now)
         if spec.repeat is not None:

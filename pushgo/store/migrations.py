@@ -17,6 +17,7 @@ from pushgo.store.schema import (
     LIVE_ACTIVITY_TABLES,
     OAUTH_TABLES,
     deliveries,
+    live_activity_keys,
     metadata,
     operations,
     provider_health,
@@ -96,7 +97,14 @@ def _v9(conn: Connection, _dialect: str) -> None:
     repeats.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
+def _v10(conn: Connection, _dialect: str) -> None:
+    """The PushGo iOS app's own Live Activity tokens, keyed by event (``/v1/activity/*``; a
+    database made by v1 of a newer schema.py already has the table)."""
+    live_activity_keys.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
+                                                       _v10]
 LATEST = len(MIGRATIONS)
 
 

@@ -394,3 +394,18 @@ repeats = sa.Table(
     sa.Index("ix_repeats_op_id", "op_id"),
     sa.Index("ix_repeats_entity", "channel_id", "entity_id"),
 )
+
+#: The update tokens the PushGo iOS app registers itself (``POST /v1/activity/register``): an
+#: activity it started from an event's notification, known by the event alone (the app sends
+#: no device key). Updates and the close of the event go to each token as well as the
+#: devices' usual notifications; the rows go when the event closes, the app unregisters or
+#: APNs says the token is dead.
+live_activity_keys = sa.Table(
+    "live_activity_keys", metadata,
+    sa.Column("channel_id", sa.String(26), primary_key=True),
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("token", sa.String(256), primary_key=True),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("updated_at", Ms, nullable=False),
+    sa.Index("ix_live_activity_keys_token", "token"),
+)

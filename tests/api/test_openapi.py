@@ -166,6 +166,11 @@ async def live_activity_routes(call: Checked, cid: str, event_id: str) -> None:
     activity = {"device_key": ios, "channel_id": cid, "event_id": event_id}
     await call("POST", "/device/liveactivity/token", body={**activity, "token": "b2" * 32})
     await call("POST", "/device/liveactivity/token/delete", body=activity)
+    # the PushGo iOS app's own registration, by activity_key
+    app_key = {"activity_key": f"event:{event_id}", "platform": "ios", "schema_version": 1}
+    await call("POST", "/v1/activity/register",
+               body={**app_key, "channel_id": cid, "token": "c3" * 32})
+    await call("POST", "/v1/activity/unregister", body=app_key)
 
 
 async def test_known_good_requests_match_the_document_and_the_routes(gateway, api):
