@@ -21,6 +21,14 @@ AUTH = {"authorization": f"Bearer {TOKEN}"}
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
 ACCEPT_BOTH = "application/json, text/event-stream"
+#: The eight send tools.
+SEND_TOOLS = {
+    "pushgo.message.send", "pushgo.event.create", "pushgo.event.update", "pushgo.event.close",
+    "pushgo.thing.create", "pushgo.thing.update", "pushgo.thing.archive", "pushgo.thing.delete",
+}
+#: What a legacy-mode caller lists: the send tools and the cancel of a send. The four channel
+#: tools need OAuth (they answer ``oauth_required`` there), so legacy mode does not offer them.
+LEGACY_TOOLS = SEND_TOOLS | {"pushgo.operation.cancel"}
 
 
 @pytest.fixture(name="settings_overrides")

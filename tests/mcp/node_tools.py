@@ -25,12 +25,6 @@ from tests.helpers import PASSWORD
 from tests.live import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-#: What a legacy-mode caller lists: the eight send tools. The four channel tools need OAuth
-#: (they answer ``oauth_required`` there), so legacy mode does not offer them.
-SEND_TOOLS = {
-    "pushgo.message.send", "pushgo.event.create", "pushgo.event.update", "pushgo.event.close",
-    "pushgo.thing.create", "pushgo.thing.update", "pushgo.thing.archive", "pushgo.thing.delete",
-}
 
 
 def node_tools(name: str, *variables: str) -> dict[str, str]:

@@ -18,16 +18,16 @@ from mcp.types import ReadResourceResult, TextResourceContents
 from pushgo.app import Gateway
 from tests.helpers import PASSWORD, pull
 from tests.live import hypercorn_server
-from tests.mcp_helpers import AUTH, api_fixture, mcp_settings, private_device_on_channel  # noqa: F401
+from tests.mcp_helpers import (  # noqa: F401
+    AUTH,
+    LEGACY_TOOLS,
+    api_fixture,
+    mcp_settings,
+    private_device_on_channel,
+)
 
 MODES = ["legacy", "2026-07-28"]
 
-#: What a legacy-mode caller lists: the eight send tools. The four channel tools need OAuth
-#: (they answer ``oauth_required`` here), so legacy mode does not offer them.
-TOOL_NAMES = {
-    "pushgo.message.send", "pushgo.event.create", "pushgo.event.update", "pushgo.event.close",
-    "pushgo.thing.create", "pushgo.thing.update", "pushgo.thing.archive", "pushgo.thing.delete",
-}
 
 
 @pytest.fixture(params=MODES)
@@ -58,10 +58,10 @@ def resource_text(result: ReadResourceResult) -> str:
     return content.text
 
 
-async def test_the_sdk_lists_exactly_the_eight_send_tools_in_legacy_mode(gateway, mode):
+async def test_the_sdk_lists_exactly_the_legacy_tools_in_legacy_mode(gateway, mode):
     async with sdk_client(gateway, mode) as client:
         tools = (await client.list_tools()).tools
-    assert {t.name for t in tools} == TOOL_NAMES
+    assert {t.name for t in tools} == LEGACY_TOOLS
     for tool in tools:
         assert tool.input_schema["additionalProperties"] is False
         assert tool.output_schema is not None

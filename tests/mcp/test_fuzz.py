@@ -30,7 +30,8 @@ METHODS = ["initialize", "ping", "tools/list", "tools/call", "resources/list",
 TOOLS = ["pushgo.message.send", "pushgo.event.create", "pushgo.event.update",
          "pushgo.event.close", "pushgo.thing.create", "pushgo.thing.update",
          "pushgo.thing.archive", "pushgo.thing.delete", "pushgo.channel.bind.start",
-         "pushgo.channel.bind.status", "pushgo.channel.list", "pushgo.channel.unbind"]
+         "pushgo.channel.bind.status", "pushgo.channel.list", "pushgo.channel.unbind",
+         "pushgo.operation.cancel"]
 FIELDS = sorted({*schemas.MESSAGE, *schemas.EVENT["close"], *schemas.EVENT["create"],
                  *schemas.THING["delete"], *schemas.THING["create"], "event_id", "thing_id",
                  "bind_session_id", "action", "requested_channel_id", "redirect_uri", "lang"})

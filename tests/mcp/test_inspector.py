@@ -26,18 +26,13 @@ import pytest
 from tests.conftest import IN_CI
 from tests.helpers import PASSWORD
 from tests.mcp.node_tools import Live, live_gateway
+from tests.mcp_helpers import LEGACY_TOOLS
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "gw-token-for-the-inspector"
 ERAS = ["legacy", "modern"]
-#: What a legacy-mode caller lists: the eight send tools. The four channel tools need OAuth
-#: (they answer ``oauth_required`` here), so legacy mode does not offer them.
-TOOL_NAMES = {
-    "pushgo.message.send", "pushgo.event.create", "pushgo.event.update", "pushgo.event.close",
-    "pushgo.thing.create", "pushgo.thing.update", "pushgo.thing.archive", "pushgo.thing.delete",
-}
 EXIT_TOOL_IS_ERROR = 5
 
 
@@ -103,7 +98,7 @@ def test_the_inspector_lists_the_eight_send_tools_in_legacy_mode(inspector, live
     status, doc = inspector.run(live.url, era, "--method", "tools/list")
     assert status == 0, doc
     tools = doc["result"]["tools"]
-    assert {t["name"] for t in tools} == TOOL_NAMES
+    assert {t["name"] for t in tools} == LEGACY_TOOLS
     send = next(t for t in tools if t["name"] == "pushgo.message.send")
     assert send["inputSchema"]["additionalProperties"] is False
     assert "password" in send["inputSchema"]["required"]

@@ -30,7 +30,8 @@ import httpx
 import pytest
 
 from tests.helpers import PASSWORD
-from tests.mcp.node_tools import SEND_TOOLS, Live, live_gateway, node_env, node_tools
+from tests.mcp.node_tools import Live, live_gateway, node_env, node_tools
+from tests.mcp_helpers import LEGACY_TOOLS
 
 pytestmark = pytest.mark.slow
 
@@ -144,7 +145,7 @@ def test_mcp_remote_with_the_gateway_token_sends_to_the_private_device(
         init = bridge.initialize()
         assert init["serverInfo"]["name"] == "pushgo"
         tools = {t["name"]: t for t in bridge.request("tools/list", {})["result"]["tools"]}
-        assert set(tools) == SEND_TOOLS
+        assert set(tools) == LEGACY_TOOLS
         assert "password" in tools["pushgo.message.send"]["inputSchema"]["required"]
         out = _send(bridge, {"channel_id": legacy.channel_id, "password": PASSWORD,
                              "title": "hello through mcp-remote", "body": "stdio bridge"})
@@ -207,7 +208,7 @@ def test_mcp_remote_completes_the_oauth_flow_and_sends_without_a_password(
         _consent(url, oauth.channel_id)
         bridge.initialize()
         tools = {t["name"]: t for t in bridge.request("tools/list", {})["result"]["tools"]}
-        assert set(tools) == SEND_TOOLS | CHANNEL_TOOLS
+        assert set(tools) == LEGACY_TOOLS | CHANNEL_TOOLS
         assert "password" not in tools["pushgo.message.send"]["inputSchema"]["properties"]
         out = _send(bridge, {"channel_id": oauth.channel_id, "title": "signed in via mcp-remote"})
         listed = bridge.request("tools/call", {"name": "pushgo.channel.list", "arguments": {}})

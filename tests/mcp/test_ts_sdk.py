@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import PASSWORD
-from tests.mcp.node_tools import ROOT, SEND_TOOLS, Live, live_gateway, node_env, node_tools
+from tests.mcp.node_tools import ROOT, Live, live_gateway, node_env, node_tools
+from tests.mcp_helpers import LEGACY_TOOLS
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +68,7 @@ def test_the_ts_sdk_lists_the_send_tools_and_its_message_reaches_the_device(
     if line == "v2":  # v1 has no notion of eras
         assert doc["era"] == era
     tools = {t["name"]: t for t in doc["tools"]}
-    assert set(tools) == SEND_TOOLS
+    assert set(tools) == LEGACY_TOOLS
     assert "password" in tools["pushgo.message.send"]["inputSchema"]["required"]
     result = doc["result"]
     assert result.get("isError") is not True, result
