@@ -85,8 +85,13 @@ def origin_of(route: str, token: str | None) -> str | None:
     a token that names none, which then counts against the route's own breaker)."""
     if route not in PER_ORIGIN_ROUTES or not token:
         return None
+    url: Any = token
     try:
-        url = WEB.parse_token(token, allow_local=True).endpoint if route == "webpush" else token
+        if route == "webpush":  # the stored subscription JSON; only its endpoint matters here
+            doc = json.loads(token)
+            url = doc.get("endpoint") if isinstance(doc, dict) else None
+        if not isinstance(url, str) or not url.strip().startswith("https://"):
+            return None
         return WEB.origin_of(url.strip()) or None
     except ValueError:
         return None
@@ -440,6 +445,8 @@ class OutboxPump:
             self._wake.set()
 
     def _job_success(self, job: Job) -> None:
+        if job.route in PER_ORIGIN_ROUTES and not self.origin_breakers:
+            return  # every push service healthy: nothing to look up (the common case)
         key = self._origin_key(job)
         if key is None:
             self._success(job.route)
@@ -464,6 +471,8 @@ class OutboxPump:
     def _origin_admits(self, job: Job) -> bool:
         """Whether a job may go to its push service now: its origin's breaker is closed, or
         half-open with a probe left for this cool-down."""
+        if not self.origin_breakers:
+            return True
         key = self._origin_key(job)
         breaker = None if key is None else self.origin_breakers.get(key)
         if key is None or breaker is None:

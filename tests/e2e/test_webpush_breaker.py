@@ -116,8 +116,9 @@ def test_the_origin_of_a_delivery():
     sub = {"endpoint": "https://push.example.com:8443/p/1",
            "keys": {"p256dh": point, "auth": WEB.b64url(b"a" * 16)}}
     assert P.origin_of("webpush", json.dumps(sub)) == "https://push.example.com:8443"
-    # Not a subscription: no origin, its answers count against the route's breaker.
-    assert P.origin_of("webpush", json.dumps({**sub, "keys": {}})) is None
+    # No https endpoint: no origin, its answers count against the route's breaker.
+    assert P.origin_of("webpush", json.dumps({**sub, "endpoint": "http://a.example/p"})) is None
+    assert P.origin_of("webpush", "not json") is None
     assert P.origin_of("wns", "https://db5.notify.windows.com/?token=AwY") == \
         "https://db5.notify.windows.com"
     assert P.origin_of("apns", "ab" * 32) is None
