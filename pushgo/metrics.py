@@ -275,7 +275,15 @@ class _Collector:
                 last.add_metric([name, breaker.last_error.partition(":")[0][:64]], 1)
         for name, sender in sorted(pump.senders.items()):
             unresponsive.add_metric([name], sender.pool.unresponsive)
-        yield from (state, opened, last, unresponsive)
+        # WNS and Web Push: a breaker per push service origin, shown while it holds back.
+        origins = GaugeMetricFamily(
+            "pushgo_push_service_breaker_state",
+            "This process's circuit breaker per push service origin (WNS, Web Push) while "
+            "not closed: 1 open, 2 half-open", labels=["provider", "origin"])
+        for (route, origin), breaker in sorted(pump.origin_breakers.items()):
+            if breaker.holding:
+                origins.add_metric([route, origin], int(breaker.state))
+        yield from (state, opened, last, unresponsive, origins)
 
     def _process(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("pushgo_worker_info",

@@ -433,7 +433,8 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
                                   data=wire.SendOut, codes=_THING, links=_SENT),
     ("POST", "/messages/bulk"): Op(
         "many sends in one request: NDJSON or a JSON array in (gzip allowed), one result line "
-        "per item out", "send",
+        "per item out; an item is a channel operation, or a direct message with route apns|fcm "
+        "and tokens, or route webpush and subscriptions ({endpoint, keys} objects)", "send",
         raw_body={NDJSON: {"type": "string"}, JSON: {"type": "array"}},
         media=NDJSON, media_schema={"type": "string"},
         codes=(C.UNSUPPORTED_MEDIA_TYPE.code,)),

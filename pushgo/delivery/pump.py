@@ -16,6 +16,15 @@ other routes keep flowing; half-open, a few real deliveries probe it; the first 
 it and makes everything waiting for the provider due at once. Each change is written to the
 outbox (``provider_health``) so delivery status in every process can say why deliveries wait.
 
+WNS and Web Push devices each name their own host (a push service, a WNS region), so one
+failing host must not pause the route for every browser: on those routes the breakers are per
+push service origin (``scheme://host[:port]`` of the channel URI or endpoint). The route is
+claimed as usual; a delivery for an origin whose breaker is open is given back unsent when it
+is handed out (due again after that breaker's cool-down), a half-open one lets a few probes
+through, and the first success closes it and makes the route's waiting deliveries due. Only
+the route breakers are written to ``provider_health``; an origin's shows in the deliveries'
+``last_error`` and in ``/metrics``.
+
 It wakes when an operation is accepted (DeliveryListener) and otherwise at the next due time.
 """
 
@@ -64,6 +73,28 @@ RETRY_AFTER_MAX_S = 60.0
 RESULT_BATCH = 2000
 TEMPLATE_CACHE = 4096
 PROVIDER_ROUTES = ("apns", "fcm", "wns", "webpush")
+#: Routes whose devices each name their own host: a breaker per push service origin.
+PER_ORIGIN_ROUTES = frozenset({"wns", "webpush"})
+#: Origins with a breaker (a failure streak, or not closed) kept at most; closed ones with no
+#: streak are dropped at once.
+MAX_ORIGIN_BREAKERS = 4096
+
+
+def origin_of(route: str, token: str | None) -> str | None:
+    """The push service origin a WNS or Web Push delivery goes to (None: not such a route, or
+    a token that names none, which then counts against the route's own breaker)."""
+    if route not in PER_ORIGIN_ROUTES or not token:
+        return None
+    url: Any = token
+    try:
+        if route == "webpush":  # the stored subscription JSON; only its endpoint matters here
+            doc = json.loads(token)
+            url = doc.get("endpoint") if isinstance(doc, dict) else None
+        if not isinstance(url, str) or not url.strip().startswith("https://"):
+            return None
+        return WEB.origin_of(url.strip()) or None
+    except ValueError:
+        return None
 
 
 def backoff_ms(attempts: int, retry_after_s: float | None) -> int:
@@ -103,6 +134,8 @@ class OutboxPump:
         self._wake = anyio.Event()
         self._templates: OrderedDict[tuple[int, str, str], Any] = OrderedDict()
         self._held: set[int] = set()  # seqs handed to a sender and not yet resolved
+        self._resolving: set[int] = set()  # seqs whose results are being written
+        self._reclaimed: set[int] = set()  # of those, claimed and handed out again meanwhile
         # For /metrics: sent per route (hot path: one dict increment per result), and the rarer
         # outcomes per (route, outcome, reason).
         self.sent_by_route: dict[str, int] = {}
@@ -116,12 +149,19 @@ class OutboxPump:
                          for route in senders}
         self._since: dict[str, int] = {}  # wall-clock ms a provider's breaker left closed
         self._changed: set[str] = set()  # breakers changed, not yet written to the outbox
+        self._due_again: set[str] = set()  # routes with an origin back in service
+        self._origins_opened: set[str] = set()  # routes with an origin's breaker just opened
         # A hand-out waiting for room in a sender's queue (route, scope): cancelled when that
         # provider's breaker opens, so the claim loop can give its deliveries back.
         self._blocked: tuple[str, anyio.CancelScope] | None = None
         self._parked: list[Job] = []  # claimed for a provider whose breaker opened meanwhile
         self._expire_at: dict[str, float] = {}  # when to end a held route's overdue deliveries
+        #: (route, origin) → breaker, for the routes in PER_ORIGIN_ROUTES
+        self.origin_breakers: dict[tuple[str, str], B.Breaker] = {}
+        self._probes_left: dict[tuple[str, str], int] = {}
         for route, sender in senders.items():
+            if route in PER_ORIGIN_ROUTES:
+                continue  # a refused connection reaches the origin's breaker with its job
             sender.pool.on_connect_failed = (
                 lambda error, r=route: self._failure(r, connect_reason(error)))
 
@@ -195,7 +235,17 @@ class OutboxPump:
         # The whole page is held from the claim on, so its leases are renewed even while the
         # rest of it waits here for room in a sender's queue (a slow provider): an unrenewed
         # lease would run out and another process would send the same delivery.
-        page = [d for d in page if d.seq not in self._held]
+        fresh = []
+        for due in page:
+            if due.seq not in self._held:
+                fresh.append(due)
+            elif due.seq in self._resolving:
+                # Its last result was written (a retry due at once, or made due when its push
+                # service came back) and claimed again before that write's batch was let go:
+                # a new hand-out, which the batch must not forget.
+                self._reclaimed.add(due.seq)
+                fresh.append(due)
+        page = fresh
         self._held.update(d.seq for d in page)
         missing = {d.op_pk for d in page
                    if (d.op_pk, d.route, d.push_type) not in self._templates}
@@ -226,6 +276,9 @@ class OutboxPump:
                 # A Live Activity push whose device left APNs before it went out: its token
                 # means nothing elsewhere (the payload stays in the device's inbox).
                 failures.append(Result(job, Rejected("device_route_changed", 0, "permanent")))
+                continue
+            if due.route in PER_ORIGIN_ROUTES and not self._origin_admits(job):
+                self._parked.append(job)  # its push service is held back: given back unsent
                 continue
             entry = self._template(due, infos)
             if entry is None:
@@ -294,6 +347,7 @@ class OutboxPump:
             out = Outcomes()
             for result in batch:
                 self._classify(result, now, out)
+            self._resolving.update(result.job.seq for result in batch)
             try:
                 await self.outbox.apply_outcomes(out, now)
             except StoreUnavailable as exc:
@@ -303,7 +357,12 @@ class OutboxPump:
             except Exception:
                 log.exception("recording send results failed")
             for result in batch:
-                self._held.discard(result.job.seq)
+                seq = result.job.seq
+                if seq in self._reclaimed:
+                    self._reclaimed.discard(seq)  # handed out again meanwhile: still held
+                else:
+                    self._held.discard(seq)
+            self._resolving.clear()
             for hook in self.on_results:
                 hook()
             if out.retry:
@@ -314,18 +373,18 @@ class OutboxPump:
         if isinstance(outcome, Delivered):
             out.sent.append(job.seq)
             self.sent_by_route[job.route] = self.sent_by_route.get(job.route, 0) + 1
-            self._success(job.route)
+            self._job_success(job)
         elif isinstance(outcome, Expired):
             out.expired.append(job.seq)
             self._count(job, "expired", "expired")
         elif isinstance(outcome, TransportFailure):
-            self._failure(job.route, outcome.reason)
+            self._job_failure(job, outcome.reason)
             self._retry(job, outcome.reason, None, now, out)
         elif outcome.kind == "retry":
-            self._failure(job.route, outcome.reason)
+            self._job_failure(job, outcome.reason)
             self._retry(job, outcome.reason, outcome.retry_after_s, now, out)
         else:  # a permanent answer: the provider is serving, this delivery ends
-            self._success(job.route)
+            self._job_success(job)
             if outcome.kind == "dead_token" and job.push_type:
                 out.dead_live.append((job.seq, job.device_key, job.token, outcome.reason))
             elif outcome.kind == "dead_token":
@@ -343,7 +402,7 @@ class OutboxPump:
                out: Outcomes) -> None:
         """A transient failure: another attempt, however many came before, until the TTL."""
         delay = backoff_ms(job.attempts + 1, retry_after)
-        breaker = self.breakers.get(job.route)
+        breaker = self._breaker_of(job)
         if breaker is not None and breaker.holding:
             # Due when the breaker lets deliveries through again, not later.
             delay = min(delay, int(breaker.cooldown_s * 1000))
@@ -352,6 +411,82 @@ class OutboxPump:
         self._count(job, "retried", reason)
 
     # -- the providers' breakers -------------------------------------------------------------
+
+    def _origin_key(self, job: Job) -> tuple[str, str] | None:
+        origin = origin_of(job.route, job.token)
+        return None if origin is None else (job.route, origin)
+
+    def _breaker_of(self, job: Job) -> B.Breaker | None:
+        """The breaker a job's answers count against: its push service origin's on the routes
+        where every device names its own host, else its route's."""
+        key = self._origin_key(job)
+        if key is None:
+            return self.breakers.get(job.route)
+        return self.origin_breakers.get(key)
+
+    def _job_failure(self, job: Job, reason: str) -> None:
+        key = self._origin_key(job)
+        if key is None:
+            self._failure(job.route, reason)
+            return
+        breaker = self.origin_breakers.get(key)
+        if breaker is None:
+            if len(self.origin_breakers) >= MAX_ORIGIN_BREAKERS:
+                return  # not tracked: its deliveries still retry at their backoff
+            breaker = self.origin_breakers[key] = B.Breaker(
+                threshold=B.THRESHOLD, window_s=B.WINDOW_S, cooldown_s=B.COOLDOWN_S,
+                probes=B.PROBES)
+        if breaker.failure(reason[:64], anyio.current_time()):
+            self._probes_left.pop(key, None)
+            self._origins_opened.add(key[0])  # what the sender holds for it is given back
+            log.warning("push service unavailable: its deliveries wait", extra={"fields": {
+                "provider": key[0], "origin": key[1], "error": breaker.last_error,
+                "retry_in_s": breaker.cooldown_s}})
+            self._wake.set()
+
+    def _job_success(self, job: Job) -> None:
+        if job.route in PER_ORIGIN_ROUTES and not self.origin_breakers:
+            return  # every push service healthy: nothing to look up (the common case)
+        key = self._origin_key(job)
+        if key is None:
+            self._success(job.route)
+            return
+        breaker = self.origin_breakers.get(key)
+        if breaker is None:
+            return
+        closed = breaker.success()
+        if breaker.state is B.State.CLOSED:
+            del self.origin_breakers[key]  # nothing to remember of a healthy origin
+            self._probes_left.pop(key, None)
+        if closed:
+            log.info("push service available again",
+                     extra={"fields": {"provider": key[0], "origin": key[1]}})
+            self._due_again.add(key[0])
+            self._wake.set()
+
+    def _origin_open(self, job: Job) -> bool:
+        breaker = self._breaker_of(job)
+        return breaker is not None and breaker.state is B.State.OPEN
+
+    def _origin_admits(self, job: Job) -> bool:
+        """Whether a job may go to its push service now: its origin's breaker is closed, or
+        half-open with a probe left for this cool-down."""
+        if not self.origin_breakers:
+            return True
+        key = self._origin_key(job)
+        breaker = None if key is None else self.origin_breakers.get(key)
+        if key is None or breaker is None:
+            return True
+        admitted = breaker.admit(anyio.current_time())
+        if admitted is None:
+            return True
+        if admitted:
+            self._probes_left[key] = admitted
+        left = self._probes_left.get(key, 0)
+        if left <= 0:
+            return False
+        self._probes_left[key] = left - 1
+        return True
 
     def _failure(self, route: str, reason: str) -> None:
         breaker = self.breakers.get(route)
@@ -431,14 +566,19 @@ class OutboxPump:
         for route, breaker in self.breakers.items():
             if breaker.state is B.State.OPEN:
                 parked += self.senders[route].take_back()
+            elif route in self._origins_opened:
+                parked += self.senders[route].take_back_where(self._origin_open)
+        self._origins_opened.clear()
         if not parked:
             return
         now, now_s = self.ctx.now(), anyio.current_time()
         out = Outcomes()
         for job in parked:
-            breaker = self.breakers[job.route]
-            wait_ms = max(1, int(breaker.wait_s(now_s) * 1000))
-            out.deferred.append((job.seq, now + wait_ms, breaker.last_error or "unavailable"))
+            own = self._breaker_of(job)
+            # Parked for its origin, or while its route's breaker opened.
+            held = own if own is not None and own.holding else self.breakers[job.route]
+            wait_ms = max(1, int(held.wait_s(now_s) * 1000))
+            out.deferred.append((job.seq, now + wait_ms, held.last_error or "unavailable"))
         try:
             await self.outbox.apply_outcomes(out, now)
         except StoreUnavailable as exc:  # their leases run out and bring them back
@@ -455,6 +595,13 @@ class OutboxPump:
         service has its waiting deliveries made due at once."""
         changed, self._changed = self._changed, set()
         now = self.ctx.now()
+        due_again, self._due_again = self._due_again, set()
+        for route in sorted(due_again - changed):  # an origin back: its deliveries are due
+            try:
+                await self.outbox.make_due(route, now)
+            except StoreUnavailable as exc:
+                log.warning("making deliveries due failed",
+                            extra={"fields": {"error": exc.message}})
         for route in sorted(changed):
             breaker = self.breakers[route]
             since = self._since.get(route, now) if breaker.holding else now

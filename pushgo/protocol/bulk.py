@@ -5,7 +5,9 @@ NDJSON result lines.
 An item is a JSON object. ``type`` picks the operation (``message`` when absent, or
 ``event.create|update|close``, ``thing.create|update|archive|delete``) and the rest are the
 fields of the matching HTTP route, ``channel_id`` and ``password`` included. A direct send is
-a message with ``route`` (``apns`` or ``fcm``) and ``tokens`` instead of a channel.
+a message with ``route`` (``apns`` or ``fcm``) and ``tokens`` instead of a channel, or with
+``route`` ``webpush`` and ``subscriptions`` (browser subscriptions, each the
+``{"endpoint", "keys": {"p256dh", "auth"}}`` object of ``PushSubscription.toJSON()``).
 
 Pure: bytes in, frames and values out; no I/O, no clock.
 """
@@ -24,13 +26,14 @@ from pushgo.protocol import errors as codes
 from pushgo.protocol import fields as field_rules
 from pushgo.protocol import jsondepth
 from pushgo.protocol import operations as OPS
+from pushgo.protocol import webpush as WEB
 from pushgo.protocol.ids import is_token_id
 
 #: Longest item (line or array element) accepted, in bytes.
 MAX_ITEM_BYTES = 512 * 1024
 #: Most tokens in one direct send.
 MAX_TOKENS = 1000
-DIRECT_ROUTES = ("apns", "fcm")
+DIRECT_ROUTES = ("apns", "fcm", "webpush")
 DIRECT_PREFIX = "@"
 
 #: ``type`` → (route of the operation, request Struct)
@@ -298,7 +301,9 @@ class DirectIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A message straight to provider tokens: the message fields without a channel."""
 
     route: str
-    tokens: list[str]
+    tokens: list[str] | None = None
+    #: route ``webpush``: the browsers' subscriptions (objects, not JSON strings)
+    subscriptions: list[Any] | None = None
     title: str
     op_id: str | None = None
     body: str | None = None
@@ -337,8 +342,10 @@ class ItemError(field_rules.FieldError):
 _generic = msgspec.json.Decoder()
 
 
-def decode_item(raw: bytes) -> Item:
-    """Decode and validate one item; every failure is an :class:`ItemError` (a FieldError)."""
+def decode_item(raw: bytes, *, allow_local: bool = False) -> Item:
+    """Decode and validate one item; every failure is an :class:`ItemError` (a FieldError).
+    ``allow_local``: Web Push endpoints on loopback or private hosts are accepted (the
+    gateway's ``webpush_allow_loopback``, for tests against a local push service)."""
     try:
         jsondepth.check(raw)
         doc = _generic.decode(raw)
@@ -355,7 +362,7 @@ def decode_item(raw: bytes) -> Item:
     try:
         if b"\\u0000" in raw and _has_nul(doc):
             raise ItemError(codes.INVALID_JSON_DATA, "strings must not contain U+0000")
-        return _item(doc)
+        return _item(doc, allow_local)
     except ItemError as exc:
         exc.op_id = op_id
         raise
@@ -363,17 +370,18 @@ def decode_item(raw: bytes) -> Item:
         raise ItemError(exc.error, exc.message, op_id) from None
 
 
-def _item(doc: dict[str, Any]) -> Item:
+def _item(doc: dict[str, Any], allow_local: bool) -> Item:
     kind = doc.pop("type", "message")
     if not isinstance(kind, str) or kind not in KINDS:
         raise ItemError(codes.INVALID_OPERATION_TYPE,
                         "type must be one of " + ", ".join(KINDS))
-    if "route" in doc or "tokens" in doc:
+    if "route" in doc or "tokens" in doc or "subscriptions" in doc:
         if kind != "message":
             raise ItemError(codes.INVALID_OPERATION_TYPE, "a direct send (route + tokens) can "
                             "only be a message")
         req = _convert(doc, DirectIn)
-        route, tokens = direct_target(req.route, req.tokens)
+        route, tokens = direct_target(req.route, req.tokens, req.subscriptions,
+                                      allow_local=allow_local)
         msg = OPS.MessageIn(
             channel_id="", title=req.title, op_id=req.op_id, body=req.body,
             occurred_at=req.occurred_at, severity=req.severity, ttl=req.ttl, url=req.url,
@@ -399,10 +407,22 @@ def _convert(doc: dict[str, Any], kind: type[Any]) -> Any:
         raise ItemError(codes.INVALID_JSON_DATA, f"invalid JSON data: {exc}") from None
 
 
-def direct_target(route_raw: str, tokens_raw: list[str]) -> tuple[str, tuple[str, ...]]:
+def direct_target(route_raw: str, tokens_raw: list[str] | None,
+                  subscriptions_raw: list[Any] | None = None, *, allow_local: bool = False,
+                  ) -> tuple[str, tuple[str, ...]]:
+    """The route and its deduplicated tokens, in order. Web Push subscriptions are checked as
+    a device route's are and become their canonical JSON, the token their deliveries carry."""
     route = route_raw.strip().lower()
     if route not in DIRECT_ROUTES:
         raise ItemError(codes.INVALID_ROUTE, "route must be one of " + ", ".join(DIRECT_ROUTES))
+    if route == "webpush":
+        if tokens_raw is not None:
+            raise ItemError(codes.INVALID_JSON_DATA, "route webpush takes subscriptions (the "
+                            "browsers' {endpoint, keys} objects), not tokens")
+        return route, _subscriptions(subscriptions_raw, allow_local)
+    if subscriptions_raw is not None:
+        raise ItemError(codes.INVALID_JSON_DATA,
+                        f"route {route} takes tokens; subscriptions are for route webpush")
     if not tokens_raw:
         raise ItemError(codes.TOKENS_REQUIRED, "tokens must list at least one provider token")
     if len(tokens_raw) > MAX_TOKENS:
@@ -419,6 +439,24 @@ def direct_target(route_raw: str, tokens_raw: list[str]) -> tuple[str, tuple[str
             raise ItemError(codes.INVALID_PROVIDER_TOKEN,
                             f"invalid {route} token at position {len(seen)}") from None
     return route, tuple(seen)
+
+
+def _subscriptions(raw: list[Any] | None, allow_local: bool) -> tuple[str, ...]:
+    if not raw:
+        raise ItemError(codes.TOKENS_REQUIRED,
+                        "subscriptions must list at least one web push subscription")
+    if len(raw) > MAX_TOKENS:
+        raise ItemError(codes.TOO_MANY_TOKENS, f"at most {MAX_TOKENS} subscriptions per "
+                        "operation; split larger sends over several lines")
+    seen: dict[str, None] = {}
+    for position, doc in enumerate(raw):
+        try:
+            seen.setdefault(WEB.parse_subscription(doc, allow_local=allow_local).token(), None)
+        except WEB.SubscriptionError as exc:
+            raise ItemError(codes.INVALID_WEBPUSH_SUBSCRIPTION,
+                            f"invalid web push subscription at position {position}: "
+                            f"{exc}") from None
+    return tuple(seen)
 
 
 def direct_key(route: str, tokens: tuple[str, ...]) -> str:

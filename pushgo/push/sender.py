@@ -271,6 +271,17 @@ class ProviderSender:
             except (anyio.WouldBlock, anyio.EndOfStream):
                 return jobs
 
+    def take_back_where(self, held: Callable[[Job], bool]) -> list[Job]:
+        """The waiting jobs ``held`` picks, taken out unsent; the others stay, in their order
+        (the pump gives back the jobs of one held push service, not the whole route's)."""
+        jobs = self.take_back()
+        out = [job for job in jobs if held(job)]
+        keep = [job for job in jobs if not held(job)]
+        if keep:
+            self._retry.extend(keep)
+            self._retry_event.set()
+        return out
+
     # -- Sink --------------------------------------------------------------------------------
 
     def on_response(self, tag: Any, response: Response) -> None:

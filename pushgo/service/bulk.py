@@ -9,8 +9,9 @@ size. The writer takes whatever is ready, up to a batch, and writes it in one tr
 
 Authorisation per channel item: its ``password``; or, when the gateway has a ``PUSHGO_TOKEN``
 (which every request here then carries), nothing more: the gateway token speaks for every
-channel. A password given is still checked. A direct send (``route`` + ``tokens``) needs the
-gateway token: without one, anybody could push through this gateway's provider accounts.
+channel. A password given is still checked. A direct send (``route`` + ``tokens``, or
+``webpush`` + ``subscriptions``) needs the gateway token: without one, anybody could push
+through this gateway's provider accounts.
 
 Must not import pushgo.api or starlette.
 """
@@ -164,7 +165,8 @@ class Bulk:
                 codes.LINE_TOO_LONG,
                 f"operation is {frame.size} bytes; at most {bulk_wire.MAX_ITEM_BYTES} bytes each"), None)
         try:
-            item = bulk_wire.decode_item(frame)
+            item = bulk_wire.decode_item(
+                frame, allow_local=self.ctx.settings.webpush_allow_loopback)
         except bulk_wire.ItemError as exc:
             return _Failed(index, exc, exc.op_id)
         try:

@@ -127,3 +127,23 @@ def test_bad_items_fail_with_a_code_and_their_op_id(raw, code, op_id):
     with pytest.raises(bulk_wire.ItemError) as info:
         bulk_wire.decode_item(raw)
     assert info.value.code == code and info.value.op_id == op_id
+
+
+def test_a_direct_web_push_item_takes_subscriptions_checked_and_made_canonical():
+    from pushgo.protocol import webpush as WEB
+
+    point = WEB.b64url(WEB.public_point(WEB.private_key(b"\x01" * 32)))
+    sub = {"endpoint": "https://push.example.com/p/1", "expirationTime": None,
+           "keys": {"p256dh": point, "auth": WEB.b64url(b"a" * 16)}}
+    item = bulk_wire.decode_item(json.dumps({"route": "webpush", "title": "t",
+                                             "subscriptions": [sub, sub]}).encode())
+    canonical = WEB.parse_subscription(sub).token()
+    assert item.route == "webpush" and item.tokens == (canonical,)
+    assert item.spec.channel_id == bulk_wire.direct_key("webpush", (canonical,))
+    local = json.dumps({"route": "webpush", "title": "t", "subscriptions": [
+        {**sub, "endpoint": "https://127.0.0.1:8443/p/1"}]}).encode()
+    with pytest.raises(bulk_wire.ItemError) as info:
+        bulk_wire.decode_item(local)
+    assert info.value.code == "invalid_webpush_subscription"
+    assert "position 0" in info.value.message
+    assert bulk_wire.decode_item(local, allow_local=True).route == "webpush"
