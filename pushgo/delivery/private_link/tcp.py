@@ -55,6 +55,8 @@ class TcpLink:
     def __init__(self, stream: BufferedByteStream, max_frame_bytes: int) -> None:
         self.stream = stream
         self.max_frame = max_frame_bytes + 2  # the type and flags bytes
+        #: The length of a frame whose body is still to come (kept across a cancelled read).
+        self._size: int | None = None
 
     async def send(self, frame: bytes) -> None:
         try:
@@ -64,10 +66,14 @@ class TcpLink:
 
     async def receive(self) -> bytes:
         try:
-            (size,) = struct.unpack(">I", await self.stream.receive_exactly(4))
-            if size == 0 or size > self.max_frame:
-                raise FrameRefused(W.E_FRAME_TOO_LARGE, f"invalid frame length {size}")
-            return await self.stream.receive_exactly(size)
+            if self._size is None:
+                (size,) = struct.unpack(">I", await self.stream.receive_exactly(4))
+                if size == 0 or size > self.max_frame:
+                    raise FrameRefused(W.E_FRAME_TOO_LARGE, f"invalid frame length {size}")
+                self._size = size
+            frame = await self.stream.receive_exactly(self._size)
+            self._size = None
+            return frame
         except _BROKEN as exc:
             raise LinkClosed(str(exc)) from exc
 
