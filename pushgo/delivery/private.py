@@ -24,15 +24,17 @@ PAGE = 200
 RETRY_MS = 3000
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Waiter:
     device_key: str
-    event: anyio.Event = field(default_factory=anyio.Event)
+    #: Set by a wake-up; the stream puts a fresh one before each read of the inbox.
+    event: anyio.Event | None = None
     channels: set[str] = field(default_factory=set)
     stale: bool = True
 
     def wake(self) -> None:
-        self.event.set()
+        if self.event is not None:
+            self.event.set()
 
 
 class Hub:
@@ -103,7 +105,7 @@ class PrivateStreams:
             yield encode_comment("pushgo private stream") + f"retry: {RETRY_MS}\n\n".encode()
             while True:
                 # A fresh event before reading: a wake-up during the read is not lost.
-                waiter.event = anyio.Event()
+                waiter.event = event = anyio.Event()
                 if waiter.stale:
                     waiter.stale = False
                     chans = await self.outbox.subscribed_channels(device_key)
@@ -119,7 +121,7 @@ class PrivateStreams:
                     if len(items) == PAGE:
                         continue
                 with anyio.move_on_after(self.keepalive_s) as scope:
-                    await waiter.event.wait()
+                    await event.wait()
                 if scope.cancelled_caught:
                     yield encode_comment("keep-alive")
         finally:

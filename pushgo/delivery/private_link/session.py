@@ -72,7 +72,7 @@ class LinkConfig:
     drain_s: float = 2.0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Sent:
     seq: int
     sent_at: float
@@ -81,7 +81,7 @@ class _Sent:
     wakeup: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _LinkWaiter(_Waiter):
     """A session's place in the hub: a wake-up interrupts the session's read."""
 
@@ -94,7 +94,7 @@ class _LinkWaiter(_Waiter):
             self.scope.cancel()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Session:
     device_key: str
     link: Link
@@ -103,14 +103,15 @@ class _Session:
     session_id: str = field(default_factory=lambda: secrets.token_hex(8))
     inflight: dict[str, _Sent] = field(default_factory=dict)
     #: Wake-ups acknowledged in this session: not sent again until the app pulls them.
-    woken: set[str] = field(default_factory=set)
-    write_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    woken: set[str] | None = None
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     #: Why the server ends the session: sent as a GoAway once its tasks have stopped.
     goaway: str | None = None
     #: Why the peer's input ended it: sent as an Error frame.
     error: W.FrameError | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    finished: bool = False
+    #: Made by shutdown when it waits for the session; set once the session has finished.
+    done: anyio.Event | None = None
     waiter: _LinkWaiter | None = None
 
     @property
@@ -154,7 +155,9 @@ class PrivateLinks:
             session.end(goaway="shutdown")
         with anyio.move_on_after(self.config.drain_s):
             for session in sessions:
-                await session.done.wait()
+                if not session.finished:
+                    session.done = session.done or anyio.Event()
+                    await session.done.wait()
 
     async def serve(self, link: Link) -> None:
         """Run one connection's session to its end. Never raises for the peer's doing."""
@@ -167,7 +170,9 @@ class PrivateLinks:
         try:
             await self._run(session)
         finally:
-            session.done.set()
+            session.finished = True
+            if session.done is not None:
+                session.done.set()
 
     async def _handshake(self, link: Link) -> _Session | None:
         """The ClientHello, checked; the session registered and welcomed, or None after an
@@ -286,9 +291,8 @@ class PrivateLinks:
                                          W.encode(W.GoAway(session.goaway), session.version))
 
     async def _write(self, session: _Session, frame: bytes) -> None:
-        async with session.write_lock:
-            with anyio.fail_after(self.config.write_timeout_s):
-                await session.link.send(frame)
+        with anyio.fail_after(self.config.write_timeout_s):  # one task writes: no lock
+            await session.link.send(frame)
 
     async def _send_error(self, link: Link, error: W.FrameError,
                           version: int = W.WIRE_V2) -> None:
@@ -310,6 +314,7 @@ class PrivateLinks:
         sent = session.inflight.pop(ack.delivery_id, None)
         self.resume.acked(session.device_key, ack.delivery_id)
         if sent is not None and sent.wakeup:
+            session.woken = session.woken or set()
             session.woken.add(ack.delivery_id)
         else:
             await self.inbox.ack(wire.AckIn(device_key=session.device_key,
@@ -395,7 +400,8 @@ class PrivateLinks:
         items = await self.inbox.page(session.device_key, cursor, limit)
         for item in items:
             cursor = max(cursor, item.seq)
-            if item.delivery_id in session.inflight or item.delivery_id in session.woken:
+            if item.delivery_id in session.inflight or (
+                    session.woken and item.delivery_id in session.woken):
                 continue
             data = _string_map(with_delivery_id(item.payload_json, item.delivery_id))
             frame = W.encode(W.Deliver(item.seq, item.delivery_id, W.encode_payload(data)),

@@ -51,6 +51,7 @@ class TcpLink:
 
     transport = "tcp"
     token_accepted = False
+    __slots__ = ("_size", "max_frame", "stream")
 
     def __init__(self, stream: BufferedByteStream, max_frame_bytes: int) -> None:
         self.stream = stream
@@ -103,6 +104,7 @@ class TcpTransport:
             ctx = server_context(settings.private_tls_cert, settings.private_tls_key)
         host, port = settings.private_tcp_bind
         return cls(links, host, port, ctx, proxy_protocol=settings.private_tcp_proxy_protocol,
+                   max_connections=settings.private_max_sessions + 256,
                    reuse_port=settings.workers > 1)
 
     def bind_now(self) -> None:
