@@ -37,12 +37,20 @@ class _Waiter:
             self.event.set()
 
 
+#: Inbox reads of woken streams and sessions at once. One message to a channel of thousands
+#: of connected devices wakes them all: unbounded, their reads would queue in the store past
+#: its request timeout (and the sessions end with store_unavailable); here they wait their
+#: turn, and each read's deadline counts from its start.
+CONCURRENT_READS = 8
+
+
 class Hub:
     """In-process registry of open streams, keyed by device and by subscribed channel."""
 
     def __init__(self) -> None:
         self._by_device: dict[str, set[_Waiter]] = {}
         self._by_channel: dict[str, set[_Waiter]] = {}
+        self.reads = anyio.CapacityLimiter(CONCURRENT_READS)
 
     @property
     def connected(self) -> int:
@@ -110,7 +118,8 @@ class PrivateStreams:
                     waiter.stale = False
                     chans = await self.outbox.subscribed_channels(device_key)
                     self.hub._set_channels(waiter, set(chans))
-                items = await self.inbox.page(device_key, cursor, PAGE)
+                async with self.hub.reads:
+                    items = await self.inbox.page(device_key, cursor, PAGE)
                 if items:
                     chunk = b"".join(
                         encode_event(with_delivery_id(i.payload_json, i.delivery_id).encode(),
