@@ -148,10 +148,29 @@ async def _receive(conn: Any) -> None:
     if isinstance(conn, _Sse):
         await conn.next_event()
         return
-    frame = await conn.next_frame()
+    while isinstance(frame := await conn.next_frame(), W.Pong):
+        pass  # the answers to the keep-alive pings
     if not isinstance(frame, W.Deliver):
         raise RuntimeError(f"expected a Deliver, got {frame}")
     await conn.ack(frame)
+
+
+#: How often an idle warp-link connection pings, as the apps do (the server's idle timeout
+#: is at least 48 s).
+PING_EVERY_S = 15.0
+
+
+async def _keep_alive(opened: list[Any], stop: anyio.Event) -> None:
+    """Ping every warp-link connection every PING_EVERY_S until ``stop``; never in the middle
+    of a send when it returns."""
+    while not stop.is_set():
+        with anyio.move_on_after(PING_EVERY_S):
+            await stop.wait()
+        for conn in list(opened):
+            if stop.is_set():
+                return
+            if not isinstance(conn, _Sse):
+                await conn.send(W.Ping())
 
 
 # --------------------------------------------------------------------------- client process
@@ -163,10 +182,15 @@ async def _client(cfg: dict[str, Any]) -> None:
     transport, keys = cfg["transport"], cfg["keys"]
     opened: list[Any] = []
     async with AsyncExitStack() as stack:
-        with anyio.fail_after(ROUND_TIMEOUT_S):
-            for key in keys:
-                await _open(transport, cfg["port"], cfg["tcp_port"], key, opened, stack)
-        print("open", flush=True)
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_keep_alive, opened, stop)
+            with anyio.fail_after(ROUND_TIMEOUT_S):
+                for key in keys:
+                    await _open(transport, cfg["port"], cfg["tcp_port"], key, opened, stack)
+            print("open", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)  # "go": the fan-out starts
+            stop.set()
         cpu0 = time.process_time()
         last = 0.0
 
@@ -198,7 +222,7 @@ async def _client(cfg: dict[str, Any]) -> None:
 
 
 def _client_main() -> None:
-    cfg = json.loads(sys.stdin.readline())
+    cfg = json.loads(sys.stdin.readline())  # then "go" on the next line
     if cfg.get("cpu") is not None:
         os.sched_setaffinity(0, {cfg["cpu"]})
     anyio.run(_client, cfg, backend="trio")
@@ -229,12 +253,17 @@ def _round(server: ServerProcess, transport: str, tcp_port: int, channel: str,
             proc.stdin.write(json.dumps({"transport": transport, "port": server.port,
                                          "tcp_port": tcp_port, "keys": part,
                                          "cpu": cpu}) + "\n")
-            proc.stdin.close()
+            proc.stdin.flush()
             procs.append(proc)
         for proc in procs:
             _expect(proc, "open")
         time.sleep(1.0)  # the streams' first reads are done
         idle = rss_mb(server.pid)
+        for proc in procs:  # the clients stop pinging, and wait for their deliveries
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.close()
+        time.sleep(0.5)
         started = time.monotonic()
         resp = httpx.post(server.url + "/message", json={
             "channel_id": channel, "password": PASSWORD, "title": "bench"}, timeout=ROUND_TIMEOUT_S)
