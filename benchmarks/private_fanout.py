@@ -32,7 +32,7 @@ import anyio
 import anyio.abc
 import httpx
 
-from benchmarks.harness import Benchmark, Column, Options, Report, median, register
+from benchmarks.harness import Benchmark, Check, Column, Options, Report, median, register
 from benchmarks.nginx_mock import free_port
 from benchmarks.servers import PASSWORD, ServerProcess
 from pushgo.protocol import warplink as W
@@ -45,6 +45,9 @@ QUICK_DEVICES = 300
 PER_WORKER = 2_500
 #: How long opening the connections, or the fan-out, may take before the round fails.
 ROUND_TIMEOUT_S = 600.0
+#: The issue's targets: the last device has it within, and idle memory per connection under.
+TARGET_LAST_S = 2.0
+TARGET_KB = 20.0
 #: Requests in flight while setting up the devices (and acking SSE deliveries).
 SETUP_CONCURRENCY = 16
 
@@ -322,6 +325,12 @@ def run(opts: Options) -> Report:
                     report.rows.append(row)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    for done in report.rows:
+        last_s, kb = float(done["last_ms"]) / 1000, float(done["kb_per_conn"])
+        report.checks.append(Check(f"{done['label']}: last device within {TARGET_LAST_S:g} s",
+                                   last_s <= TARGET_LAST_S, f"{last_s:,.1f} s"))
+        report.checks.append(Check(f"{done['label']}: < {TARGET_KB:g} KB per idle connection",
+                                   kb < TARGET_KB, f"{kb:.1f} KB"))
     report.notes.append("deliveries/s = devices / (POST /message sent → the last device has "
                         "it); warp-link clients ack each Deliver; TCP is plain (TLS offloaded); "
                         f"{report.params['clients']} client processes of {PER_WORKER:,} devices; "
