@@ -87,8 +87,9 @@ class Gateway:
         self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
         #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
-        self.links = PrivateLinks(LinkConfig(token=settings.token), self.hub,
-                                  self.services.devices, self.services.inbox, self.outbox)
+        config = LinkConfig(token=settings.token, max_sessions=settings.private_max_sessions)
+        self.links = PrivateLinks(config, self.hub, self.services.devices, self.services.inbox,
+                                  self.outbox)
         self.private_tcp: TcpTransport | None = None
         if "tcp" in settings.private_transports:
             self.private_tcp = TcpTransport.from_settings(self.links, settings)

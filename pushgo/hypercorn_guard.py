@@ -46,6 +46,9 @@ for a subclass that
    messages, which can quote request bytes — and lets the server go on. Cancellation (server
    shutdown) still propagates.
 
+On Trio without a read timeout (pushgo sets none) the subclass reads without Hypercorn's
+infinite per-read deadline, a cancel scope each idle connection would hold.
+
 The subclass only wraps the methods it names (calling Hypercorn's own), and is installed only
 on the Hypercorn versions it was checked against (``TESTED``); on another version ``install()``
 logs that it left Hypercorn as it is. ``install()`` is idempotent.
@@ -73,6 +76,8 @@ KEEP_ALIVE_TIMEOUT_S = 75.0
 #: How long a refused connection is kept to deliver its 503 (read and drop, then close).
 REFUSE_LINGER_S = 1.0
 MAX_LINGER_READ = 64 * 1024
+#: Bytes asked of the socket per read (Hypercorn's own size).
+READ_CHUNK = 64 * 1024
 BUSY_RETRY_AFTER_S = 1
 
 #: Hypercorn (major, minor) versions whose ``TCPServer`` this guard was checked against.
@@ -287,6 +292,23 @@ def guarded_trio_server(base: type[Any]) -> type[Any]:
 
         async def run(self) -> None:
             await _contained(self._run_limited(super().run))
+
+        async def _read_data(self) -> None:
+            if self.config.read_timeout is not None:
+                await super()._read_data()
+                return
+            # Without a read timeout Hypercorn still puts each read under a deadline (an
+            # infinite one): a cancel scope that every idle connection (thousands of
+            # WebSockets) would hold. The same loop without it.
+            while True:
+                try:
+                    data = await self.stream.receive_some(READ_CHUNK)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    break
+                await self.protocol.handle(RawData(bytes(data)))
+                if data == b"":
+                    break
+            await self.protocol.handle(Closed())
 
         async def _refuse(self, answer: bytes) -> None:
             stream = self.stream

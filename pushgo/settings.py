@@ -100,6 +100,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Where the warp-link QUIC listener binds (UDP), and the port the apps are told to dial.
     private_quic_bind: tuple[str, int] = ("127.0.0.1", 5223)
     private_quic_port: int = 5223
+    #: Live warp-link sessions per process (all transports); past it a hello gets too_busy.
+    private_max_sessions: int = 8192
 
     @property
     def private_ttl_s(self) -> int:
@@ -455,6 +457,8 @@ OPTIONS: tuple[Option, ...] = (
            "UDP listen address of the warp-link QUIC transport (default 127.0.0.1:5223)"),
     Option("PUSHGO_PRIVATE_QUIC_PORT", "private_quic_port", _int_range(1, 65535),
            "the QUIC port the apps are told to dial (default 5223)"),
+    Option("PUSHGO_PRIVATE_MAX_SESSIONS", "private_max_sessions", _int_range(1, 1_000_000),
+           "live warp-link sessions per process, all transports (default 8192)"),
 )
 
 OPTIONS_BY_ENV = {opt.env: opt for opt in OPTIONS}

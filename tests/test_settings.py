@@ -73,6 +73,7 @@ def test_an_empty_environment_gives_the_documented_defaults():
     assert (s.private_tls_cert, s.private_tls_key) == (None, None)
     assert (s.private_tcp_tls_offload, s.private_tcp_proxy_protocol) == (False, False)
     assert (s.private_quic_bind, s.private_quic_port) == (("127.0.0.1", 5223), 5223)
+    assert s.private_max_sessions == 8192
 
 
 def test_the_public_profile_keeps_deliveries_30_days_unless_a_ttl_is_set():
@@ -132,6 +133,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_PRIVATE_TRANSPORTS": " WSS,tcp,wss ",
         "PUSHGO_PRIVATE_QUIC_BIND": "[::]:4433",
         "PUSHGO_PRIVATE_QUIC_PORT": "443",
+        "PUSHGO_PRIVATE_MAX_SESSIONS": "20000",
         "PUSHGO_PRIVATE_TCP_BIND": "0.0.0.0:15223",
         "PUSHGO_PRIVATE_TCP_PORT": "443",
         "PUSHGO_PRIVATE_TLS_CERT": files["ca.pem"],
@@ -195,6 +197,7 @@ def test_every_variable_is_parsed_into_its_field(files):
         "private_tcp_proxy_protocol": True,
         "private_quic_bind": ("::", 4433),
         "private_quic_port": 443,
+        "private_max_sessions": 20000,
     }
     assert (s.apns_configured, s.fcm_configured, s.wns_configured) == (True, True, True)
 
@@ -291,6 +294,7 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_PRIVATE_TRANSPORTS", "http3"),
     ("PUSHGO_PRIVATE_QUIC_BIND", "localhost"),
     ("PUSHGO_PRIVATE_QUIC_PORT", "0"),
+    ("PUSHGO_PRIVATE_MAX_SESSIONS", "0"),
     ("PUSHGO_PRIVATE_TRANSPORTS", "wss,smtp"),
     ("PUSHGO_PRIVATE_TCP_BIND", "5223"),
     ("PUSHGO_PRIVATE_TCP_PORT", "0"),

@@ -20,11 +20,12 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
-from starlette.routing import Match, Router
+from starlette.routing import Match, Router, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from pushgo.api.envelope import error_body, locale_of
 from pushgo.api.reading import BodyReader, RequestTimeout
@@ -100,6 +101,12 @@ class Front:
         # Told (method, route template, status) once per request, after it ends (metrics).
         self.on_request = on_request
         self._static: dict[str, str] = {}  # path → template, for routes without parameters
+        # WebSocket endpoints by path (routes without parameters), called straight from here:
+        # a long-lived WebSocket (thousands of idle warp-link sessions) then holds no frames
+        # of the router and middleware stack. Their endpoints answer their own errors.
+        self._sockets: dict[str, Callable[[WebSocket], Awaitable[None]]] = {
+            route.path: route.endpoint for route in router.routes
+            if isinstance(route, WebSocketRoute) and not route.param_convertors}
 
     def _template(self, scope: Scope) -> str | None:
         """The matching route's path template, or None for an unknown route."""
@@ -118,6 +125,10 @@ class Front:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            endpoint = self._sockets.get(scope["path"]) if scope["type"] == "websocket" else None
+            if endpoint is not None:
+                await endpoint(WebSocket(scope, receive, send))
+                return
             await self.app(scope, receive, send)
             return
         # A correlation id, not a secret: 128 bits from the process's PRNG (no syscall).

@@ -37,6 +37,7 @@ class WebSocketLink:
     """A :class:`~pushgo.delivery.private_link.Link` over one accepted WebSocket."""
 
     transport = "wss"
+    __slots__ = ("max_frame", "token_accepted", "ws")
 
     def __init__(self, ws: WebSocket, max_frame_bytes: int, token_accepted: bool) -> None:
         self.ws = ws

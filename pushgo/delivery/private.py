@@ -24,15 +24,24 @@ PAGE = 200
 RETRY_MS = 3000
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Waiter:
     device_key: str
-    event: anyio.Event = field(default_factory=anyio.Event)
+    #: Set by a wake-up; the stream puts a fresh one before each read of the inbox.
+    event: anyio.Event | None = None
     channels: set[str] = field(default_factory=set)
     stale: bool = True
 
     def wake(self) -> None:
-        self.event.set()
+        if self.event is not None:
+            self.event.set()
+
+
+#: Inbox reads of woken streams and sessions at once. One message to a channel of thousands
+#: of connected devices wakes them all: unbounded, their reads would queue in the store past
+#: its request timeout (and the sessions end with store_unavailable); here they wait their
+#: turn, and each read's deadline counts from its start.
+CONCURRENT_READS = 8
 
 
 class Hub:
@@ -41,6 +50,7 @@ class Hub:
     def __init__(self) -> None:
         self._by_device: dict[str, set[_Waiter]] = {}
         self._by_channel: dict[str, set[_Waiter]] = {}
+        self.reads = anyio.CapacityLimiter(CONCURRENT_READS)
 
     @property
     def connected(self) -> int:
@@ -103,12 +113,13 @@ class PrivateStreams:
             yield encode_comment("pushgo private stream") + f"retry: {RETRY_MS}\n\n".encode()
             while True:
                 # A fresh event before reading: a wake-up during the read is not lost.
-                waiter.event = anyio.Event()
+                waiter.event = event = anyio.Event()
                 if waiter.stale:
                     waiter.stale = False
                     chans = await self.outbox.subscribed_channels(device_key)
                     self.hub._set_channels(waiter, set(chans))
-                items = await self.inbox.page(device_key, cursor, PAGE)
+                async with self.hub.reads:
+                    items = await self.inbox.page(device_key, cursor, PAGE)
                 if items:
                     chunk = b"".join(
                         encode_event(with_delivery_id(i.payload_json, i.delivery_id).encode(),
@@ -119,7 +130,7 @@ class PrivateStreams:
                     if len(items) == PAGE:
                         continue
                 with anyio.move_on_after(self.keepalive_s) as scope:
-                    await waiter.event.wait()
+                    await event.wait()
                 if scope.cancelled_caught:
                     yield encode_comment("keep-alive")
         finally:

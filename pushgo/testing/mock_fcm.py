@@ -3,7 +3,7 @@ and for the service account's OAuth token endpoint (`POST /token`, JWT-bearer gr
 also served over HTTP/1.1 to clients that negotiate it.
 
 Owns: the token endpoint (RS256 assertion checked against the service account's public key:
-iss, aud, scope, iat/exp; opaque access tokens with an expiry, revocable), the send rules
+iss, aud, scope, iat/exp; the access tokens it issues are an `AccessTokens` table), the send rules
 (Bearer token issued here, request shape, data values all strings, android priority/ttl, size),
 FCM's error body (`{"error": {code, message, status, details: [FcmError{errorCode}]}}`),
 scripted per-token errors and transient failures, the records, the `ServiceAccount` helper
@@ -31,6 +31,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
+from pushgo.testing.access_tokens import AccessTokens
 from pushgo.testing.exchange import H2Settings, Outcome, Request, ResetStream, Response, json_response
 from pushgo.testing.records import Recorder
 from pushgo.testing.scripted import Countdown, ScriptedMock
@@ -208,7 +209,7 @@ class MockFCM(ScriptedMock):
         self.messages: Recorder[FCMMessage] = Recorder()
         self.token_grants: Recorder[TokenGrant] = Recorder()
         self._public_key = self.service_account.public_key()
-        self._access_tokens: dict[str, float] = {}
+        self._access_tokens = AccessTokens("ya29.mock.", lambda: self.clock())
         self._rejections: dict[str, _Scripted] = {}
         self._fail: Countdown[tuple[str, int | None]] = Countdown()
 
@@ -232,25 +233,20 @@ class MockFCM(ScriptedMock):
 
     def issue_access_token(self, lifetime: float | None = None) -> str:
         """Mint a valid access token directly (skipping the OAuth exchange)."""
-        token = "ya29.mock." + secrets.token_urlsafe(24)
-        ttl = self.access_token_lifetime if lifetime is None else lifetime
-        self._access_tokens[token] = self.clock() + ttl
-        return token
+        return self._access_tokens.issue(self.access_token_lifetime if lifetime is None
+                                         else lifetime)
 
     def revoke_access_tokens(self) -> None:
         """Every access token issued so far is rejected from now on (401 UNAUTHENTICATED)."""
-        self._access_tokens.clear()
+        self._access_tokens.revoke()
 
     def expire_access_tokens(self) -> None:
         """Same effect as revoking: the tokens stay known but are past their expiry."""
-        now = self.clock()
-        for token in self._access_tokens:
-            self._access_tokens[token] = min(self._access_tokens[token], now - 1)
+        self._access_tokens.expire()
 
     @property
     def valid_access_tokens(self) -> list[str]:
-        now = self.clock()
-        return [token for token, expiry in self._access_tokens.items() if expiry > now]
+        return self._access_tokens.valid()
 
     def reject(self, token: str, error_code: str = "UNREGISTERED", *, retry_after: int | None = None,
                times: int | None = None) -> None:
@@ -392,13 +388,8 @@ class MockFCM(ScriptedMock):
         return self._note(req, project, token, message, 200, None, name), json_response(200, {"name": name})
 
     def _check_bearer(self, authorization: str | None) -> None:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            if not self.check_auth:
-                return
-            expiry = self._access_tokens.get(token.strip())
-            if expiry is not None and expiry > self.clock():
-                return
+        if self._access_tokens.accepts(authorization, check=self.check_auth):
+            return
         raise _Reject(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected "
                       "OAuth 2 access token, login cookie or other valid authentication credential. See "
                       "https://developers.google.com/identity/sign-in/web/devconsole-project.",

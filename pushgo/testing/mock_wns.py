@@ -7,7 +7,7 @@ port replaced by this origin), so tests register real-looking channel URIs
 (`mock.channel_uri()`, `https://<region>.notify.windows.com/w/?token=…`) and the mock knows a
 channel by the URI's path and query.
 
-Owns: access tokens (opaque, with an expiry, revocable), the request rules of a raw
+Owns: the token endpoint (its tokens an `AccessTokens` table), the request rules of a raw
 notification (Bearer token issued here, `X-WNS-Type: wns/raw`, `application/octet-stream`,
 `X-WNS-Priority` 1-4, `X-WNS-TTL` seconds, a body under 5 KB), its own reading of the body's
 binary map (entry count, then length-prefixed UTF-8 keys and values, LEB128 varints), scripted
@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
+from pushgo.testing.access_tokens import AccessTokens
 from pushgo.testing.exchange import H2Settings, Outcome, Request, ResetStream, Response, json_response
 from pushgo.testing.records import Recorder
 from pushgo.testing.scripted import Countdown, ScriptedMock
@@ -154,7 +155,7 @@ class MockWNS(ScriptedMock):
         self.on_notification = on_notification
         self.notifications: Recorder[WNSNotification] = Recorder()
         self.token_grants: Recorder[TokenGrant] = Recorder()
-        self._access_tokens: dict[str, float] = {}
+        self._access_tokens = AccessTokens("EgAcAQMAAAAALYAAY/mock", lambda: self.clock())
         self._channels: dict[str, _Scripted] = {}
         self._fail: Countdown[tuple[int, int | None]] = Countdown()
 
@@ -181,14 +182,12 @@ class MockWNS(ScriptedMock):
     # -- configuration at runtime
 
     def issue_access_token(self, lifetime: float | None = None) -> str:
-        token = "EgAcAQMAAAAALYAAY/mock" + secrets.token_urlsafe(24)
-        ttl = self.access_token_lifetime if lifetime is None else lifetime
-        self._access_tokens[token] = self.clock() + ttl
-        return token
+        return self._access_tokens.issue(self.access_token_lifetime if lifetime is None
+                                         else lifetime)
 
     def revoke_access_tokens(self) -> None:
         """Every access token issued so far is refused from now on (401)."""
-        self._access_tokens.clear()
+        self._access_tokens.revoke()
 
     def answer(self, channel_uri: str, status: int, *, retry_after: int | None = None,
                times: int | None = None) -> None:
@@ -283,13 +282,8 @@ class MockWNS(ScriptedMock):
                           scripted.retry_after)
 
     def _check_bearer(self, authorization: str | None) -> None:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            if not self.check_auth:
-                return
-            expiry = self._access_tokens.get(token.strip())
-            if expiry is not None and expiry > self.clock():
-                return
+        if self._access_tokens.accepts(authorization, check=self.check_auth):
+            return
         raise _Reject(401, "The access token is missing, invalid or expired.")
 
     # -- the OAuth token endpoint

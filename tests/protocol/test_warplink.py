@@ -42,6 +42,32 @@ def test_wire_v2_is_the_same_body_behind_flags_0x12(golden: bytes) -> None:
     assert W.encode(decoded.frame) == v2
 
 
+# Test data: the frames of the wire-version-2 revisions of the same profile (its tests
+# profile_roundtrips_client_hello_and_ack and decode_server_frame_rejects_*): the bodies are
+# version 1's, every frame is flagged 0x12, a hello's empty version lists stand for [2] and [1].
+# Bytes written out from postcard's rules (varint lengths, 0/1 option tags), not by pushgo.
+V2_HELLO = bytes.fromhex(
+    "0112" "0a6465766963652d6b6579" "0105746f6b656e" "0106726573756d65" "012a" "0102" "0101"
+    "010862616c616e636564" "010a666f726567726f756e64")
+V2_ACK = bytes.fromhex("0912" "0107" "0a64656c69766572792d31" "0f696e76616c69645f7061796c6f6164")
+
+
+def test_wire_v2_vectors_as_the_apps_send_them() -> None:
+    hello = W.ClientHello("device-key", "token", "resume", 42, (2,), (1,), "balanced",
+                          "foreground")
+    ack = W.Ack("delivery-1", "invalid_payload", 7)
+    for frame, golden in ((hello, V2_HELLO), (ack, V2_ACK)):
+        assert W.encode(frame, W.WIRE_V2) == golden
+        decoded = W.decode(golden)
+        assert isinstance(decoded, W.Decoded) and decoded.version == W.WIRE_V2
+        assert decoded.frame == frame
+    # a codec other than postcard is an invalid frame, an unknown version incompatible
+    assert W.decode(bytes((W.T_PING, W.flags(W.WIRE_V2, codec=0)))) == W.FrameError(
+        W.E_INVALID_FRAME, "unsupported codec 0")
+    bad = W.decode(bytes((W.T_PING, W.flags(9))))
+    assert isinstance(bad, W.FrameError) and bad.code == W.E_VERSION
+
+
 def test_control_frames() -> None:
     assert W.encode(W.Ping()) == b"\x0b\x12"
     assert W.encode(W.Pong()) == b"\x0c\x12"

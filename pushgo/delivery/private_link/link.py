@@ -1,7 +1,8 @@
 """What a warp-link session needs of its transport: whole frames in and out.
 
 A transport adapter (WSS binary messages, length-prefixed TCP, a QUIC stream) implements
-:class:`Link`; the session owns every deadline, so ``send`` and ``receive`` may block.
+:class:`Link`; the session owns every deadline, so ``send`` and ``receive`` may block (the
+session cancels its read whenever it has something to send).
 """
 
 from __future__ import annotations
@@ -35,5 +36,6 @@ class Link(Protocol):
 
     async def receive(self) -> bytes:
         """The next frame; raises :class:`LinkClosed` at the end, :class:`FrameRefused`
-        for a frame the transport cannot take."""
+        for a frame the transport cannot take. Safe to cancel: a read cancelled part-way
+        through a frame loses nothing, the next call goes on with it."""
         ...

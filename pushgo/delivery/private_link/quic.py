@@ -66,9 +66,15 @@ class _Peer:
     closed: bool = False
     refused: FrameRefused | None = None
     terminated: anyio.Event = field(default_factory=anyio.Event)
+    #: Set when a frame is queued for the session or the inbox closes (a fresh one per wait).
+    arrival: anyio.Event | None = None
 
     def poke(self) -> None:
         self.wake.set()
+
+    def arrived(self) -> None:
+        if self.arrival is not None:
+            self.arrival.set()
 
 
 class QuicLink:
@@ -88,8 +94,17 @@ class QuicLink:
         peer.poke()
 
     async def receive(self) -> bytes:
+        # Waits for a frame without taking it, then takes it at once: a read cancelled while
+        # waiting (the session cancels its read whenever it has something to send) loses none
+        # (a memory stream's receive() can lose the item handed to it as it is cancelled).
+        peer = self.peer
         try:
-            return await self.peer.inbox_recv.receive()
+            while True:
+                peer.arrival = arrival = anyio.Event()
+                try:
+                    return peer.inbox_recv.receive_nowait()
+                except anyio.WouldBlock:
+                    await arrival.wait()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             if self.peer.refused is not None:
                 raise self.peer.refused from None
@@ -121,7 +136,8 @@ class QuicTransport:
         # QUIC's own idle timeout stays above the longest warp-link one (120 s): the session
         # decides when a quiet peer is gone.
         config = server_configuration(settings.private_tls_cert, settings.private_tls_key, 150.0)
-        return cls(links, host, port, config, reuse_port=settings.workers > 1)
+        return cls(links, host, port, config, max_connections=settings.private_max_sessions + 256,
+                   reuse_port=settings.workers > 1)
 
     @property
     def connections(self) -> int:
@@ -245,6 +261,7 @@ class QuicTransport:
                 peer.closed = True
                 peer.terminated.set()
                 peer.inbox_send.close()
+                peer.arrived()
             elif isinstance(event, events.StreamDataReceived):
                 self._stream_data(peer, event, tg)
 
@@ -264,6 +281,7 @@ class QuicTransport:
             if size == 0 or size > limit:
                 peer.refused = FrameRefused(W.E_FRAME_TOO_LARGE, f"invalid frame length {size}")
                 peer.inbox_send.close()
+                peer.arrived()
                 return
             if len(peer.buf) < 4 + size:
                 break
@@ -271,12 +289,15 @@ class QuicTransport:
             del peer.buf[:4 + size]
             try:
                 peer.inbox_send.send_nowait(frame)
+                peer.arrived()
             except anyio.WouldBlock:  # the session does not keep up: the peer floods
                 peer.refused = FrameRefused(W.E_TOO_BUSY, "too many frames unread")
                 peer.inbox_send.close()
+                peer.arrived()
                 return
         if event.end_stream:
             peer.inbox_send.close()
+            peer.arrived()
 
     async def _session(self, peer: _Peer) -> None:
         try:
@@ -302,6 +323,7 @@ class QuicTransport:
         peer.closed = True
         peer.terminated.set()
         peer.inbox_send.close()
+        peer.arrived()
         for cid in peer.cids:
             if self._routes.get(cid) is peer:
                 del self._routes[cid]

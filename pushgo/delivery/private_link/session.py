@@ -17,6 +17,10 @@ supersedes its live one (GoAway ``superseded`` to the old); shutdown sends GoAwa
 ``shutdown``; a peer silent past its idle timeout gets GoAway ``idle_timeout``. Every wait has
 a deadline: the hello, each write, the idle read.
 
+Each session is one task (the connection's own): it sends what is due, then reads until a
+wake-up from the hub, the next retransmit or re-read, or the idle timeout cancels the read.
+Thousands of idle devices are thousands of parked reads, no more.
+
 Must not import pushgo.api, starlette or the store.
 """
 
@@ -27,9 +31,7 @@ import json
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
@@ -70,7 +72,7 @@ class LinkConfig:
     drain_s: float = 2.0
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Sent:
     seq: int
     sent_at: float
@@ -79,7 +81,20 @@ class _Sent:
     wakeup: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
+class _LinkWaiter(_Waiter):
+    """A session's place in the hub: a wake-up interrupts the session's read."""
+
+    woken: bool = False
+    scope: anyio.CancelScope | None = None
+
+    def wake(self) -> None:
+        self.woken = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+@dataclass(eq=False, slots=True)
 class _Session:
     device_key: str
     link: Link
@@ -88,15 +103,16 @@ class _Session:
     session_id: str = field(default_factory=lambda: secrets.token_hex(8))
     inflight: dict[str, _Sent] = field(default_factory=dict)
     #: Wake-ups acknowledged in this session: not sent again until the app pulls them.
-    woken: set[str] = field(default_factory=set)
-    write_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    woken: set[str] | None = None
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     #: Why the server ends the session: sent as a GoAway once its tasks have stopped.
     goaway: str | None = None
     #: Why the peer's input ended it: sent as an Error frame.
     error: W.FrameError | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
-    waiter: _Waiter | None = None
+    finished: bool = False
+    #: Made by shutdown when it waits for the session; set once the session has finished.
+    done: anyio.Event | None = None
+    waiter: _LinkWaiter | None = None
 
     @property
     def label(self) -> str:
@@ -139,7 +155,9 @@ class PrivateLinks:
             session.end(goaway="shutdown")
         with anyio.move_on_after(self.config.drain_s):
             for session in sessions:
-                await session.done.wait()
+                if not session.finished:
+                    session.done = session.done or anyio.Event()
+                    await session.done.wait()
 
     async def serve(self, link: Link) -> None:
         """Run one connection's session to its end. Never raises for the peer's doing."""
@@ -152,7 +170,9 @@ class PrivateLinks:
         try:
             await self._run(session)
         finally:
-            session.done.set()
+            session.finished = True
+            if session.done is not None:
+                session.done.set()
 
     async def _handshake(self, link: Link) -> _Session | None:
         """The ClientHello, checked; the session registered and welcomed, or None after an
@@ -248,13 +268,16 @@ class PrivateLinks:
             del self._live[session.device_key]
 
     async def _run(self, session: _Session) -> None:
-        waiter = session.waiter = _Waiter(session.device_key)
+        waiter = session.waiter = _LinkWaiter(session.device_key)
         self.hub._add(waiter)
         try:
             with session.scope:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._guarded, session, self._reader(session))
-                    tg.start_soon(self._guarded, session, self._writer(session, waiter))
+                await self._loop(session, waiter)
+        except (LinkClosed, TimeoutError):
+            session.end(goaway="")  # the transport broke or stalled: nothing more to send
+        except GatewayError as exc:
+            log.warning("private session store error %s code=%s", session.label, exc.code)
+            session.end(goaway="store_unavailable")
         finally:
             self.hub._remove(waiter)
             self._forget(session)
@@ -268,21 +291,9 @@ class PrivateLinks:
                 await self._send_quietly(session.link,
                                          W.encode(W.GoAway(session.goaway), session.version))
 
-    async def _guarded(self, session: _Session, work: Coroutine[Any, Any, None]) -> None:
-        """One of the session's tasks: a broken transport or store ends the session (and its
-        other task), never the server."""
-        try:
-            await work
-        except (LinkClosed, TimeoutError):
-            session.end(goaway="")  # the transport broke or stalled: nothing more to send
-        except GatewayError as exc:
-            log.warning("private session store error %s code=%s", session.label, exc.code)
-            session.end(goaway="store_unavailable")
-
     async def _write(self, session: _Session, frame: bytes) -> None:
-        async with session.write_lock:
-            with anyio.fail_after(self.config.write_timeout_s):
-                await session.link.send(frame)
+        with anyio.fail_after(self.config.write_timeout_s):  # one task writes: no lock
+            await session.link.send(frame)
 
     async def _send_error(self, link: Link, error: W.FrameError,
                           version: int = W.WIRE_V2) -> None:
@@ -295,35 +306,6 @@ class PrivateLinks:
             except LinkClosed:
                 pass
 
-    async def _reader(self, session: _Session) -> None:
-        idle_s = float(session.tuning.idle_timeout_secs)
-        while True:
-            with anyio.move_on_after(idle_s) as idle:
-                try:
-                    data = await session.link.receive()
-                except FrameRefused as exc:
-                    session.end(error=W.FrameError(exc.code, exc.message))
-                    return
-            if idle.cancelled_caught:
-                session.end(goaway="idle_timeout")
-                return
-            decoded = W.decode(data)
-            if isinstance(decoded, W.FrameError):
-                session.end(error=decoded)
-                return
-            frame = decoded.frame
-            if isinstance(frame, W.Ping):
-                await self._write(session, W.encode(W.Pong(), session.version))
-            elif isinstance(frame, W.Ack):
-                await self._acked(session, frame)
-            elif isinstance(frame, W.GoAway):
-                session.end(goaway="")  # the peer leaves: no GoAway back
-                return
-            elif not isinstance(frame, W.Pong):
-                session.end(error=W.FrameError(W.E_UNEXPECTED_FRAME,
-                                               f"unexpected {type(frame).__name__} frame"))
-                return
-
     async def _acked(self, session: _Session, ack: W.Ack) -> None:
         status = ack.status.strip().lower()
         if status == "error":  # the app could not take it now: sent again after the timeout
@@ -333,6 +315,7 @@ class PrivateLinks:
         sent = session.inflight.pop(ack.delivery_id, None)
         self.resume.acked(session.device_key, ack.delivery_id)
         if sent is not None and sent.wakeup:
+            session.woken = session.woken or set()
             session.woken.add(ack.delivery_id)
         else:
             await self.inbox.ack(wire.AckIn(device_key=session.device_key,
@@ -341,11 +324,17 @@ class PrivateLinks:
         if session.waiter is not None:  # room for one more in flight
             session.waiter.wake()
 
-    async def _writer(self, session: _Session, waiter: _Waiter) -> None:
+    async def _loop(self, session: _Session, waiter: _LinkWaiter) -> None:
+        """The session's one task: send what is due (new deliveries, those whose ack timed
+        out), then read the peer's frames until a wake-up, the next retransmit or re-read, or
+        the idle timeout. Reading is cancelled (between frames: every link's ``receive`` is
+        safe to cancel) for the sending, so an idle session is one task waiting on its link."""
         cfg = self.config
+        idle_s = float(session.tuning.idle_timeout_secs)
+        heard = anyio.current_time()
         cursor = 0
         while True:
-            waiter.event = anyio.Event()  # fresh before reading: a wake-up is never lost
+            waiter.woken = False  # before reading: a wake-up during the writes is not lost
             if waiter.stale:
                 waiter.stale = False
                 chans = await self.outbox.subscribed_channels(session.device_key)
@@ -363,18 +352,59 @@ class PrivateLinks:
                 cursor, full_page = await self._send_page(session, cursor, min(room, PAGE))
             if full_page and len(session.inflight) < cfg.max_inflight:
                 continue
-            wait_s = cfg.recheck_s
+            resend_at = now + cfg.recheck_s
             if session.inflight:
                 oldest = min(s.sent_at for s in session.inflight.values())
-                wait_s = min(wait_s, max(0.0, oldest + cfg.ack_timeout_s - now))
-            with anyio.move_on_after(wait_s):
-                await waiter.event.wait()
+                resend_at = min(resend_at, oldest + cfg.ack_timeout_s)
+            while not waiter.woken:
+                now = anyio.current_time()
+                if now >= heard + idle_s:
+                    session.end(goaway="idle_timeout")
+                    return
+                if now >= resend_at:
+                    break
+                with anyio.CancelScope(deadline=min(resend_at, heard + idle_s)) as waiting:
+                    waiter.scope = waiting
+                    try:
+                        data = await session.link.receive()
+                    except FrameRefused as exc:
+                        session.end(error=W.FrameError(exc.code, exc.message))
+                        return
+                    finally:
+                        waiter.scope = None
+                if waiting.cancelled_caught:
+                    continue
+                heard = anyio.current_time()
+                if not await self._received(session, data):
+                    return
+
+    async def _received(self, session: _Session, data: bytes) -> bool:
+        """One frame from the peer; False once it has ended the session."""
+        decoded = W.decode(data)
+        if isinstance(decoded, W.FrameError):
+            session.end(error=decoded)
+            return False
+        frame = decoded.frame
+        if isinstance(frame, W.Ping):
+            await self._write(session, W.encode(W.Pong(), session.version))
+        elif isinstance(frame, W.Ack):
+            await self._acked(session, frame)
+        elif isinstance(frame, W.GoAway):
+            session.end(goaway="")  # the peer leaves: no GoAway back
+            return False
+        elif not isinstance(frame, W.Pong):
+            session.end(error=W.FrameError(W.E_UNEXPECTED_FRAME,
+                                           f"unexpected {type(frame).__name__} frame"))
+            return False
+        return True
 
     async def _send_page(self, session: _Session, cursor: int, limit: int) -> tuple[int, bool]:
-        items = await self.inbox.page(session.device_key, cursor, limit)
+        async with self.hub.reads:
+            items = await self.inbox.page(session.device_key, cursor, limit)
         for item in items:
             cursor = max(cursor, item.seq)
-            if item.delivery_id in session.inflight or item.delivery_id in session.woken:
+            if item.delivery_id in session.inflight or (
+                    session.woken and item.delivery_id in session.woken):
                 continue
             data = _string_map(with_delivery_id(item.payload_json, item.delivery_id))
             frame = W.encode(W.Deliver(item.seq, item.delivery_id, W.encode_payload(data)),

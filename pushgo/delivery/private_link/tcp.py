@@ -51,10 +51,13 @@ class TcpLink:
 
     transport = "tcp"
     token_accepted = False
+    __slots__ = ("_size", "max_frame", "stream")
 
     def __init__(self, stream: BufferedByteStream, max_frame_bytes: int) -> None:
         self.stream = stream
         self.max_frame = max_frame_bytes + 2  # the type and flags bytes
+        #: The length of a frame whose body is still to come (kept across a cancelled read).
+        self._size: int | None = None
 
     async def send(self, frame: bytes) -> None:
         try:
@@ -64,10 +67,14 @@ class TcpLink:
 
     async def receive(self) -> bytes:
         try:
-            (size,) = struct.unpack(">I", await self.stream.receive_exactly(4))
-            if size == 0 or size > self.max_frame:
-                raise FrameRefused(W.E_FRAME_TOO_LARGE, f"invalid frame length {size}")
-            return await self.stream.receive_exactly(size)
+            if self._size is None:
+                (size,) = struct.unpack(">I", await self.stream.receive_exactly(4))
+                if size == 0 or size > self.max_frame:
+                    raise FrameRefused(W.E_FRAME_TOO_LARGE, f"invalid frame length {size}")
+                self._size = size
+            frame = await self.stream.receive_exactly(self._size)
+            self._size = None
+            return frame
         except _BROKEN as exc:
             raise LinkClosed(str(exc)) from exc
 
@@ -97,6 +104,7 @@ class TcpTransport:
             ctx = server_context(settings.private_tls_cert, settings.private_tls_key)
         host, port = settings.private_tcp_bind
         return cls(links, host, port, ctx, proxy_protocol=settings.private_tcp_proxy_protocol,
+                   max_connections=settings.private_max_sessions + 256,
                    reuse_port=settings.workers > 1)
 
     def bind_now(self) -> None:
