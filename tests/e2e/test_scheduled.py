@@ -131,7 +131,7 @@ async def test_cancel_stops_what_has_not_gone_out_and_is_idempotent(
                404, "operation_not_found")
     first = await call(api, path, {"channel_id": cid, "password": PASSWORD})
     assert first == {"op_id": "maint-window", "outcome": "cancelled", "cancelled": 2,
-                     "total": 2, "states": {"cancelled": 2}}
+                     "total": 2, "states": {"cancelled": 2}, "repeat_stopped": False}
     again = await call(api, path, {"channel_id": cid, "password": PASSWORD})
     assert again["outcome"] == "already_cancelled" and again["cancelled"] == 0
 
@@ -156,7 +156,7 @@ async def test_cancel_stops_what_has_not_gone_out_and_is_idempotent(
     await eventually(all_sent)
     late = await call(api, "/operations/gone/cancel", {"channel_id": cid, "password": PASSWORD})
     assert late == {"op_id": "gone", "outcome": "already_done", "cancelled": 0, "total": 2,
-                    "states": {"sent": 2}}
+                    "states": {"sent": 2}, "repeat_stopped": False}
 
 
 async def test_bad_deliver_at_values_are_refused_with_their_codes(
