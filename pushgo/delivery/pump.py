@@ -347,7 +347,10 @@ class OutboxPump:
             out = Outcomes()
             for result in batch:
                 self._classify(result, now, out)
-            self._resolving.update(result.job.seq for result in batch)
+            # Only what this write makes due again may be handed out again before it is let
+            # go; a sent or ended delivery claimed meanwhile (its lease ran out under a slow
+            # write) stays dropped, or it would go out twice.
+            self._resolving.update(seq for seq, _at, _why in (*out.retry, *out.deferred))
             try:
                 await self.outbox.apply_outcomes(out, now)
             except StoreUnavailable as exc:
