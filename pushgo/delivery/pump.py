@@ -42,7 +42,7 @@ import anyio
 import anyio.abc
 
 from pushgo.delivery import breaker as B
-from pushgo.delivery.waker import Waker
+from pushgo.delivery.waker import Waker, WakesOnAccept
 from pushgo.errors import StoreUnavailable
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
@@ -125,7 +125,7 @@ def connect_reason(error: BaseException) -> str:
     return "NoHTTP2" if "did not negotiate h2" in str(error) else "ConnectFailed"
 
 
-class OutboxPump:
+class OutboxPump(WakesOnAccept):
     def __init__(self, ctx: Context, outbox: OutboxService, senders: dict[str, ProviderSender],
                  results: ResultBuffer) -> None:
         self.ctx = ctx
@@ -165,16 +165,6 @@ class OutboxPump:
                 continue  # a refused connection reaches the origin's breaker with its job
             sender.pool.on_connect_failed = (
                 lambda error, r=route: self._failure(r, connect_reason(error)))
-
-    # DeliveryListener
-    def operation_accepted(self, channel_id: str) -> None:
-        self._waker.wake()
-
-    def subscriptions_changed(self, device_key: str) -> None:
-        pass
-
-    def wake(self) -> None:
-        self._waker.wake()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:

@@ -15,7 +15,7 @@ import logging
 import anyio
 import anyio.abc
 
-from pushgo.delivery.waker import Waker
+from pushgo.delivery.waker import Waker, WakesOnAccept
 from pushgo.errors import StoreUnavailable
 from pushgo.service.context import Context
 from pushgo.service.receipts import Receipts
@@ -30,7 +30,7 @@ RETRY_S = 1.0
 MIN_S = 0.05
 
 
-class RepeatDriver:
+class RepeatDriver(WakesOnAccept):
     def __init__(self, ctx: Context, receipts: Receipts) -> None:
         self.ctx = ctx
         self.receipts = receipts
@@ -39,17 +39,6 @@ class RepeatDriver:
         #: that saw the time they set instead of waiting on time).
         self.passes = 0
         self.last_pass_at: int | None = None
-
-    # DeliveryListener
-    def operation_accepted(self, channel_id: str) -> None:
-        self._waker.wake()
-
-    def subscriptions_changed(self, device_key: str) -> None:
-        pass
-
-    def wake(self) -> None:
-        """Look at the repeats now (the clock moved, or another process made one)."""
-        self._waker.wake()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:

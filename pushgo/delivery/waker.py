@@ -27,3 +27,20 @@ class Waker:
         """Sleep `seconds`, or less if woken since the last `arm()`."""
         with anyio.move_on_after(seconds):
             await self._event.wait()
+
+
+class WakesOnAccept:
+    """The DeliveryListener side of a loop that sleeps on `self._waker`: accepted work (and
+    `wake()`: the clock moved, another process made work) ends its sleep at once."""
+
+    _waker: Waker
+
+    def operation_accepted(self, channel_id: str) -> None:
+        self._waker.wake()
+
+    def subscriptions_changed(self, device_key: str) -> None:
+        pass
+
+    def wake(self) -> None:
+        """Look again now."""
+        self._waker.wake()
