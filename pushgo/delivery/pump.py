@@ -42,6 +42,7 @@ import anyio
 import anyio.abc
 
 from pushgo.delivery import breaker as B
+from pushgo.delivery.waker import Waker, WakesOnAccept
 from pushgo.errors import StoreUnavailable
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
@@ -124,14 +125,14 @@ def connect_reason(error: BaseException) -> str:
     return "NoHTTP2" if "did not negotiate h2" in str(error) else "ConnectFailed"
 
 
-class OutboxPump:
+class OutboxPump(WakesOnAccept):
     def __init__(self, ctx: Context, outbox: OutboxService, senders: dict[str, ProviderSender],
                  results: ResultBuffer) -> None:
         self.ctx = ctx
         self.outbox = outbox
         self.senders = senders
         self.results = results
-        self._wake = anyio.Event()
+        self._waker = Waker()
         self._templates: OrderedDict[tuple[int, str, str], Any] = OrderedDict()
         self._held: set[int] = set()  # seqs handed to a sender and not yet resolved
         self._resolving: set[int] = set()  # seqs whose results are being written
@@ -165,16 +166,6 @@ class OutboxPump:
             sender.pool.on_connect_failed = (
                 lambda error, r=route: self._failure(r, connect_reason(error)))
 
-    # DeliveryListener
-    def operation_accepted(self, channel_id: str) -> None:
-        self._wake.set()
-
-    def subscriptions_changed(self, device_key: str) -> None:
-        pass
-
-    def wake(self) -> None:
-        self._wake.set()
-
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:
         # What this process's previous run left leased is due at once (on SQLite, the only
@@ -194,7 +185,7 @@ class OutboxPump:
 
     async def _claim_forever(self) -> None:
         while True:
-            self._wake = anyio.Event()
+            self._waker.arm()
             claimed_at = anyio.current_time()
             try:
                 routes = await self._tend_breakers()
@@ -210,8 +201,7 @@ class OutboxPump:
             if page:
                 await self._hand_out(page)
             if len(page) < PAGE:
-                with anyio.move_on_after(IDLE_POLL_S):
-                    await self._wake.wait()
+                await self._waker.sleep(IDLE_POLL_S)
                 # Operations accepted in a stream share claims: at most one per CLAIM_GAP_S
                 # (a claim for every accepted send cost more than the send itself).
                 gap = claimed_at + CLAIM_GAP_S - anyio.current_time()
@@ -369,7 +359,7 @@ class OutboxPump:
             for hook in self.on_results:
                 hook()
             if out.retry:
-                self._wake.set()
+                self._waker.wake()
 
     def _classify(self, result: Result, now: int, out: Outcomes) -> None:
         job, outcome = result.job, result.outcome
@@ -445,7 +435,7 @@ class OutboxPump:
             log.warning("push service unavailable: its deliveries wait", extra={"fields": {
                 "provider": key[0], "origin": key[1], "error": breaker.last_error,
                 "retry_in_s": breaker.cooldown_s}})
-            self._wake.set()
+            self._waker.wake()
 
     def _job_success(self, job: Job) -> None:
         if job.route in PER_ORIGIN_ROUTES and not self.origin_breakers:
@@ -465,7 +455,7 @@ class OutboxPump:
             log.info("push service available again",
                      extra={"fields": {"provider": key[0], "origin": key[1]}})
             self._due_again.add(key[0])
-            self._wake.set()
+            self._waker.wake()
 
     def _origin_open(self, job: Job) -> bool:
         breaker = self._breaker_of(job)
@@ -501,7 +491,7 @@ class OutboxPump:
             log.warning("provider unavailable: its deliveries wait", extra={"fields": {
                 "provider": route, "error": breaker.last_error,
                 "retry_in_s": breaker.cooldown_s}})
-        self._wake.set()
+        self._waker.wake()
         if self._blocked is not None and self._blocked[0] == route:
             self._blocked[1].cancel()
 
@@ -510,7 +500,7 @@ class OutboxPump:
         if breaker is not None and breaker.success():
             self._changed.add(route)
             log.info("provider available again", extra={"fields": {"provider": route}})
-            self._wake.set()
+            self._waker.wake()
 
     async def _send_waiting(self, sender: ProviderSender, job: Job) -> None:
         """Wait for room in the sender's queue, unless the provider's breaker opens first:

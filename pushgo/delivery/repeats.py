@@ -15,6 +15,7 @@ import logging
 import anyio
 import anyio.abc
 
+from pushgo.delivery.waker import Waker, WakesOnAccept
 from pushgo.errors import StoreUnavailable
 from pushgo.service.context import Context
 from pushgo.service.receipts import Receipts
@@ -29,39 +30,27 @@ RETRY_S = 1.0
 MIN_S = 0.05
 
 
-class RepeatDriver:
+class RepeatDriver(WakesOnAccept):
     def __init__(self, ctx: Context, receipts: Receipts) -> None:
         self.ctx = ctx
         self.receipts = receipts
-        self._wake = anyio.Event()
+        self._waker = Waker()
         #: Passes made, and the gateway clock when the last one began (tests wait for a pass
         #: that saw the time they set instead of waiting on time).
         self.passes = 0
         self.last_pass_at: int | None = None
 
-    # DeliveryListener
-    def operation_accepted(self, channel_id: str) -> None:
-        self._wake.set()
-
-    def subscriptions_changed(self, device_key: str) -> None:
-        pass
-
-    def wake(self) -> None:
-        """Look at the repeats now (the clock moved, or another process made one)."""
-        self._wake.set()
-
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:
         task_status.started()
         while True:
-            self._wake = anyio.Event()
+            self._waker.arm()
             began = self.ctx.now()
             delay = await self._pass()
             self.passes += 1
             self.last_pass_at = began
             if delay > 0:
-                with anyio.move_on_after(delay):
-                    await self._wake.wait()
+                await self._waker.sleep(delay)
 
     async def _pass(self) -> float:
         """Make what is due; how long to sleep before the next pass (seconds)."""

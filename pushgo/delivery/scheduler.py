@@ -19,6 +19,7 @@ import logging
 import anyio
 import anyio.abc
 
+from pushgo.delivery.waker import Waker
 from pushgo.errors import StoreUnavailable
 from pushgo.service.context import Context
 from pushgo.service.schedule import Schedules
@@ -36,17 +37,17 @@ class Scheduler:
         self.ctx = ctx
         self.schedules = schedules
         self.poll_s = poll_s
-        self._wake = anyio.Event()
+        self._waker = Waker()
 
     def wake(self) -> None:
         """Look again now (a test moved its clock)."""
-        self._wake.set()
+        self._waker.wake()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:
         task_status.started()
         while True:
-            self._wake = anyio.Event()
+            self._waker.arm()
             wait = self.poll_s
             try:
                 released = await self.schedules.release_due()
@@ -62,5 +63,4 @@ class Scheduler:
                             extra={"fields": {"error": exc.message}})
             except Exception:
                 log.exception("releasing scheduled sends failed")
-            with anyio.move_on_after(wait):
-                await self._wake.wait()
+            await self._waker.sleep(wait)

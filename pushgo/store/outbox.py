@@ -33,23 +33,34 @@ _FIND_OPERATION = sa.select(
 ).where(operations.c.channel_id == sa.bindparam("channel_id"),
         operations.c.op_id == sa.bindparam("op_id"))
 _INSERT_OPERATION = operations.insert().returning(operations.c.op_pk)
-_FAN_OUT = deliveries.insert().from_select(
-    ["delivery_id", "op_pk", "channel_id", "device_key", "route", "state", "inbox",
-     "attempts", "next_attempt_at", "created_at", "updated_at", "expires_at"],
-    sa.select(
-        random_hex_id(), sa.bindparam("op_pk", type_=sa.BigInteger),
-        sa.bindparam("channel_id", type_=sa.String), devices.c.device_key,
-        devices.c.channel_type, sa.literal("queued"), sa.true(), sa.literal(0),
-        sa.bindparam("now", type_=sa.BigInteger), sa.bindparam("now", type_=sa.BigInteger),
-        sa.bindparam("now", type_=sa.BigInteger),
-        sa.bindparam("expires_at", type_=sa.BigInteger),
-    ).select_from(
-        subscriptions.join(devices, devices.c.device_key == subscriptions.c.device_key)
-    ).where(
-        subscriptions.c.channel_id == sa.bindparam("channel_id", type_=sa.String),
-        sa.or_(devices.c.channel_type == "private", devices.c.provider_token.is_not(None)),
-    ),
-).execution_options(preserve_rowcount=True)  # psycopg loses an INSERT … SELECT's rowcount
+
+
+def fan_out_statement(*, inbox: bool, devices_where: sa.ColumnElement[bool]) -> sa.Insert:
+    """One `queued` delivery of an operation (bind parameters op_pk, channel_id, now,
+    expires_at) per device subscribed to the channel that `devices_where` admits; `inbox`
+    whether they are in the devices' inboxes. Sends and repeat rounds build theirs with it."""
+    return deliveries.insert().from_select(
+        ["delivery_id", "op_pk", "channel_id", "device_key", "route", "state", "inbox",
+         "attempts", "next_attempt_at", "created_at", "updated_at", "expires_at"],
+        sa.select(
+            random_hex_id(), sa.bindparam("op_pk", type_=sa.BigInteger),
+            sa.bindparam("channel_id", type_=sa.String), devices.c.device_key,
+            devices.c.channel_type, sa.literal("queued"), sa.true() if inbox else sa.false(),
+            sa.literal(0),
+            sa.bindparam("now", type_=sa.BigInteger), sa.bindparam("now", type_=sa.BigInteger),
+            sa.bindparam("now", type_=sa.BigInteger),
+            sa.bindparam("expires_at", type_=sa.BigInteger),
+        ).select_from(
+            subscriptions.join(devices, devices.c.device_key == subscriptions.c.device_key)
+        ).where(
+            subscriptions.c.channel_id == sa.bindparam("channel_id", type_=sa.String),
+            devices_where,
+        ),
+    ).execution_options(preserve_rowcount=True)  # psycopg loses an INSERT … SELECT's rowcount
+
+
+_FAN_OUT = fan_out_statement(inbox=True, devices_where=sa.or_(
+    devices.c.channel_type == "private", devices.c.provider_token.is_not(None)))
 _SET_RECIPIENTS = operations.update().where(
     operations.c.op_pk == sa.bindparam("pk")).values(recipients=sa.bindparam("recipients"))
 

@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pushgo.store.schema import deliveries, devices, random_hex_id, repeats, subscriptions
+from pushgo.store.outbox import fan_out_statement
+from pushgo.store.schema import deliveries, devices, repeats
 
 #: Why a repeat stopped.
 ACKED = "acked"
@@ -61,23 +62,9 @@ class Rounds:
 
 _COLUMNS = [repeats.c[name] for name in Receipt.__slots__]
 
-_ROUND = deliveries.insert().from_select(
-    ["delivery_id", "op_pk", "channel_id", "device_key", "route", "state", "inbox",
-     "attempts", "next_attempt_at", "created_at", "updated_at", "expires_at"],
-    sa.select(
-        random_hex_id(), sa.bindparam("op_pk", type_=sa.BigInteger),
-        sa.bindparam("channel_id", type_=sa.String), devices.c.device_key,
-        devices.c.channel_type, sa.literal("queued"), sa.false(), sa.literal(0),
-        sa.bindparam("now", type_=sa.BigInteger), sa.bindparam("now", type_=sa.BigInteger),
-        sa.bindparam("now", type_=sa.BigInteger),
-        sa.bindparam("expires_at", type_=sa.BigInteger),
-    ).select_from(
-        subscriptions.join(devices, devices.c.device_key == subscriptions.c.device_key)
-    ).where(
-        subscriptions.c.channel_id == sa.bindparam("channel_id", type_=sa.String),
-        devices.c.channel_type != "private", devices.c.provider_token.is_not(None),
-    ),
-).execution_options(preserve_rowcount=True)
+#: A round goes to the channel's provider devices only, not into any inbox again.
+_ROUND = fan_out_statement(inbox=False, devices_where=sa.and_(
+    devices.c.channel_type != "private", devices.c.provider_token.is_not(None)))
 
 
 def insert(conn: Connection, *, op_pk: int, channel_id: str, op_id: str, entity_type: str,

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from pushgo.testing.exchange import H2Settings, Outcome, Request, ResetStream, Response
 from pushgo.testing.records import Recorder
-from pushgo.testing.scripted import Countdown, ScriptedMock
+from pushgo.testing.scripted import Reject, ScriptedAnswers, ScriptedMock
 from pushgo.testing.tls import LocalCA
 
 PUSH_PREFIX = "/push/"
@@ -216,19 +216,6 @@ class WebPushMessage:
         return doc if isinstance(doc, dict) else {}
 
 
-@dataclass
-class _Scripted:
-    status: int
-    retry_after: int | None
-    times: int | None
-
-
-class _Reject(Exception):
-    def __init__(self, status: int, description: str, retry_after: int | None = None) -> None:
-        super().__init__(description)
-        self.status, self.description, self.retry_after = status, description, retry_after
-
-
 class MockWebPush(ScriptedMock):
     """`async with mock.serving():`, then `mock.settings()` are the gateway's settings (field
     names) and `mock.env()` the same as variables."""
@@ -243,8 +230,7 @@ class MockWebPush(ScriptedMock):
         self.on_message = on_message
         self.messages: Recorder[WebPushMessage] = Recorder()
         self.subscriptions: dict[str, MockSubscription] = {}
-        self._scripted: dict[str, _Scripted] = {}
-        self._fail: Countdown[tuple[int, int | None]] = Countdown()
+        self._answers = ScriptedAnswers(REASONS)
 
     def settings(self, ca_file: str | None = None) -> dict[str, Any]:
         """Gateway settings (Settings field names) that let it reach this mock."""
@@ -271,7 +257,7 @@ class MockWebPush(ScriptedMock):
     def answer(self, sub: MockSubscription, status: int, *, times: int | None = None,
                retry_after: int | None = None) -> None:
         """Messages to `sub` get `status` (`times` times, or for good)."""
-        self._scripted[sub.id] = _Scripted(status, retry_after, times)
+        self._answers.answer(sub.id, status, retry_after=retry_after, times=times)
 
     def expire(self, sub: MockSubscription) -> None:
         """The browser unsubscribed: 410 Gone."""
@@ -284,11 +270,10 @@ class MockWebPush(ScriptedMock):
     def fail_next(self, count: int = 1, status: int = 503, *,
                   retry_after: int | None = None) -> None:
         """The next `count` messages get `status` (503, 500, 429…)."""
-        self._fail.add(count, (status, retry_after))
+        self._answers.fail_next(count, status, retry_after)
 
     def reset_behaviours(self) -> None:
-        self._scripted.clear()
-        self._fail.clear()
+        self._answers.clear()
         self.reset_faults()
 
     @property
@@ -312,7 +297,7 @@ class MockWebPush(ScriptedMock):
         claims: dict[str, Any] | None = None
         try:
             claims, plaintext = self._check(req, sid)
-        except _Reject as rej:
+        except Reject as rej:
             out = [("content-type", "text/plain")]
             if rej.retry_after is not None:
                 out.append(("retry-after", str(rej.retry_after)))
@@ -337,46 +322,39 @@ class MockWebPush(ScriptedMock):
 
     def _check(self, req: Request, sid: str) -> tuple[dict[str, Any], bytes]:
         if req.method != "POST":
-            raise _Reject(405, "Only POST is allowed.")
+            raise Reject(405, "Only POST is allowed.")
         if not req.path.startswith(PUSH_PREFIX):
-            raise _Reject(404, "No such endpoint.")
+            raise Reject(404, "No such endpoint.")
         sub = self.subscriptions.get(sid)
         if sub is None:
-            raise _Reject(404, "No such subscription.")
-        failure = self._fail.take()
-        if failure is not None:
-            raise _Reject(failure[0], REASONS.get(failure[0], "Scripted failure."), failure[1])
+            raise Reject(404, "No such subscription.")
+        self._answers.check_next()
         try:
             claims = verify_vapid(req.header("authorization"), audience=self.origin,
                                   now=self.clock(), expected_key=sub.application_server_key)
         except PermissionError as exc:
-            raise _Reject(403, str(exc)) from None
+            raise Reject(403, str(exc)) from None
         except ValueError as exc:
-            raise _Reject(401, str(exc)) from None
+            raise Reject(401, str(exc)) from None
         ttl = req.header("ttl")
         if ttl is None or not ttl.isdigit():
-            raise _Reject(400, "TTL is required: a number of seconds.")
+            raise Reject(400, "TTL is required: a number of seconds.")
         urgency = req.header("urgency")
         if urgency is not None and urgency not in URGENCIES:
-            raise _Reject(400, "Urgency must be very-low, low, normal or high.")
+            raise Reject(400, "Urgency must be very-low, low, normal or high.")
         topic = req.header("topic")
         if topic is not None and (not topic or len(topic) > 32
                                   or any(c not in _B64URL for c in topic)):
-            raise _Reject(400, "Topic must be at most 32 base64url characters.")
+            raise Reject(400, "Topic must be at most 32 base64url characters.")
         if req.header("content-encoding") != "aes128gcm":
-            raise _Reject(400, "Content-Encoding must be aes128gcm.")
+            raise Reject(400, "Content-Encoding must be aes128gcm.")
         if len(req.body) > MAX_BODY:
-            raise _Reject(413, "The message is larger than 4096 bytes.")
-        scripted = self._scripted.get(sid)
-        if scripted is not None and scripted.times != 0:
-            if scripted.times is not None:
-                scripted.times -= 1
-            raise _Reject(scripted.status, REASONS.get(scripted.status, "Scripted answer."),
-                          scripted.retry_after)
+            raise Reject(413, "The message is larger than 4096 bytes.")
+        self._answers.check_key(sid)
         try:
             plaintext = decrypt(req.body, sub.private_key, sub.auth)
         except ValueError as exc:
-            raise _Reject(400, str(exc)) from None
+            raise Reject(400, str(exc)) from None
         return claims, plaintext
 
 

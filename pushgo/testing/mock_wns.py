@@ -35,7 +35,7 @@ import anyio
 from pushgo.testing.access_tokens import AccessTokens
 from pushgo.testing.exchange import H2Settings, Outcome, Request, ResetStream, Response, json_response
 from pushgo.testing.records import Recorder
-from pushgo.testing.scripted import Countdown, ScriptedMock
+from pushgo.testing.scripted import Reject, ScriptedAnswers, ScriptedMock
 from pushgo.testing.tls import LocalCA
 
 LOGIN_PATH = "/accesstoken.srf"
@@ -122,19 +122,6 @@ class WNSNotification:
             return {}
 
 
-@dataclass
-class _Scripted:
-    status: int
-    retry_after: int | None
-    times: int | None
-
-
-class _Reject(Exception):
-    def __init__(self, status: int, description: str, retry_after: int | None = None) -> None:
-        super().__init__(description)
-        self.status, self.description, self.retry_after = status, description, retry_after
-
-
 class MockWNS(ScriptedMock):
     """Mock WNS + its token endpoint. `async with mock.serving():`, then `mock.settings()` are
     the gateway's settings (field names) and `mock.env()` the same as variables."""
@@ -156,8 +143,7 @@ class MockWNS(ScriptedMock):
         self.notifications: Recorder[WNSNotification] = Recorder()
         self.token_grants: Recorder[TokenGrant] = Recorder()
         self._access_tokens = AccessTokens("EgAcAQMAAAAALYAAY/mock", lambda: self.clock())
-        self._channels: dict[str, _Scripted] = {}
-        self._fail: Countdown[tuple[int, int | None]] = Countdown()
+        self._answers = ScriptedAnswers(REASONS)
 
     @property
     def token_url(self) -> str:
@@ -192,7 +178,7 @@ class MockWNS(ScriptedMock):
     def answer(self, channel_uri: str, status: int, *, retry_after: int | None = None,
                times: int | None = None) -> None:
         """Answer notifications to this channel (all, or the next `times`) with `status`."""
-        self._channels[channel_key(channel_uri)] = _Scripted(status, retry_after, times)
+        self._answers.answer(channel_key(channel_uri), status, retry_after=retry_after, times=times)
 
     def expire(self, channel_uri: str) -> None:
         """The channel expired: 410 Gone."""
@@ -205,15 +191,14 @@ class MockWNS(ScriptedMock):
     def fail_next(self, count: int = 1, status: int = 503, *,
                   retry_after: int | None = None) -> None:
         """The next `count` notifications get `status` (503, 500, 406, 429…)."""
-        self._fail.add(count, (status, retry_after))
+        self._answers.fail_next(count, status, retry_after)
 
     def throttle_next(self, count: int = 1, retry_after: int | None = 1) -> None:
         """The next `count` notifications get 406 Not Acceptable (throttled)."""
         self.fail_next(count, 406, retry_after=retry_after)
 
     def reset_behaviours(self) -> None:
-        self._channels.clear()
-        self._fail.clear()
+        self._answers.clear()
         self.reset_faults()
 
     @property
@@ -236,7 +221,7 @@ class MockWNS(ScriptedMock):
             return ResetStream()
         try:
             self._check(req)
-        except _Reject as rej:
+        except Reject as rej:
             response = _error(rej)
             note = WNSNotification(req.path, headers, req.body, req.connection_id, rej.status,
                                    rej.description)
@@ -257,34 +242,27 @@ class MockWNS(ScriptedMock):
 
     def _check(self, req: Request) -> None:
         if req.method != "POST":
-            raise _Reject(405, "Only POST is allowed.")
-        failure = self._fail.take()
-        if failure is not None:
-            raise _Reject(failure[0], REASONS.get(failure[0], "Scripted failure."), failure[1])
+            raise Reject(405, "Only POST is allowed.")
+        self._answers.check_next()
         self._check_bearer(req.header("authorization"))
         if req.header("x-wns-type") != "wns/raw":
-            raise _Reject(400, "X-WNS-Type must be wns/raw here.")
+            raise Reject(400, "X-WNS-Type must be wns/raw here.")
         if req.header("content-type") != "application/octet-stream":
-            raise _Reject(400, "A raw notification must be application/octet-stream.")
+            raise Reject(400, "A raw notification must be application/octet-stream.")
         priority = req.header("x-wns-priority")
         if priority is not None and priority not in ("1", "2", "3", "4"):
-            raise _Reject(400, "X-WNS-Priority must be 1 to 4.")
+            raise Reject(400, "X-WNS-Priority must be 1 to 4.")
         ttl = req.header("x-wns-ttl")
         if ttl is not None and not ttl.isdigit():
-            raise _Reject(400, "X-WNS-TTL must be a number of seconds.")
+            raise Reject(400, "X-WNS-TTL must be a number of seconds.")
         if len(req.body) >= MAX_BODY:
-            raise _Reject(413, "The notification payload exceeds the size limit.")
-        scripted = self._channels.get(req.path)
-        if scripted is not None and scripted.times != 0:
-            if scripted.times is not None:
-                scripted.times -= 1
-            raise _Reject(scripted.status, REASONS.get(scripted.status, "Scripted answer."),
-                          scripted.retry_after)
+            raise Reject(413, "The notification payload exceeds the size limit.")
+        self._answers.check_key(req.path)
 
     def _check_bearer(self, authorization: str | None) -> None:
         if self._access_tokens.accepts(authorization, check=self.check_auth):
             return
-        raise _Reject(401, "The access token is missing, invalid or expired.")
+        raise Reject(401, "The access token is missing, invalid or expired.")
 
     # -- the OAuth token endpoint
 
@@ -312,7 +290,7 @@ class MockWNS(ScriptedMock):
                              [("cache-control", "no-store")])
 
 
-def _error(rej: _Reject) -> Response:
+def _error(rej: Reject) -> Response:
     headers = [("x-wns-error-description", rej.description), ("x-wns-debug-trace", "MOCK")]
     if rej.retry_after is not None:
         headers.append(("retry-after", str(rej.retry_after)))

@@ -1,7 +1,8 @@
-"""What MockAPNs and MockFCM share: the server plumbing (TLS, `serving()`, origin, CA file), a
+"""What the provider mocks share: the server plumbing (TLS, `serving()`, origin, CA file), a
 response delay, and the provider-independent faults — refuse the next K streams, GOAWAY, a
 dropped or a silent connection after N requests, GOAWAY now, the whole provider down (its
-connections cut, new ones closed before TLS) and up again.
+connections cut, new ones closed before TLS) and up again; and for the HTTP/1.1 push-service
+mocks (MockWebPush, MockWNS) their scripted answers and the refusal they raise.
 
 "The next K requests" are the next K the handler decides on (the count is exact; which of
 several concurrent requests get hit follows handler order, which Trio shuffles). Connection
@@ -11,7 +12,9 @@ from pushgo outside pushgo.testing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -50,6 +53,58 @@ class Countdown(Generic[T]):
 
     def __len__(self) -> int:
         return sum(count for count, _ in self._scripts)
+
+
+class Reject(Exception):
+    """A request the mock refuses: the status, a description and an optional Retry-After."""
+
+    def __init__(self, status: int, description: str, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.status, self.description, self.retry_after = status, description, retry_after
+
+
+@dataclass
+class _Answer:
+    status: int
+    retry_after: int | None
+    times: int | None
+
+
+class ScriptedAnswers:
+    """The scripted answers of an HTTP/1.1 push-service mock (MockWebPush, MockWNS): per key
+    (a subscription, a channel) for good or the next `times` requests, and for the next N
+    requests whatever their key. The description of each is its status's reason phrase."""
+
+    def __init__(self, reasons: Mapping[int, str]) -> None:
+        self.reasons = reasons
+        self._answers: dict[str, _Answer] = {}
+        self._fail: Countdown[tuple[int, int | None]] = Countdown()
+
+    def answer(self, key: str, status: int, *, retry_after: int | None = None,
+               times: int | None = None) -> None:
+        self._answers[key] = _Answer(status, retry_after, times)
+
+    def fail_next(self, count: int, status: int, retry_after: int | None) -> None:
+        self._fail.add(count, (status, retry_after))
+
+    def check_next(self) -> None:
+        """Reject when a "next N requests" failure is left (and spend it)."""
+        failure = self._fail.take()
+        if failure is not None:
+            raise Reject(failure[0], self.reasons.get(failure[0], "Scripted failure."), failure[1])
+
+    def check_key(self, key: str) -> None:
+        """Reject when `key` has an answer scripted with uses left (and spend one)."""
+        scripted = self._answers.get(key)
+        if scripted is not None and scripted.times != 0:
+            if scripted.times is not None:
+                scripted.times -= 1
+            raise Reject(scripted.status, self.reasons.get(scripted.status, "Scripted answer."),
+                         scripted.retry_after)
+
+    def clear(self) -> None:
+        self._answers.clear()
+        self._fail.clear()
 
 
 class ScriptedMock:

@@ -14,16 +14,21 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from pushgo.app import Gateway
-from pushgo.store.schema import deliveries, devices
 from pushgo.testing.mock_webpush import MockSubscription, MockWebPush
 from tests.api.test_metrics import parse, value
 from tests.conftest import make_settings
+from tests.e2e.push_services import (
+    client_of,
+    outcomes,
+    route_of,
+    routed_device,
+    running_gateway,
+    settings_for,
+)
 from tests.e2e.test_delivery import join
 from tests.helpers import PASSWORD, call, fail, new_channel, pull, register
 
@@ -31,28 +36,10 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def push() -> AsyncIterator[MockWebPush]:
-    mock = MockWebPush()
-    async with mock.serving():
-        yield mock
-
-
-@pytest.fixture
-def ca_file(push: MockWebPush, tmp_path: Path) -> str:
-    return str(push.tls.write_ca_file(tmp_path / "ca.pem"))
-
-
-@pytest.fixture
-async def wgateway(db_url: str, push: MockWebPush, ca_file: str,
+async def wgateway(db_url: str, push: MockWebPush, tmp_path: Path,
                    fast_backoff: None) -> AsyncIterator[Gateway]:
-    gw = Gateway(make_settings(db_url, **push.settings(ca_file)))
-    async with gw.running():
+    async with running_gateway(db_url, push, tmp_path) as gw:
         yield gw
-
-
-def client_of(gateway: Gateway) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.asgi),
-                             base_url="http://pushgo.test")
 
 
 @pytest.fixture
@@ -68,31 +55,7 @@ async def browser(client: httpx.AsyncClient, push: MockWebPush) -> MockSubscript
 
 
 async def web_device(client: httpx.AsyncClient, sub: MockSubscription) -> str:
-    key = await register(client, "web")
-    await call(client, "/channel/device", {"device_key": key, "channel_type": "webpush",
-                                           "provider_token": sub.token})
-    return key
-
-
-async def route_of(gateway: Gateway, key: str) -> tuple[str, str | None]:
-    row = await gateway.store.read(
-        lambda c: c.execute(sa.select(devices).where(devices.c.device_key == key)).first())
-    return row.channel_type, row.provider_token
-
-
-async def outcomes(gateway: Gateway, n: int) -> list[tuple[str, str | None]]:
-    """Every Web Push delivery's (state, last error), once ``n`` of them left the queue."""
-    def q(conn: sa.Connection) -> list[tuple[str, str | None]]:
-        rows = conn.execute(sa.select(deliveries.c.state, deliveries.c.last_error)
-                            .where(deliveries.c.route == "webpush").order_by(deliveries.c.seq))
-        return [(r.state, r.last_error) for r in rows]
-
-    with anyio.fail_after(10):
-        while True:
-            got: list[tuple[str, str | None]] = await gateway.store.read(q)
-            if sum(1 for state, _ in got if state != "queued") >= n:
-                return got
-            await anyio.sleep(0.02)
+    return await routed_device(client, "web", "webpush", sub.token)
 
 
 async def test_a_browser_receives_messages_events_and_things_decrypted(wclient, wgateway, push):
@@ -118,7 +81,7 @@ async def test_a_browser_receives_messages_events_and_things_decrypted(wclient, 
         "channel_id": cid, "password": PASSWORD, "title": "Pump A",
         "observed_at": int(time.time())})
     notes = await push.wait_for(6, lambda m: m.accepted)
-    assert await outcomes(wgateway, 6) == [("sent", None)] * 6
+    assert await outcomes(wgateway, "webpush", 6) == [("sent", None)] * 6
 
     mine = [m for m in notes if m.subscription == sub.id]
     by_type = {m.data["entity_type"]: m for m in mine}
@@ -172,7 +135,7 @@ async def test_a_gone_subscription_is_retired_and_gets_nothing_more(wclient, wga
     first = await call(wclient, "/message", {"channel_id": cid, "password": PASSWORD,
                                              "title": "a"})
     reason = "SubscriptionGone" if gone == "expire" else "SubscriptionNotFound"
-    assert await outcomes(wgateway, 1) == [("failed", reason)]
+    assert await outcomes(wgateway, "webpush", 1) == [("failed", reason)]
     # As a dead APNs token: the route loses its subscription, the device can still pull.
     assert await route_of(wgateway, key) == ("webpush", None)
     assert [i["payload"]["message_id"] for i in await pull(wclient, key)] == \
@@ -197,7 +160,7 @@ async def test_429_and_503_are_retried_until_delivered(wclient, wgateway, push):
     await call(wclient, "/message", {"channel_id": cid, "password": PASSWORD, "title": "a"})
     [note] = await push.wait_for(1, lambda m: m.accepted)
     assert note.data["title"] == "a"
-    assert await outcomes(wgateway, 1) == [("sent", None)]
+    assert await outcomes(wgateway, "webpush", 1) == [("sent", None)]
     assert [m.status for m in push.messages] == [429, 429, 503, 201]
     m = parse((await wclient.get("/metrics")).text)
     assert value(m, "pushgo_delivery_retries_total", route="webpush",
@@ -214,7 +177,7 @@ async def test_a_payload_the_push_service_refuses_as_too_large_ends_the_delivery
     push.answer(sub, 413)
     await call(wclient, "/message", {"channel_id": cid, "password": PASSWORD, "title": "a"})
     await push.wait_for(2)  # the full document, then the wake-up one
-    assert await outcomes(wgateway, 1) == [("failed", "PayloadTooLarge")]
+    assert await outcomes(wgateway, "webpush", 1) == [("failed", "PayloadTooLarge")]
     first, second = list(push.messages)[:2]
     assert first.status == second.status == 413
     assert await route_of(wgateway, key) != ("webpush", None)  # not a dead subscription
@@ -235,8 +198,8 @@ async def test_a_large_message_goes_with_its_body_truncated_to_4096_bytes(wclien
     assert items[0]["payload"]["body"] == big
 
 
-async def test_the_vapid_key_survives_a_restart(db_url, push, ca_file, fast_backoff):
-    settings = make_settings(db_url, **push.settings(ca_file))
+async def test_the_vapid_key_survives_a_restart(db_url, push, tmp_path, fast_backoff):
+    settings = settings_for(db_url, push, tmp_path)
     first = Gateway(settings)
     async with first.running(), client_of(first) as c:
         sub = await browser(c, push)

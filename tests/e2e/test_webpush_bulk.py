@@ -23,7 +23,8 @@ from pushgo.protocol import webpush as WEB
 from pushgo.store.schema import deliveries
 from pushgo.testing.mock_webpush import MockWebPush
 from tests.conftest import make_settings
-from tests.e2e.test_webpush import browser, route_of, web_device
+from tests.e2e.push_services import client_of, route_of, running_gateway
+from tests.e2e.test_webpush import browser, web_device
 
 pytestmark = pytest.mark.anyio
 
@@ -33,25 +34,15 @@ NDJSON = {"content-type": "application/x-ndjson"}
 
 
 @pytest.fixture
-async def push() -> AsyncIterator[MockWebPush]:
-    mock = MockWebPush()
-    async with mock.serving():
-        yield mock
-
-
-@pytest.fixture
 async def gateway(db_url: str, push: MockWebPush, tmp_path: Path,
                   fast_backoff: None) -> AsyncIterator[Gateway]:
-    ca = str(push.tls.write_ca_file(tmp_path / "ca.pem"))
-    gw = Gateway(make_settings(db_url, token=TOKEN, **push.settings(ca)))
-    async with gw.running():
+    async with running_gateway(db_url, push, tmp_path, token=TOKEN) as gw:
         yield gw
 
 
 @pytest.fixture
 async def api(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.asgi),
-                                 base_url="http://pushgo.test", headers=AUTH) as c:
+    async with client_of(gateway, headers=AUTH) as c:
         yield c
 
 

@@ -30,7 +30,7 @@ from pushgo.app import Gateway
 from pushgo.store.schema import devices
 from pushgo.testing.mock_webpush import MockWebPush
 from tests.browser import in_browser
-from tests.conftest import make_settings
+from tests.e2e.push_services import client_of, running_gateway
 from tests.helpers import PASSWORD, call
 from tests.live import hypercorn_server
 
@@ -61,17 +61,8 @@ FAKE_SUBSCRIBE = """
 
 
 @pytest.fixture
-async def push() -> AsyncIterator[MockWebPush]:
-    mock = MockWebPush()
-    async with mock.serving():
-        yield mock
-
-
-@pytest.fixture
 async def pgateway(db_url: str, push: MockWebPush, tmp_path: Path) -> AsyncIterator[Gateway]:
-    ca = push.tls.write_ca_file(tmp_path / "ca.pem")
-    gw = Gateway(make_settings(db_url, token=TOKEN, **push.settings(str(ca))))
-    async with gw.running():
+    async with running_gateway(db_url, push, tmp_path, token=TOKEN) as gw:
         yield gw
 
 
@@ -80,9 +71,7 @@ def b64(raw: bytes) -> str:
 
 
 async def test_the_page_subscribes_a_browser_and_its_worker_shows_a_push(pgateway, push):
-    transport = httpx.ASGITransport(app=pgateway.asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://pushgo.test",
-                                 headers=AUTH) as api:
+    async with client_of(pgateway, headers=AUTH) as api:
         made = await call(api, "/channel/create", {"channel_name": "home",
                                                    "password": PASSWORD})
         cid = made["channel_id"]

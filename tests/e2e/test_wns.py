@@ -11,82 +11,46 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
-import sqlalchemy as sa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pushgo.app import Gateway
-from pushgo.store.schema import deliveries, devices
 from pushgo.testing.mock_wns import MockWNS
 from tests.api.test_metrics import parse, value
 from tests.conftest import make_settings
+from tests.e2e.push_services import client_of, outcomes, route_of, routed_device, running_gateway
 from tests.e2e.test_delivery import join
-from tests.helpers import PASSWORD, call, new_channel, pull, register
+from tests.helpers import PASSWORD, call, new_channel, pull
 from tests.live import serve_app
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def wns() -> AsyncIterator[MockWNS]:
-    mock = MockWNS()
-    async with mock.serving():
-        yield mock
-
-
-@pytest.fixture
 async def wgateway(db_url: str, wns: MockWNS, fast_backoff: None,
                    tmp_path: Path) -> AsyncIterator[Gateway]:
-    ca_file = wns.tls.write_ca_file(tmp_path / "ca.pem")
-    gw = Gateway(make_settings(db_url, **wns.settings(ca_file)))
-    async with gw.running():
+    async with running_gateway(db_url, wns, tmp_path) as gw:
         yield gw
 
 
 @pytest.fixture
 async def wclient(wgateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=wgateway.asgi)
-    async with httpx.AsyncClient(transport=transport, base_url="http://pushgo.test") as c:
+    async with client_of(wgateway) as c:
         yield c
 
 
 async def windows_device(client: httpx.AsyncClient, channel_uri: str) -> str:
-    key = await register(client, "windows")
-    await call(client, "/channel/device", {"device_key": key, "channel_type": "wns",
-                                           "provider_token": channel_uri})
-    return key
-
-
-async def token_of(gateway: Gateway, key: str) -> tuple[str, str | None]:
-    row = await gateway.store.read(
-        lambda c: c.execute(sa.select(devices).where(devices.c.device_key == key)).first())
-    return row.channel_type, row.provider_token
-
-
-async def outcomes(gateway: Gateway, n: int) -> list[tuple[str, str | None]]:
-    """Every WNS delivery's (state, last error), once ``n`` of them have left the queue."""
-    def q(conn: sa.Connection) -> list[tuple[str, str | None]]:
-        rows = conn.execute(sa.select(deliveries.c.state, deliveries.c.last_error)
-                            .where(deliveries.c.route == "wns"))
-        return [(r.state, r.last_error) for r in rows]
-
-    with anyio.fail_after(10):
-        while True:
-            got: list[tuple[str, str | None]] = await gateway.store.read(q)
-            if sum(1 for state, _ in got if state != "queued") >= n:
-                return got
-            await anyio.sleep(0.02)
+    return await routed_device(client, "windows", "wns", channel_uri)
 
 
 async def test_a_windows_device_receives_messages_events_and_things(wclient, wgateway, wns):
     uri = wns.channel_uri()
     key = await windows_device(wclient, uri)
-    assert await token_of(wgateway, key) == ("wns", uri)
+    assert await route_of(wgateway, key) == ("wns", uri)
     other = await windows_device(wclient, wns.channel_uri())
     cid = await new_channel(wclient, key)
     await join(wclient, other, cid)
@@ -101,7 +65,7 @@ async def test_a_windows_device_receives_messages_events_and_things(wclient, wga
         "channel_id": cid, "password": PASSWORD, "title": "Pump A",
         "observed_at": int(time.time())})
     notes = await wns.wait_for(6, lambda n: n.accepted)
-    assert await outcomes(wgateway, 6) == [("sent", None)] * 6
+    assert await outcomes(wgateway, "wns", 6) == [("sent", None)] * 6
 
     mine = [n for n in notes if n.channel == "/w/?" + uri.split("?", 1)[1]]
     by_type = {n.data["entity_type"]: n for n in mine}
@@ -129,10 +93,10 @@ async def test_a_gone_channel_uri_is_retired_and_gets_nothing_more(wclient, wgat
     wns.expire(uri)
     first = await call(wclient, "/message", {"channel_id": cid, "password": PASSWORD,
                                              "title": "a"})
-    assert await outcomes(wgateway, 1) == [("failed", "ChannelExpired")]
+    assert await outcomes(wgateway, "wns", 1) == [("failed", "ChannelExpired")]
     # As for APNs and FCM dead tokens: the route loses its channel URI, the device can still
     # pull what it missed, and nothing more is sent to that URI.
-    assert await token_of(wgateway, key) == ("wns", None)
+    assert await route_of(wgateway, key) == ("wns", None)
     assert [i["payload"]["message_id"] for i in await pull(wclient, key)] == \
         [first["message_id"]]
     later = await call(wclient, "/message", {"channel_id": cid, "password": PASSWORD,
@@ -157,7 +121,7 @@ async def test_throttling_and_a_503_are_retried_until_delivered(wclient, wgatewa
     wns.fail_next(1, 503)
     await call(wclient, "/message", {"channel_id": cid, "password": PASSWORD, "title": "a"})
     await wns.wait_for(1, lambda n: n.accepted)
-    assert await outcomes(wgateway, 1) == [("sent", None)]
+    assert await outcomes(wgateway, "wns", 1) == [("sent", None)]
     assert [n.status for n in wns.notifications] == [406, 406, 503, 200]
     m = parse((await wclient.get("/metrics")).text)
     assert value(m, "pushgo_delivery_retries_total", route="wns", reason="Throttled") == 2
