@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
+import pytest
+from trio.testing import MockClock
 
 T = TypeVar("T")
 
@@ -176,3 +178,20 @@ def eventually_sync(check: Callable[[], T], *, timeout: float = 5.0, interval: f
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {timeout} s" + (f": {what()}" if what else ""))
         time.sleep(interval)
+
+
+def on_mock_clock() -> pytest.MarkDecorator:
+    """Run a test on Trio only, on a fresh ``MockClock(autojump_threshold=0)``: the clock is
+    Trio's (anyio hands it to ``trio.run``), and with autojump minutes of pings, timeouts and
+    backoff pass at once. Waits in such a test count virtual seconds."""
+    return pytest.mark.parametrize(
+        "anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})],
+        ids=["trio-mockclock"])
+
+
+async def tick(step_s: float) -> None:
+    """On a MockClock: keeps the next deadline at most ``step_s`` away, so that while a store
+    thread or a socket does real work the clock moves in small steps instead of leaping to a
+    far deadline."""
+    while True:
+        await anyio.sleep(step_s)

@@ -9,27 +9,18 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx
 import pytest
-from trio.testing import MockClock
 
 from pushgo.app import Gateway
 from pushgo.protocol import warplink as W
 from pushgo.testing.warplink_client import connect
 from tests.conftest import make_settings
 from tests.e2e.test_private_link_wss import deliver, private_device, settle, welcomed, ws_url
-from tests.helpers import call, send
+from tests.helpers import call, on_mock_clock, send, tick
 from tests.live import hypercorn_server
 
 TICK_S = 0.01
 
-pytestmark = pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})], ids=["mockclock"])
-
-
-async def tick() -> None:
-    """Keeps the next deadline at most TICK_S away, so that while a store thread or a socket
-    does real work the clock moves in small steps instead of leaping to a far deadline."""
-    while True:
-        await anyio.sleep(TICK_S)
+pytestmark = on_mock_clock()
 
 
 @pytest.fixture
@@ -41,7 +32,7 @@ def db_url(tmp_path: str) -> str:
 async def live(db_url: str) -> AsyncIterator[tuple[str, httpx.AsyncClient]]:
     gw = Gateway(make_settings(db_url, db_request_timeout_ms=600_000))
     async with anyio.create_task_group() as ticking:
-        ticking.start_soon(tick)
+        ticking.start_soon(tick, TICK_S)
         async with gw.running(), hypercorn_server(gw) as base, \
                 httpx.AsyncClient(base_url=base, timeout=3600) as http:
             yield base, http

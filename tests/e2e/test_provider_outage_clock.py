@@ -21,14 +21,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from trio.testing import MockClock
 
 from pushgo.app import Gateway
 from pushgo.push import connection
 from pushgo.testing.mock_apns import APNsNotification
 from tests.conftest import make_settings
 from tests.e2e.test_delivery_faults import accepted_counts, make_fleet, rows_of, settled
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, on_mock_clock, tick
 from tests.providers import Providers
 
 FAN_OUT = 1000
@@ -36,15 +35,7 @@ OUTAGE_S = 240.0
 RECOVERY_S = 60.0
 TICK_S = 0.001
 
-pytestmark = pytest.mark.parametrize(
-    "anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})], ids=["mockclock"])
-
-
-async def tick() -> None:
-    """Keeps the next deadline at most TICK_S away, so that while a store thread or a socket
-    does real work the clock moves in small steps instead of leaping to a far deadline."""
-    while True:
-        await anyio.sleep(TICK_S)
+pytestmark = on_mock_clock()
 
 
 @pytest.fixture
@@ -70,7 +61,7 @@ async def test_a_240_s_outage_mid_fan_out_ends_with_every_device_delivered_none_
 
     apns.on_notification = start_outage_mid_fan_out
     async with anyio.create_task_group() as ticking:
-        ticking.start_soon(tick)  # first: the gateway's start-up uses the store too
+        ticking.start_soon(tick, TICK_S)  # first: the gateway's start-up uses the store too
         async with gw.running():
             fleet = await make_fleet(gw, FAN_OUT)
             transport = httpx.ASGITransport(app=gw.asgi)

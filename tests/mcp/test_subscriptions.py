@@ -13,14 +13,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from trio.testing import MockClock
 
 from pushgo.app import Gateway
 from pushgo.mcp import dispatcher as mcp_dispatch
 from pushgo.mcp import watch
 from pushgo.protocol import jsonrpc
 from pushgo.service import status as status_module
-from tests.helpers import PASSWORD, call, eventually, pull
+from tests.helpers import PASSWORD, call, eventually, on_mock_clock, pull
 from tests.mcp.test_streams import LIST_CHANGED, Stream, served
 from tests.mcp_helpers import (  # noqa: F401
     AUTH,
@@ -158,7 +157,7 @@ async def test_listen_watches_the_resources_it_may_read_and_stops_when_closed(ga
     await eventually(lambda: _async(feed_of(gateway)._signals == {}))
 
 
-@pytest.mark.parametrize("anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})])
+@on_mock_clock()
 async def test_changes_within_the_interval_are_merged_into_one_notification() -> None:
     feed = watch.ChannelFeed()
     cid = "C" * 26

@@ -19,14 +19,13 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
-import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from trio.testing import MockClock
 
 from pushgo.protocol import h2client
 from pushgo.protocol.h2client import Response
 from pushgo.protocol.h2headers import encode_headers
 from pushgo.push.connection import Origin
+from tests.helpers import on_mock_clock as on_mock_clock  # shared with the e2e clock tests
 
 ORIGIN = Origin("push.test", 443)
 REQUEST = encode_headers([(b":method", b"POST"), (b":scheme", b"https"),
@@ -78,14 +77,6 @@ def frame_types(data: bytes) -> list[tuple[int, int]]:
         data = data[9 + length:]
     return out
 
-
-def on_mock_clock() -> pytest.MarkDecorator:
-    """Run a test on Trio only, on a fresh ``MockClock(autojump_threshold=0)``: the clock is
-    Trio's (anyio hands it to ``trio.run``), and with autojump minutes of pings, timeouts and
-    backoff pass at once. Waits in such a test count virtual seconds."""
-    return pytest.mark.parametrize(
-        "anyio_backend", [("trio", {"clock": MockClock(autojump_threshold=0)})],
-        ids=["trio-mockclock"])
 
 
 async def until(owner: Any, predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
