@@ -48,7 +48,7 @@ async def test_a_quiet_peer_gets_goaway_idle_timeout_and_a_pinging_one_stays(
         assert welcome.idle_timeout_secs == 48
         for _ in range(4):  # 4 x 40 s of pings: well past one idle timeout, still open
             await anyio.sleep(40)
-            await settle(client)
+            await settle(client, within=3600)
         started = anyio.current_time()
         with anyio.fail_after(3600):
             assert await client.next_frame() == W.GoAway("idle_timeout")
@@ -67,14 +67,14 @@ async def test_an_unacknowledged_deliver_is_sent_again_until_acknowledged(
             again = await client.next_frame()
         assert again == first  # the same frame: same seq, id and payload
         await client.ack(again)
-        await settle(client)
+        await settle(client, within=3600)
         later = await send(http, cid, title="later")
         frame, data = await deliver(client)
         assert data["message_id"] == later["message_id"]
         await client.ack(frame)
-        await settle(client)
+        await settle(client, within=3600)
         await anyio.sleep(30)  # past another ack timeout: nothing is sent again, so the
-        await settle(client)   # next frame is the Pong, not a Deliver
+        await settle(client, within=3600)  # next frame is the Pong, not a Deliver
     assert (await call(http, "/v2/messages/pull", {"device_key": key}))["items"] == []
 
 

@@ -56,10 +56,11 @@ async def deliver(client: WarpLinkClient) -> tuple[W.Deliver, dict[str, str]]:
     return frame, data
 
 
-async def settle(client: WarpLinkClient) -> None:
-    """A Ping answered: every frame sent before it (an Ack) has been handled."""
+async def settle(client: WarpLinkClient, within: float = 10) -> None:
+    """A Ping answered: every frame sent before it (an Ack) has been handled. ``within``
+    seconds (virtual ones on a MockClock, which run on while the ack's store write is done)."""
     await client.send(W.Ping())
-    with anyio.fail_after(10):
+    with anyio.fail_after(within):
         assert isinstance(await client.next_frame(), W.Pong)
 
 
