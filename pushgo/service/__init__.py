@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pushgo.service.audit import AuditLog
 from pushgo.service.channels import Channels
 from pushgo.service.context import Context
 from pushgo.service.devices import Devices
@@ -31,6 +32,7 @@ class Services:
     live_activities: LiveActivities
     vapid: VapidKeys
     receipts: Receipts
+    audit: AuditLog
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
@@ -40,7 +42,7 @@ class Services:
         return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
                    Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
-                   VapidKeys(ctx), Receipts(ctx))
+                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx))
 
 
 __all__ = ["Context", "Services"]

@@ -23,6 +23,7 @@ from pushgo.protocol.payload import Rendered, render
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context, new_time_ordered_id
 from pushgo.service.passwords import normalize_password
+from pushgo.service.principal import ROOT_ID, current
 from pushgo.service.throttle import current_client
 from pushgo.store import channels as channel_store
 from pushgo.store import entities as entity_store
@@ -132,7 +133,8 @@ class Publisher:
             # No channel: the payload names none, and its notifications share one thread.
             rendered.data.pop("channel_id", None)
             rendered = replace(rendered, thread_id="message|direct")
-        return Prepared(spec, op_id, entity_id, rendered, spec.fingerprint(), now, direct)
+        return Prepared(spec, op_id, entity_id, rendered, spec.fingerprint(), now, direct,
+                        current().key_id)
 
     async def accept_many(self, items: Sequence[Prepared]) -> list[Accepted | GatewayError]:
         """Write several prepared operations in one transaction; one that fails (op_id
@@ -196,6 +198,8 @@ class Prepared:
     fingerprint: str
     now: int
     direct: Direct | None = None
+    # The key it is sent under (pushgo.service.principal), taken when it was prepared.
+    sender: str = ROOT_ID
 
     @property
     def kind(self) -> str:
@@ -222,6 +226,7 @@ class Prepared:
             fingerprint=self.fingerprint, severity=spec.severity,
             payload=rendered.payload_json(), alert=rendered.alert_json(), created_at=now,
             expires_at=rendered.expires_at,
+            **({"sender": self.sender} if self.sender != ROOT_ID else {}),
             **({"recipients": len(self.direct.tokens)} if self.direct is not None else {}),
             **({"deliver_at": spec.deliver_at} if spec.deliver_at is not None else {}),
         )

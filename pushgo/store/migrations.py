@@ -16,6 +16,8 @@ from sqlalchemy.engine import Connection
 from pushgo.store.schema import (
     LIVE_ACTIVITY_TABLES,
     OAUTH_TABLES,
+    api_keys,
+    audit_log,
     deliveries,
     live_activity_keys,
     metadata,
@@ -32,8 +34,13 @@ def _add_column(conn: Connection, column: sa.Column[Any]) -> None:
     already has it)."""
     table = column.table
     if column.name not in {c["name"] for c in sa.inspect(conn).get_columns(table.name)}:
+        extra = ""
+        default = column.server_default
+        if isinstance(default, sa.DefaultClause) and isinstance(default.arg, str):
+            # A NOT NULL column needs its default given with it (rows already there).
+            extra = f" DEFAULT '{default.arg}'" + ("" if column.nullable else " NOT NULL")
         conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} "
-                             f"{column.type.compile(dialect=conn.dialect)}")
+                             f"{column.type.compile(dialect=conn.dialect)}{extra}")
 
 
 def _v1(conn: Connection, _dialect: str) -> None:
@@ -103,8 +110,16 @@ def _v10(conn: Connection, _dialect: str) -> None:
     live_activity_keys.create(conn, checkfirst=True)
 
 
+def _v11(conn: Connection, _dialect: str) -> None:
+    """Scoped API keys, the audit log and ``operations.sender`` (the key an operation was
+    accepted under; a database made by v1 of a newer schema.py already has them)."""
+    api_keys.create(conn, checkfirst=True)
+    audit_log.create(conn, checkfirst=True)
+    _add_column(conn, operations.c.sender)
+
+
 MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
-                                                       _v10]
+                                                       _v10, _v11]
 LATEST = len(MIGRATIONS)
 
 

@@ -74,6 +74,9 @@ operations = sa.Table(
     sa.Column("expires_at", Ms, nullable=False),
     # A scheduled send: its deliveries wait (state ``scheduled``) until then. NULL: at once.
     sa.Column("deliver_at", Ms, nullable=True),
+    # The key it was accepted under (pushgo.service.principal): ``root`` for the gateway
+    # token; quotas count and the dispatcher shares by it.
+    sa.Column("sender", sa.String(40), nullable=False, server_default="root"),
     sa.UniqueConstraint("channel_id", "op_id", name="uq_operations_op"),
     # Delivery status reads every operation of one op_id, whatever its channel.
     sa.Index("ix_operations_op_id", "op_id"),
@@ -408,4 +411,39 @@ live_activity_keys = sa.Table(
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("updated_at", Ms, nullable=False),
     sa.Index("ix_live_activity_keys_token", "token"),
+)
+
+# --- Keys and the audit log (pushgo.store.keys, pushgo.store.audit) ------------------------------
+
+#: Scoped API keys. The secret is never stored: ``secret_hash`` is the SHA-256 hex of the
+#: (high-entropy) key; ``key_id`` is the key's public prefix, shown in lists and logs.
+#: ``scopes``, ``channels`` and ``apps`` are JSON arrays (``channels``/``apps`` NULL: all).
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("key_id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),
+    sa.Column("channels", sa.Text, nullable=True),
+    sa.Column("apps", sa.Text, nullable=True),
+    sa.Column("rate_per_s", sa.Float, nullable=True),
+    sa.Column("daily_notifications", sa.Integer, nullable=True),
+    sa.Column("weight", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=False),
+    sa.Column("last_used_at", Ms, nullable=True),
+    sa.Column("revoked_at", Ms, nullable=True),
+)
+
+#: Admin actions: who (a key id, ``root`` or ``cli``) did what to which target, when.
+#: ``detail`` is a JSON object without secrets.
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("seq", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", Ms, nullable=False),
+    sa.Column("actor", sa.String(40), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(128), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
+    sa.Index("ix_audit_log_at", "at"),
 )
