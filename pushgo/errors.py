@@ -15,7 +15,7 @@ from typing import ClassVar
 from pushgo.protocol import errors as codes
 from pushgo.protocol.errors import ErrorCode, by_code
 
-__all__ = ["AuthenticationFailed", "Conflict", "ErrorCode", "GatewayError", "InvalidInput",
+__all__ = ["AuthenticationFailed", "Conflict", "ErrorCode", "Forbidden", "GatewayError", "InvalidInput",
            "NotFound", "PasswordMismatch", "PayloadTooLarge", "RateLimited", "ServerBusy",
            "StoreUnavailable", "by_code", "codes"]
 
@@ -80,6 +80,13 @@ class PasswordMismatch(GatewayError):
 
 class NotFound(GatewayError):
     default = codes.NOT_FOUND
+
+
+class Forbidden(GatewayError):
+    """A credential that may not do this (403): an API key without the route's scope, or
+    outside its channels or apps."""
+
+    default = codes.SCOPE_REQUIRED
 
 
 class Conflict(GatewayError):

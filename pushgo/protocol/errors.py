@@ -222,7 +222,18 @@ AUTHENTICATION_FAILED = _api("authentication_failed", 401)
 PASSWORD_MISMATCH = _api("password_mismatch", 403)
 GATEWAY_TOKEN_REQUIRED = _api("gateway_token_required", 403)
 CHANNEL_NOT_BOUND = _api("channel_not_bound", 403)
+#: An API key without the scope the route needs (send, direct, status, devices, metrics,
+#: admin).
+SCOPE_REQUIRED = _api("scope_required", 403)
+#: An API key limited to listed channels, used on another channel.
+CHANNEL_NOT_ALLOWED = _api("channel_not_allowed", 403)
+#: An API key limited to listed apps, used for another app's devices.
+APP_NOT_ALLOWED = _api("app_not_allowed", 403)
 NOT_FOUND = _api("not_found", 404)
+#: No live API key of that id (``pushgo key revoke``, ``DELETE /admin/keys/{key_id}``).
+KEY_NOT_FOUND = _api("key_not_found", 404)
+#: No app of that name.
+APP_NOT_FOUND = _api("app_not_found", 404)
 ROUTE_NOT_FOUND = _api("route_not_found", 404)
 CHANNEL_NOT_FOUND = _api("channel_not_found", 404)
 OPERATION_NOT_FOUND = _api("operation_not_found", 404)
@@ -247,6 +258,9 @@ UNSUPPORTED_MEDIA_TYPE = _api("unsupported_media_type", 415)
 #: Too many failed channel-password checks from one client address (answered with
 #: ``Retry-After``, before any password hashing).
 RATE_LIMITED = _api("rate_limited", 429)
+#: An API key's (or a channel's) configured request rate or daily notification quota is
+#: used up; answered with ``Retry-After`` and the ``RateLimit-*`` headers.
+QUOTA_EXCEEDED = _api("quota_exceeded", 429)
 #: An MCP session (or subscriptions/listen stream) already watches as many resources as it
 #: may (pushgo.mcp.watch.MAX_SUBSCRIPTIONS); answered as a JSON-RPC error carrying it.
 SUBSCRIPTION_LIMIT_EXCEEDED = _api("subscription_limit_exceeded", 429)

@@ -11,6 +11,8 @@ Must not import pushgo.api, pushgo.mcp or starlette.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from contextvars import ContextVar
 from enum import StrEnum
 
@@ -69,3 +71,37 @@ PRINCIPAL: ContextVar[Principal] = ContextVar("pushgo_principal", default=ROOT)
 def current() -> Principal:
     """The principal of the request being served (ROOT outside a request)."""
     return PRINCIPAL.get()
+
+
+# --- The API key format -----------------------------------------------------------------------
+# ``pgk_<key_id>_<secret>``: key_id 16 lowercase hex (public: lists, logs, the audit log,
+# operations.sender), secret 32 random bytes as unpadded base64url (43 characters). Only the
+# SHA-256 hex of the whole key is stored (api_keys.secret_hash).
+
+KEY_PREFIX = "pgk_"
+KEY_ID_HEX = 16
+KEY_SECRET_CHARS = 43
+KEY_LENGTH = len(KEY_PREFIX) + KEY_ID_HEX + 1 + KEY_SECRET_CHARS
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh (key_id, key)."""
+    key_id = secrets.token_hex(KEY_ID_HEX // 2)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def key_id_of(token: str) -> str | None:
+    """The key id of a well-formed API key, or None (not an API key)."""
+    if len(token) != KEY_LENGTH or not token.startswith(KEY_PREFIX):
+        return None
+    key_id, sep, _secret = token[len(KEY_PREFIX):].partition("_")
+    if sep != "_" or len(key_id) != KEY_ID_HEX or not all(c in _HEX for c in key_id):
+        return None
+    return key_id
+
+
+def key_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+_HEX = frozenset("0123456789abcdef")
