@@ -28,7 +28,7 @@ from pushgo.api.receipts import receipt_routes
 from pushgo.api.routes import build_routes
 from pushgo.api.webpush import PUBLIC_PATHS as WEBPUSH_PUBLIC_PATHS
 from pushgo.api.webpush import webpush_routes
-from pushgo.delivery.private import Hub, PrivateStreams
+from pushgo.delivery.private import Hub, InboxReads, PrivateStreams
 from pushgo.delivery.private_link import LinkConfig, PrivateLinks
 from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
@@ -70,14 +70,15 @@ class Gateway:
         self.store = store or Store.from_settings(settings)
         #: Why the store cannot serve (the last health probe's reason), None while it can.
         self.store_problem: str | None = None
-        self.hub = Hub()
-        self.ctx = Context(settings, self.store, listeners=[self.hub], clock=clock)
+        self.ctx = Context(settings, self.store, listeners=[], clock=clock)
         self.results = ResultBuffer()
         self.senders = build_senders(settings, self.results, clock_ms=clock)
         self.outbox = OutboxService(self.store, instance_identity(settings, slot))
         self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results)
         self.ctx.listeners.append(self.pump)
         self.services = Services.build(self.ctx)
+        self.hub = Hub(InboxReads(self.services.inbox))
+        self.ctx.listeners.insert(0, self.hub)  # streams hear of accepted work first
         self.pump.on_results.append(self.services.status.results_written)
         #: Releases scheduled sends when their deliver_at comes.
         self.scheduler = Scheduler(self.ctx, self.services.schedules)
