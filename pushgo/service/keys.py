@@ -144,6 +144,7 @@ class Keys:
                      cli: bool = False) -> tuple[KeyOut, str]:
         """A new key: its row and the key itself, which is never shown again."""
         now = self.ctx.now()
+        actor = AuditLog.actor(cli)
         key_id, key = new_key()
         row = {
             "key_id": key_id, "name": _name(name), "secret_hash": key_hash(key),
@@ -153,9 +154,9 @@ class Keys:
             "apps": None if apps is None else _apps(apps),
             "rate_per_s": _rate(rate_per_s), "daily_notifications": _daily(daily_notifications),
             "weight": _weight(weight), "created_at": now,
-            "created_by": AuditLog.actor(cli),
+            "created_by": actor,
         }
-        await self.ctx.store.run(partial(_create, row=row, actor=row["created_by"], at=now))
+        await self.ctx.store.run(partial(_create, row=row, actor=actor, at=now))
         stored = await self.ctx.store.read(key_store.find_key, key_id)
         assert stored is not None
         return key_out(stored), key

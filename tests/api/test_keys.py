@@ -18,8 +18,8 @@ from pushgo.api.scopes import ROUTE_SCOPES, scope_of
 from pushgo.app import Gateway
 from pushgo.errors import codes
 from pushgo.service.principal import Scope
-from tests.conftest import make_settings
 from tests.api.test_events_things import event_fields
+from tests.conftest import make_settings
 from tests.helpers import PASSWORD, assert_error, call, new_channel
 
 TOKEN = "keys-gateway-token"

@@ -245,9 +245,9 @@ async def test_known_good_requests_match_the_document_and_the_routes(gateway, ap
     await call("GET", "/channel/info", params={"channel_id": made["channel_id"]})
     made_key = await call("POST", "/admin/keys", body={
         "name": "ci", "scopes": ["send", "status"], "channels": [cid], "weight": 2})
-    await call("GET", "/admin/keys", params={"all": True})
+    await call("GET", "/admin/keys", params={"all": "true"})
     await call("DELETE", "/admin/keys/{key_id}", f"/admin/keys/{made_key['key_id']}")
-    await call("GET", "/admin/audit", params={"limit": 10})
+    await call("GET", "/admin/audit", params={"limit": "10"})
     await call("POST", "/channel/unsubscribe", body={"device_key": key, "channel_id": cid})
     for path in ("/healthz", "/readyz", "/gateway/profile", "/metrics", "/", "/docs",
                  "/openapi.json", "/webpush/vapid-public-key", "/webpush/subscribe",

@@ -44,7 +44,7 @@ async def test_a_key_resolves_until_revoked_and_only_its_hash_is_stored(svc: Ser
 
 
 async def test_last_used_is_written_at_most_once_a_minute(svc: Services, clock: Clock) -> None:
-    row, key = await svc.keys.create("ci", ["send"])
+    _row, key = await svc.keys.create("ci", ["send"])
 
     async def last_used() -> int | None:
         return (await svc.keys.list())[0].last_used_at
@@ -79,7 +79,7 @@ async def test_bad_input_is_refused_before_anything_is_written(
 async def test_the_publisher_refuses_a_channel_outside_the_key(svc: Services) -> None:
     channel = await svc.channels.create("ops", "secret-pass-1")
     allowed = await svc.channels.create("mine", "secret-pass-1")
-    row, key = await svc.keys.create("ci", ["send"], channels=[allowed["channel_id"]])
+    _row, key = await svc.keys.create("ci", ["send"], channels=[allowed["channel_id"]])
     principal = await svc.keys.resolve(key)
     assert principal is not None
     token = PRINCIPAL.set(principal)
