@@ -566,5 +566,5 @@ def _keys_command(args: argparse.Namespace) -> int:
             print(f"{row['key_id']}  {state:7}  {row['name']}  {','.join(row['scopes'])}"
                   + (f"  channels={','.join(row['channels'])}" if row["channels"] else ""))
         return 0
-    _print_json(data)
+    print(json.dumps(data, ensure_ascii=False, separators=(",", ":")))  # the fields in order
     return 0
