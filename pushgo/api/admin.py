@@ -81,7 +81,9 @@ def key_routes(svc: Services) -> list[BaseRoute]:
     async def listing(request: Request) -> Response:
         require_scope(Scope.ADMIN)
         params = _params(request, {"all"})
-        everything = params.get("all", "").lower() in ("1", "true", "yes")
+        if params.get("all", "false") not in ("true", "false"):
+            raise InvalidInput(codes.INVALID_QUERY, "all must be true or false")
+        everything = params.get("all") == "true"
         return ok(KeyListOut(keys=await svc.keys.list(include_revoked=everything)))
 
     async def revoke(request: Request) -> Response:

@@ -72,12 +72,12 @@ class VapidKeyOut(_Doc):
 
 
 class KeyListQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    all: bool = False  #: revoked keys too
+    all: Literal["true", "false"] = "false"  #: true: revoked keys too
 
 
 class AuditQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    limit: int = 100  #: at most 500
-    before: int | None = None  #: entries older than this seq (the next page)
+    limit: str = "100"  #: a whole number, at most 500
+    before: str | None = None  #: entries older than this seq (a whole number: the next page)
 
 
 class ChannelCreateIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -152,6 +152,9 @@ async def test_a_revoked_key_fails_at_once_and_the_audit_log_says_who(
     assert made["key"] not in json.dumps(entries)
     older = (await call(api, f"/admin/audit?before={entries[0]['seq']}"))["entries"]
     assert [e["action"] for e in older] == ["key.create"]
+    for bad in ("/admin/audit?limit=ten", "/admin/audit?before=-1", "/admin/keys?all=maybe",
+                "/admin/keys?other=1"):
+        assert_error(await api.get(bad), 400, codes.INVALID_QUERY.code)
 
 
 async def test_an_admin_key_manages_keys_and_is_the_actor(api: httpx.AsyncClient) -> None:
