@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pushgo.api.admin import key_routes
 from pushgo.api.bulk import build_bulk_routes
 from pushgo.api.compat import compat_routes
 from pushgo.api.envelope import error_response
@@ -128,6 +129,7 @@ class Gateway:
         self.metrics = GatewayMetrics(self)
         routes.append(Route("/metrics", self.metrics.endpoint, methods=["GET"]))
         routes += admin_routes(self.services)
+        routes += key_routes(self.services)
         routes += docs_routes(settings, self._auth_exempt)
         self.starlette = Starlette(
             routes=routes,
@@ -142,7 +144,8 @@ class Gateway:
         self.asgi = Front(self.starlette, self.starlette.router, token=settings.token,
                           exempt=self._auth_exempt, on_request=self.metrics.on_request,
                           trusted_proxies=settings.trusted_proxies,
-                          body_timeout_s=settings.http_body_timeout_s)
+                          body_timeout_s=settings.http_body_timeout_s,
+                          resolve=self.services.keys.resolve)
 
     def _auth_exempt(self, path: str) -> bool:
         if path in (OPENAPI_PATH, DOCS_PATH):  # the API's description: nothing else

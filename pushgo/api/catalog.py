@@ -18,11 +18,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from pushgo.api import admin as ADM
 from pushgo.errors import codes as C
 from pushgo.protocol import compat, wire
 from pushgo.protocol import liveactivity as LA
 from pushgo.protocol import operations as OPS
 from pushgo.protocol import receipts as RCP
+from pushgo.service.keys import KeyOut
 
 # --------------------------------------------------------------------------- dict answers
 
@@ -67,6 +69,15 @@ class ProfileOut(_Doc):
 
 class VapidKeyOut(_Doc):
     application_server_key: str
+
+
+class KeyListQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    all: Literal["true", "false"] = "false"  #: true: revoked keys too
+
+
+class AuditQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    limit: str = "100"  #: a whole number, at most 500
+    before: str | None = None  #: entries older than this seq (a whole number: the next page)
 
 
 class ChannelCreateIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -228,6 +239,8 @@ class Op:
     loose: tuple[int, ...] = ()
     #: Links to later operations (stateful testing): name → (method, path, parameters, body).
     links: dict[str, Link] = field(default_factory=dict)
+    #: The success status.
+    status: int = 200
 
 
 #: The codes every field of a send can answer with (pushgo.protocol.fields, operations).
@@ -534,6 +547,19 @@ OPS_BY_ROUTE.update({
                                        loose=_PAGE),
     ("POST", "/mcp/revoke/session"): Op("revoke an MCP session's binding (form)", "mcp",
                                         loose=_PAGE, raw_body={FORM: {"type": "object"}}),
+    # admin (the ``admin`` scope): API keys and the audit log
+    ("POST", "/admin/keys"): Op(
+        "create an API key (the key is in this answer only)", "admin", body=ADM.KeyCreateIn,
+        data=ADM.KeyCreatedOut, status=201,
+        codes=(C.INVALID_KEY_NAME.code, C.INVALID_SCOPE.code, C.INVALID_KEY_LIMIT.code,
+               C.INVALID_ARGUMENTS.code, C.INVALID_CHANNEL_ID.code,
+               C.CHANNEL_ID_REQUIRED.code)),
+    ("GET", "/admin/keys"): Op("the API keys (never their secrets)", "admin",
+                               query=KeyListQuery, data=ADM.KeyListOut),
+    ("DELETE", "/admin/keys/{key_id}"): Op("revoke an API key (at once, in every process)",
+                                           "admin", data=KeyOut, codes=(C.KEY_NOT_FOUND.code,)),
+    ("GET", "/admin/audit"): Op("the audit log of admin actions, newest first", "admin",
+                                query=AuditQuery, data=ADM.AuditOut),
     ("*", "/mcp"): Op("the MCP server (Streamable HTTP: POST JSON-RPC, GET a stream, DELETE "
                       "a session)", "mcp",
                       loose=(200, 202, 400, 401, 403, 404, 405, 406, 413, 415, 429),

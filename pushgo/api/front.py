@@ -9,7 +9,12 @@ carry the gateway token there) or bodies.
 
 The gateway token: ``Authorization: Bearer <token>`` first; a request without an
 Authorization header may carry it as ``?token=<token>`` instead (PushGo Gateway v1.3's
-fallback, for senders that cannot set headers). The request's path is logged and counted by
+fallback, for senders that cannot set headers). The same places may carry a scoped API key
+(``pgk_…``, pushgo.service.keys) instead: it is looked up on every request (a revoked key
+fails at once, in every process), the request then acts as its Principal (the ``PRINCIPAL``
+context variable, reset after the request) and needs the route's scope
+(pushgo.api.scopes); an unknown or revoked key is 401, a missing scope 403. The gateway
+token is compared in memory, as before: no database read. The request's path is logged and counted by
 its route template, never with its query string, so the token never reaches a log line, a
 metrics label or an error message; the routes skip the ``token`` parameter.
 """
@@ -29,8 +34,10 @@ from starlette.websockets import WebSocket
 
 from pushgo.api.envelope import error_body, locale_of
 from pushgo.api.reading import BodyReader, RequestTimeout
-from pushgo.errors import AuthenticationFailed, GatewayError, NotFound, codes
+from pushgo.api.scopes import scope_of
+from pushgo.errors import AuthenticationFailed, Forbidden, GatewayError, NotFound, codes
 from pushgo.protocol.compat import loggable_path
+from pushgo.service.principal import PRINCIPAL, Principal, key_id_of
 from pushgo.service.throttle import CLIENT, client_address, networks
 
 log = logging.getLogger("pushgo.http")
@@ -78,6 +85,28 @@ def query_token_matches(scope: Scope, token: str) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
+def _query_token(scope: Scope) -> str | None:
+    raw: bytes = scope.get("query_string", b"")
+    given: str | None = None
+    if raw and TOKEN_QUERY.encode() in raw:
+        for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if key == TOKEN_QUERY:
+                given = value
+    return given
+
+
+def api_key_given(scope: Scope) -> str | None:
+    """The API key the request carries (``Authorization: Bearer pgk_…``, or ``?token=pgk_…``
+    without an Authorization header), or None when it carries none."""
+    header = _header(scope, b"authorization")
+    if header is not None:
+        parts = header.split()
+        given = parts[1] if len(parts) == 2 and parts[0].lower() == "bearer" else None
+    else:
+        given = _query_token(scope)
+    return given if given is not None and key_id_of(given) is not None else None
+
+
 def token_accepted(scope: Scope, token: str) -> bool:
     header = _header(scope, b"authorization")
     if header is not None:
@@ -90,8 +119,11 @@ class Front:
                  exempt: Callable[[str], bool] = lambda _p: False,
                  on_request: Callable[[str, str, int], None] | None = None,
                  trusted_proxies: tuple[str, ...] = (),
-                 body_timeout_s: float | None = None) -> None:
+                 body_timeout_s: float | None = None,
+                 resolve: Callable[[str], Awaitable[Principal | None]] | None = None) -> None:
         self.app = app
+        # An API key → its Principal (None: unknown or revoked); None: no API keys here.
+        self.resolve = resolve
         # The request body's arrival deadline (pushgo.api.reading); None: no deadline.
         self.body_timeout_s = body_timeout_s
         self.trusted = networks(trusted_proxies)
@@ -122,6 +154,30 @@ class Front:
                     self._static[path] = template
                 return template
         return None
+
+    async def _as_key(self, key: str, template: str, scope: Scope, receive: Receive,
+                      send: Send, reply: Callable[[GatewayError], Awaitable[None]]) -> None:
+        """Serve the request as the API key's principal, if the key is live and has the
+        route's scope."""
+        assert self.resolve is not None
+        try:
+            principal = await self.resolve(key)
+        except GatewayError as exc:  # the store cannot say: 503, never a pass
+            await reply(exc)
+            return
+        if principal is None:
+            await reply(AuthenticationFailed())
+            return
+        need = scope_of(template)
+        if need is not None and not principal.may(need):
+            await reply(Forbidden(codes.SCOPE_REQUIRED,
+                                  f"this API key lacks the {need.value!r} scope"))
+            return
+        token = PRINCIPAL.set(principal)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            PRINCIPAL.reset(token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -169,8 +225,12 @@ class Front:
                                            self.trusted))
         try:
             template = self._template(scope)
+            key = (api_key_given(scope) if self.resolve is not None and template is not None
+                   and not self.exempt(path) else None)
             if template is None:
                 await reply(NotFound(codes.ROUTE_NOT_FOUND, "404 Not Found"))
+            elif key is not None:
+                await self._as_key(key, template, scope, body, send_with_id, reply)
             elif (self.token is not None and not self.exempt(path)
                   and not token_accepted(scope, self.token)):
                 await reply(AuthenticationFailed())

@@ -216,6 +216,13 @@ UNSUPPORTED_SCHEMA_VERSION = _api("unsupported_schema_version")
 #: subscribers (``PUSHGO_CHANNEL_SUBSCRIBER_LIMIT``).
 ACTIVITY_LIMIT_EXCEEDED = _api("activity_limit_exceeded")
 
+#: ``pushgo key create`` / ``POST /admin/keys``: the key's name is empty or too long.
+INVALID_KEY_NAME = _api("invalid_key_name")
+#: A scope that is not one of send, direct, status, devices, metrics, admin (or none given).
+INVALID_SCOPE = _api("invalid_scope")
+#: A key's weight (1-1000), requests per second or notifications per day out of range.
+INVALID_KEY_LIMIT = _api("invalid_key_limit")
+
 # --------------------------------------------------------------------------- other 4xx
 
 AUTHENTICATION_FAILED = _api("authentication_failed", 401)

@@ -10,6 +10,7 @@ from pushgo.service.channels import Channels
 from pushgo.service.context import Context
 from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
+from pushgo.service.keys import Keys
 from pushgo.service.liveactivities import LiveActivities
 from pushgo.service.oauth import OAuthRecords
 from pushgo.service.receipts import Receipts
@@ -33,6 +34,7 @@ class Services:
     vapid: VapidKeys
     receipts: Receipts
     audit: AuditLog
+    keys: Keys
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
@@ -42,7 +44,7 @@ class Services:
         return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
                    Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
-                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx))
+                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx), Keys(ctx))
 
 
 __all__ = ["Context", "Services"]

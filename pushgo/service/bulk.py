@@ -11,7 +11,9 @@ Authorisation per channel item: its ``password``; or, when the gateway has a ``P
 (which every request here then carries), nothing more: the gateway token speaks for every
 channel. A password given is still checked. A direct send (``route`` + ``tokens``, or
 ``webpush`` + ``subscriptions``) needs the gateway token: without one, anybody could push
-through this gateway's provider accounts.
+through this gateway's provider accounts. An API key speaks like the gateway token for the
+channels it may send to (others: ``channel_not_allowed``); its direct items need its
+``direct`` scope.
 
 Must not import pushgo.api or starlette.
 """
@@ -37,6 +39,8 @@ from pushgo.protocol import bulk as bulk_wire
 from pushgo.protocol import fields as field_rules
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context
+from pushgo.service.keys import require_channel, require_scope
+from pushgo.service.principal import Scope, current
 from pushgo.service.send import Accepted, Direct, Prepared, Publisher
 from pushgo.service.throttle import RequestBudget
 from pushgo.store import channels as channel_store
@@ -82,7 +86,9 @@ class _Authorizer:
     def __init__(self, ctx: Context, channels: Channels) -> None:
         self.ctx = ctx
         self.channels = channels
-        self.gateway_token = ctx.settings.token is not None
+        # The gateway token, or an API key (with the ``send`` scope, checked at the door,
+        # and its channels, checked per item), speaks for the channels it may send to.
+        self.gateway_token = ctx.settings.token is not None or not current().is_root
         self._seen: dict[tuple[str, str | None], GatewayError | None] = {}
         #: Past a few wrong passwords, this request's other checks are not run at all.
         self.budget = RequestBudget()
@@ -175,13 +181,15 @@ class Bulk:
                 self._check_direct(item.route)
                 direct = Direct(item.route, item.tokens)
             else:
+                require_channel(item.spec.channel_id)
                 await auth.check(item.spec.channel_id, item.password)
             return _Ready(index, item, self.publisher.prepare(item.spec, direct))
         except GatewayError as exc:
             return _Failed(index, exc, item.spec.op_id)
 
     def _check_direct(self, route: str) -> None:
-        if self.ctx.settings.token is None:
+        require_scope(Scope.DIRECT)
+        if self.ctx.settings.token is None and current().is_root:
             raise GatewayError(codes.GATEWAY_TOKEN_REQUIRED,
                                "direct sends to provider tokens need a gateway with "
                                "PUSHGO_TOKEN set")

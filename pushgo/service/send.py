@@ -22,6 +22,7 @@ from pushgo.protocol.operations import OpSpec
 from pushgo.protocol.payload import Rendered, render
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context, new_time_ordered_id
+from pushgo.service.keys import require_channel
 from pushgo.service.passwords import normalize_password
 from pushgo.service.principal import ROOT_ID, current
 from pushgo.service.throttle import current_client
@@ -65,6 +66,7 @@ class Publisher:
 
     async def send(self, spec: OpSpec, password: str) -> Accepted:
         """Send with the channel password (HTTP API, legacy MCP)."""
+        require_channel(spec.channel_id)
         password = normalize_password(password)
         # A throttled client is refused before the cache too: a hit there would tell it
         # which guess is right.
@@ -81,6 +83,7 @@ class Publisher:
 
     async def send_granted(self, spec: OpSpec) -> Accepted:
         """Send for a caller already granted the channel (OAuth MCP): the channel must exist."""
+        require_channel(spec.channel_id)
         accepted = await self._accept_checked(spec, None)
         if accepted is not None:
             return accepted
@@ -122,6 +125,8 @@ class Publisher:
         """Ids, time and the rendered payload of one operation; nothing is written yet.
         ``direct``: a message to provider tokens instead of a channel's subscribers (its
         ``spec.channel_id`` is then the key made by the bulk protocol, not a channel)."""
+        if direct is None:
+            require_channel(spec.channel_id)  # a key limited to other channels: 403
         now = self.ctx.now()
         field_rules.deliver_at(spec.deliver_at, spec.ttl_ms, now)
         op_id = spec.op_id or new_time_ordered_id(now)
