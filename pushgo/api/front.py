@@ -29,8 +29,10 @@ from starlette.websockets import WebSocket
 
 from pushgo.api.envelope import error_body, locale_of
 from pushgo.api.reading import BodyReader, RequestTimeout
-from pushgo.errors import AuthenticationFailed, GatewayError, NotFound, codes
+from pushgo.errors import AuthenticationFailed, GatewayError, NotFound, QuotaExceeded, codes
 from pushgo.protocol.compat import loggable_path
+from pushgo.service.principal import current
+from pushgo.service.quotas import Quotas, Usage
 from pushgo.service.throttle import CLIENT, client_address, networks
 
 log = logging.getLogger("pushgo.http")
@@ -52,6 +54,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             value = raw.decode("latin-1")
     return value
+
+
+def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in headers]
 
 
 def bearer_matches(header: str | None, token: str) -> bool:
@@ -90,8 +96,10 @@ class Front:
                  exempt: Callable[[str], bool] = lambda _p: False,
                  on_request: Callable[[str, str, int], None] | None = None,
                  trusted_proxies: tuple[str, ...] = (),
-                 body_timeout_s: float | None = None) -> None:
+                 body_timeout_s: float | None = None, quotas: Quotas | None = None) -> None:
         self.app = app
+        #: Per-key request rates, taken right after authentication (pushgo.service.quotas).
+        self.quotas = quotas
         # The request body's arrival deadline (pushgo.api.reading); None: no deadline.
         self.body_timeout_s = body_timeout_s
         self.trusted = networks(trusted_proxies)
@@ -123,6 +131,16 @@ class Front:
                 return template
         return None
 
+    def _admit(self) -> Usage | QuotaExceeded | None:
+        """The request's principal takes its key's rate: the refusal, the Usage whose
+        RateLimit-* fields the answer carries, or None (nothing limits this caller)."""
+        if self.quotas is None:
+            return None
+        try:
+            return self.quotas.admit(current())
+        except QuotaExceeded as exc:
+            return exc
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             endpoint = self._sockets.get(scope["path"]) if scope["type"] == "websocket" else None
@@ -137,6 +155,7 @@ class Front:
         started = time.perf_counter()
         status = 0
         body = BodyReader(scope, receive, self.body_timeout_s)
+        usage: Usage | QuotaExceeded | None = None  # the limits this request used
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -144,6 +163,8 @@ class Front:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []),
                                       (b"x-request-id", rid.encode()),
+                                      *_encoded(usage.headers() if isinstance(usage, Usage)
+                                                else ()),
                                       *body.response_headers(scope.get("http_version", "1.1"))]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 await body.finish()  # a small unread body: the connection stays usable
@@ -152,6 +173,9 @@ class Front:
         async def reply(exc: GatewayError) -> None:
             locale = locale_of(_header(scope, b"accept-language"))
             extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
+            if exc.retry_after is not None:
+                extra.append((b"retry-after", str(exc.retry_after).encode()))
+            extra += _encoded(exc.headers)
             await send_with_id({
                 "type": "http.response.start", "status": exc.status,
                 "headers": [(b"content-type", b"application/json"),
@@ -174,8 +198,13 @@ class Front:
             elif (self.token is not None and not self.exempt(path)
                   and not token_accepted(scope, self.token)):
                 await reply(AuthenticationFailed())
-            else:
+            elif isinstance(usage := self._admit(), QuotaExceeded):
+                await reply(usage)
+            elif usage is None:
                 await self.app(scope, body, send_with_id)
+            else:
+                with usage.active():
+                    await self.app(scope, body, send_with_id)
         except Exception:
             # Starlette's handler has already logged and answered a 500 it could answer; what
             # is left is a failure before any response, or in the middle of a stream. A client

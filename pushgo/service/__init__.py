@@ -12,6 +12,7 @@ from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
 from pushgo.service.liveactivities import LiveActivities
 from pushgo.service.oauth import OAuthRecords
+from pushgo.service.quotas import Quotas
 from pushgo.service.receipts import Receipts
 from pushgo.service.schedule import Schedules
 from pushgo.service.send import Publisher
@@ -33,16 +34,19 @@ class Services:
     vapid: VapidKeys
     receipts: Receipts
     audit: AuditLog
+    quotas: Quotas
 
     @classmethod
-    def build(cls, ctx: Context) -> Services:
+    def build(cls, ctx: Context, *, processes: int = 1) -> Services:
+        """``processes``: gateway processes sharing the request rates (``--workers N``)."""
         channels = Channels(ctx)
         status = Status(ctx)
         ctx.listeners.append(status)  # accepted work changes delivery counts
-        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
+        quotas = Quotas(ctx, processes)
+        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels, quotas),
                    Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
-                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx))
+                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx), quotas)
 
 
 __all__ = ["Context", "Services"]

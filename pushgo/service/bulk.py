@@ -176,6 +176,7 @@ class Bulk:
                 direct = Direct(item.route, item.tokens)
             else:
                 await auth.check(item.spec.channel_id, item.password)
+                self.publisher.quotas.take_channel(item.spec.channel_id)
             return _Ready(index, item, self.publisher.prepare(item.spec, direct))
         except GatewayError as exc:
             return _Failed(index, exc, item.spec.op_id)
