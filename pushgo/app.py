@@ -64,9 +64,10 @@ class Gateway:
     """One gateway: its store, services and ASGI app. ``running()`` owns its background work."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms,
-                 store: Store | None = None, slot: int = 0) -> None:
+                 store: Store | None = None, slot: int = 0, workers: int | None = None) -> None:
         """``slot``: this process's worker slot (``pushgo serve --workers``), part of its
-        identity in the outbox's leases."""
+        identity in the outbox's leases; ``workers``: how many processes serve together
+        (default ``settings.workers``), each enforcing its share of the request rates."""
         self.settings = settings
         self.store = store or Store.from_settings(settings)
         #: Why the store cannot serve (the last health probe's reason), None while it can.
@@ -77,7 +78,8 @@ class Gateway:
         self.outbox = OutboxService(self.store, instance_identity(settings, slot))
         self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results)
         self.ctx.listeners.append(self.pump)
-        self.services = Services.build(self.ctx)
+        self.services = Services.build(self.ctx, processes=workers or settings.workers)
+        self.quotas = self.services.quotas
         self.hub = Hub(InboxReads(self.services.inbox))
         self.ctx.listeners.insert(0, self.hub)  # streams hear of accepted work first
         self.pump.on_results.append(self.services.status.results_written)
@@ -145,7 +147,7 @@ class Gateway:
                           exempt=self._auth_exempt, on_request=self.metrics.on_request,
                           trusted_proxies=settings.trusted_proxies,
                           body_timeout_s=settings.http_body_timeout_s,
-                          resolve=self.services.keys.resolve)
+                          resolve=self.services.keys.resolve, quotas=self.quotas)
 
     def _auth_exempt(self, path: str) -> bool:
         if path in (OPENAPI_PATH, DOCS_PATH):  # the API's description: nothing else
@@ -236,6 +238,7 @@ class Gateway:
                     deadline_s=self.settings.db_statement_timeout_ms / 1000)
                 if expired:
                     log.info("expired deliveries", extra={"fields": {"count": expired}})
+                await self.quotas.purge()  # the daily counts of past days
             except StoreUnavailable as exc:  # named reason, no traceback: tried next round
                 log.warning("expiry sweep failed", extra={"fields": {"error": exc.message}})
             except Exception:

@@ -67,6 +67,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vapid_subject: str | None = None
     webpush_allow_loopback: bool = False
     channel_subscriber_limit: int = 10000
+    #: Operations a second each channel accepts (None: unlimited; pushgo.service.quotas).
+    channel_rate_per_s: float | None = None
+    #: Notifications a UTC day each channel accepts (None: unlimited).
+    channel_daily_notifications: int | None = None
     provider_connections: int = 2
     provider_response_timeout_s: float = 30.0
     provider_ping_timeout_s: float = 10.0
@@ -188,6 +192,16 @@ def _seconds(lo: float, hi: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _rate(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of requests a second") from None
+    if not 0.001 <= value <= 1_000_000:  # NaN fails both comparisons
+        raise ValueError("expected requests a second from 0.001 to 1000000")
+    return value
 
 
 def _text(raw: str) -> str:
@@ -388,6 +402,12 @@ OPTIONS: tuple[Option, ...] = (
            "tests only: Web Push endpoints may be on loopback or private hosts"),
     Option("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "channel_subscriber_limit",
            _int_range(1, 100_000_000), "subscribers per channel (default 10000)"),
+    Option("PUSHGO_CHANNEL_RATE_PER_S", "channel_rate_per_s", _rate,
+           "operations a second each channel accepts, from anyone; past it 429 "
+           "quota_exceeded (default unlimited)"),
+    Option("PUSHGO_CHANNEL_DAILY_NOTIFICATIONS", "channel_daily_notifications",
+           _int_range(1, 10**12), "notifications (deliveries written) a UTC day each channel "
+           "accepts; past it 429 quota_exceeded until midnight UTC (default unlimited)"),
     Option("PUSHGO_PROVIDER_CONNECTIONS", "provider_connections", _int_range(1, 64),
            "HTTP/2 connections per provider (default 2)"),
     Option("PUSHGO_PROVIDER_RESPONSE_TIMEOUT_S", "provider_response_timeout_s",

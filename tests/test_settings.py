@@ -112,6 +112,8 @@ def test_every_variable_is_parsed_into_its_field(files):
         "PUSHGO_VAPID_SUBJECT": " mailto:ops@example.com ",
         "PUSHGO_WEBPUSH_ALLOW_LOOPBACK": "on",
         "PUSHGO_CHANNEL_SUBSCRIBER_LIMIT": "250000",
+        "PUSHGO_CHANNEL_RATE_PER_S": " 2.5 ",
+        "PUSHGO_CHANNEL_DAILY_NOTIFICATIONS": "1000",
         "PUSHGO_LOG_LEVEL": "DEBUG",
         "PUSHGO_ASYNC_BACKEND": "asyncio",
         "PUSHGO_PRIVATE_TTL_SECONDS": "86400",
@@ -170,6 +172,8 @@ def test_every_variable_is_parsed_into_its_field(files):
         "vapid_subject": "mailto:ops@example.com",
         "webpush_allow_loopback": True,
         "channel_subscriber_limit": 250000,
+        "channel_rate_per_s": 2.5,
+        "channel_daily_notifications": 1000,
         "log_level": "debug",
         "async_backend": "asyncio",
         "private_ttl_seconds": 86400,
@@ -306,6 +310,9 @@ def test_every_option_has_a_flag_named_after_its_variable():
     ("PUSHGO_VAPID_SUBJECT", "ops@example.com"),
     ("PUSHGO_VAPID_SUBJECT", "http://example.com"),
     ("PUSHGO_WEBPUSH_ENABLED", "maybe"),
+    ("PUSHGO_CHANNEL_RATE_PER_S", "0"),
+    ("PUSHGO_CHANNEL_RATE_PER_S", "nan"),
+    ("PUSHGO_CHANNEL_DAILY_NOTIFICATIONS", "0"),
 ])
 def test_a_bad_value_is_one_line_naming_its_variable(name, value):
     message = settings_error({name: value})

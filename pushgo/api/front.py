@@ -35,9 +35,17 @@ from starlette.websockets import WebSocket
 from pushgo.api.envelope import error_body, locale_of
 from pushgo.api.reading import BodyReader, RequestTimeout
 from pushgo.api.scopes import scope_of
-from pushgo.errors import AuthenticationFailed, Forbidden, GatewayError, NotFound, codes
+from pushgo.errors import (
+    AuthenticationFailed,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    QuotaExceeded,
+    codes,
+)
 from pushgo.protocol.compat import loggable_path
-from pushgo.service.principal import PRINCIPAL, Principal, key_id_of
+from pushgo.service.principal import PRINCIPAL, Principal, current, key_id_of
+from pushgo.service.quotas import Quotas, Usage
 from pushgo.service.throttle import CLIENT, client_address, networks
 
 log = logging.getLogger("pushgo.http")
@@ -59,6 +67,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             value = raw.decode("latin-1")
     return value
+
+
+def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in headers]
 
 
 def bearer_matches(header: str | None, token: str) -> bool:
@@ -120,10 +132,13 @@ class Front:
                  on_request: Callable[[str, str, int], None] | None = None,
                  trusted_proxies: tuple[str, ...] = (),
                  body_timeout_s: float | None = None,
-                 resolve: Callable[[str], Awaitable[Principal | None]] | None = None) -> None:
+                 resolve: Callable[[str], Awaitable[Principal | None]] | None = None,
+                 quotas: Quotas | None = None) -> None:
         self.app = app
         # An API key → its Principal (None: unknown or revoked); None: no API keys here.
         self.resolve = resolve
+        #: Per-key request rates, taken right after authentication (pushgo.service.quotas).
+        self.quotas = quotas
         # The request body's arrival deadline (pushgo.api.reading); None: no deadline.
         self.body_timeout_s = body_timeout_s
         self.trusted = networks(trusted_proxies)
@@ -155,29 +170,35 @@ class Front:
                 return template
         return None
 
-    async def _as_key(self, key: str, template: str, scope: Scope, receive: Receive,
-                      send: Send, reply: Callable[[GatewayError], Awaitable[None]]) -> None:
-        """Serve the request as the API key's principal, if the key is live and has the
-        route's scope."""
+    async def _principal(self, key: str, template: str,
+                         reply: Callable[[GatewayError], Awaitable[None]]) -> Principal | None:
+        """The API key's principal, if the key is live and has the route's scope; else the
+        refusal is answered and None returned."""
         assert self.resolve is not None
         try:
             principal = await self.resolve(key)
         except GatewayError as exc:  # the store cannot say: 503, never a pass
             await reply(exc)
-            return
+            return None
         if principal is None:
             await reply(AuthenticationFailed())
-            return
+            return None
         need = scope_of(template)
         if need is not None and not principal.may(need):
             await reply(Forbidden(codes.SCOPE_REQUIRED,
                                   f"this API key lacks the {need.value!r} scope"))
-            return
-        token = PRINCIPAL.set(principal)
+            return None
+        return principal
+
+    def _admit(self) -> Usage | QuotaExceeded | None:
+        """The request's principal takes its key's rate: the refusal, the Usage whose
+        RateLimit-* fields the answer carries, or None (nothing limits this caller)."""
+        if self.quotas is None:
+            return None
         try:
-            await self.app(scope, receive, send)
-        finally:
-            PRINCIPAL.reset(token)
+            return self.quotas.admit(current())
+        except QuotaExceeded as exc:
+            return exc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -193,6 +214,7 @@ class Front:
         started = time.perf_counter()
         status = 0
         body = BodyReader(scope, receive, self.body_timeout_s)
+        usage: Usage | QuotaExceeded | None = None  # the limits this request used
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -200,6 +222,8 @@ class Front:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []),
                                       (b"x-request-id", rid.encode()),
+                                      *_encoded(usage.headers() if isinstance(usage, Usage)
+                                                else ()),
                                       *body.response_headers(scope.get("http_version", "1.1"))]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 await body.finish()  # a small unread body: the connection stays usable
@@ -208,6 +232,9 @@ class Front:
         async def reply(exc: GatewayError) -> None:
             locale = locale_of(_header(scope, b"accept-language"))
             extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
+            if exc.retry_after is not None:
+                extra.append((b"retry-after", str(exc.retry_after).encode()))
+            extra += _encoded(exc.headers)
             await send_with_id({
                 "type": "http.response.start", "status": exc.status,
                 "headers": [(b"content-type", b"application/json"),
@@ -215,6 +242,18 @@ class Front:
             })
             await send_with_id({"type": "http.response.body",
                                 "body": error_body(exc, rid, locale)})
+
+        async def serve() -> None:
+            """The app, once the caller's key (its PRINCIPAL) has taken its request rate."""
+            nonlocal usage
+            usage = self._admit()
+            if isinstance(usage, QuotaExceeded):
+                await reply(usage)
+            elif usage is None:
+                await self.app(scope, body, send_with_id)
+            else:
+                with usage.active():
+                    await self.app(scope, body, send_with_id)
 
         path: str = scope["path"]
         template: str | None = None
@@ -230,12 +269,18 @@ class Front:
             if template is None:
                 await reply(NotFound(codes.ROUTE_NOT_FOUND, "404 Not Found"))
             elif key is not None:
-                await self._as_key(key, template, scope, body, send_with_id, reply)
+                principal = await self._principal(key, template, reply)
+                if principal is not None:
+                    as_key = PRINCIPAL.set(principal)
+                    try:
+                        await serve()
+                    finally:
+                        PRINCIPAL.reset(as_key)
             elif (self.token is not None and not self.exempt(path)
                   and not token_accepted(scope, self.token)):
                 await reply(AuthenticationFailed())
             else:
-                await self.app(scope, body, send_with_id)
+                await serve()
         except Exception:
             # Starlette's handler has already logged and answered a 500 it could answer; what
             # is left is a failure before any response, or in the middle of a stream. A client

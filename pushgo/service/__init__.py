@@ -13,6 +13,7 @@ from pushgo.service.inbox import Inbox
 from pushgo.service.keys import Keys
 from pushgo.service.liveactivities import LiveActivities
 from pushgo.service.oauth import OAuthRecords
+from pushgo.service.quotas import Quotas
 from pushgo.service.receipts import Receipts
 from pushgo.service.schedule import Schedules
 from pushgo.service.send import Publisher
@@ -35,16 +36,19 @@ class Services:
     receipts: Receipts
     audit: AuditLog
     keys: Keys
+    quotas: Quotas
 
     @classmethod
-    def build(cls, ctx: Context) -> Services:
+    def build(cls, ctx: Context, *, processes: int = 1) -> Services:
+        """``processes``: gateway processes sharing the request rates (``--workers N``)."""
         channels = Channels(ctx)
         status = Status(ctx)
         ctx.listeners.append(status)  # accepted work changes delivery counts
-        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
+        quotas = Quotas(ctx, processes)
+        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels, quotas),
                    Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
-                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx), Keys(ctx))
+                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx), Keys(ctx), quotas)
 
 
 __all__ = ["Context", "Services"]

@@ -183,6 +183,7 @@ class Bulk:
             else:
                 require_channel(item.spec.channel_id)
                 await auth.check(item.spec.channel_id, item.password)
+                self.publisher.quotas.take_channel(item.spec.channel_id)
             return _Ready(index, item, self.publisher.prepare(item.spec, direct))
         except GatewayError as exc:
             return _Failed(index, exc, item.spec.op_id)

@@ -23,6 +23,7 @@ from pushgo.store.schema import (
     metadata,
     operations,
     provider_health,
+    quota_usage,
     repeats,
     schema_info,
     webpush_keys,
@@ -118,8 +119,13 @@ def _v11(conn: Connection, _dialect: str) -> None:
     _add_column(conn, operations.c.sender)
 
 
+def _v12(conn: Connection, _dialect: str) -> None:
+    """Daily quota counters (``quota_usage``)."""
+    quota_usage.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
-                                                       _v10, _v11]
+                                                       _v10, _v11, _v12]
 LATEST = len(MIGRATIONS)
 
 

@@ -447,3 +447,12 @@ audit_log = sa.Table(
     sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
     sa.Index("ix_audit_log_at", "at"),
 )
+
+#: Notifications counted against a daily quota: per subject (``key:<key_id>``,
+#: ``channel:<channel_id>``) and UTC day (days since the epoch), shared by every process.
+quota_usage = sa.Table(
+    "quota_usage", metadata,
+    sa.Column("subject", sa.String(80), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("used", sa.BigInteger, nullable=False, server_default="0"),
+)
