@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pushgo.service.audit import AuditLog
 from pushgo.service.channels import Channels
+from pushgo.service.console import Console
 from pushgo.service.context import Context
 from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
@@ -33,6 +34,7 @@ class Services:
     vapid: VapidKeys
     receipts: Receipts
     audit: AuditLog
+    console: Console
 
     @classmethod
     def build(cls, ctx: Context) -> Services:
@@ -42,7 +44,7 @@ class Services:
         return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
                    Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
-                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx))
+                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx), Console(ctx))
 
 
 __all__ = ["Context", "Services"]
