@@ -43,6 +43,11 @@ async def channel_of(client: httpx.AsyncClient, *keys: str, name: str = "ops") -
     return str(made["channel_id"])
 
 
+async def get(client: httpx.AsyncClient, path: str) -> Any:
+    """The ``data`` of a GET (a list or a document)."""
+    return await call(client, path)
+
+
 async def message(client: httpx.AsyncClient, cid: str, op_id: str) -> None:
     await call(client, "/message", {"channel_id": cid, "password": PASSWORD, "title": "hi",
                                     "op_id": op_id})
@@ -102,8 +107,8 @@ async def test_operations_newest_first_with_their_deliveries_by_state(client, ga
     await message(client, second, "op-b")
     await call(client, "/messages/pull", {"device_key": private})  # op-a's private one
 
-    async def settled() -> list[dict[str, Any]] | None:
-        ops: list[dict[str, Any]] = await call(client, "/admin/console/operations")
+    async def settled() -> Any:
+        ops = await get(client, "/admin/console/operations")
         return ops if all(o["done"] for o in ops) and ops[-1]["states"]["sent"] else None
 
     ops = await eventually(settled)
@@ -115,7 +120,7 @@ async def test_operations_newest_first_with_their_deliveries_by_state(client, ga
     assert (a["total"], a["states"]["sent"], a["states"]["failed"]) == (2, 1, 1)
     assert set(a["states"]) == {"queued", "scheduled", "sent", "failed", "expired",
                                 "cancelled"}
-    assert [o["op_id"] for o in await call(client, "/admin/console/operations?limit=1")] \
+    assert [o["op_id"] for o in await get(client, "/admin/console/operations?limit=1")] \
         == ["op-b"]
     stats = await call(client, "/admin/console/stats")
     assert (stats["queued"], stats["due"]) == (0, 0)
@@ -152,14 +157,14 @@ async def test_failures_by_reason_and_provider_health(pclient, pgateway, provide
     cid = await channel_of(pclient, *keys)
     await message(pclient, cid, "op-fail")
 
-    async def failed() -> dict[str, Any] | None:
+    async def failed() -> Any:
         doc = await call(pclient, "/admin/console/failures")
         return doc if doc["total"] == 2 else None
 
     doc = await eventually(failed)
     assert doc["reasons"] == [{"route": "apns", "reason": "BadDeviceToken", "count": 2}]
     assert doc["since"] <= pgateway.ctx.now() - 3_600_000 + 60_000
-    health = {p["route"]: p for p in await call(pclient, "/admin/console/providers")}
+    health = {p["route"]: p for p in await get(pclient, "/admin/console/providers")}
     assert {"apns", "fcm"} <= set(health)
     apns = health["apns"]
     assert (apns["configured"], apns["state"], apns["local"]["state"]) == (True, "closed",
@@ -174,8 +179,8 @@ async def test_a_provider_down_shows_its_breaker_open(pclient, pgateway, provide
     breaker.threshold = 1  # the first 503 opens it
     await message(pclient, cid, "op-down")
 
-    async def opened() -> dict[str, Any] | None:
-        health = {p["route"]: p for p in await call(pclient, "/admin/console/providers")}
+    async def opened() -> Any:
+        health = {p["route"]: p for p in await get(pclient, "/admin/console/providers")}
         apns = health["apns"]
         # this process's breaker, then the row it writes for the others
         return apns if apns["state"] == "open" and apns["shared"] else None
