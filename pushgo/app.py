@@ -20,6 +20,8 @@ from starlette.routing import Route
 from pushgo.api.admin import key_routes
 from pushgo.api.bulk import build_bulk_routes
 from pushgo.api.compat import compat_routes
+from pushgo.api.console import PUBLIC_PATHS as CONSOLE_PUBLIC_PATHS
+from pushgo.api.console import console_routes
 from pushgo.api.envelope import error_response
 from pushgo.api.front import Front
 from pushgo.api.openapi import DOCS_PATH, OPENAPI_PATH, docs_routes
@@ -36,6 +38,7 @@ from pushgo.delivery.private_link.tcp import TcpTransport
 from pushgo.delivery.providers import attach_vapid, build_senders
 from pushgo.delivery.pump import OutboxPump
 from pushgo.delivery.repeats import RepeatDriver
+from pushgo.delivery.sampler import Sampler
 from pushgo.delivery.scheduler import Scheduler
 from pushgo.delivery.wakeups import PgWakeups
 from pushgo.errors import GatewayError, StoreUnavailable, codes
@@ -88,6 +91,8 @@ class Gateway:
         #: Rounds of sends repeated until acknowledged.
         self.repeats = RepeatDriver(self.ctx, self.services.receipts)
         self.ctx.listeners.append(self.repeats)
+        #: The console's history of queue depth and sends (the last hour, in memory).
+        self.sampler = Sampler(self.services.console, self.pump)
         self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
         #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
@@ -132,6 +137,7 @@ class Gateway:
         routes.append(Route("/metrics", self.metrics.endpoint, methods=["GET"]))
         routes += admin_routes(self.services)
         routes += key_routes(self.services)
+        routes += console_routes(self.services.console)
         routes += docs_routes(settings, self._auth_exempt)
         self.starlette = Starlette(
             routes=routes,
@@ -154,6 +160,8 @@ class Gateway:
             return True
         if path in WEBPUSH_PUBLIC_PATHS and self.settings.webpush_enabled:
             return True  # the subscribe page, its worker and the public key: no secrets
+        if path in CONSOLE_PUBLIC_PATHS:
+            return True  # the console's page holds no data; its calls carry a credential
         if not self.settings.mcp_enabled:
             return False
         return (path == "/mcp" or path.startswith(("/mcp/", "/oauth/", "/.well-known/")))
@@ -191,6 +199,7 @@ class Gateway:
                 await tg.start(self.pump.run)
                 await tg.start(self.scheduler.run)
                 await tg.start(self.repeats.run)
+                await tg.start(self.sampler.run)
                 if self.private_tcp is not None:
                     await tg.start(self.private_tcp.run)
                 if self.private_quic is not None:

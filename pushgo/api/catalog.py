@@ -162,6 +162,81 @@ class CancelOut(_Doc):
     repeat_stopped: bool  # a send repeated until acknowledged makes no more rounds
 
 
+class ConsoleStates(_Doc):
+    queued: int
+    scheduled: int
+    sent: int
+    failed: int
+    expired: int
+    cancelled: int
+
+
+class ConsoleOperation(_Doc):
+    op_id: str
+    kind: str  # message | event | thing
+    created_at: int
+    sender: str  # the key id it was accepted under (root: the gateway token)
+    channel_id: str | None  # None: direct tokens, or an op_id over several channels
+    channel_name: str | None
+    deliver_at: int | None
+    operations: int
+    total: int
+    done: bool
+    states: ConsoleStates
+
+
+class ConsoleSample(_Doc):
+    at: int
+    queued: int
+    due: int
+    sent: int  # sent by this process since the previous sample
+
+
+class ConsoleStatsOut(_Doc):
+    interval_s: float
+    capacity: int
+    now: int
+    queued: int
+    due: int
+    samples: list[ConsoleSample]
+
+
+class ConsoleHealthRow(_Doc):
+    route: str
+    state: str
+    last_error: str | None
+    since: int
+    updated_at: int
+
+
+class ConsoleBreaker(_Doc):
+    state: str  # closed | open | half_open
+    failures: int
+    opened: int
+    last_error: str | None
+
+
+class ConsoleProvider(_Doc):
+    route: str
+    configured: bool  # this process sends to it
+    state: str  # closed | open | half_open
+    shared: ConsoleHealthRow | None
+    shared_fresh: bool
+    local: ConsoleBreaker | None
+
+
+class ConsoleReason(_Doc):
+    route: str
+    reason: str
+    count: int
+
+
+class ConsoleFailuresOut(_Doc):
+    since: int
+    total: int
+    reasons: list[ConsoleReason]
+
+
 # --------------------------------------------------------------------------- query parameters
 
 
@@ -190,6 +265,10 @@ def _fields_query(name: str, names: frozenset[str]) -> type[Any]:
 NtfyQuery = _fields_query("NtfyQuery", compat.NTFY_QUERY)
 ServerChanQuery = _fields_query("ServerChanQuery", compat.SERVERCHAN_FIELDS)
 BarkQuery = _fields_query("BarkQuery", compat.BARK_QUERY)
+
+
+class ConsoleOperationsQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    limit: int | None = None  # 1-200, default 30
 
 
 class NoQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -303,6 +382,22 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
                            data=ReadyOut, codes=(C.NOT_READY.code,)),
     ("GET", "/gateway/profile"): Op("which private transports and providers are on", "gateway",
                                     data=ProfileOut),
+    # the operator console (the page needs no credential; its data routes need admin)
+    ("GET", "/console"): Op("the operator console: operations, providers, queue and failures",
+                            "admin", media=HTML, media_schema={"type": "string"}),
+    ("GET", "/admin/console/operations"): Op(
+        "the newest operations with their deliveries by state (admin)", "admin",
+        query=ConsoleOperationsQuery, data=list[ConsoleOperation],
+        codes=(C.SCOPE_REQUIRED.code, C.INVALID_QUERY.code)),
+    ("GET", "/admin/console/stats"): Op(
+        "provider queue depth and sends: now, and the last hour's samples (admin)", "admin",
+        query=NoQuery, data=ConsoleStatsOut, codes=(C.SCOPE_REQUIRED.code, C.INVALID_QUERY.code)),
+    ("GET", "/admin/console/providers"): Op(
+        "each provider's circuit breaker state (admin)", "admin", query=NoQuery,
+        data=list[ConsoleProvider], codes=(C.SCOPE_REQUIRED.code, C.INVALID_QUERY.code)),
+    ("GET", "/admin/console/failures"): Op(
+        "the last hour's failed deliveries by reason (admin)", "admin", query=NoQuery,
+        data=ConsoleFailuresOut, codes=(C.SCOPE_REQUIRED.code, C.INVALID_QUERY.code)),
     ("GET", "/metrics"): Op("Prometheus metrics", "gateway", query=MetricsQuery, media=TEXT,
                             media_schema={"type": "string"}, codes=(C.INVALID_QUERY.code,)),
     ("GET", "/openapi.json"): Op("this API described for machines (OpenAPI 3.1)", "gateway",

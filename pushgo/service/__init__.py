@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pushgo.service.audit import AuditLog
 from pushgo.service.channels import Channels
+from pushgo.service.console import Console
 from pushgo.service.context import Context
 from pushgo.service.devices import Devices
 from pushgo.service.inbox import Inbox
@@ -37,6 +38,7 @@ class Services:
     audit: AuditLog
     keys: Keys
     quotas: Quotas
+    console: Console
 
     @classmethod
     def build(cls, ctx: Context, *, processes: int = 1) -> Services:
@@ -48,7 +50,8 @@ class Services:
         return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels, quotas),
                    Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
-                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx), Keys(ctx), quotas)
+                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx), Keys(ctx), quotas,
+                   Console(ctx))
 
 
 __all__ = ["Context", "Services"]

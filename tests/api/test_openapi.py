@@ -251,8 +251,10 @@ async def test_known_good_requests_match_the_document_and_the_routes(gateway, ap
     await call("POST", "/channel/unsubscribe", body={"device_key": key, "channel_id": cid})
     for path in ("/healthz", "/readyz", "/gateway/profile", "/metrics", "/", "/docs",
                  "/openapi.json", "/webpush/vapid-public-key", "/webpush/subscribe",
-                 "/webpush/sw.js"):
+                 "/webpush/sw.js", "/console", "/admin/console/stats",
+                 "/admin/console/providers", "/admin/console/failures"):
         await call("GET", path)
+    await call("GET", "/admin/console/operations", "/admin/console/operations?limit=5")
     # Every JSON-envelope route of the gateway's own API was driven with a good request.
     envelope = {(p, m) for p, item in doc["paths"].items() for m, op in item.items()
                 if "Failed" in json.dumps(op["responses"])
