@@ -24,6 +24,7 @@ ROUTE_SCOPES: dict[str, Scope | None] = {
     "/": None, "/healthz": None, "/readyz": None, "/gateway/profile": None,
     "/openapi.json": None, "/docs": None, "/private/readyz": None,
     "/webpush/vapid-public-key": None, "/webpush/subscribe": None, "/webpush/sw.js": None,
+    "/console": None,
     # Sending to channels (a key's ``channels`` are checked by the Publisher).
     "/message": SEND,
     "/event/create": SEND, "/event/update": SEND, "/event/close": SEND,
