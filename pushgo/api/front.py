@@ -220,10 +220,12 @@ class Front:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-request-id", rid.encode()),
-                                      *_encoded(usage.headers() if isinstance(usage, Usage)
-                                                else ()),
+                headers = message.get("headers", [])
+                # A quota's refusal names its own limit; other answers the request's usage.
+                limits = (usage.headers() if isinstance(usage, Usage)
+                          and not any(k == b"ratelimit-limit" for k, _ in headers) else ())
+                message["headers"] = [*headers, (b"x-request-id", rid.encode()),
+                                      *_encoded(limits),
                                       *body.response_headers(scope.get("http_version", "1.1"))]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 await body.finish()  # a small unread body: the connection stays usable

@@ -37,8 +37,9 @@ async def test_a_keys_rate_and_daily_quota_through_http(db_url):
         headers = {"authorization": f"Bearer {key}"}
         first = await root.post("/message", json=body, headers=headers)
         assert first.status_code == 200, first.text
-        # The key's rate (1 a second: none left) and its day (1: none left) both shown.
-        assert limits(first)[:3] == ("1", "0", "1")
+        # The key's rate (1 a second: none left) and its day (1: none left) both in the
+        # policy; the fields name the one that frees up last (the day's, at 00:00 UTC).
+        assert limits(first)[:3] == ("1", "0", "600")
         assert set(limits(first)[3].split(", ")) == {"1;w=1", "1;w=86400"}
         refused = await root.post("/message", json=body, headers=headers)
         assert_error(refused, 429, "quota_exceeded")

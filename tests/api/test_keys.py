@@ -163,8 +163,10 @@ async def test_an_admin_key_manages_keys_and_is_the_actor(api: httpx.AsyncClient
                                  headers=bearer(admin["key"])) as k:
         made = (await k.post("/admin/keys", json={"name": "m", "scopes": ["metrics"]})).json()
         assert made["data"]["created_by"] == admin["key_id"]
-        assert (await k.get("/metrics")).status_code == 403
+        assert (await k.get("/metrics")).status_code == 200  # admin has every scope
         assert (await k.get("/metrics", headers=bearer(made["data"]["key"]))).status_code == 200
+        assert (await k.post("/message", json={}, headers=bearer(made["data"]["key"]))
+                ).status_code == 403
         entries = (await call(k, "/admin/audit"))["entries"]
         assert entries[0]["actor"] == admin["key_id"]
 
