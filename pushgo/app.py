@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pushgo.api.apps import app_routes
 from pushgo.api.bulk import build_bulk_routes
 from pushgo.api.compat import compat_routes
 from pushgo.api.envelope import error_response
@@ -28,11 +29,12 @@ from pushgo.api.receipts import receipt_routes
 from pushgo.api.routes import build_routes
 from pushgo.api.webpush import PUBLIC_PATHS as WEBPUSH_PUBLIC_PATHS
 from pushgo.api.webpush import webpush_routes
+from pushgo.delivery.appsenders import AppSenders
 from pushgo.delivery.private import Hub, PrivateStreams
 from pushgo.delivery.private_link import LinkConfig, PrivateLinks
 from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
-from pushgo.delivery.providers import attach_vapid, build_senders
+from pushgo.delivery.providers import attach_vapid, build_senders, check_app
 from pushgo.delivery.pump import OutboxPump
 from pushgo.delivery.repeats import RepeatDriver
 from pushgo.delivery.scheduler import Scheduler
@@ -75,16 +77,21 @@ class Gateway:
         self.results = ResultBuffer()
         self.senders = build_senders(settings, self.results, clock_ms=clock)
         self.outbox = OutboxService(self.store, instance_identity(settings, slot))
-        self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results)
+        self.services = Services.build(self.ctx, check_app=check_app)
+        #: The senders of apps other than ``default`` (PUSHGO_APPS_FILE, pushgo app add).
+        self.app_senders = AppSenders(settings, self.services.apps, self.results,
+                                      clock_ms=clock)
+        self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results,
+                               self.app_senders)
         self.ctx.listeners.append(self.pump)
-        self.services = Services.build(self.ctx)
         self.pump.on_results.append(self.services.status.results_written)
         #: Releases scheduled sends when their deliver_at comes.
         self.scheduler = Scheduler(self.ctx, self.services.schedules)
         #: Rounds of sends repeated until acknowledged.
         self.repeats = RepeatDriver(self.ctx, self.services.receipts)
         self.ctx.listeners.append(self.repeats)
-        self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
+        self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders,
+                         self.services.apps)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
         #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
         config = LinkConfig(token=settings.token, max_sessions=settings.private_max_sessions)
@@ -127,6 +134,7 @@ class Gateway:
         self.metrics = GatewayMetrics(self)
         routes.append(Route("/metrics", self.metrics.endpoint, methods=["GET"]))
         routes += admin_routes(self.services)
+        routes += app_routes(self.services)
         routes += docs_routes(settings, self._auth_exempt)
         self.starlette = Starlette(
             routes=routes,
@@ -173,6 +181,7 @@ class Gateway:
         """Migrate the store, start background tasks; on exit stop them and flush the store."""
         await anyio.to_thread.run_sync(self.store.migrate, self.ctx.now())
         try:
+            await self.services.apps.start()
             if self.settings.webpush_enabled:
                 attach_vapid(self.senders, await self.services.vapid.ensure())
             if self.oauth is not None:

@@ -3,8 +3,11 @@ the CLI all call these; none of them re-implements one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from pushgo.protocol.apps import App
+from pushgo.service.apps import Apps, check_paths
 from pushgo.service.audit import AuditLog
 from pushgo.service.channels import Channels
 from pushgo.service.context import Context
@@ -33,16 +36,20 @@ class Services:
     vapid: VapidKeys
     receipts: Receipts
     audit: AuditLog
+    apps: Apps
 
     @classmethod
-    def build(cls, ctx: Context) -> Services:
+    def build(cls, ctx: Context, *, check_app: Callable[[App], App] = check_paths) -> Services:
+        """``check_app``: how an app's key files are checked (the wiring passes one that
+        parses them)."""
         channels = Channels(ctx)
         status = Status(ctx)
         ctx.listeners.append(status)  # accepted work changes delivery counts
-        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels),
+        apps = Apps(ctx, check_app)
+        return cls(ctx, Devices(ctx, apps), channels, Publisher(ctx, channels),
                    Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
-                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx))
+                   VapidKeys(ctx), Receipts(ctx), AuditLog(ctx), apps)
 
 
 __all__ = ["Context", "Services"]

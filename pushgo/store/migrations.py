@@ -17,8 +17,10 @@ from pushgo.store.schema import (
     LIVE_ACTIVITY_TABLES,
     OAUTH_TABLES,
     api_keys,
+    apps,
     audit_log,
     deliveries,
+    devices,
     live_activity_keys,
     metadata,
     operations,
@@ -118,8 +120,15 @@ def _v11(conn: Connection, _dialect: str) -> None:
     _add_column(conn, operations.c.sender)
 
 
+def _v12(conn: Connection, _dialect: str) -> None:
+    """Apps: the ``apps`` table, ``devices.app`` and ``deliveries.app`` (a direct send's)."""
+    apps.create(conn, checkfirst=True)
+    _add_column(conn, devices.c.app)
+    _add_column(conn, deliveries.c.app)
+
+
 MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
-                                                       _v10, _v11]
+                                                       _v10, _v11, _v12]
 LATEST = len(MIGRATIONS)
 
 
