@@ -8,8 +8,9 @@
     pushgo cancel OP_ID [--channel ID --password P]   cancel what has not gone out
     pushgo db migrate                            bring PUSHGO_DB_URL's schema up to date
     pushgo oauth rotate-key                      a new access-token signing key (pushgo.oauth.rotate)
+    pushgo app add|list|remove                   apps with their own credentials (pushgo.appcommands)
 
-All but ``db migrate`` talk to a running gateway over HTTP: ``--url`` (default: the
+All but ``db migrate``, ``oauth`` and ``app`` talk to a running gateway over HTTP: ``--url`` (default: the
 ``PUSHGO_HTTP_ADDR`` it listens on), the gateway token from ``PUSHGO_TOKEN``, a channel
 password from ``--password`` or ``PUSHGO_CHANNEL_PASSWORD``. ``--json`` prints the answer's
 ``data`` for scripts. Exit codes: 0 ok, 1 the gateway refused (its ``error_code`` is printed)
@@ -28,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
+
+from pushgo.appcommands import add_app_commands, run_app_command
 
 if TYPE_CHECKING:
     import httpx
@@ -127,6 +130,7 @@ def add_commands(sub: Any) -> None:
                     "retired key verifies the tokens it signed until they expire. Prints the "
                     "new key id.")
     rotate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
+    add_app_commands(sub)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -137,6 +141,8 @@ def run_command(args: argparse.Namespace) -> int:
             from pushgo.oauth.rotate import run
 
             return run(args, _oauth_records)
+        if args.command == "app":
+            return run_app_command(args, CliError)
         with _Client(args) as client:
             if args.command == "channel" and args.channel_command == "create":
                 return _channel_create(client, args)
