@@ -93,7 +93,7 @@ async def device(client: httpx.AsyncClient, platform: str, route: str, token: st
     body: dict[str, Any] = {"platform": platform}
     if app is not None:
         body["app"] = app
-    key = (await call(client, "/device/register", body))["device_key"]
+    key = str((await call(client, "/device/register", body))["device_key"])
     await call(client, "/channel/device", {"device_key": key, "channel_type": route,
                                            "provider_token": token})
     return key
