@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -101,7 +101,11 @@ class Apps:
     async def start(self) -> None:
         """Read the stored apps; a name the file also defines stops start-up."""
         await self.refresh()
-        both = sorted(set(self._stored) & set(self.file_apps))
+        self.check_unique(self._stored)
+
+    def check_unique(self, stored: Iterable[str]) -> None:
+        """A stored app of a name the file defines is a SettingsError naming it."""
+        both = sorted(set(stored) & set(self.file_apps))
         if both:
             raise SettingsError(f"invalid PUSHGO_APPS_FILE: app {both[0]!r} is also stored "
                                 "(pushgo app add); remove one of them")

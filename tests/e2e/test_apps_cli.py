@@ -83,3 +83,26 @@ async def test_an_app_added_by_command_is_used_by_the_serving_gateway(
     entries = await apps_gateway.services.audit.recent()
     assert (entries[0].action, entries[0].target, entries[0].actor) == (
         "app.create", "globex", "cli")
+
+
+def serve_exit(db_url: str, apps_file: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHGO_")}
+    return subprocess.run([sys.executable, "-m", "pushgo.cli", "serve"], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL,
+                          env={**env, "PUSHGO_DB_URL": db_url, "PUSHGO_HTTP_ADDR": "127.0.0.1:0",
+                               "PUSHGO_APPS_FILE": str(apps_file)})
+
+
+def test_serve_refuses_a_bad_apps_file_naming_the_app_and_field(db_url: str, tmp_path: Path):
+    apps_file = tmp_path / "apps.toml"
+    apps_file.write_text('[apps.acme.apns]\nkey_id = "K"\nteam_id = "T"\ntopic = "com.a"\n')
+    done = serve_exit(db_url, apps_file)
+    assert done.returncode == 2
+    assert ("pushgo: invalid PUSHGO_APPS_FILE: app 'acme' field apns.key_file: is required"
+            in done.stderr)
+    # A name both stored and in the file: start-up stops too.
+    assert pushgo(db_url, "add", "desk", "--wns-client-id", "a",
+                  "--wns-client-secret", "b").returncode == 0
+    apps_file.write_text('[apps.desk.wns]\nclient_id = "a"\nclient_secret = "b"\n')
+    done = serve_exit(db_url, apps_file)
+    assert done.returncode == 2 and "app 'desk' is also stored" in done.stderr
