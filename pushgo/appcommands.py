@@ -14,8 +14,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-
 
 def add_app_commands(sub: Any) -> None:
     app = sub.add_parser("app", help="apps with their own provider credentials")
@@ -65,6 +63,9 @@ def _doc(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_app_command(args: argparse.Namespace, error: Callable[[str, int], Exception]) -> int:
+    # Imported here: `pushgo --help` must stay quick.
+    import anyio
+
     from pushgo.delivery.providers import check_app
     from pushgo.errors import GatewayError
     from pushgo.service.apps import Apps
