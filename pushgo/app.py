@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pushgo.api.admin import key_routes
+from pushgo.api.apps import app_routes
 from pushgo.api.bulk import build_bulk_routes
 from pushgo.api.compat import compat_routes
 from pushgo.api.console import PUBLIC_PATHS as CONSOLE_PUBLIC_PATHS
@@ -31,11 +32,12 @@ from pushgo.api.receipts import receipt_routes
 from pushgo.api.routes import build_routes
 from pushgo.api.webpush import PUBLIC_PATHS as WEBPUSH_PUBLIC_PATHS
 from pushgo.api.webpush import webpush_routes
+from pushgo.delivery.appsenders import AppSenders
 from pushgo.delivery.private import Hub, InboxReads, PrivateStreams
 from pushgo.delivery.private_link import LinkConfig, PrivateLinks
 from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
-from pushgo.delivery.providers import attach_vapid, build_senders
+from pushgo.delivery.providers import attach_vapid, build_senders, check_app
 from pushgo.delivery.pump import OutboxPump
 from pushgo.delivery.repeats import RepeatDriver
 from pushgo.delivery.sampler import Sampler
@@ -79,12 +81,17 @@ class Gateway:
         self.results = ResultBuffer()
         self.senders = build_senders(settings, self.results, clock_ms=clock)
         self.outbox = OutboxService(self.store, instance_identity(settings, slot))
-        self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results)
-        self.ctx.listeners.append(self.pump)
-        self.services = Services.build(self.ctx, processes=workers or settings.workers)
+        self.services = Services.build(self.ctx, processes=workers or settings.workers,
+                                       check_app=check_app)
         self.quotas = self.services.quotas
         self.hub = Hub(InboxReads(self.services.inbox))
         self.ctx.listeners.insert(0, self.hub)  # streams hear of accepted work first
+        #: The senders of apps other than ``default`` (PUSHGO_APPS_FILE, pushgo app add).
+        self.app_senders = AppSenders(settings, self.services.apps, self.results,
+                                      clock_ms=clock)
+        self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results,
+                               self.app_senders)
+        self.ctx.listeners.append(self.pump)
         self.pump.on_results.append(self.services.status.results_written)
         #: Releases scheduled sends when their deliver_at comes.
         self.scheduler = Scheduler(self.ctx, self.services.schedules)
@@ -93,7 +100,8 @@ class Gateway:
         self.ctx.listeners.append(self.repeats)
         #: The console's history of queue depth and sends (the last hour, in memory).
         self.sampler = Sampler(self.services.console, self.pump)
-        self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
+        self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders,
+                         self.services.apps)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
         #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
         config = LinkConfig(token=settings.token, max_sessions=settings.private_max_sessions)
@@ -138,6 +146,7 @@ class Gateway:
         routes += admin_routes(self.services)
         routes += key_routes(self.services)
         routes += console_routes(self.services.console)
+        routes += app_routes(self.services)
         routes += docs_routes(settings, self._auth_exempt)
         self.starlette = Starlette(
             routes=routes,
@@ -187,6 +196,7 @@ class Gateway:
         """Migrate the store, start background tasks; on exit stop them and flush the store."""
         await anyio.to_thread.run_sync(self.store.migrate, self.ctx.now())
         try:
+            await self.services.apps.start()
             if self.settings.webpush_enabled:
                 attach_vapid(self.senders, await self.services.vapid.ensure())
             if self.oauth is not None:

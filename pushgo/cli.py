@@ -112,6 +112,7 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
 
     from pushgo import logs
     from pushgo.app import Gateway
+    from pushgo.store.apps import all_configs as all_app_configs
     from pushgo.store.engine import Store
 
     logs.setup(settings.log_level)
@@ -123,6 +124,9 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
         return 2
     try:
         gateway = Gateway(settings, store=store, slot=worker_index, workers=worker_count)
+        if settings.apps_file:  # before serving: a name both stored and in the file
+            with store.engine.connect() as conn:
+                gateway.services.apps.check_unique(all_app_configs(conn))
     except SettingsError as exc:
         print(f"pushgo: {exc}", file=sys.stderr)
         return 2

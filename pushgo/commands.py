@@ -11,8 +11,9 @@
     pushgo key create --name N --scope S …       a scoped API key (printed once)
     pushgo key list [--all] | key revoke KEY_ID  the API keys; revoke one at once
     pushgo audit [--limit N]                     the audit log of admin actions
+    pushgo app add|list|remove                   apps with their own credentials (pushgo.appcommands)
 
-``db migrate``, ``oauth``, ``key`` and ``audit`` work on the database (``--db-url`` or
+``db migrate``, ``oauth``, ``key``, ``audit`` and ``app`` work on the database (``--db-url`` or
 ``PUSHGO_DB_URL``); the others talk to a running gateway over HTTP: ``--url`` (default: the
 ``PUSHGO_HTTP_ADDR`` it listens on), the gateway token from ``PUSHGO_TOKEN``, a channel
 password from ``--password`` or ``PUSHGO_CHANNEL_PASSWORD``. ``--json`` prints the answer's
@@ -32,6 +33,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
+
+from pushgo.appcommands import add_app_commands, run_app_command
 
 if TYPE_CHECKING:
     import httpx
@@ -132,6 +135,7 @@ def add_commands(sub: Any) -> None:
                     "new key id.")
     rotate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
     _add_key_commands(sub)
+    add_app_commands(sub)
 
 
 def _add_key_commands(sub: Any) -> None:
@@ -172,6 +176,8 @@ def run_command(args: argparse.Namespace) -> int:
             return run(args, _oauth_records)
         if args.command in ("key", "audit"):
             return _keys_command(args)
+        if args.command == "app":
+            return run_app_command(args, CliError)
         with _Client(args) as client:
             if args.command == "channel" and args.channel_command == "create":
                 return _channel_create(client, args)

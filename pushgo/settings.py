@@ -63,6 +63,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     wns_client_secret: str | None = None
     wns_token_url: str | None = None
     wns_endpoint: str | None = None
+    #: TOML file of further apps ([apps.NAME] tables), beside the ``default`` app.
+    apps_file: str | None = None
     webpush_enabled: bool = True
     vapid_subject: str | None = None
     webpush_allow_loopback: bool = False
@@ -394,6 +396,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("PUSHGO_WNS_ENDPOINT", "wns_endpoint", _origin,
            "tests: send every WNS notification to this origin instead of the channel URI's "
            "host (path and query kept)"),
+    Option("PUSHGO_APPS_FILE", "apps_file", _file,
+           "TOML file of further apps, each with its own APNs/FCM/WNS credentials "
+           "([apps.NAME] tables; see Several apps on one gateway)"),
     Option("PUSHGO_WEBPUSH_ENABLED", "webpush_enabled", _bool,
            "Web Push to browser subscriptions (the webpush route; default on)"),
     Option("PUSHGO_VAPID_SUBJECT", "vapid_subject", _vapid_subject,

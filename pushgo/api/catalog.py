@@ -20,6 +20,7 @@ import msgspec
 
 from pushgo.api import admin as ADM
 from pushgo.errors import codes as C
+from pushgo.protocol import apps as APPS
 from pushgo.protocol import compat, wire
 from pushgo.protocol import liveactivity as LA
 from pushgo.protocol import operations as OPS
@@ -484,6 +485,15 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
     ("POST", "/channel/rename"): Op(
         "rename a channel", "channels", body=wire.RenameIn, data=wire.RenameOut,
         codes=(*_CHANNEL, *_PASSWORD, C.INVALID_CHANNEL_NAME.code)),
+    # apps (admin)
+    ("GET", "/admin/apps"): Op("the apps this gateway sends for (admin)", "admin",
+                               data=APPS.AppsOut, codes=(C.SCOPE_REQUIRED.code,)),
+    ("POST", "/admin/apps"): Op(
+        "add an app with its own APNs/FCM/WNS credentials (admin)", "admin", body=APPS.AppIn,
+        data=APPS.AppOut, codes=(C.SCOPE_REQUIRED.code, C.INVALID_APP.code, C.APP_EXISTS.code)),
+    ("DELETE", "/admin/apps/{name}"): Op(
+        "remove a stored app; its devices' deliveries then fail (admin)", "admin",
+        codes=(C.SCOPE_REQUIRED.code, C.APP_NOT_FOUND.code, C.APP_EXISTS.code)),
     ("POST", "/channel/create"): Op(
         "create a channel without subscribing a device (operators)", "channels",
         body=ChannelCreateIn, data=ChannelCreateOut,

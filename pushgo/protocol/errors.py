@@ -241,6 +241,11 @@ NOT_FOUND = _api("not_found", 404)
 KEY_NOT_FOUND = _api("key_not_found", 404)
 #: No app of that name.
 APP_NOT_FOUND = _api("app_not_found", 404)
+#: An app definition that cannot be used (``POST /admin/apps``): its message names the field.
+INVALID_APP = _api("invalid_app")
+#: ``POST /admin/apps``: the name is taken (by a stored app or one of PUSHGO_APPS_FILE), or
+#: ``DELETE /admin/apps/{name}`` of an app that only its file can remove.
+APP_EXISTS = _api("app_exists", 409)
 ROUTE_NOT_FOUND = _api("route_not_found", 404)
 CHANNEL_NOT_FOUND = _api("channel_not_found", 404)
 OPERATION_NOT_FOUND = _api("operation_not_found", 404)

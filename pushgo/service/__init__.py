@@ -3,8 +3,11 @@ the CLI all call these; none of them re-implements one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from pushgo.protocol.apps import App
+from pushgo.service.apps import Apps, check_paths
 from pushgo.service.audit import AuditLog
 from pushgo.service.channels import Channels
 from pushgo.service.console import Console
@@ -39,19 +42,24 @@ class Services:
     keys: Keys
     quotas: Quotas
     console: Console
+    apps: Apps
 
     @classmethod
-    def build(cls, ctx: Context, *, processes: int = 1) -> Services:
-        """``processes``: gateway processes sharing the request rates (``--workers N``)."""
+    def build(cls, ctx: Context, *, processes: int = 1,
+              check_app: Callable[[App], App] = check_paths) -> Services:
+        """``processes``: gateway processes sharing the request rates (``--workers N``);
+        ``check_app``: how an app's key files are checked (the wiring passes one that parses
+        them)."""
         channels = Channels(ctx)
         status = Status(ctx)
         ctx.listeners.append(status)  # accepted work changes delivery counts
         quotas = Quotas(ctx, processes)
-        return cls(ctx, Devices(ctx), channels, Publisher(ctx, channels, quotas),
+        apps = Apps(ctx, check_app)
+        return cls(ctx, Devices(ctx, apps), channels, Publisher(ctx, channels, quotas),
                    Inbox(ctx, on_change=status.results_written), status,
                    OAuthRecords(ctx.store), Schedules(ctx, channels), LiveActivities(ctx),
                    VapidKeys(ctx), Receipts(ctx), AuditLog(ctx), Keys(ctx), quotas,
-                   Console(ctx))
+                   Console(ctx), apps)
 
 
 __all__ = ["Context", "Services"]

@@ -211,6 +211,7 @@ class Direct:
 
     route: str
     tokens: tuple[str, ...]
+    app: str | None = None  # None: the default app
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,8 @@ class Prepared:
         if self.direct is not None:
             # No channel history: the operation row keeps the payload, the deliveries the rest.
             recipients = insert_direct(conn, op_pk, spec.channel_id, self.direct.route,
-                                       self.direct.tokens, now, rendered.expires_at)
+                                       self.direct.tokens, now, rendered.expires_at,
+                                       self.direct.app)
             if spec.deliver_at is not None:
                 schedule_store.schedule(conn, op_pk, spec.deliver_at)
             if self.quota is not None:

@@ -37,6 +37,9 @@ class Due:
     #: ``liveactivity`` for an event's Live Activity push (``token`` is then the activity's
     #: or the push-to-start token); "" for the route's usual notification.
     push_type: str = ""
+    #: The app whose credentials send it (a direct send's own, else its device's); None: the
+    #: ``default`` app.
+    app: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ def _claim_query(locking: bool) -> sa.Select[Any]:
         # A direct send carries its own token; a device's delivery uses the route's current one.
         sa.func.coalesce(d.c.provider_token, devices.c.provider_token).label("provider_token"),
         d.c.op_pk, d.c.expires_at, d.c.attempts, d.c.push_type,
+        sa.func.coalesce(d.c.app, devices.c.app).label("app"),
     ).select_from(
         d.outerjoin(devices, devices.c.device_key == d.c.device_key)
     ).where(
@@ -83,7 +87,7 @@ def claim_due(conn: Connection, routes: Sequence[str], now: int, limit: int,
     ``owner`` (the claiming process's identity)."""
     q = _CLAIM[conn.dialect.name == "postgresql"]
     rows = [Due(r.seq, r.delivery_id, r.route, r.device_key, r.platform or "",
-                r.provider_token, r.op_pk, r.expires_at, r.attempts, r.push_type or "")
+                r.provider_token, r.op_pk, r.expires_at, r.attempts, r.push_type or "", r.app)
             for r in conn.execute(q, {"routes": list(routes), "now": now, "limit": limit})]
     seqs = [r.seq for r in rows]
     for start in range(0, len(seqs), CHUNK):

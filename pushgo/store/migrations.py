@@ -17,8 +17,10 @@ from pushgo.store.schema import (
     LIVE_ACTIVITY_TABLES,
     OAUTH_TABLES,
     api_keys,
+    apps,
     audit_log,
     deliveries,
+    devices,
     live_activity_keys,
     metadata,
     operations,
@@ -124,8 +126,15 @@ def _v12(conn: Connection, _dialect: str) -> None:
     quota_usage.create(conn, checkfirst=True)
 
 
+def _v13(conn: Connection, _dialect: str) -> None:
+    """Apps: the ``apps`` table, ``devices.app`` and ``deliveries.app`` (a direct send's)."""
+    apps.create(conn, checkfirst=True)
+    _add_column(conn, devices.c.app)
+    _add_column(conn, deliveries.c.app)
+
+
 MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
-                                                       _v10, _v11, _v12]
+                                                       _v10, _v11, _v12, _v13]
 LATEST = len(MIGRATIONS)
 
 

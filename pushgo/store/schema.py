@@ -40,6 +40,9 @@ devices = sa.Table(
     sa.Column("provider_token", sa.String(4096), nullable=True),
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("updated_at", Ms, nullable=False),
+    # The app whose credentials its provider deliveries use (pushgo.protocol.apps); NULL: the
+    # ``default`` app of the PUSHGO_APNS_*/FCM_*/WNS_* settings.
+    sa.Column("app", sa.String(64), nullable=True),
     sa.Index("ix_devices_token", "platform", "provider_token"),
 )
 
@@ -176,6 +179,9 @@ deliveries = sa.Table(
     # ``liveactivity``: an event's Live Activity push (``provider_token`` then holds the
     # push-to-start or activity token it goes to); NULL: the route's usual notification.
     sa.Column("push_type", sa.String(16), nullable=True),
+    # A direct send's app (its tokens belong to no device); NULL: the device's app, or the
+    # ``default`` app for a direct send without one.
+    sa.Column("app", sa.String(64), nullable=True),
     sa.Index("ix_deliveries_inbox", "device_key", "inbox", "seq"),
     sa.Index("ix_deliveries_due", "state", "route", "next_attempt_at"),
     sa.Index("ix_deliveries_op", "op_pk"),
@@ -455,4 +461,15 @@ quota_usage = sa.Table(
     sa.Column("subject", sa.String(80), primary_key=True),
     sa.Column("day", sa.Integer, primary_key=True),
     sa.Column("used", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+#: Apps added with ``pushgo app add`` / ``POST /admin/apps`` (those of PUSHGO_APPS_FILE are not
+#: stored). ``config`` is the JSON of pushgo.protocol.apps.App: file paths and ids, and the
+#: WNS client secret, which is never shown again.
+apps = sa.Table(
+    "apps", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=False),
 )

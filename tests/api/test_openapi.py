@@ -249,6 +249,11 @@ async def test_known_good_requests_match_the_document_and_the_routes(gateway, ap
     await call("DELETE", "/admin/keys/{key_id}", f"/admin/keys/{made_key['key_id']}")
     await call("GET", "/admin/audit", params={"limit": "10"})
     await call("POST", "/channel/unsubscribe", body={"device_key": key, "channel_id": cid})
+    made_app = await call("POST", "/admin/apps", body={
+        "name": "desk", "wns": {"client_id": "ms-app://desk", "client_secret": "desk-secret"}})
+    assert "client_secret" not in json.dumps(made_app)
+    assert "desk" in [a["name"] for a in (await call("GET", "/admin/apps"))["apps"]]
+    await call("DELETE", "/admin/apps/{name}", "/admin/apps/desk")
     for path in ("/healthz", "/readyz", "/gateway/profile", "/metrics", "/", "/docs",
                  "/openapi.json", "/webpush/vapid-public-key", "/webpush/subscribe",
                  "/webpush/sw.js", "/console", "/admin/console/stats",
