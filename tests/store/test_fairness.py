@@ -159,3 +159,97 @@ def test_more_senders_than_the_batch_each_get_one_and_the_weights_share_the_rest
         "a": 1, "b": 99}  # never nothing: one at least, however light
     assert dispatch_store.fair_shares({"a": 3, "b": 0}, {}, 10) == {"a": 3}
     assert dispatch_store.fair_shares({}, {}, 10) == {}
+
+
+async def test_every_delivery_written_carries_its_operations_sender(store: Store) -> None:
+    """Fan-out, a repeat's rounds, a scheduled send's release, direct sends and Live
+    Activity pushes: each delivery is its operation's sender's."""
+    from pushgo.store import channels as channel_store
+    from pushgo.store import devices as device_store
+    from pushgo.store import direct as direct_store
+    from pushgo.store import liveactivities as live_store
+    from pushgo.store import outbox as outbox_store
+    from pushgo.store import repeats as repeat_store
+    from pushgo.store import schedule as schedule_store
+
+    def write(conn: Any) -> None:
+        cid, device = "c" * 26, "d" * 32
+        channel_store.create(conn, cid, "ops", "hash", NOW)
+        device_store.create(conn, device, "ios", NOW)
+        device_store.set_route(conn, device, "apns", "ab" * 32, NOW)
+        channel_store.subscribe(conn, cid, device, NOW, 10)
+        live_store.set_keyed_token(conn, cid, "ev1", "cd" * 32, NOW, 10)
+
+        def operation(op_id: str, sender: str, route: str = "message.create") -> int:
+            return outbox_store.insert_operation(
+                conn, channel_id=cid, op_id=op_id, route=route, entity_type="message",
+                entity_id=op_id, thing_id=None, fingerprint="f", severity="normal",
+                payload="{}", alert="{}", created_at=NOW, expires_at=NOW + 86_400_000,
+                sender=sender)
+
+        repeated = operation("repeated", "k-repeat")
+        assert outbox_store.fan_out(conn, repeated, cid, NOW, NOW + 86_400_000) == 1
+        repeat_store.insert(conn, op_pk=repeated, channel_id=cid, op_id="repeated",
+                            entity_type="message", entity_id="repeated", every_s=60,
+                            max_sends=3, now=NOW, expires_at=NOW + 86_400_000)
+        assert repeat_store.run_due(conn, NOW + 60_000, 10).made == 1
+        later = operation("later", "k-later")
+        outbox_store.fan_out(conn, later, cid, NOW, NOW + 86_400_000)
+        schedule_store.schedule(conn, later, NOW + 1000)
+        assert schedule_store.release_due(conn, NOW + 1000) == [cid]
+        direct = operation("direct", "k-direct")
+        direct_store.insert_direct(conn, direct, cid, "apns", ["ef" * 32] * 2, NOW,
+                                   NOW + 86_400_000, "k-direct")
+        live = operation("live", "k-live", route="event.update")
+        assert live_store.add_keyed_pushes(conn, live, cid, "ev1", "update", NOW,
+                                           NOW + 86_400_000, "k-live") == 1
+
+    await store.run(write)
+    by_sender = await store.read(lambda c: Counter(
+        str(sender) for sender in c.execute(sa.select(deliveries.c.sender)).scalars()))
+    assert by_sender == {"k-repeat": 2, "k-later": 1, "k-direct": 2, "k-live": 1}
+
+
+def test_a_database_from_before_delivery_senders_is_migrated(db_url: str) -> None:
+    """The queued deliveries of an older database take their operation's sender; the index
+    of the fair claim is made; migrating again changes nothing."""
+    import inspect as source
+
+    from pushgo.store.migrations import LATEST, MIGRATIONS
+    from pushgo.store.schema import metadata, operations, schema_info
+
+    [adds] = [v for v, step in enumerate(MIGRATIONS, start=1)
+              if "deliveries.c.sender" in source.getsource(step)]
+    store = Store(db_url)
+
+    def version_before(conn: Any) -> None:
+        metadata.create_all(conn)
+        conn.exec_driver_sql("DROP INDEX ix_deliveries_sender_due")
+        conn.exec_driver_sql("ALTER TABLE deliveries DROP COLUMN sender")
+        conn.execute(schema_info.insert().values(id=1, version=adds - 1, migrated_at=0))
+        for pk, sender in ((1, "k-old"), (2, "root")):
+            conn.execute(operations.insert().values(
+                op_pk=pk, channel_id="c" * 26, op_id=f"op{pk}", route="message.create",
+                entity_type="message", entity_id=f"m{pk}", fingerprint="f", severity="normal",
+                payload="{}", created_at=NOW, expires_at=NOW + 1, sender=sender))
+            conn.execute(sa.text(
+                "INSERT INTO deliveries (delivery_id, op_pk, channel_id, device_key, route, "
+                "state, inbox, attempts, next_attempt_at, created_at, updated_at, expires_at) "
+                "VALUES (:id, :pk, :c, 'direct', 'apns', 'queued', :f, 0, 0, 0, 0, 1)"),
+                {"id": secrets.token_hex(16), "pk": pk, "c": "c" * 26, "f": False})
+
+    def shape(conn: Any) -> tuple[dict[int, str], set[str], int]:
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("deliveries")}
+        senders = {int(r.op_pk): str(r.sender) for r in conn.execute(
+            sa.select(deliveries.c.op_pk, deliveries.c.sender))}
+        return senders, indexes, conn.execute(sa.select(schema_info.c.version)).scalar_one()
+
+    try:
+        store.run_sync(version_before)
+        assert store.migrate() == adds - 1
+        senders, indexes, version = store.run_sync(shape)
+        assert senders == {1: "k-old", 2: "root"}
+        assert "ix_deliveries_sender_due" in indexes and version == LATEST
+        assert store.migrate() == LATEST
+    finally:
+        store.dispose()
