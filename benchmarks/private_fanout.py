@@ -310,19 +310,25 @@ def run(opts: Options) -> Report:
                    "PUSHGO_PRIVATE_MAX_SESSIONS": str(devices + 256),
                    "PUSHGO_CHANNEL_SUBSCRIBER_LIMIT": str(max(devices, 10_000)),
                    "PUSHGO_TOKEN_SERVICE_URL": "off"}
-            with ServerProcess.pushgo(f"pushgo {backend}", env, log=workdir / f"{backend}.log",
-                                      cpu=server_cpu) as server:
-                opts.log(f"private ({backend}): setting up {devices:,} devices")
-                channel, keys = anyio.run(_devices, server.url, devices, backend="trio")
-                for transport in TRANSPORTS:
+            channel, keys = "", []
+            for transport in TRANSPORTS:
+                # A fresh server per transport (the devices stay in the database): memory
+                # the previous transport's sessions freed would otherwise take the new ones.
+                with ServerProcess.pushgo(f"pushgo {backend} {transport}", env,
+                                          log=workdir / f"{backend}-{transport}.log",
+                                          cpu=server_cpu) as server:
+                    if not keys:
+                        opts.log(f"private ({backend}): setting up {devices:,} devices")
+                        channel, keys = anyio.run(_devices, server.url, devices,
+                                                  backend="trio")
                     results = [_round(server, transport, tcp_port, channel, keys, client_cpu)
                                for _ in range(rounds)]
-                    row = {"label": f"{transport} ({backend})", "devices": devices,
-                           **{k: median([r[k] for r in results]) for k in results[0]}}
-                    opts.log(f"{row['label']}: {row['rate']:,.0f}/s, last at "
-                             f"{row['last_ms']:,.0f} ms, {row['kb_per_conn']:.1f} KB/conn, "
-                             f"clients {row['client_cpu_pct']:.0f}% CPU")
-                    report.rows.append(row)
+                row = {"label": f"{transport} ({backend})", "devices": devices,
+                       **{k: median([r[k] for r in results]) for k in results[0]}}
+                opts.log(f"{row['label']}: {row['rate']:,.0f}/s, last at "
+                         f"{row['last_ms']:,.0f} ms, {row['kb_per_conn']:.1f} KB/conn, "
+                         f"clients {row['client_cpu_pct']:.0f}% CPU")
+                report.rows.append(row)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for done in report.rows:

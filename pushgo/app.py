@@ -17,8 +17,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pushgo.api.admin import key_routes
+from pushgo.api.apps import app_routes
 from pushgo.api.bulk import build_bulk_routes
 from pushgo.api.compat import compat_routes
+from pushgo.api.console import PUBLIC_PATHS as CONSOLE_PUBLIC_PATHS
+from pushgo.api.console import console_routes
 from pushgo.api.envelope import error_response
 from pushgo.api.front import Front
 from pushgo.api.openapi import DOCS_PATH, OPENAPI_PATH, docs_routes
@@ -28,13 +32,15 @@ from pushgo.api.receipts import receipt_routes
 from pushgo.api.routes import build_routes
 from pushgo.api.webpush import PUBLIC_PATHS as WEBPUSH_PUBLIC_PATHS
 from pushgo.api.webpush import webpush_routes
-from pushgo.delivery.private import Hub, PrivateStreams
+from pushgo.delivery.appsenders import AppSenders
+from pushgo.delivery.private import Hub, InboxReads, PrivateStreams
 from pushgo.delivery.private_link import LinkConfig, PrivateLinks
 from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
-from pushgo.delivery.providers import attach_vapid, build_senders
+from pushgo.delivery.providers import attach_vapid, build_senders, check_app
 from pushgo.delivery.pump import OutboxPump
 from pushgo.delivery.repeats import RepeatDriver
+from pushgo.delivery.sampler import Sampler
 from pushgo.delivery.scheduler import Scheduler
 from pushgo.delivery.wakeups import PgWakeups
 from pushgo.errors import GatewayError, StoreUnavailable, codes
@@ -63,28 +69,39 @@ class Gateway:
     """One gateway: its store, services and ASGI app. ``running()`` owns its background work."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms,
-                 store: Store | None = None, slot: int = 0) -> None:
+                 store: Store | None = None, slot: int = 0, workers: int | None = None) -> None:
         """``slot``: this process's worker slot (``pushgo serve --workers``), part of its
-        identity in the outbox's leases."""
+        identity in the outbox's leases; ``workers``: how many processes serve together
+        (default ``settings.workers``), each enforcing its share of the request rates."""
         self.settings = settings
         self.store = store or Store.from_settings(settings)
         #: Why the store cannot serve (the last health probe's reason), None while it can.
         self.store_problem: str | None = None
-        self.hub = Hub()
-        self.ctx = Context(settings, self.store, listeners=[self.hub], clock=clock)
+        self.ctx = Context(settings, self.store, listeners=[], clock=clock)
         self.results = ResultBuffer()
         self.senders = build_senders(settings, self.results, clock_ms=clock)
         self.outbox = OutboxService(self.store, instance_identity(settings, slot))
-        self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results)
+        self.services = Services.build(self.ctx, processes=workers or settings.workers,
+                                       check_app=check_app)
+        self.quotas = self.services.quotas
+        self.hub = Hub(InboxReads(self.services.inbox))
+        self.ctx.listeners.insert(0, self.hub)  # streams hear of accepted work first
+        #: The senders of apps other than ``default`` (PUSHGO_APPS_FILE, pushgo app add).
+        self.app_senders = AppSenders(settings, self.services.apps, self.results,
+                                      clock_ms=clock)
+        self.pump = OutboxPump(self.ctx, self.outbox, self.senders, self.results,
+                               self.app_senders)
         self.ctx.listeners.append(self.pump)
-        self.services = Services.build(self.ctx)
         self.pump.on_results.append(self.services.status.results_written)
         #: Releases scheduled sends when their deliver_at comes.
         self.scheduler = Scheduler(self.ctx, self.services.schedules)
         #: Rounds of sends repeated until acknowledged.
         self.repeats = RepeatDriver(self.ctx, self.services.receipts)
         self.ctx.listeners.append(self.repeats)
-        self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders)
+        #: The console's history of queue depth and sends (the last hour, in memory).
+        self.sampler = Sampler(self.services.console, self.pump)
+        self.bulk = Bulk(self.ctx, self.services.channels, self.services.publisher, self.senders,
+                         self.services.apps)
         self.streams = PrivateStreams(self.ctx, self.hub, self.services.inbox, self.outbox)
         #: warp-link sessions (the PushGo apps' private mode) over the transports configured.
         config = LinkConfig(token=settings.token, max_sessions=settings.private_max_sessions)
@@ -127,6 +144,9 @@ class Gateway:
         self.metrics = GatewayMetrics(self)
         routes.append(Route("/metrics", self.metrics.endpoint, methods=["GET"]))
         routes += admin_routes(self.services)
+        routes += key_routes(self.services)
+        routes += console_routes(self.services.console)
+        routes += app_routes(self.services)
         routes += docs_routes(settings, self._auth_exempt)
         self.starlette = Starlette(
             routes=routes,
@@ -141,13 +161,16 @@ class Gateway:
         self.asgi = Front(self.starlette, self.starlette.router, token=settings.token,
                           exempt=self._auth_exempt, on_request=self.metrics.on_request,
                           trusted_proxies=settings.trusted_proxies,
-                          body_timeout_s=settings.http_body_timeout_s)
+                          body_timeout_s=settings.http_body_timeout_s,
+                          resolve=self.services.keys.resolve, quotas=self.quotas)
 
     def _auth_exempt(self, path: str) -> bool:
         if path in (OPENAPI_PATH, DOCS_PATH):  # the API's description: nothing else
             return True
         if path in WEBPUSH_PUBLIC_PATHS and self.settings.webpush_enabled:
             return True  # the subscribe page, its worker and the public key: no secrets
+        if path in CONSOLE_PUBLIC_PATHS:
+            return True  # the console's page holds no data; its calls carry a credential
         if not self.settings.mcp_enabled:
             return False
         return (path == "/mcp" or path.startswith(("/mcp/", "/oauth/", "/.well-known/")))
@@ -173,6 +196,7 @@ class Gateway:
         """Migrate the store, start background tasks; on exit stop them and flush the store."""
         await anyio.to_thread.run_sync(self.store.migrate, self.ctx.now())
         try:
+            await self.services.apps.start()
             if self.settings.webpush_enabled:
                 attach_vapid(self.senders, await self.services.vapid.ensure())
             if self.oauth is not None:
@@ -185,6 +209,7 @@ class Gateway:
                 await tg.start(self.pump.run)
                 await tg.start(self.scheduler.run)
                 await tg.start(self.repeats.run)
+                await tg.start(self.sampler.run)
                 if self.private_tcp is not None:
                     await tg.start(self.private_tcp.run)
                 if self.private_quic is not None:
@@ -232,6 +257,7 @@ class Gateway:
                     deadline_s=self.settings.db_statement_timeout_ms / 1000)
                 if expired:
                     log.info("expired deliveries", extra={"fields": {"count": expired}})
+                await self.quotas.purge()  # the daily counts of past days
             except StoreUnavailable as exc:  # named reason, no traceback: tried next round
                 log.warning("expiry sweep failed", extra={"fields": {"error": exc.message}})
             except Exception:

@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--worker-dir", help=argparse.SUPPRESS)
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-count", type=int, default=None, help=argparse.SUPPRESS)
     sub.add_parser("version", help="print the version")
     from pushgo.commands import add_commands
 
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         given = list(sys.argv[1:] if argv is None else argv)
         return supervise(settings, given[given.index("serve") + 1:])
     return serve(settings, listen_fd=args.listen_fd, worker_dir=args.worker_dir,
-                 worker_index=args.worker_index)
+                 worker_index=args.worker_index, worker_count=args.worker_count)
 
 
 def supervise(settings: Settings, serve_args: Sequence[str]) -> int:
@@ -104,11 +105,14 @@ def supervise(settings: Settings, serve_args: Sequence[str]) -> int:
 
 
 def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str | None = None,
-          worker_index: int = 0) -> int:
+          worker_index: int = 0, worker_count: int | None = None) -> int:
+    """``worker_count``: the supervisor's N (each worker runs with ``--workers 1``), so each
+    enforces its share of the request rates."""
     import anyio
 
     from pushgo import logs
     from pushgo.app import Gateway
+    from pushgo.store.apps import all_configs as all_app_configs
     from pushgo.store.engine import Store
 
     logs.setup(settings.log_level)
@@ -119,7 +123,10 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
         print(f"pushgo: cannot open PUSHGO_DB_URL: {_reason(exc)}", file=sys.stderr)
         return 2
     try:
-        gateway = Gateway(settings, store=store, slot=worker_index)
+        gateway = Gateway(settings, store=store, slot=worker_index, workers=worker_count)
+        if settings.apps_file:  # before serving: a name both stored and in the file
+            with store.engine.connect() as conn:
+                gateway.services.apps.check_unique(all_app_configs(conn))
     except SettingsError as exc:
         print(f"pushgo: {exc}", file=sys.stderr)
         return 2

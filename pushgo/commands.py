@@ -8,8 +8,13 @@
     pushgo cancel OP_ID [--channel ID --password P]   cancel what has not gone out
     pushgo db migrate                            bring PUSHGO_DB_URL's schema up to date
     pushgo oauth rotate-key                      a new access-token signing key (pushgo.oauth.rotate)
+    pushgo key create --name N --scope S …       a scoped API key (printed once)
+    pushgo key list [--all] | key revoke KEY_ID  the API keys; revoke one at once
+    pushgo audit [--limit N]                     the audit log of admin actions
+    pushgo app add|list|remove                   apps with their own credentials (pushgo.appcommands)
 
-All but ``db migrate`` talk to a running gateway over HTTP: ``--url`` (default: the
+``db migrate``, ``oauth``, ``key``, ``audit`` and ``app`` work on the database (``--db-url`` or
+``PUSHGO_DB_URL``); the others talk to a running gateway over HTTP: ``--url`` (default: the
 ``PUSHGO_HTTP_ADDR`` it listens on), the gateway token from ``PUSHGO_TOKEN``, a channel
 password from ``--password`` or ``PUSHGO_CHANNEL_PASSWORD``. ``--json`` prints the answer's
 ``data`` for scripts. Exit codes: 0 ok, 1 the gateway refused (its ``error_code`` is printed)
@@ -28,6 +33,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
+
+from pushgo.appcommands import add_app_commands, run_app_command
 
 if TYPE_CHECKING:
     import httpx
@@ -127,6 +134,36 @@ def add_commands(sub: Any) -> None:
                     "retired key verifies the tokens it signed until they expire. Prints the "
                     "new key id.")
     rotate.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
+    _add_key_commands(sub)
+    add_app_commands(sub)
+
+
+def _add_key_commands(sub: Any) -> None:
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--db-url", help="database URL (default: PUSHGO_DB_URL)")
+    key = sub.add_parser("key", help="scoped API keys")
+    ksub = key.add_subparsers(dest="key_command", required=True)
+    create = ksub.add_parser(
+        "create", parents=[database], help="create an API key",
+        description="Create an API key; prints it (as JSON, with its key_id) this once only.")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", action="append", dest="scopes", required=True,
+                        help="send, direct, status, devices, metrics or admin (repeatable)")
+    create.add_argument("--channel", action="append", dest="channels",
+                        help="only this channel (repeatable; default: every channel)")
+    create.add_argument("--app", action="append", dest="apps",
+                        help="only this app (repeatable; default: every app)")
+    create.add_argument("--rate-per-s", type=float, help="requests per second at most")
+    create.add_argument("--daily-notifications", type=int, help="notifications a day at most")
+    create.add_argument("--weight", type=int, default=1,
+                        help="its share of delivery when senders compete (1-1000)")
+    listing = ksub.add_parser("list", parents=[database], help="list the API keys")
+    listing.add_argument("--all", action="store_true", help="revoked keys too")
+    listing.add_argument("--json", action="store_true", help="print them as JSON")
+    revoke = ksub.add_parser("revoke", parents=[database], help="revoke an API key at once")
+    revoke.add_argument("key_id")
+    audit = sub.add_parser("audit", parents=[database], help="the audit log, newest first")
+    audit.add_argument("--limit", type=int, default=50)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -137,6 +174,10 @@ def run_command(args: argparse.Namespace) -> int:
             from pushgo.oauth.rotate import run
 
             return run(args, _oauth_records)
+        if args.command in ("key", "audit"):
+            return _keys_command(args)
+        if args.command == "app":
+            return run_app_command(args, CliError)
         with _Client(args) as client:
             if args.command == "channel" and args.channel_command == "create":
                 return _channel_create(client, args)
@@ -480,4 +521,56 @@ def _db_migrate(args: argparse.Namespace) -> int:
         print(f"schema up to date (version {LATEST})")
     else:
         print(f"migrated schema from version {before} to {LATEST}")
+    return 0
+
+
+def _keys_command(args: argparse.Namespace) -> int:
+    """``pushgo key …`` and ``pushgo audit`` on the database (actor: ``cli``)."""
+    import anyio
+    import msgspec
+
+    from pushgo.errors import GatewayError
+    from pushgo.service.audit import AuditLog
+    from pushgo.service.context import Context
+    from pushgo.service.keys import Keys
+    from pushgo.settings import SettingsError, load
+    from pushgo.store.engine import Store
+
+    url = args.db_url or os.environ.get("PUSHGO_DB_URL", "")
+    try:
+        settings = load({"PUSHGO_DB_URL": url} if url.strip() else {})
+    except SettingsError as exc:
+        raise CliError(str(exc), 2) from None
+    store = Store(settings.db_url, pool_size=1)
+    try:
+        store.migrate()
+        ctx = Context(settings, store)
+        keys = Keys(ctx)
+
+        async def act() -> Any:
+            if args.command == "audit":
+                return await AuditLog(ctx).recent(args.limit)
+            if args.key_command == "create":
+                row, key = await keys.create(
+                    args.name, args.scopes, channels=args.channels, apps=args.apps,
+                    rate_per_s=args.rate_per_s, daily_notifications=args.daily_notifications,
+                    weight=args.weight, cli=True)
+                return {**msgspec.to_builtins(row), "key": key}
+            if args.key_command == "list":
+                return await keys.list(include_revoked=args.all)
+            return await keys.revoke(args.key_id, cli=True)
+
+        try:
+            data = msgspec.to_builtins(anyio.run(act))
+        except GatewayError as exc:
+            raise CliError(f"{exc.message} ({exc.code})") from None
+    finally:
+        store.dispose()
+    if args.command == "key" and args.key_command == "list" and not args.json:
+        for row in data:
+            state = "revoked" if row["revoked_at"] else "live"
+            print(f"{row['key_id']}  {state:7}  {row['name']}  {','.join(row['scopes'])}"
+                  + (f"  channels={','.join(row['channels'])}" if row["channels"] else ""))
+        return 0
+    print(json.dumps(data, ensure_ascii=False, separators=(",", ":")))  # the fields in order
     return 0

@@ -16,7 +16,8 @@ from pushgo.protocol import errors as codes
 from pushgo.protocol.errors import ErrorCode, by_code
 
 __all__ = ["AuthenticationFailed", "Conflict", "ErrorCode", "Forbidden", "GatewayError", "InvalidInput",
-           "NotFound", "PasswordMismatch", "PayloadTooLarge", "RateLimited", "ServerBusy",
+           "NotFound", "PasswordMismatch", "PayloadTooLarge", "QuotaExceeded", "RateLimited",
+           "ServerBusy",
            "StoreUnavailable", "by_code", "codes"]
 
 
@@ -32,6 +33,8 @@ class GatewayError(Exception):
     default_message: ClassVar[str | None] = None
     #: Seconds a client should wait before trying again (a ``Retry-After`` header), or None.
     retry_after: int | None = None
+    #: More response headers of an HTTP answer (lowercase names), e.g. ``RateLimit-*``.
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, error: ErrorCode | None = None, message: str | None = None, *,
                  status: int | None = None):
@@ -111,6 +114,19 @@ class RateLimited(GatewayError):
         super().__init__(None, message or f"too many failed password attempts; retry in "
                                           f"{wait} s")
         self.retry_after = wait
+
+
+class QuotaExceeded(GatewayError):
+    """An API key's or a channel's request rate or daily notifications are used up (429 with
+    ``Retry-After`` and the ``RateLimit-*`` headers of the limit that refused)."""
+
+    default = codes.QUOTA_EXCEEDED
+
+    def __init__(self, message: str, retry_after: float,
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(None, message)
+        self.retry_after = max(1, math.ceil(round(retry_after, 3)))
+        self.headers = headers
 
 
 class StoreUnavailable(GatewayError):

@@ -41,6 +41,7 @@ from pushgo.delivery.pump import OutboxPump
 from pushgo.errors import InvalidInput, codes
 from pushgo.service.context import Context
 from pushgo.service.outbox import OutboxService
+from pushgo.service.quotas import Quotas
 
 log = logging.getLogger("pushgo.metrics")
 
@@ -52,7 +53,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 #: Gauges every worker reads alike (the shared outbox) or that make no sense added up: merged
 #: by max, not summed.
 SHARED_GAUGES = frozenset({"pushgo_queue_depth", "process_start_time_seconds",
-                           "process_max_fds"})
+                           "process_max_fds", "pushgo_key_notifications_today"})
 
 
 class Observed(Protocol):
@@ -75,6 +76,9 @@ class Observed(Protocol):
     @property
     def outbox(self) -> OutboxService: ...
 
+    @property
+    def quotas(self) -> Quotas: ...
+
 
 class _Histogram(Protocol):
     """A sender's latency buckets (``pushgo.push.sender.LatencyHistogram``)."""
@@ -94,6 +98,8 @@ class GatewayMetrics:
         self.gateway = gateway
         self.http: dict[tuple[str, str, str], int] = {}
         self.queue: dict[str, int] = {}
+        #: Notifications each API key sent today (the shared daily counts, busiest first).
+        self.used_today: dict[str, int] = {}
         self._queue_at = -QUEUE_REFRESH_S
         self._refresh_lock = anyio.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
@@ -116,6 +122,10 @@ class GatewayMetrics:
                 self.queue = await self.gateway.outbox.queue_depth()
             except Exception:
                 log.exception("reading the queue depth failed")
+            try:
+                self.used_today = await self.gateway.quotas.used_today()
+            except Exception:
+                log.exception("reading the daily quota counts failed")
             self._queue_at = anyio.current_time()
 
     async def render(self) -> bytes:
@@ -170,6 +180,25 @@ class _Collector:
         yield from self._providers()
         yield from self._breakers()
         yield from self._process()
+        yield from self._quotas()
+
+    def _quotas(self) -> Iterator[Metric]:
+        refused = CounterMetricFamily(
+            "pushgo_quota_rejections",
+            "Requests and operations refused quota_exceeded, by limit (rate, daily) and "
+            "subject (key, channel)", labels=["kind", "subject"])
+        counts = self.m.gateway.quotas.refusals
+        for kind in ("rate", "daily"):
+            for subject in ("key", "channel"):
+                refused.add_metric([kind, subject], counts.get((kind, subject), 0))
+        yield refused
+        today = GaugeMetricFamily(
+            "pushgo_key_notifications_today",
+            "Notifications counted against each API key's daily quota today (UTC; the "
+            "busiest keys, all processes)", labels=["key_id"])
+        for key_id, n in sorted(self.m.used_today.items()):
+            today.add_metric([key_id], n)
+        yield today
 
     def _accepted(self) -> Iterator[Metric]:
         counts = self.m.gateway.ctx.counts

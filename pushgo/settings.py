@@ -63,10 +63,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     wns_client_secret: str | None = None
     wns_token_url: str | None = None
     wns_endpoint: str | None = None
+    #: TOML file of further apps ([apps.NAME] tables), beside the ``default`` app.
+    apps_file: str | None = None
     webpush_enabled: bool = True
     vapid_subject: str | None = None
     webpush_allow_loopback: bool = False
     channel_subscriber_limit: int = 10000
+    #: Operations a second each channel accepts (None: unlimited; pushgo.service.quotas).
+    channel_rate_per_s: float | None = None
+    #: Notifications a UTC day each channel accepts (None: unlimited).
+    channel_daily_notifications: int | None = None
     provider_connections: int = 2
     provider_response_timeout_s: float = 30.0
     provider_ping_timeout_s: float = 10.0
@@ -188,6 +194,16 @@ def _seconds(lo: float, hi: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _rate(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of requests a second") from None
+    if not 0.001 <= value <= 1_000_000:  # NaN fails both comparisons
+        raise ValueError("expected requests a second from 0.001 to 1000000")
+    return value
 
 
 def _text(raw: str) -> str:
@@ -380,6 +396,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("PUSHGO_WNS_ENDPOINT", "wns_endpoint", _origin,
            "tests: send every WNS notification to this origin instead of the channel URI's "
            "host (path and query kept)"),
+    Option("PUSHGO_APPS_FILE", "apps_file", _file,
+           "TOML file of further apps, each with its own APNs/FCM/WNS credentials "
+           "([apps.NAME] tables; see Several apps on one gateway)"),
     Option("PUSHGO_WEBPUSH_ENABLED", "webpush_enabled", _bool,
            "Web Push to browser subscriptions (the webpush route; default on)"),
     Option("PUSHGO_VAPID_SUBJECT", "vapid_subject", _vapid_subject,
@@ -388,6 +407,12 @@ OPTIONS: tuple[Option, ...] = (
            "tests only: Web Push endpoints may be on loopback or private hosts"),
     Option("PUSHGO_CHANNEL_SUBSCRIBER_LIMIT", "channel_subscriber_limit",
            _int_range(1, 100_000_000), "subscribers per channel (default 10000)"),
+    Option("PUSHGO_CHANNEL_RATE_PER_S", "channel_rate_per_s", _rate,
+           "operations a second each channel accepts, from anyone; past it 429 "
+           "quota_exceeded (default unlimited)"),
+    Option("PUSHGO_CHANNEL_DAILY_NOTIFICATIONS", "channel_daily_notifications",
+           _int_range(1, 10**12), "notifications (deliveries written) a UTC day each channel "
+           "accepts; past it 429 quota_exceeded until midnight UTC (default unlimited)"),
     Option("PUSHGO_PROVIDER_CONNECTIONS", "provider_connections", _int_range(1, 64),
            "HTTP/2 connections per provider (default 2)"),
     Option("PUSHGO_PROVIDER_RESPONSE_TIMEOUT_S", "provider_response_timeout_s",

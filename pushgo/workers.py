@@ -179,7 +179,7 @@ class Supervisor:
         fd = self.sock.fileno()
         argv = [sys.executable, "-m", "pushgo.cli", "serve", *self.serve_args,
                 "--workers", "1", "--listen-fd", str(fd), "--worker-dir", self.dir,
-                "--worker-index", str(worker.index)]
+                "--worker-index", str(worker.index), "--worker-count", str(len(self.workers))]
         worker.proc = subprocess.Popen(argv, pass_fds=(fd,), process_group=0)  # noqa: S603
         worker.started_at = time.monotonic()
         worker.restart_at = None

@@ -18,7 +18,7 @@ ROOT = Path(pushgo.__file__).resolve().parent
 #: Everything the gateway is made of but the test doubles.
 WIRING = frozenset({"pushgo", "protocol", "store", "service", "push", "delivery", "api", "mcp",
                     "oauth", "metrics", "errors", "settings", "logs", "hypercorn_guard", "app",
-                    "cli", "commands", "workers"})
+                    "cli", "commands", "appcommands", "workers"})
 _DOORS = frozenset({"protocol", "service", "delivery", "errors", "settings", "logs"})
 
 #: Layer -> the layers it may import from. ``pushgo`` is the root package (``__version__``),
@@ -45,6 +45,7 @@ RULES: dict[str, frozenset[str]] = {
     "app": WIRING,
     "cli": WIRING,
     "commands": WIRING,
+    "appcommands": WIRING,
     "workers": WIRING,
     # Test doubles: real peers over the wire, and the MCP conformance fixtures.
     "testing": frozenset({"pushgo", "protocol", "mcp", "testing"}),

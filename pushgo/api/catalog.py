@@ -18,11 +18,14 @@ from typing import Any, Literal
 
 import msgspec
 
+from pushgo.api import admin as ADM
 from pushgo.errors import codes as C
+from pushgo.protocol import apps as APPS
 from pushgo.protocol import compat, wire
 from pushgo.protocol import liveactivity as LA
 from pushgo.protocol import operations as OPS
 from pushgo.protocol import receipts as RCP
+from pushgo.service.keys import KeyOut
 
 # --------------------------------------------------------------------------- dict answers
 
@@ -67,6 +70,15 @@ class ProfileOut(_Doc):
 
 class VapidKeyOut(_Doc):
     application_server_key: str
+
+
+class KeyListQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    all: Literal["true", "false"] = "false"  #: true: revoked keys too
+
+
+class AuditQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    limit: str = "100"  #: a whole number, at most 500
+    before: str | None = None  #: entries older than this seq (a whole number: the next page)
 
 
 class ChannelCreateIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -151,6 +163,81 @@ class CancelOut(_Doc):
     repeat_stopped: bool  # a send repeated until acknowledged makes no more rounds
 
 
+class ConsoleStates(_Doc):
+    queued: int
+    scheduled: int
+    sent: int
+    failed: int
+    expired: int
+    cancelled: int
+
+
+class ConsoleOperation(_Doc):
+    op_id: str
+    kind: str  # message | event | thing
+    created_at: int
+    sender: str  # the key id it was accepted under (root: the gateway token)
+    channel_id: str | None  # None: direct tokens, or an op_id over several channels
+    channel_name: str | None
+    deliver_at: int | None
+    operations: int
+    total: int
+    done: bool
+    states: ConsoleStates
+
+
+class ConsoleSample(_Doc):
+    at: int
+    queued: int
+    due: int
+    sent: int  # sent by this process since the previous sample
+
+
+class ConsoleStatsOut(_Doc):
+    interval_s: float
+    capacity: int
+    now: int
+    queued: int
+    due: int
+    samples: list[ConsoleSample]
+
+
+class ConsoleHealthRow(_Doc):
+    route: str
+    state: str
+    last_error: str | None
+    since: int
+    updated_at: int
+
+
+class ConsoleBreaker(_Doc):
+    state: str  # closed | open | half_open
+    failures: int
+    opened: int
+    last_error: str | None
+
+
+class ConsoleProvider(_Doc):
+    route: str
+    configured: bool  # this process sends to it
+    state: str  # closed | open | half_open
+    shared: ConsoleHealthRow | None
+    shared_fresh: bool
+    local: ConsoleBreaker | None
+
+
+class ConsoleReason(_Doc):
+    route: str
+    reason: str
+    count: int
+
+
+class ConsoleFailuresOut(_Doc):
+    since: int
+    total: int
+    reasons: list[ConsoleReason]
+
+
 # --------------------------------------------------------------------------- query parameters
 
 
@@ -179,6 +266,10 @@ def _fields_query(name: str, names: frozenset[str]) -> type[Any]:
 NtfyQuery = _fields_query("NtfyQuery", compat.NTFY_QUERY)
 ServerChanQuery = _fields_query("ServerChanQuery", compat.SERVERCHAN_FIELDS)
 BarkQuery = _fields_query("BarkQuery", compat.BARK_QUERY)
+
+
+class ConsoleOperationsQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    limit: int | None = None  # 1-200, default 30
 
 
 class NoQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -228,6 +319,8 @@ class Op:
     loose: tuple[int, ...] = ()
     #: Links to later operations (stateful testing): name → (method, path, parameters, body).
     links: dict[str, Link] = field(default_factory=dict)
+    #: The success status.
+    status: int = 200
 
 
 #: The codes every field of a send can answer with (pushgo.protocol.fields, operations).
@@ -290,6 +383,22 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
                            data=ReadyOut, codes=(C.NOT_READY.code,)),
     ("GET", "/gateway/profile"): Op("which private transports and providers are on", "gateway",
                                     data=ProfileOut),
+    # the operator console (the page needs no credential; its data routes need admin)
+    ("GET", "/console"): Op("the operator console: operations, providers, queue and failures",
+                            "admin", media=HTML, media_schema={"type": "string"}),
+    ("GET", "/admin/console/operations"): Op(
+        "the newest operations with their deliveries by state (admin)", "admin",
+        query=ConsoleOperationsQuery, data=list[ConsoleOperation],
+        codes=(C.SCOPE_REQUIRED.code, C.INVALID_QUERY.code)),
+    ("GET", "/admin/console/stats"): Op(
+        "provider queue depth and sends: now, and the last hour's samples (admin)", "admin",
+        query=NoQuery, data=ConsoleStatsOut, codes=(C.SCOPE_REQUIRED.code, C.INVALID_QUERY.code)),
+    ("GET", "/admin/console/providers"): Op(
+        "each provider's circuit breaker state (admin)", "admin", query=NoQuery,
+        data=list[ConsoleProvider], codes=(C.SCOPE_REQUIRED.code, C.INVALID_QUERY.code)),
+    ("GET", "/admin/console/failures"): Op(
+        "the last hour's failed deliveries by reason (admin)", "admin", query=NoQuery,
+        data=ConsoleFailuresOut, codes=(C.SCOPE_REQUIRED.code, C.INVALID_QUERY.code)),
     ("GET", "/metrics"): Op("Prometheus metrics", "gateway", query=MetricsQuery, media=TEXT,
                             media_schema={"type": "string"}, codes=(C.INVALID_QUERY.code,)),
     ("GET", "/openapi.json"): Op("this API described for machines (OpenAPI 3.1)", "gateway",
@@ -376,6 +485,15 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
     ("POST", "/channel/rename"): Op(
         "rename a channel", "channels", body=wire.RenameIn, data=wire.RenameOut,
         codes=(*_CHANNEL, *_PASSWORD, C.INVALID_CHANNEL_NAME.code)),
+    # apps (admin)
+    ("GET", "/admin/apps"): Op("the apps this gateway sends for (admin)", "admin",
+                               data=APPS.AppsOut, codes=(C.SCOPE_REQUIRED.code,)),
+    ("POST", "/admin/apps"): Op(
+        "add an app with its own APNs/FCM/WNS credentials (admin)", "admin", body=APPS.AppIn,
+        data=APPS.AppOut, codes=(C.SCOPE_REQUIRED.code, C.INVALID_APP.code, C.APP_EXISTS.code)),
+    ("DELETE", "/admin/apps/{name}"): Op(
+        "remove a stored app; its devices' deliveries then fail (admin)", "admin",
+        codes=(C.SCOPE_REQUIRED.code, C.APP_NOT_FOUND.code, C.APP_EXISTS.code)),
     ("POST", "/channel/create"): Op(
         "create a channel without subscribing a device (operators)", "channels",
         body=ChannelCreateIn, data=ChannelCreateOut,
@@ -534,6 +652,19 @@ OPS_BY_ROUTE.update({
                                        loose=_PAGE),
     ("POST", "/mcp/revoke/session"): Op("revoke an MCP session's binding (form)", "mcp",
                                         loose=_PAGE, raw_body={FORM: {"type": "object"}}),
+    # admin (the ``admin`` scope): API keys and the audit log
+    ("POST", "/admin/keys"): Op(
+        "create an API key (the key is in this answer only)", "admin", body=ADM.KeyCreateIn,
+        data=ADM.KeyCreatedOut, status=201,
+        codes=(C.INVALID_KEY_NAME.code, C.INVALID_SCOPE.code, C.INVALID_KEY_LIMIT.code,
+               C.INVALID_ARGUMENTS.code, C.INVALID_CHANNEL_ID.code,
+               C.CHANNEL_ID_REQUIRED.code)),
+    ("GET", "/admin/keys"): Op("the API keys (never their secrets)", "admin",
+                               query=KeyListQuery, data=ADM.KeyListOut),
+    ("DELETE", "/admin/keys/{key_id}"): Op("revoke an API key (at once, in every process)",
+                                           "admin", data=KeyOut, codes=(C.KEY_NOT_FOUND.code,)),
+    ("GET", "/admin/audit"): Op("the audit log of admin actions, newest first", "admin",
+                                query=AuditQuery, data=ADM.AuditOut),
     ("*", "/mcp"): Op("the MCP server (Streamable HTTP: POST JSON-RPC, GET a stream, DELETE "
                       "a session)", "mcp",
                       loose=(200, 202, 400, 401, 403, 404, 405, 406, 413, 415, 429),

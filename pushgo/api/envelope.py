@@ -101,6 +101,7 @@ def error_response(exc: GatewayError, request: Request | None = None) -> Respons
         headers["www-authenticate"] = "Bearer"
     if exc.retry_after is not None:
         headers["retry-after"] = str(exc.retry_after)
+    headers.update(exc.headers)
     return Response(error_body(exc, rid, locale), status_code=exc.status,
                     media_type="application/json", headers=headers)
 

@@ -9,7 +9,12 @@ carry the gateway token there) or bodies.
 
 The gateway token: ``Authorization: Bearer <token>`` first; a request without an
 Authorization header may carry it as ``?token=<token>`` instead (PushGo Gateway v1.3's
-fallback, for senders that cannot set headers). The request's path is logged and counted by
+fallback, for senders that cannot set headers). The same places may carry a scoped API key
+(``pgk_…``, pushgo.service.keys) instead: it is looked up on every request (a revoked key
+fails at once, in every process), the request then acts as its Principal (the ``PRINCIPAL``
+context variable, reset after the request) and needs the route's scope
+(pushgo.api.scopes); an unknown or revoked key is 401, a missing scope 403. The gateway
+token is compared in memory, as before: no database read. The request's path is logged and counted by
 its route template, never with its query string, so the token never reaches a log line, a
 metrics label or an error message; the routes skip the ``token`` parameter.
 """
@@ -29,8 +34,18 @@ from starlette.websockets import WebSocket
 
 from pushgo.api.envelope import error_body, locale_of
 from pushgo.api.reading import BodyReader, RequestTimeout
-from pushgo.errors import AuthenticationFailed, GatewayError, NotFound, codes
+from pushgo.api.scopes import scope_of
+from pushgo.errors import (
+    AuthenticationFailed,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    QuotaExceeded,
+    codes,
+)
 from pushgo.protocol.compat import loggable_path
+from pushgo.service.principal import PRINCIPAL, Principal, current, key_id_of
+from pushgo.service.quotas import Quotas, Usage
 from pushgo.service.throttle import CLIENT, client_address, networks
 
 log = logging.getLogger("pushgo.http")
@@ -52,6 +67,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             value = raw.decode("latin-1")
     return value
+
+
+def _encoded(headers: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in headers]
 
 
 def bearer_matches(header: str | None, token: str) -> bool:
@@ -78,6 +97,28 @@ def query_token_matches(scope: Scope, token: str) -> bool:
     return hmac.compare_digest(given.encode(), token.encode())
 
 
+def _query_token(scope: Scope) -> str | None:
+    raw: bytes = scope.get("query_string", b"")
+    given: str | None = None
+    if raw and TOKEN_QUERY.encode() in raw:
+        for key, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+            if key == TOKEN_QUERY:
+                given = value
+    return given
+
+
+def api_key_given(scope: Scope) -> str | None:
+    """The API key the request carries (``Authorization: Bearer pgk_…``, or ``?token=pgk_…``
+    without an Authorization header), or None when it carries none."""
+    header = _header(scope, b"authorization")
+    if header is not None:
+        parts = header.split()
+        given = parts[1] if len(parts) == 2 and parts[0].lower() == "bearer" else None
+    else:
+        given = _query_token(scope)
+    return given if given is not None and key_id_of(given) is not None else None
+
+
 def token_accepted(scope: Scope, token: str) -> bool:
     header = _header(scope, b"authorization")
     if header is not None:
@@ -90,8 +131,14 @@ class Front:
                  exempt: Callable[[str], bool] = lambda _p: False,
                  on_request: Callable[[str, str, int], None] | None = None,
                  trusted_proxies: tuple[str, ...] = (),
-                 body_timeout_s: float | None = None) -> None:
+                 body_timeout_s: float | None = None,
+                 resolve: Callable[[str], Awaitable[Principal | None]] | None = None,
+                 quotas: Quotas | None = None) -> None:
         self.app = app
+        # An API key → its Principal (None: unknown or revoked); None: no API keys here.
+        self.resolve = resolve
+        #: Per-key request rates, taken right after authentication (pushgo.service.quotas).
+        self.quotas = quotas
         # The request body's arrival deadline (pushgo.api.reading); None: no deadline.
         self.body_timeout_s = body_timeout_s
         self.trusted = networks(trusted_proxies)
@@ -123,6 +170,36 @@ class Front:
                 return template
         return None
 
+    async def _principal(self, key: str, template: str,
+                         reply: Callable[[GatewayError], Awaitable[None]]) -> Principal | None:
+        """The API key's principal, if the key is live and has the route's scope; else the
+        refusal is answered and None returned."""
+        assert self.resolve is not None
+        try:
+            principal = await self.resolve(key)
+        except GatewayError as exc:  # the store cannot say: 503, never a pass
+            await reply(exc)
+            return None
+        if principal is None:
+            await reply(AuthenticationFailed())
+            return None
+        need = scope_of(template)
+        if need is not None and not principal.may(need):
+            await reply(Forbidden(codes.SCOPE_REQUIRED,
+                                  f"this API key lacks the {need.value!r} scope"))
+            return None
+        return principal
+
+    def _admit(self) -> Usage | QuotaExceeded | None:
+        """The request's principal takes its key's rate: the refusal, the Usage whose
+        RateLimit-* fields the answer carries, or None (nothing limits this caller)."""
+        if self.quotas is None:
+            return None
+        try:
+            return self.quotas.admit(current())
+        except QuotaExceeded as exc:
+            return exc
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             endpoint = self._sockets.get(scope["path"]) if scope["type"] == "websocket" else None
@@ -137,13 +214,18 @@ class Front:
         started = time.perf_counter()
         status = 0
         body = BodyReader(scope, receive, self.body_timeout_s)
+        usage: Usage | QuotaExceeded | None = None  # the limits this request used
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []),
-                                      (b"x-request-id", rid.encode()),
+                headers = message.get("headers", [])
+                # A quota's refusal names its own limit; other answers the request's usage.
+                limits = (usage.headers() if isinstance(usage, Usage)
+                          and not any(k == b"ratelimit-limit" for k, _ in headers) else ())
+                message["headers"] = [*headers, (b"x-request-id", rid.encode()),
+                                      *_encoded(limits),
                                       *body.response_headers(scope.get("http_version", "1.1"))]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 await body.finish()  # a small unread body: the connection stays usable
@@ -152,6 +234,9 @@ class Front:
         async def reply(exc: GatewayError) -> None:
             locale = locale_of(_header(scope, b"accept-language"))
             extra = [(b"www-authenticate", b"Bearer")] if exc.status == 401 else []
+            if exc.retry_after is not None:
+                extra.append((b"retry-after", str(exc.retry_after).encode()))
+            extra += _encoded(exc.headers)
             await send_with_id({
                 "type": "http.response.start", "status": exc.status,
                 "headers": [(b"content-type", b"application/json"),
@@ -159,6 +244,18 @@ class Front:
             })
             await send_with_id({"type": "http.response.body",
                                 "body": error_body(exc, rid, locale)})
+
+        async def serve() -> None:
+            """The app, once the caller's key (its PRINCIPAL) has taken its request rate."""
+            nonlocal usage
+            usage = self._admit()
+            if isinstance(usage, QuotaExceeded):
+                await reply(usage)
+            elif usage is None:
+                await self.app(scope, body, send_with_id)
+            else:
+                with usage.active():
+                    await self.app(scope, body, send_with_id)
 
         path: str = scope["path"]
         template: str | None = None
@@ -169,13 +266,23 @@ class Front:
                                            self.trusted))
         try:
             template = self._template(scope)
+            key = (api_key_given(scope) if self.resolve is not None and template is not None
+                   and not self.exempt(path) else None)
             if template is None:
                 await reply(NotFound(codes.ROUTE_NOT_FOUND, "404 Not Found"))
+            elif key is not None:
+                principal = await self._principal(key, template, reply)
+                if principal is not None:
+                    as_key = PRINCIPAL.set(principal)
+                    try:
+                        await serve()
+                    finally:
+                        PRINCIPAL.reset(as_key)
             elif (self.token is not None and not self.exempt(path)
                   and not token_accepted(scope, self.token)):
                 await reply(AuthenticationFailed())
             else:
-                await self.app(scope, body, send_with_id)
+                await serve()
         except Exception:
             # Starlette's handler has already logged and answered a 500 it could answer; what
             # is left is a failure before any response, or in the middle of a stream. A client

@@ -149,9 +149,11 @@ def _error_responses(found: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _codes_of(op: Op, method: str, path: str, token: bool) -> list[str]:
+def _codes_of(op: Op, method: str, path: str, token: bool, public: bool) -> list[str]:
     found = [*COMMON, *op.codes]
-    if token:
+    if not public:  # an API key (any gateway), the gateway token (when set)
+        found += [C.AUTHENTICATION_FAILED.code, C.SCOPE_REQUIRED.code]
+    elif token:
         found.append(C.AUTHENTICATION_FAILED.code)
     if op.body is not None and method in _WITH_BODY:
         found += BODY
@@ -198,7 +200,8 @@ def _operation(method: str, path: str, op: Op | None, schemas: _Schemas, *,
     else:
         ok = {"description": "success",
               "content": {op.media or JSON: {"schema": op.media_schema}}}
-    out["responses"] = {"200": ok, **_error_responses(_codes_of(op, method, path, token))}
+    out["responses"] = {str(op.status): ok,
+                        **_error_responses(_codes_of(op, method, path, token, public))}
     return out
 
 

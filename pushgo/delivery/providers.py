@@ -1,6 +1,8 @@
 """Building the provider senders from settings: origins, TLS contexts, credentials.
 
-A missing or unreadable credential is a start-up error naming its variable.
+A missing or unreadable credential is a start-up error naming its variable. The settings'
+senders are the ``default`` app's; ``build_app_senders`` builds another app's (pushgo.protocol
+.apps), each with its own connections and credentials (pushgo.delivery.appsenders).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import httpx
 from pushgo.protocol import apns as A
 from pushgo.protocol import fcm as FC
 from pushgo.protocol import wns as W
+from pushgo.protocol.apps import App, AppError
 from pushgo.protocol.webpush import VapidKey
 from pushgo.push.connection import Liveness, Origin
 from pushgo.push.credentials import (
@@ -31,6 +34,7 @@ from pushgo.push.sender import ApnsSender, FcmSender, ProviderSender, ResultBuff
 from pushgo.push.webpush import WebPushSender
 from pushgo.push.wns import WnsSender
 from pushgo.push.wns import ssl_context as wns_ssl_context
+from pushgo.service.apps import check_paths
 from pushgo.settings import Settings, SettingsError
 
 
@@ -161,3 +165,50 @@ def _wns_sender(settings: Settings, results: ResultBuffer, *, clock_ms: Callable
         return None
     return WnsSender(results, tokens, endpoint=settings.wns_endpoint, ssl_context=ctx,
                      clock_ms=clock_ms, liveness=liveness)
+
+
+def check_app(app: App) -> App:
+    """An app whose key files can be used: the APNs key signs a token, the FCM service
+    account reads (its project id filled in). A problem is an AppError naming the field."""
+    app = check_paths(app)
+    if app.apns is not None:
+        try:
+            ApnsJwtSource.from_file(app.apns.key_file, app.apns.key_id, app.apns.team_id).current()
+        except (CredentialError, OSError, ValueError) as exc:
+            raise AppError(app.name, "apns.key_file", f"not a usable APNs key: {exc}") from None
+    if app.fcm is not None:
+        try:
+            ServiceAccount.from_file(app.fcm.credentials_file)
+        except CredentialError as exc:
+            raise AppError(app.name, "fcm.credentials_file", str(exc)) from None
+    return app
+
+
+def build_app_senders(app: App, settings: Settings, results: ResultBuffer, *,
+                      clock_ms: Callable[[], int]) -> dict[str, ProviderSender]:
+    """The senders of one app, its own connections and credentials (route → sender). The
+    provider TLS settings and connection counts are the gateway's."""
+    senders: dict[str, ProviderSender] = {}
+    ctx = provider_ssl_context(settings)
+    liveness = _liveness(settings)
+    if app.apns is not None:
+        tokens = ApnsJwtSource.from_file(app.apns.key_file, app.apns.key_id, app.apns.team_id)
+        host = A.SANDBOX_HOST if app.apns.sandbox else A.PRODUCTION_HOST
+        senders["apns"] = ApnsSender(Origin.parse(app.apns.endpoint or f"https://{host}"), ctx,
+                                     results, tokens, app.apns.topic, clock_ms=clock_ms,
+                                     connections=settings.provider_connections,
+                                     liveness=liveness)
+    if app.fcm is not None:
+        account = ServiceAccount.from_file(app.fcm.credentials_file)
+        senders["fcm"] = FcmSender(Origin.parse(app.fcm.endpoint or f"https://{FC.HOST}"), ctx,
+                                   results, FcmTokenSource(account, _token_poster(ctx)),
+                                   clock_ms=clock_ms, connections=settings.provider_connections,
+                                   liveness=liveness)
+    if app.wns is not None:
+        wctx = wns_ssl_context(settings.provider_ca_file)
+        url = app.wns.token_url or W.LOGIN_URL
+        wtokens = WnsTokenSource(app.wns.client_id, app.wns.client_secret, url,
+                                 W.scope_for(url), _token_poster(wctx))
+        senders["wns"] = WnsSender(results, wtokens, endpoint=app.wns.endpoint,
+                                   ssl_context=wctx, clock_ms=clock_ms, liveness=liveness)
+    return senders

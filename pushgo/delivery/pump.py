@@ -42,6 +42,7 @@ import anyio
 import anyio.abc
 
 from pushgo.delivery import breaker as B
+from pushgo.delivery.appsenders import AppSenders
 from pushgo.delivery.waker import Waker, WakesOnAccept
 from pushgo.errors import StoreUnavailable
 from pushgo.protocol import apns as A
@@ -125,12 +126,19 @@ def connect_reason(error: BaseException) -> str:
     return "NoHTTP2" if "did not negotiate h2" in str(error) else "ConnectFailed"
 
 
+def _breaker() -> B.Breaker:
+    return B.Breaker(threshold=B.THRESHOLD, window_s=B.WINDOW_S, cooldown_s=B.COOLDOWN_S,
+                     probes=B.PROBES)
+
+
 class OutboxPump(WakesOnAccept):
     def __init__(self, ctx: Context, outbox: OutboxService, senders: dict[str, ProviderSender],
-                 results: ResultBuffer) -> None:
+                 results: ResultBuffer, app_senders: AppSenders | None = None) -> None:
         self.ctx = ctx
         self.outbox = outbox
-        self.senders = senders
+        self.senders = senders  # the default app's
+        #: The other apps' senders, per (route, app); their failures count on the route's breaker.
+        self.app_senders = app_senders
         self.results = results
         self._waker = Waker()
         self._templates: OrderedDict[tuple[int, str, str], Any] = OrderedDict()
@@ -145,9 +153,7 @@ class OutboxPump(WakesOnAccept):
         #: Called after each batch of send results is recorded (delivery status watchers).
         self.on_results: list[Callable[[], None]] = []
         self.ready = False
-        self.breakers = {route: B.Breaker(threshold=B.THRESHOLD, window_s=B.WINDOW_S,
-                                          cooldown_s=B.COOLDOWN_S, probes=B.PROBES)
-                         for route in senders}
+        self.breakers = {route: _breaker() for route in senders}
         self._since: dict[str, int] = {}  # wall-clock ms a provider's breaker left closed
         self._changed: set[str] = set()  # breakers changed, not yet written to the outbox
         self._due_again: set[str] = set()  # routes with an origin back in service
@@ -165,6 +171,8 @@ class OutboxPump(WakesOnAccept):
                 continue  # a refused connection reaches the origin's breaker with its job
             sender.pool.on_connect_failed = (
                 lambda error, r=route: self._failure(r, connect_reason(error)))
+        if app_senders is not None:
+            app_senders.on_connect_failed = lambda r, e: self._failure(r, connect_reason(e))
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   ) -> None:
@@ -177,6 +185,8 @@ class OutboxPump(WakesOnAccept):
         async with anyio.create_task_group() as tg:
             for sender in self.senders.values():
                 await tg.start(sender.run)
+            if self.app_senders is not None:
+                await tg.start(self.app_senders.run)
             tg.start_soon(self._apply_results)
             tg.start_soon(self._renew_leases)
             self.ready = True
@@ -245,13 +255,12 @@ class OutboxPump(WakesOnAccept):
         failures: list[Result] = []
         now = self.ctx.now()
         for due in page:
-            sender = self.senders.get(due.route)
             job = Job(due.seq, due.delivery_id, due.device_key, due.token or "", None,
                       due.expires_at, False, attempts=due.attempts, platform=due.platform,
                       route=due.route, push_type=due.push_type)
-            if sender is None:
-                failures.append(Result(job, Rejected("provider_not_configured", 0,
-                                                     "permanent")))
+            sender = await self._sender_of(due)
+            if isinstance(sender, str):  # no app of that name (removed), or not this route
+                failures.append(Result(job, Rejected(sender, 0, "permanent")))
                 continue
             if self.breakers[due.route].state is B.State.OPEN:
                 self._parked.append(job)  # given back unsent by the next claim round
@@ -283,6 +292,18 @@ class OutboxPump(WakesOnAccept):
                 await self._send_waiting(sender, job)
         for result in failures:
             self.results.add(result)
+
+    def _route_senders(self, route: str) -> list[ProviderSender]:
+        own = self.senders.get(route)
+        apps = self.app_senders.of_route(route) if self.app_senders is not None else []
+        return apps if own is None else [own, *apps]
+
+    async def _sender_of(self, due: Due) -> ProviderSender | str:
+        if due.app is None:
+            return self.senders.get(due.route) or "provider_not_configured"
+        if self.app_senders is None:
+            return f"app_not_found:{due.app}"
+        return await self.app_senders.sender(due.route, due.app)
 
     def _template(self, due: Due, infos: dict[int, OpInfo]) -> tuple[Any, bool] | None:
         key = (due.op_pk, due.route, due.push_type)
@@ -518,6 +539,9 @@ class OutboxPump(WakesOnAccept):
         """Turn breakers whose cool-down is over half-open, give back what open ones hold,
         write the changes; the routes that may be claimed in full."""
         now_s = anyio.current_time()
+        if self.app_senders is not None:  # a route only other apps send on is claimed too
+            for route in self.app_senders.apps.routes() - self.breakers.keys():
+                self.breakers[route] = _breaker()
         for route, breaker in self.breakers.items():
             if breaker.tick(now_s):
                 self._changed.add(route)
@@ -558,9 +582,11 @@ class OutboxPump(WakesOnAccept):
         parked, self._parked = self._parked, []
         for route, breaker in self.breakers.items():
             if breaker.state is B.State.OPEN:
-                parked += self.senders[route].take_back()
+                for sender in self._route_senders(route):
+                    parked += sender.take_back()
             elif route in self._origins_opened:
-                parked += self.senders[route].take_back_where(self._origin_open)
+                for sender in self._route_senders(route):
+                    parked += sender.take_back_where(self._origin_open)
         self._origins_opened.clear()
         if not parked:
             return

@@ -304,6 +304,8 @@ class DirectIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tokens: list[str] | None = None
     #: route ``webpush``: the browsers' subscriptions (objects, not JSON strings)
     subscriptions: list[Any] | None = None
+    #: The app whose credentials send it (pushgo.protocol.apps); absent: ``default``.
+    app: str | None = None
     title: str
     op_id: str | None = None
     body: str | None = None
@@ -329,6 +331,7 @@ class Item:
     password: str | None = None
     route: str | None = None
     tokens: tuple[str, ...] = ()
+    app: str | None = None
 
 
 class ItemError(field_rules.FieldError):
@@ -387,8 +390,9 @@ def _item(doc: dict[str, Any], allow_local: bool) -> Item:
             occurred_at=req.occurred_at, severity=req.severity, ttl=req.ttl, url=req.url,
             images=req.images, ciphertext=req.ciphertext, tags=req.tags,
             metadata=req.metadata, deliver_at=req.deliver_at)
-        spec = OPS.message_spec(msg, channel_key=direct_key(route, tokens))
-        return Item(kind, spec, route=route, tokens=tokens)
+        app = req.app.strip() if req.app is not None and req.app.strip() else None
+        spec = OPS.message_spec(msg, channel_key=direct_key(route, tokens, app))
+        return Item(kind, spec, route=route, tokens=tokens, app=app)
     req = _convert(doc, KINDS[kind])
     if kind == "message":
         spec = OPS.message_spec(req)
@@ -459,11 +463,12 @@ def _subscriptions(raw: list[Any] | None, allow_local: bool) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def direct_key(route: str, tokens: tuple[str, ...]) -> str:
+def direct_key(route: str, tokens: tuple[str, ...], app: str | None = None) -> str:
     """What stands in for the channel id of a direct send: one key per (route, token set),
     so an op_id is idempotent per token set, and one op_id may name many such sends (a large
     send split over lines) whose delivery status adds up."""
-    digest = hashlib.sha256("\n".join((route, *sorted(tokens))).encode()).hexdigest()
+    head = route if app is None else f"{route}@{app}"
+    digest = hashlib.sha256("\n".join((head, *sorted(tokens))).encode()).hexdigest()
     return DIRECT_PREFIX + digest[:25]
 
 

@@ -216,6 +216,13 @@ UNSUPPORTED_SCHEMA_VERSION = _api("unsupported_schema_version")
 #: subscribers (``PUSHGO_CHANNEL_SUBSCRIBER_LIMIT``).
 ACTIVITY_LIMIT_EXCEEDED = _api("activity_limit_exceeded")
 
+#: ``pushgo key create`` / ``POST /admin/keys``: the key's name is empty or too long.
+INVALID_KEY_NAME = _api("invalid_key_name")
+#: A scope that is not one of send, direct, status, devices, metrics, admin (or none given).
+INVALID_SCOPE = _api("invalid_scope")
+#: A key's weight (1-1000), requests per second or notifications per day out of range.
+INVALID_KEY_LIMIT = _api("invalid_key_limit")
+
 # --------------------------------------------------------------------------- other 4xx
 
 AUTHENTICATION_FAILED = _api("authentication_failed", 401)
@@ -234,6 +241,11 @@ NOT_FOUND = _api("not_found", 404)
 KEY_NOT_FOUND = _api("key_not_found", 404)
 #: No app of that name.
 APP_NOT_FOUND = _api("app_not_found", 404)
+#: An app definition that cannot be used (``POST /admin/apps``): its message names the field.
+INVALID_APP = _api("invalid_app")
+#: ``POST /admin/apps``: the name is taken (by a stored app or one of PUSHGO_APPS_FILE), or
+#: ``DELETE /admin/apps/{name}`` of an app that only its file can remove.
+APP_EXISTS = _api("app_exists", 409)
 ROUTE_NOT_FOUND = _api("route_not_found", 404)
 CHANNEL_NOT_FOUND = _api("channel_not_found", 404)
 OPERATION_NOT_FOUND = _api("operation_not_found", 404)

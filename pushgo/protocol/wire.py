@@ -29,6 +29,9 @@ class _Out(msgspec.Struct, omit_defaults=True, kw_only=True):
 class DeviceRegisterIn(_In):
     platform: Platform
     device_key: str | None = None
+    #: The app the device belongs to (its provider deliveries use that app's credentials);
+    #: absent: unchanged (``default`` for a new device).
+    app: str | None = None
 
 
 class DeviceRegisterOut(_Out):
@@ -42,6 +45,8 @@ class DeviceRouteIn(_In):
     channel_type: ChannelType
     platform: Platform | None = None
     provider_token: str | None = None
+    #: As DeviceRegisterIn.app.
+    app: str | None = None
 
 
 class DeviceRouteDeleteIn(_In):

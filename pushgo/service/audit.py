@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from pushgo.service.context import Context
 from pushgo.service.principal import current
 from pushgo.store import audit as audit_store
-from pushgo.store.audit import AuditEntry
+from pushgo.store.audit import AuditEntry as AuditEntry  # the entries recent() answers
 
 #: The actor of an action taken with the command-line tools on the gateway's machine.
 CLI_ACTOR = "cli"

@@ -11,7 +11,9 @@ Authorisation per channel item: its ``password``; or, when the gateway has a ``P
 (which every request here then carries), nothing more: the gateway token speaks for every
 channel. A password given is still checked. A direct send (``route`` + ``tokens``, or
 ``webpush`` + ``subscriptions``) needs the gateway token: without one, anybody could push
-through this gateway's provider accounts.
+through this gateway's provider accounts. An API key speaks like the gateway token for the
+channels it may send to (others: ``channel_not_allowed``); its direct items need its
+``direct`` scope.
 
 Must not import pushgo.api or starlette.
 """
@@ -26,8 +28,10 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from pushgo.errors import (
+    Forbidden,
     GatewayError,
     InvalidInput,
+    NotFound,
     RateLimited,
     ServerBusy,
     StoreUnavailable,
@@ -35,8 +39,12 @@ from pushgo.errors import (
 )
 from pushgo.protocol import bulk as bulk_wire
 from pushgo.protocol import fields as field_rules
+from pushgo.protocol.apps import DEFAULT_APP
+from pushgo.service.apps import Apps
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context
+from pushgo.service.keys import require_channel, require_scope
+from pushgo.service.principal import Scope, current
 from pushgo.service.send import Accepted, Direct, Prepared, Publisher
 from pushgo.service.throttle import RequestBudget
 from pushgo.store import channels as channel_store
@@ -82,7 +90,9 @@ class _Authorizer:
     def __init__(self, ctx: Context, channels: Channels) -> None:
         self.ctx = ctx
         self.channels = channels
-        self.gateway_token = ctx.settings.token is not None
+        # The gateway token, or an API key (with the ``send`` scope, checked at the door,
+        # and its channels, checked per item), speaks for the channels it may send to.
+        self.gateway_token = ctx.settings.token is not None or not current().is_root
         self._seen: dict[tuple[str, str | None], GatewayError | None] = {}
         #: Past a few wrong passwords, this request's other checks are not run at all.
         self.budget = RequestBudget()
@@ -118,8 +128,9 @@ class _Authorizer:
 
 class Bulk:
     def __init__(self, ctx: Context, channels: Channels, publisher: Publisher,
-                 routes: Collection[str]) -> None:
+                 routes: Collection[str], apps: Apps | None = None) -> None:
         self.ctx = ctx
+        self.apps = apps
         self.channels = channels
         self.publisher = publisher
         #: provider routes this gateway can send on (direct sends to others are refused)
@@ -172,22 +183,42 @@ class Bulk:
         try:
             direct: Direct | None = None
             if item.route is not None:
-                self._check_direct(item.route)
-                direct = Direct(item.route, item.tokens)
+                app = await self._check_direct(item.route, item.app)
+                direct = Direct(item.route, item.tokens, app)
             else:
+                require_channel(item.spec.channel_id)
                 await auth.check(item.spec.channel_id, item.password)
+                self.publisher.quotas.take_channel(item.spec.channel_id)
             return _Ready(index, item, self.publisher.prepare(item.spec, direct))
         except GatewayError as exc:
             return _Failed(index, exc, item.spec.op_id)
 
-    def _check_direct(self, route: str) -> None:
-        if self.ctx.settings.token is None:
+    async def _check_direct(self, route: str, app_name: str | None) -> str | None:
+        """The app a direct send goes out as (None: ``default``), checked against the key's
+        scopes and apps and the app's routes."""
+        require_scope(Scope.DIRECT)
+        if self.ctx.settings.token is None and current().is_root:
             raise GatewayError(codes.GATEWAY_TOKEN_REQUIRED,
                                "direct sends to provider tokens need a gateway with "
                                "PUSHGO_TOKEN set")
+        principal = current()
+        if principal.apps is not None and (app_name is None
+                                           or not principal.may_use_app(app_name)):
+            raise Forbidden(codes.APP_NOT_ALLOWED, "this key may send direct only as one of "
+                            "its apps: " + ", ".join(sorted(principal.apps)))
+        if self.apps is not None and app_name is not None and app_name != DEFAULT_APP:
+            app = await self.apps.resolve(app_name)
+            found = await self.apps.lookup(app_name)
+            if found is None or route not in found.routes:
+                raise InvalidInput(codes.PROVIDER_NOT_CONFIGURED,
+                                   f"{route} is not configured for app {app_name!r}")
+            return app
+        if app_name is not None and app_name != DEFAULT_APP:
+            raise NotFound(codes.APP_NOT_FOUND, f"no app named {app_name!r}")
         if route not in self.routes:
             raise InvalidInput(codes.PROVIDER_NOT_CONFIGURED,
                                f"{route} is not configured on this gateway")
+        return None
 
     async def _write(self, receive: MemoryObjectReceiveStream[list[_Ready | _Failed]],
                      emit: Callable[[bytes], None]) -> None:

@@ -14,6 +14,7 @@ from pushgo.protocol import wire
 from pushgo.protocol.ids import encode_channel_id
 from pushgo.service.context import Context
 from pushgo.service.devices import require_device
+from pushgo.service.keys import require_channel
 from pushgo.service.passwords import normalize_password
 from pushgo.service.throttle import RequestBudget, current_client
 from pushgo.store import channels as channel_store
@@ -198,6 +199,7 @@ class Channels:
     async def info(self, channel_id: str) -> dict[str, Any]:
         """Name, times and subscriber count; never the password hash."""
         cid = field_rules.channel_id(channel_id)
+        require_channel(cid)
         info = await self.ctx.store.read(channel_info, cid)
         if info is None:
             raise channel_not_found()

@@ -7,11 +7,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from pushgo.errors import InvalidInput, codes
+from pushgo.errors import Forbidden, InvalidInput, codes
 from pushgo.protocol import fields as field_rules
 from pushgo.protocol import webpush as webpush_rules
 from pushgo.protocol import wire
+from pushgo.protocol.apps import DEFAULT_APP
+from pushgo.service.apps import Apps
 from pushgo.service.context import Context, new_hex_id
+from pushgo.service.principal import current
 from pushgo.store import devices as device_store
 
 _PLATFORM_FOR_TYPE = {"apns": field_rules.APPLE, "fcm": ("android",), "wns": ("windows",),
@@ -35,6 +38,10 @@ def webpush_subscription(raw: str, *, allow_local: bool) -> str:
                            f"invalid web push subscription: {exc}") from None
 
 
+def _name(app: object) -> str | None:
+    return app if isinstance(app, str) else None
+
+
 def device_not_found() -> InvalidInput:
     return InvalidInput(codes.DEVICE_KEY_NOT_FOUND, "device_key not found")
 
@@ -46,9 +53,24 @@ def require_device(conn: Connection, device_key: str) -> Any:
     return row
 
 
+_UNCHANGED = object()
+
+
 class Devices:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, apps: Apps) -> None:
         self.ctx = ctx
+        self.apps = apps
+
+    async def _app(self, raw: str | None) -> object:
+        """The app a request names, as stored (None: ``default``), or _UNCHANGED when it
+        names none; ``app_not_found``, or ``app_not_allowed`` for a key limited to others."""
+        if raw is None:
+            return _UNCHANGED
+        name = raw.strip() or DEFAULT_APP
+        principal = current()
+        if not principal.may_use_app(name):
+            raise Forbidden(codes.APP_NOT_ALLOWED, f"this key may not use app {name!r}")
+        return await self.apps.resolve(name)
 
     async def require(self, device_key: str) -> None:
         """Nothing when the device is registered; ``device_key_not_found`` otherwise."""
@@ -57,12 +79,15 @@ class Devices:
     async def register(self, req: wire.DeviceRegisterIn) -> wire.DeviceRegisterOut:
         platform = field_rules.platform(req.platform)
         given = field_rules.blank_to_none(req.device_key)
+        app = await self._app(req.app)
         now = self.ctx.now()
 
         def work(conn: Connection) -> wire.DeviceRegisterOut:
             if given is not None:
                 row = device_store.get(conn, given)
                 if row is not None and row.platform == platform:
+                    if app is not _UNCHANGED:
+                        device_store.set_app(conn, given, _name(app), now)
                     return wire.DeviceRegisterOut(device_key=given, issued_new_key=False)
                 if row is not None:
                     device_store.delete(conn, given, now)
@@ -72,7 +97,8 @@ class Devices:
             else:
                 reason = "device_key_missing"
             key = new_hex_id()
-            device_store.create(conn, key, platform, now)
+            device_store.create(conn, key, platform, now,
+                                None if app is _UNCHANGED else _name(app))
             return wire.DeviceRegisterOut(device_key=key, issued_new_key=True, issue_reason=reason)
 
         return await self.ctx.store.run(work)
@@ -84,10 +110,13 @@ class Devices:
         asked_platform = field_rules.platform(platform_raw) if platform_raw is not None else None
         token_raw = field_rules.blank_to_none(req.provider_token)
         allow_local = self.ctx.settings.webpush_allow_loopback
+        app = await self._app(req.app)
         now = self.ctx.now()
 
         def work(conn: Connection) -> wire.DeviceRouteOut:
             row = require_device(conn, key)
+            if app is not _UNCHANGED:
+                device_store.set_app(conn, key, _name(app), now)
             if asked_platform is not None and asked_platform != row.platform:
                 raise InvalidInput(codes.PLATFORM_MISMATCH,
                                    "platform does not match device identity")

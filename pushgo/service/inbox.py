@@ -28,6 +28,7 @@ from pushgo.protocol.payload import with_delivery_id
 from pushgo.service.context import Context
 from pushgo.store import outbox as outbox_store
 from pushgo.store import repeats as repeat_store
+from pushgo.store.outbox import InboxItem as InboxItem
 
 PULL_LIMIT = 512
 #: Items per /v2/messages/pull page, and ids per /v2/messages/ack.
@@ -111,9 +112,13 @@ class Inbox:
         self._changed(int(removed))
         return wire.AckOut(removed=removed)
 
-    async def page(self, device_key: str, after_seq: int, limit: int) -> list[outbox_store.InboxItem]:
+    async def page(self, device_key: str, after_seq: int, limit: int) -> list[InboxItem]:
         return await self.ctx.store.read(outbox_store.inbox_page, device_key, after_seq, self.ctx.now(),
                                          limit)
+
+    async def pages(self, wants: list[tuple[str, int, int]]) -> dict[str, list[InboxItem]]:
+        """``page`` of several devices in one read: (device_key, after_seq, limit) each."""
+        return await self.ctx.store.read(outbox_store.inbox_pages, wants, self.ctx.now())
 
     async def cursor_after(self, device_key: str, delivery_id: str | None) -> int:
         if not delivery_id:

@@ -54,7 +54,9 @@ class Principal(msgspec.Struct, frozen=True):
         return self.key_id == ROOT_ID
 
     def may(self, scope: Scope | str) -> bool:
-        return scope in self.scopes
+        """The key has the scope; ``admin`` has them all (the console reads delivery
+        status, an admin manages everything)."""
+        return scope in self.scopes or Scope.ADMIN in self.scopes
 
     def may_send_to(self, channel_id: str) -> bool:
         return self.channels is None or channel_id in self.channels

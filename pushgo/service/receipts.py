@@ -21,8 +21,10 @@ from pushgo.errors import NotFound, codes
 from pushgo.protocol import fields as field_rules
 from pushgo.protocol import receipts as R
 from pushgo.service.context import Context
+from pushgo.service.keys import narrowed, not_allowed
 from pushgo.store import repeats as S
 from pushgo.store.repeats import STOP_REASONS, Receipt, Rounds
+from pushgo.store.status import operation_exists
 
 #: Rounds made per store transaction.
 PAGE = 200
@@ -56,8 +58,11 @@ class Receipts:
         (``channel_ids`` narrows them)."""
         op = field_rules.token_id(op_id, "op_id", field_rules.OP_ID_MAX, required=True)
         assert op is not None
-        found = await self.ctx.store.read(S.receipts, op, channel_ids)
+        allowed = narrowed(channel_ids)  # an API key: its own channels only
+        found = await self.ctx.store.read(S.receipts, op, allowed)
         if not found:
+            if allowed is not channel_ids and await self.ctx.store.read(operation_exists, op):
+                raise not_allowed()
             raise receipt_not_found()
         return _out(_newest(found))
 

@@ -22,8 +22,10 @@ from pushgo.protocol.operations import OpSpec
 from pushgo.protocol.payload import Rendered, render
 from pushgo.service.channels import Channels, channel_not_found
 from pushgo.service.context import Context, new_time_ordered_id
+from pushgo.service.keys import require_channel
 from pushgo.service.passwords import normalize_password
 from pushgo.service.principal import ROOT_ID, current
+from pushgo.service.quotas import Charge, Quotas, Refusal
 from pushgo.service.throttle import current_client
 from pushgo.store import channels as channel_store
 from pushgo.store import entities as entity_store
@@ -59,12 +61,15 @@ class Accepted:
 
 
 class Publisher:
-    def __init__(self, ctx: Context, channels: Channels) -> None:
+    def __init__(self, ctx: Context, channels: Channels, quotas: Quotas) -> None:
         self.ctx = ctx
         self.channels = channels
+        #: Channel rates taken before a send, daily quotas counted in its transaction.
+        self.quotas = quotas
 
     async def send(self, spec: OpSpec, password: str) -> Accepted:
         """Send with the channel password (HTTP API, legacy MCP)."""
+        require_channel(spec.channel_id)
         password = normalize_password(password)
         # A throttled client is refused before the cache too: a hit there would tell it
         # which guess is right.
@@ -73,14 +78,20 @@ class Publisher:
         if stored is not None:
             # Verified recently: the write transaction checks the channel still has that
             # hash — one store call instead of a read, the KDF (cached) and a write.
+            # The channel's rate is taken once the password is known right, never before.
+            self.quotas.take_channel(spec.channel_id)
             accepted = await self._accept_checked(spec, stored)
             if accepted is not None:
                 return accepted
         await self.channels.authorize(spec.channel_id, password)
+        if stored is None:
+            self.quotas.take_channel(spec.channel_id)
         return await self._accept(spec)
 
     async def send_granted(self, spec: OpSpec) -> Accepted:
         """Send for a caller already granted the channel (OAuth MCP): the channel must exist."""
+        require_channel(spec.channel_id)
+        self.quotas.take_channel(spec.channel_id)
         accepted = await self._accept_checked(spec, None)
         if accepted is not None:
             return accepted
@@ -91,10 +102,14 @@ class Publisher:
     async def _accept(self, spec: OpSpec) -> Accepted:
         prepared = self.prepare(spec)
         try:
-            result = await self.ctx.store.run(prepared.write)
-        except IntegrityError:
-            # A concurrent request with the same op_id committed first: answer as it did.
-            result = await self.ctx.store.run(prepared.write)
+            try:
+                result = await self.ctx.store.run(prepared.write)
+            except IntegrityError:
+                # A concurrent request with the same op_id committed first: answer as it did.
+                result = await self.ctx.store.run(prepared.write)
+        except Refusal as exc:
+            self.quotas.refused(exc)
+            raise
         self._accepted(prepared, result)
         return result
 
@@ -115,6 +130,9 @@ class Publisher:
                 result = await self.ctx.store.run(_write_checked, prepared, stored)
         except _PasswordChanged:
             return None
+        except Refusal as exc:
+            self.quotas.refused(exc)
+            raise
         self._accepted(prepared, result)
         return result
 
@@ -122,6 +140,8 @@ class Publisher:
         """Ids, time and the rendered payload of one operation; nothing is written yet.
         ``direct``: a message to provider tokens instead of a channel's subscribers (its
         ``spec.channel_id`` is then the key made by the bulk protocol, not a channel)."""
+        if direct is None:
+            require_channel(spec.channel_id)  # a key limited to other channels: 403
         now = self.ctx.now()
         field_rules.deliver_at(spec.deliver_at, spec.ttl_ms, now)
         op_id = spec.op_id or new_time_ordered_id(now)
@@ -133,8 +153,10 @@ class Publisher:
             # No channel: the payload names none, and its notifications share one thread.
             rendered.data.pop("channel_id", None)
             rendered = replace(rendered, thread_id="message|direct")
+        principal = current()
         return Prepared(spec, op_id, entity_id, rendered, spec.fingerprint(), now, direct,
-                        current().key_id)
+                        principal.key_id, self.quotas.charge(
+                            principal, None if direct is not None else spec.channel_id, now))
 
     async def accept_many(self, items: Sequence[Prepared]) -> list[Accepted | GatewayError]:
         """Write several prepared operations in one transaction; one that fails (op_id
@@ -170,11 +192,15 @@ class Publisher:
             out[position] = result
             if isinstance(result, Accepted):
                 self._accepted(items[position], result)
+            elif isinstance(result, Refusal):
+                self.quotas.refused(result)
         return out
 
     def _accepted(self, prepared: Prepared, result: Accepted) -> None:
         if not result.duplicate:
             self.ctx.counts.accepted(prepared.kind, result.recipients)
+            if prepared.quota is not None:
+                self.quotas.accepted(prepared.quota)
         if not result.duplicate and result.recipients:
             self.ctx.accepted(result.channel_id)
 
@@ -185,6 +211,7 @@ class Direct:
 
     route: str
     tokens: tuple[str, ...]
+    app: str | None = None  # None: the default app
 
 
 @dataclass(frozen=True)
@@ -200,6 +227,8 @@ class Prepared:
     direct: Direct | None = None
     # The key it is sent under (pushgo.service.principal), taken when it was prepared.
     sender: str = ROOT_ID
+    # The daily quotas it counts against (pushgo.service.quotas), None: none.
+    quota: Charge | None = None
 
     @property
     def kind(self) -> str:
@@ -220,6 +249,8 @@ class Prepared:
                                 seen.thing_id, seen.recipients, duplicate=True,
                                 deliver_at=spec.deliver_at)
         _check_lifecycle(conn, spec, kind, action)
+        if self.quota is not None:
+            self.quota.check(conn)
         op_pk = outbox_store.insert_operation(
             conn, channel_id=spec.channel_id, op_id=op_id, route=spec.route,
             entity_type=kind, entity_id=entity_id, thing_id=thing_id,
@@ -234,9 +265,11 @@ class Prepared:
             # No channel history: the operation row keeps the payload, the deliveries the rest.
             recipients = insert_direct(conn, op_pk, spec.channel_id, self.direct.route,
                                        self.direct.tokens, now, rendered.expires_at,
-                                       self.sender)
+                                       self.sender, self.direct.app)
             if spec.deliver_at is not None:
                 schedule_store.schedule(conn, op_pk, spec.deliver_at)
+            if self.quota is not None:
+                self.quota.count(conn, recipients)
             return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id,
                             recipients, duplicate=False, deliver_at=spec.deliver_at)
         if kind == "message":
@@ -268,6 +301,8 @@ class Prepared:
                                 every_s=spec.repeat.every_s, max_sends=spec.repeat.max,
                                 now=now, expires_at=rendered.expires_at,
                                 first_at=spec.deliver_at)
+        if self.quota is not None:
+            self.quota.count(conn, recipients)
         return Accepted(spec.channel_id, op_id, spec.route, entity_id, thing_id, recipients,
                         duplicate=False, deliver_at=spec.deliver_at)
 

@@ -8,7 +8,8 @@ batch of send results (the :class:`Pulse`), and at least every ``POLL_S`` otherw
 process's work, a device pulling its inbox); never more often than ``MIN_INTERVAL_S`` per
 operation, however many watch it.
 
-Who may read: whoever passed the gateway's door — the gateway token when one is set. A status
+Who may read: whoever passed the gateway's door — the gateway token when one is set; an API
+key (``status`` scope) on its own channels only. A status
 holds counts and provider reasons only, never a payload, token or device key.
 
 Must not import pushgo.api or starlette.
@@ -24,7 +25,9 @@ import anyio
 from pushgo.errors import NotFound, codes
 from pushgo.protocol import fields as F
 from pushgo.service.context import Context
+from pushgo.service.keys import narrowed, not_allowed
 from pushgo.store import status as S
+from pushgo.store.status import operation_exists
 
 POLL_S = 2.0
 MIN_INTERVAL_S = 0.25
@@ -85,11 +88,21 @@ class Status:
         self.pulse.fire()
 
     async def get(self, op_id: str, *, channel_ids: Sequence[str] | None = None) -> Doc:
-        """The status document, or 404 ``operation_not_found``."""
-        doc = await self._read(_op_id(op_id), channel_ids, may_reuse=True)
+        """The status document, or 404 ``operation_not_found`` (403 ``channel_not_allowed``
+        for an API key limited to other channels than the operation's)."""
+        op = _op_id(op_id)
+        allowed = narrowed(channel_ids)
+        doc = await self._read(op, allowed, may_reuse=True)
         if doc is None:
+            await self.refuse_other_channels(op, channel_ids, allowed)
             raise operation_not_found()
         return doc
+
+    async def refuse_other_channels(self, op_id: str, asked: Sequence[str] | None,
+                                    allowed: Sequence[str] | None) -> None:
+        """Nothing found on the key's channels: 403 if the operation is on others."""
+        if allowed is not asked and await self.ctx.store.read(operation_exists, op_id):
+            raise not_allowed()
 
     async def watch(self, op_id: str, *, channel_ids: Sequence[str] | None = None,
                     until: Callable[[Doc], bool] = is_done, keepalive_s: float | None = None,
@@ -98,6 +111,7 @@ class Status:
         ``until`` holds; None when nothing changed for ``keepalive_s``. 404 if no operation
         matches."""
         op_id = _op_id(op_id)
+        asked, channel_ids = channel_ids, narrowed(channel_ids)
         keepalive = KEEPALIVE_S if keepalive_s is None else keepalive_s
         last: Doc | None = None
         quiet_since = anyio.current_time()
@@ -105,6 +119,7 @@ class Status:
             wake = self.pulse.event()
             doc = await self._read(op_id, channel_ids, may_reuse=last is None)
             if doc is None:
+                await self.refuse_other_channels(op_id, asked, channel_ids)
                 raise operation_not_found()
             if doc != last:
                 last = doc

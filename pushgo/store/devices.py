@@ -15,10 +15,19 @@ def get(conn: Connection, device_key: str) -> sa.Row[Any] | None:
     return conn.execute(sa.select(devices).where(devices.c.device_key == device_key)).first()
 
 
-def create(conn: Connection, device_key: str, platform: str, now: int) -> None:
+def create(conn: Connection, device_key: str, platform: str, now: int,
+           app: str | None = None) -> None:
     conn.execute(devices.insert().values(device_key=device_key, platform=platform,
                                          channel_type="private", provider_token=None,
-                                         created_at=now, updated_at=now))
+                                         created_at=now, updated_at=now, app=app))
+
+
+def set_app(conn: Connection, device_key: str, app: str | None, now: int) -> None:
+    """The app whose credentials the device's provider deliveries use (None: ``default``);
+    what is queued for it goes out with the new app's."""
+    conn.execute(devices.update().where(devices.c.device_key == device_key,
+                                        devices.c.app.is_distinct_from(app))
+                 .values(app=app, updated_at=now))
 
 
 def delete(conn: Connection, device_key: str, now: int) -> None:

@@ -38,6 +38,9 @@ class Due:
     #: ``liveactivity`` for an event's Live Activity push (``token`` is then the activity's
     #: or the push-to-start token); "" for the route's usual notification.
     push_type: str = ""
+    #: The app whose credentials send it (a direct send's own, else its device's); None: the
+    #: ``default`` app.
+    app: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,7 @@ def _claim_query(locking: bool) -> sa.Select[Any]:
         # A direct send carries its own token; a device's delivery uses the route's current one.
         sa.func.coalesce(d.c.provider_token, devices.c.provider_token).label("provider_token"),
         d.c.op_pk, d.c.expires_at, d.c.attempts, d.c.push_type,
+        sa.func.coalesce(d.c.app, devices.c.app).label("app"),
     ).select_from(
         d.outerjoin(devices, devices.c.device_key == d.c.device_key)
     ).where(
@@ -158,7 +162,7 @@ def claim_due(conn: Connection, routes: Sequence[str], now: int, limit: int,
             # The page interleaves the senders by share: each one's first goes out first.
             ranked.append((i / share, r.seq, Due(
                 r.seq, r.delivery_id, r.route, r.device_key, r.platform or "",
-                r.provider_token, r.op_pk, r.expires_at, r.attempts, r.push_type or "")))
+                r.provider_token, r.op_pk, r.expires_at, r.attempts, r.push_type or "", r.app)))
     ranked.sort(key=lambda t: t[:2])
     rows = [due for _, _, due in ranked]
     seqs = [r.seq for r in rows]

@@ -17,12 +17,15 @@ from pushgo.store.schema import (
     LIVE_ACTIVITY_TABLES,
     OAUTH_TABLES,
     api_keys,
+    apps,
     audit_log,
     deliveries,
+    devices,
     live_activity_keys,
     metadata,
     operations,
     provider_health,
+    quota_usage,
     repeats,
     schema_info,
     webpush_keys,
@@ -119,6 +122,18 @@ def _v11(conn: Connection, _dialect: str) -> None:
 
 
 def _v12(conn: Connection, _dialect: str) -> None:
+    """Daily quota counters (``quota_usage``)."""
+    quota_usage.create(conn, checkfirst=True)
+
+
+def _v13(conn: Connection, _dialect: str) -> None:
+    """Apps: the ``apps`` table, ``devices.app`` and ``deliveries.app`` (a direct send's)."""
+    apps.create(conn, checkfirst=True)
+    _add_column(conn, devices.c.app)
+    _add_column(conn, deliveries.c.app)
+
+
+def _v14(conn: Connection, _dialect: str) -> None:
     """``deliveries.sender`` and its index: the dispatcher's fair shares among senders (a
     database made by v1 of a newer schema.py already has both). Deliveries written before it
     count as the root key's, or as their operation's sender when it is known."""
@@ -134,7 +149,7 @@ def _v12(conn: Connection, _dialect: str) -> None:
 
 
 MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
-                                                       _v10, _v11, _v12]
+                                                       _v10, _v11, _v12, _v13, _v14]
 LATEST = len(MIGRATIONS)
 
 

@@ -117,6 +117,30 @@ def inbox_page(conn: Connection, device_key: str, after_seq: int, now: int,
     return [InboxItem(r.seq, r.delivery_id, r.payload) for r in rows]
 
 
+def inbox_pages(conn: Connection, wants: list[tuple[str, int, int]],
+                now: int) -> dict[str, list[InboxItem]]:
+    """``inbox_page`` of several devices in one query: for each (device_key, after_seq,
+    limit), up to ``limit`` of its waiting items after ``after_seq``, oldest first."""
+    want = sa.values(sa.column("device_key", sa.String), sa.column("after_seq", sa.BigInteger),
+                     sa.column("lim", sa.Integer), name="want").data(wants).cte("want")
+    rank = sa.func.row_number().over(partition_by=deliveries.c.device_key,
+                                     order_by=deliveries.c.seq).label("rank")
+    ranked = sa.select(deliveries.c.device_key, deliveries.c.seq, deliveries.c.delivery_id,
+                       operations.c.payload, rank, want.c.lim).select_from(
+        want.join(deliveries, sa.and_(deliveries.c.device_key == want.c.device_key,
+                                      deliveries.c.seq > want.c.after_seq))
+        .join(operations, operations.c.op_pk == deliveries.c.op_pk)
+    ).where(deliveries.c.inbox.is_(True), deliveries.c.expires_at > now).subquery()
+    rows = conn.execute(sa.select(ranked.c.device_key, ranked.c.seq, ranked.c.delivery_id,
+                                  ranked.c.payload)
+                        .where(ranked.c.rank <= ranked.c.lim)
+                        .order_by(ranked.c.device_key, ranked.c.seq))
+    pages: dict[str, list[InboxItem]] = {}
+    for key, seq, delivery_id, payload in rows:
+        pages.setdefault(key, []).append(InboxItem(seq, delivery_id, payload))
+    return pages
+
+
 def seq_of(conn: Connection, device_key: str, delivery_id: str) -> int | None:
     return conn.execute(sa.select(deliveries.c.seq).where(
         deliveries.c.device_key == device_key, deliveries.c.delivery_id == delivery_id

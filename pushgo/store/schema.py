@@ -40,6 +40,9 @@ devices = sa.Table(
     sa.Column("provider_token", sa.String(4096), nullable=True),
     sa.Column("created_at", Ms, nullable=False),
     sa.Column("updated_at", Ms, nullable=False),
+    # The app whose credentials its provider deliveries use (pushgo.protocol.apps); NULL: the
+    # ``default`` app of the PUSHGO_APNS_*/FCM_*/WNS_* settings.
+    sa.Column("app", sa.String(64), nullable=True),
     sa.Index("ix_devices_token", "platform", "provider_token"),
 )
 
@@ -179,6 +182,9 @@ deliveries = sa.Table(
     # The key its operation was accepted under (``operations.sender``): the dispatcher shares
     # each claim among the senders with due work by their keys' weights.
     sa.Column("sender", sa.String(40), nullable=False, server_default="root"),
+    # A direct send's app (its tokens belong to no device); NULL: the device's app, or the
+    # ``default`` app for a direct send without one.
+    sa.Column("app", sa.String(64), nullable=True),
     sa.Index("ix_deliveries_inbox", "device_key", "inbox", "seq"),
     sa.Index("ix_deliveries_due", "state", "route", "next_attempt_at"),
     sa.Index("ix_deliveries_op", "op_pk"),
@@ -452,4 +458,24 @@ audit_log = sa.Table(
     sa.Column("target", sa.String(128), nullable=False),
     sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
     sa.Index("ix_audit_log_at", "at"),
+)
+
+#: Notifications counted against a daily quota: per subject (``key:<key_id>``,
+#: ``channel:<channel_id>``) and UTC day (days since the epoch), shared by every process.
+quota_usage = sa.Table(
+    "quota_usage", metadata,
+    sa.Column("subject", sa.String(80), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("used", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+#: Apps added with ``pushgo app add`` / ``POST /admin/apps`` (those of PUSHGO_APPS_FILE are not
+#: stored). ``config`` is the JSON of pushgo.protocol.apps.App: file paths and ids, and the
+#: WNS client secret, which is never shown again.
+apps = sa.Table(
+    "apps", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("created_at", Ms, nullable=False),
+    sa.Column("created_by", sa.String(40), nullable=False),
 )

@@ -103,3 +103,10 @@ def _waiting(conn: Connection, routes: dict[str, dict[str, int]],
             out[route] = {"state": "retrying", "last_error": common,
                           "deliveries": sum(why.values())}
     return out
+
+
+def operation_exists(conn: Connection, op_id: str) -> bool:
+    """Some operation (on any channel) used this op_id."""
+    found = conn.execute(sa.select(operations.c.op_pk).where(operations.c.op_id == op_id)
+                         .limit(1)).first()
+    return found is not None

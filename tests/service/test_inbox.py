@@ -170,3 +170,15 @@ async def test_a_cursor_from_nothing_or_an_unknown_delivery_starts_at_the_beginn
     assert await svc.inbox.cursor_after(key, None) == 0
     assert await svc.inbox.cursor_after(key, "") == 0
     assert await svc.inbox.cursor_after(key, "f" * 32) == 0
+
+
+async def test_pages_reads_several_devices_each_after_its_cursor_up_to_its_limit(svc):
+    a, b, c = await device(svc), await device(svc), await device(svc)
+    cid = await channel(svc, a, b)
+    await send(svc, cid, "one", "two", "three")
+    first = await svc.inbox.page(a, 0, 10)
+    pages = await svc.inbox.pages([(a, first[0].seq, 10), (b, 0, 2), (c, 0, 10)])
+    assert [i.seq for i in pages[a]] == [i.seq for i in first[1:]]
+    assert [i.seq for i in pages[b]] == [i.seq for i in (await svc.inbox.page(b, 0, 2))]
+    assert c not in pages  # nothing waits for it
+    assert [json.loads(i.payload_json)["title"] for i in pages[b]] == ["one", "two"]

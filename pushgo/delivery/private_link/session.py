@@ -399,8 +399,7 @@ class PrivateLinks:
         return True
 
     async def _send_page(self, session: _Session, cursor: int, limit: int) -> tuple[int, bool]:
-        async with self.hub.reads:
-            items = await self.inbox.page(session.device_key, cursor, limit)
+        items = await self.hub.reads.page(session.device_key, cursor, limit)
         for item in items:
             cursor = max(cursor, item.seq)
             if item.delivery_id in session.inflight or (
