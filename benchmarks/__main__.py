@@ -12,7 +12,8 @@ from benchmarks.harness import REGISTRY, Options
 
 #: Benchmark modules, each registering itself on import. A new benchmark is a module here.
 MODULES = ("benchmarks.sender", "benchmarks.sender_fcm", "benchmarks.fanout", "benchmarks.ingest",
-           "benchmarks.mcp", "benchmarks.bulk", "benchmarks.private_fanout")
+           "benchmarks.mcp", "benchmarks.bulk", "benchmarks.private_fanout",
+           "benchmarks.fairness")
 #: The suite's planned rows, for --list: the ones not written yet.
 PLANNED: tuple[str, ...] = ()
 

@@ -265,7 +265,7 @@ class Prepared:
             # No channel history: the operation row keeps the payload, the deliveries the rest.
             recipients = insert_direct(conn, op_pk, spec.channel_id, self.direct.route,
                                        self.direct.tokens, now, rendered.expires_at,
-                                       self.direct.app)
+                                       self.sender, self.direct.app)
             if spec.deliver_at is not None:
                 schedule_store.schedule(conn, op_pk, spec.deliver_at)
             if self.quota is not None:
@@ -290,7 +290,7 @@ class Prepared:
             live_store.route_event(conn, op_pk, spec.channel_id, entity_id, live)
             # and to the activities the app registered by event (/v1/activity/register)
             live_store.add_keyed_pushes(conn, op_pk, spec.channel_id, entity_id, live, now,
-                                        rendered.expires_at)
+                                        rendered.expires_at, self.sender)
         if spec.deliver_at is not None:  # after every delivery of the operation is written
             schedule_store.schedule(conn, op_pk, spec.deliver_at)
         if kind == "event" and action == "close":

@@ -20,19 +20,20 @@ from pushgo.store.schema import deliveries
 
 COLUMNS = ("delivery_id", "op_pk", "channel_id", "device_key", "route", "state", "inbox",
            "attempts", "next_attempt_at", "created_at", "updated_at", "expires_at",
-           "provider_token", "app")
+           "provider_token", "sender", "app")
 _SQLITE_INSERT = (f"INSERT INTO {deliveries.name} ({', '.join(COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(COLUMNS))})")
 _PG_COPY = f"COPY {deliveries.name} ({', '.join(COLUMNS)}) FROM STDIN"
 
 
 def insert_direct(conn: Connection, op_pk: int, channel_id: str, route: str,
-                  tokens: Sequence[str], now: int, expires_at: int,
+                  tokens: Sequence[str], now: int, expires_at: int, sender: str,
                   app: str | None = None) -> int:
-    """One queued delivery per token; returns how many (the operation's ``recipients``,
-    which the caller wrote with the operation row)."""
+    """One queued delivery per token, under the operation's ``sender`` (and for ``app``);
+    returns how many (the operation's ``recipients``, which the caller wrote with the
+    operation row)."""
     rows = [(secrets.token_hex(16), op_pk, channel_id, DIRECT_DEVICE, route, "queued", False,
-             0, now, now, now, expires_at, token, app) for token in tokens]
+             0, now, now, now, expires_at, token, sender, app) for token in tokens]
     if conn.dialect.name == "postgresql":
         cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor, cursor.copy(_PG_COPY) as copy:

@@ -9,6 +9,7 @@ claims back at start (``release_own_leases``). Backoff lives in ``next_attempt_a
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from pushgo.protocol.fields import PLATFORMS
 from pushgo.store import liveactivities as live_store
-from pushgo.store.schema import deliveries, devices, operations
+from pushgo.store.schema import api_keys, deliveries, devices, operations
 
 CHUNK = 500
 
@@ -52,6 +53,43 @@ class OpInfo:
     expires_at: int = 0
 
 
+def _due(d: Any) -> list[sa.ColumnElement[bool]]:
+    """``d``'s queued deliveries on the claimed routes that are due and not held."""
+    return [d.c.state == "queued", d.c.route.in_(sa.bindparam("routes", expanding=True)),
+            d.c.next_attempt_at <= sa.bindparam("now", type_=sa.BigInteger),
+            sa.or_(d.c.lease_until.is_(None),
+                   d.c.lease_until <= sa.bindparam("now", type_=sa.BigInteger))]
+
+
+def _senders_query() -> sa.Select[Any]:
+    """The senders with queued deliveries, their weights and how many of theirs are due
+    (counted up to ``limit``). The senders come from a skip scan of ``ix_deliveries_sender_due``
+    (one index seek a sender, however many deliveries each has queued), the counts from one
+    bounded range of it each."""
+    d = deliveries
+    first = (sa.select(d.c.sender).where(d.c.state == "queued").order_by(d.c.sender).limit(1)
+             .scalar_subquery())
+    found = sa.select(first.label("sender")).cte("senders", recursive=True)
+    after = d.alias("after")
+    nxt = (sa.select(after.c.sender).where(after.c.state == "queued",
+                                           after.c.sender > found.c.sender)
+           .order_by(after.c.sender).limit(1).scalar_subquery())
+    found = found.union_all(sa.select(nxt).where(found.c.sender.is_not(None)))
+    mine = d.alias("mine")
+    # In the index's order, so that it is read (not the table: most of a big backlog's
+    # first rows may be leased, which a scan of the table would wade through).
+    due_rows = (sa.select(mine.c.seq).where(mine.c.sender == found.c.sender, *_due(mine))
+                .order_by(mine.c.route, mine.c.next_attempt_at)
+                .limit(sa.bindparam("limit", type_=sa.Integer)).correlate(found).subquery())
+    due = sa.select(sa.func.count()).select_from(due_rows).scalar_subquery()
+    return sa.select(
+        found.c.sender, sa.func.coalesce(api_keys.c.weight, 1).label("weight"),
+        due.label("due"),
+    ).select_from(found.outerjoin(api_keys, sa.and_(
+        api_keys.c.key_id == found.c.sender, api_keys.c.revoked_at.is_(None),
+    ))).where(found.c.sender.is_not(None))
+
+
 def _claim_query(locking: bool) -> sa.Select[Any]:
     d = deliveries
     q = sa.select(
@@ -63,9 +101,7 @@ def _claim_query(locking: bool) -> sa.Select[Any]:
     ).select_from(
         d.outerjoin(devices, devices.c.device_key == d.c.device_key)
     ).where(
-        d.c.state == "queued", d.c.route.in_(sa.bindparam("routes", expanding=True)),
-        d.c.next_attempt_at <= sa.bindparam("now"),
-        sa.or_(d.c.lease_until.is_(None), d.c.lease_until <= sa.bindparam("now")),
+        d.c.sender == sa.bindparam("sender", type_=sa.String), *_due(d),
     ).order_by(d.c.next_attempt_at, d.c.seq).limit(sa.bindparam("limit", type_=sa.Integer))
     if locking:
         q = q.with_for_update(of=d, skip_locked=True)
@@ -73,7 +109,8 @@ def _claim_query(locking: bool) -> sa.Select[Any]:
 
 
 # Built once: the dispatcher claims after every burst of accepted operations, and building
-# this statement cost more than running it (an empty claim is the common case).
+# these statements cost more than running them (an empty claim is the common case).
+_SENDERS = _senders_query()
 _CLAIM = {False: _claim_query(False), True: _claim_query(True)}
 _LEASE = deliveries.update().where(
     deliveries.c.seq.in_(sa.bindparam("seqs", expanding=True))
@@ -81,14 +118,53 @@ _LEASE = deliveries.update().where(
          lease_owner=sa.bindparam("owner", type_=sa.String))
 
 
+def fair_shares(due: dict[str, int], weights: dict[str, int], limit: int) -> dict[str, int]:
+    """How many of ``limit`` deliveries each sender gets: shares in proportion to the weights
+    of the senders with due work, at least one each, never more than a sender has due (what
+    it leaves goes to the others in proportion again). With more senders than ``limit``, a
+    random ``limit`` of them get one each: none waits for ever behind the others."""
+    active = [s for s, n in due.items() if n > 0]
+    if len(active) > limit:
+        return dict.fromkeys(random.sample(active, limit), 1)
+    given = dict.fromkeys(active, 0)
+    left = limit
+    while left > 0 and active:
+        total = sum(max(1, weights.get(s, 1)) for s in active)
+        round_left = left
+        # The heaviest first: when what is left is less than one each, they have it.
+        for sender in sorted(active, key=lambda s: (-weights.get(s, 1), s)):
+            share = max(1, round_left * max(1, weights.get(sender, 1)) // total)
+            take = min(share, due[sender] - given[sender], left)
+            given[sender] += take
+            left -= take
+        active = [s for s in active if given[s] < due[s]]
+    return {s: n for s, n in given.items() if n}
+
+
 def claim_due(conn: Connection, routes: Sequence[str], now: int, limit: int,
               lease_ms: int, owner: str | None = None) -> list[Due]:
     """Claim up to ``limit`` due deliveries on ``routes`` for ``lease_ms``, leased to
-    ``owner`` (the claiming process's identity)."""
+    ``owner`` (the claiming process's identity), shared fairly among their senders: each
+    sender with due work gets a share of ``limit`` in proportion to its key's weight
+    (``api_keys.weight``; 1 for the root key and any key no longer live), at least one, and
+    what a sender with less due work leaves goes to the others. Each sender's share is its
+    oldest due deliveries. One statement for the senders, then one claim a sender."""
+    if limit <= 0 or not routes:
+        return []
+    params: dict[str, Any] = {"routes": list(routes), "now": now, "limit": limit}
+    found = conn.execute(_SENDERS, params).all()
+    shares = fair_shares({r.sender: int(r.due) for r in found},
+                         {r.sender: int(r.weight) for r in found}, limit)
     q = _CLAIM[conn.dialect.name == "postgresql"]
-    rows = [Due(r.seq, r.delivery_id, r.route, r.device_key, r.platform or "",
-                r.provider_token, r.op_pk, r.expires_at, r.attempts, r.push_type or "", r.app)
-            for r in conn.execute(q, {"routes": list(routes), "now": now, "limit": limit})]
+    ranked: list[tuple[float, int, Due]] = []
+    for sender, share in shares.items():
+        for i, r in enumerate(conn.execute(q, {**params, "sender": sender, "limit": share})):
+            # The page interleaves the senders by share: each one's first goes out first.
+            ranked.append((i / share, r.seq, Due(
+                r.seq, r.delivery_id, r.route, r.device_key, r.platform or "",
+                r.provider_token, r.op_pk, r.expires_at, r.attempts, r.push_type or "", r.app)))
+    ranked.sort(key=lambda t: t[:2])
+    rows = [due for _, _, due in ranked]
     seqs = [r.seq for r in rows]
     for start in range(0, len(seqs), CHUNK):
         conn.execute(_LEASE, {"seqs": seqs[start:start + CHUNK], "until": now + lease_ms,

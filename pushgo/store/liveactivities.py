@@ -152,7 +152,7 @@ def keyed_tokens(conn: Connection, channel_id: str, event_id: str) -> list[str]:
 
 
 def add_keyed_pushes(conn: Connection, op_pk: int, channel_id: str, event_id: str,
-                     live_event: str, now: int, expires_at: int) -> int:
+                     live_event: str, now: int, expires_at: int, sender: str) -> int:
     """One Live Activity push of this event operation (``update`` or ``end``) per token the
     app registered for the event, as direct deliveries (no device, no inbox: the devices'
     usual notifications carry the payload there). On ``end`` the tokens are forgotten (the
@@ -166,7 +166,7 @@ def add_keyed_pushes(conn: Connection, op_pk: int, channel_id: str, event_id: st
              "device_key": DIRECT_DEVICE_KEY, "route": "apns", "state": "queued",
              "inbox": False, "attempts": 0, "next_attempt_at": now, "created_at": now,
              "updated_at": now, "expires_at": expires_at, "provider_token": token,
-             "push_type": PUSH_TYPE} for token in tokens])
+             "push_type": PUSH_TYPE, "sender": sender} for token in tokens])
     if live_event == "end":
         conn.execute(_KEY.delete().where(_KEY.c.channel_id == channel_id,
                                          _KEY.c.event_id == event_id))

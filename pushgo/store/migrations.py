@@ -133,8 +133,23 @@ def _v13(conn: Connection, _dialect: str) -> None:
     _add_column(conn, deliveries.c.app)
 
 
+def _v14(conn: Connection, _dialect: str) -> None:
+    """``deliveries.sender`` and its index: the dispatcher's fair shares among senders (a
+    database made by v1 of a newer schema.py already has both). Deliveries written before it
+    count as the root key's, or as their operation's sender when it is known."""
+    _add_column(conn, deliveries.c.sender)
+    conn.execute(deliveries.update().where(
+        deliveries.c.state.in_(("queued", "scheduled")),
+    ).values(sender=sa.func.coalesce(
+        sa.select(operations.c.sender).where(operations.c.op_pk == deliveries.c.op_pk)
+        .scalar_subquery(), "root")))
+    for index in deliveries.indexes:
+        if index.name == "ix_deliveries_sender_due":
+            index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection, str], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9,
-                                                       _v10, _v11, _v12, _v13]
+                                                       _v10, _v11, _v12, _v13, _v14]
 LATEST = len(MIGRATIONS)
 
 

@@ -38,10 +38,13 @@ _INSERT_OPERATION = operations.insert().returning(operations.c.op_pk)
 def fan_out_statement(*, inbox: bool, devices_where: sa.ColumnElement[bool]) -> sa.Insert:
     """One `queued` delivery of an operation (bind parameters op_pk, channel_id, now,
     expires_at) per device subscribed to the channel that `devices_where` admits; `inbox`
-    whether they are in the devices' inboxes. Sends and repeat rounds build theirs with it."""
+    whether they are in the devices' inboxes. Sends and repeat rounds build theirs with it.
+    Each carries its operation's sender (read once: the subquery is not correlated)."""
+    sender = sa.select(operations.c.sender).where(
+        operations.c.op_pk == sa.bindparam("op_pk", type_=sa.BigInteger)).scalar_subquery()
     return deliveries.insert().from_select(
         ["delivery_id", "op_pk", "channel_id", "device_key", "route", "state", "inbox",
-         "attempts", "next_attempt_at", "created_at", "updated_at", "expires_at"],
+         "attempts", "next_attempt_at", "created_at", "updated_at", "expires_at", "sender"],
         sa.select(
             random_hex_id(), sa.bindparam("op_pk", type_=sa.BigInteger),
             sa.bindparam("channel_id", type_=sa.String), devices.c.device_key,
@@ -49,7 +52,7 @@ def fan_out_statement(*, inbox: bool, devices_where: sa.ColumnElement[bool]) -> 
             sa.literal(0),
             sa.bindparam("now", type_=sa.BigInteger), sa.bindparam("now", type_=sa.BigInteger),
             sa.bindparam("now", type_=sa.BigInteger),
-            sa.bindparam("expires_at", type_=sa.BigInteger),
+            sa.bindparam("expires_at", type_=sa.BigInteger), sender,
         ).select_from(
             subscriptions.join(devices, devices.c.device_key == subscriptions.c.device_key)
         ).where(

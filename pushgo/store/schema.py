@@ -179,12 +179,18 @@ deliveries = sa.Table(
     # ``liveactivity``: an event's Live Activity push (``provider_token`` then holds the
     # push-to-start or activity token it goes to); NULL: the route's usual notification.
     sa.Column("push_type", sa.String(16), nullable=True),
+    # The key its operation was accepted under (``operations.sender``): the dispatcher shares
+    # each claim among the senders with due work by their keys' weights.
+    sa.Column("sender", sa.String(40), nullable=False, server_default="root"),
     # A direct send's app (its tokens belong to no device); NULL: the device's app, or the
     # ``default`` app for a direct send without one.
     sa.Column("app", sa.String(64), nullable=True),
     sa.Index("ix_deliveries_inbox", "device_key", "inbox", "seq"),
     sa.Index("ix_deliveries_due", "state", "route", "next_attempt_at"),
     sa.Index("ix_deliveries_op", "op_pk"),
+    # The fair claim: the senders with queued work (a skip scan over ``sender``), then each
+    # one's due deliveries on a route in order.
+    sa.Index("ix_deliveries_sender_due", "state", "sender", "route", "next_attempt_at"),
     # Scheduled sends waiting for their time: only those rows are in it.
     sa.Index("ix_deliveries_scheduled", "next_attempt_at", "op_pk",
              sqlite_where=sa.text("state = 'scheduled'"),
