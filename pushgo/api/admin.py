@@ -84,7 +84,10 @@ def key_routes(svc: Services) -> list[BaseRoute]:
         if params.get("all", "false") not in ("true", "false"):
             raise InvalidInput(codes.INVALID_QUERY, "all must be true or false")
         everything = params.get("all") == "true"
-        return ok(KeyListOut(keys=await svc.keys.list(include_revoked=everything)))
+        keys = await svc.keys.list(include_revoked=everything)
+        used = await svc.quotas.used_today() if any(k.daily_notifications for k in keys) else {}
+        return ok(KeyListOut(keys=[msgspec.structs.replace(
+            k, notifications_today=used.get(k.key_id, 0)) for k in keys]))
 
     async def revoke(request: Request) -> Response:
         require_scope(Scope.ADMIN)

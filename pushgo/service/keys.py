@@ -64,6 +64,8 @@ class KeyOut(msgspec.Struct, frozen=True, kw_only=True):
     created_by: str
     last_used_at: int | None
     revoked_at: int | None
+    #: Notifications counted against its daily quota today (UTC; 0 without a quota).
+    notifications_today: int = 0
 
 
 def key_out(row: KeyRow) -> KeyOut:

@@ -52,3 +52,6 @@ async def test_a_keys_rate_and_daily_quota_through_http(db_url):
         # The gateway token is not limited by the key's quotas.
         assert (await root.post("/message", json=body)).status_code == 200
         assert TOKEN not in daily.text
+        # The admin list (and the console's keys panel) shows what the key used today.
+        [listed] = (await root.get("/admin/keys")).json()["data"]["keys"]
+        assert (listed["daily_notifications"], listed["notifications_today"]) == (1, 1)
