@@ -97,11 +97,12 @@ def _claim_query(locking: bool) -> sa.Select[Any]:
         # A direct send carries its own token; a device's delivery uses the route's current one.
         sa.func.coalesce(d.c.provider_token, devices.c.provider_token).label("provider_token"),
         d.c.op_pk, d.c.expires_at, d.c.attempts, d.c.push_type,
-        sa.func.coalesce(d.c.app, devices.c.app).label("app"),
+        sa.func.coalesce(d.c.app, devices.c.app).label("app"), d.c.next_attempt_at,
     ).select_from(
         d.outerjoin(devices, devices.c.device_key == d.c.device_key)
     ).where(
-        d.c.sender == sa.bindparam("sender", type_=sa.String), *_due(d),
+        d.c.sender == sa.bindparam("sender", type_=sa.String),
+        d.c.route == sa.bindparam("route", type_=sa.String), *_due(d),
     ).order_by(d.c.next_attempt_at, d.c.seq).limit(sa.bindparam("limit", type_=sa.Integer))
     if locking:
         q = q.with_for_update(of=d, skip_locked=True)
@@ -158,7 +159,15 @@ def claim_due(conn: Connection, routes: Sequence[str], now: int, limit: int,
     q = _CLAIM[conn.dialect.name == "postgresql"]
     ranked: list[tuple[float, int, Due]] = []
     for sender, share in shares.items():
-        for i, r in enumerate(conn.execute(q, {**params, "sender": sender, "limit": share})):
+        # One query a route: each reads ``ix_deliveries_sender_due`` in order and stops at
+        # ``share`` rows (with the routes in one IN list, every due row of a big backlog
+        # was read and sorted on each claim).
+        mine = [r for route in routes
+                for r in conn.execute(q, {**params, "sender": sender, "route": route,
+                                          "limit": share})]
+        if len(routes) > 1:
+            mine.sort(key=lambda r: (r.next_attempt_at, r.seq))
+        for i, r in enumerate(mine[:share]):
             # The page interleaves the senders by share: each one's first goes out first.
             ranked.append((i / share, r.seq, Due(
                 r.seq, r.delivery_id, r.route, r.device_key, r.platform or "",
