@@ -33,7 +33,7 @@ from pushgo.api.routes import build_routes
 from pushgo.api.webpush import PUBLIC_PATHS as WEBPUSH_PUBLIC_PATHS
 from pushgo.api.webpush import webpush_routes
 from pushgo.delivery.appsenders import AppSenders
-from pushgo.delivery.private import Hub, InboxReads, PrivateStreams
+from pushgo.delivery.private import Hub, InboxCalls, PrivateStreams
 from pushgo.delivery.private_link import LinkConfig, PrivateLinks
 from pushgo.delivery.private_link.quic import QuicTransport
 from pushgo.delivery.private_link.tcp import TcpTransport
@@ -84,7 +84,7 @@ class Gateway:
         self.services = Services.build(self.ctx, processes=workers or settings.workers,
                                        check_app=check_app)
         self.quotas = self.services.quotas
-        self.hub = Hub(InboxReads(self.services.inbox))
+        self.hub = Hub(InboxCalls(self.services.inbox))
         self.ctx.listeners.insert(0, self.hub)  # streams hear of accepted work first
         #: The senders of apps other than ``default`` (PUSHGO_APPS_FILE, pushgo app add).
         self.app_senders = AppSenders(settings, self.services.apps, self.results,

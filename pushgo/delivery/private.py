@@ -8,12 +8,12 @@ Must not import pushgo.api or starlette.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import anyio
 
+from pushgo.delivery.batched import Batched
 from pushgo.protocol.payload import with_delivery_id
 from pushgo.protocol.sse import encode_comment, encode_event
 from pushgo.service.context import Context
@@ -38,118 +38,49 @@ class _Waiter:
             self.event.set()
 
 
-#: Store reads of inbox pages at once. One message to a channel of thousands of connected
-#: devices wakes them all: one read each, unbounded, would queue in the store past its
-#: request timeout; here they wait their turn, and each read's deadline counts from its start.
-CONCURRENT_READS = 4
-#: Devices whose pages one store read fetches (pushgo.store.outbox.inbox_pages).
-READ_BATCH = 256
+#: Store calls of inbox page reads (and of acknowledgements) at once: one message to a
+#: channel of thousands of connected devices wakes them all, and each then acknowledges.
+CONCURRENT_CALLS = 4
+#: Devices whose pages (or acknowledgements) one store call reads (or writes).
+CALL_BATCH = 256
 
 
-@dataclass(eq=False, slots=True)
-class _Read:
-    device_key: str
-    after_seq: int
-    limit: int
-    #: Set when the read is served or made a leader (a fresh one before each wait).
-    wake: anyio.Event = field(default_factory=anyio.Event)
-    items: list[InboxItem] = field(default_factory=list)
-    error: Exception | None = None
-    served: bool = False
-    #: Out of the queue (in a batch, or its caller gone): leaders skip it.
-    taken: bool = False
-    #: Holds one of the leading places: reads a batch, then hands the place on.
-    lead: bool = False
+class InboxCalls:
+    """The inbox calls of the streams and sessions of one moment, batched (pushgo.delivery
+    .batched): page reads, and warp-link acknowledgements."""
 
-
-class InboxReads:
-    """Inbox pages for the streams and sessions woken together, read in batches: a read
-    joins a queue; up to ``parallel`` of the waiting callers lead, each taking its own read
-    and the oldest others (``batch`` in all) into one store read, then handing its place to
-    the oldest read still waiting. So 10,000 devices woken by one message cost 40 queries,
-    not 10,000, and no task but the callers' own is needed."""
-
-    def __init__(self, inbox: Inbox, *, batch: int = READ_BATCH,
-                 parallel: int = CONCURRENT_READS) -> None:
+    def __init__(self, inbox: Inbox, *, batch: int = CALL_BATCH,
+                 parallel: int = CONCURRENT_CALLS) -> None:
         self.inbox = inbox
-        self.batch = batch
-        self.parallel = parallel
-        self._queue: deque[_Read] = deque()
-        self._leading = 0
+        self._reads: Batched[tuple[str, int, int], list[InboxItem]] = Batched(
+            self._read, batch=batch, parallel=parallel)
+        self._acks: Batched[tuple[str, str], bool] = Batched(
+            self._ack, batch=batch, parallel=parallel)
 
     async def page(self, device_key: str, after_seq: int, limit: int) -> list[InboxItem]:
-        read = _Read(device_key, after_seq, limit)
-        if self._leading < self.parallel:
-            self._leading += 1
-            read.lead = True  # a leader's own read is never queued
-        else:
-            self._queue.append(read)
-        try:
-            while not read.served:
-                if read.lead:
-                    try:
-                        await anyio.lowlevel.checkpoint()  # the others woken with it queue
-                        await self._read_batch(read)
-                    finally:
-                        read.lead = False
-                        self._hand_on()
-                    continue
-                read.wake = anyio.Event()
-                await read.wake.wait()
-        finally:
-            read.taken = True  # a caller gone before it was served is skipped
-            if read.lead:  # made a leader, but gone before it led
-                read.lead = False
-                self._hand_on()
-        if read.error is not None:
-            raise read.error
-        return read.items
+        """Up to ``limit`` of the device's waiting deliveries after ``after_seq``."""
+        return await self._reads.call((device_key, after_seq, limit))
 
-    async def _read_batch(self, own: _Read) -> None:
-        """One store read: ``own`` and the oldest others waiting (``batch`` in all)."""
-        batch = [own]
-        while self._queue and len(batch) < self.batch:
-            other = self._queue.popleft()
-            if not other.taken:
-                other.taken = True
-                batch.append(other)
-        try:
-            pages = await self.inbox.pages([(r.device_key, r.after_seq, r.limit)
-                                            for r in batch])
-        except Exception as exc:  # each caller's read fails as a read of its own would
-            for r in batch:
-                r.error, r.served = exc, True
-                r.wake.set()
-            return
-        except BaseException:  # this caller is gone: the others wait for the next leader
-            for r in reversed(batch[1:]):
-                r.taken = False
-                self._queue.appendleft(r)
-            raise
-        for r in batch:
-            r.items, r.served = pages.get(r.device_key, []), True
-            r.wake.set()
+    async def ack(self, device_key: str, delivery_id: str) -> bool:
+        """The device has the delivery (a warp-link Ack): it leaves the inbox."""
+        return await self._acks.call((device_key, delivery_id))
 
-    def _hand_on(self) -> None:
-        """A leader is done: the oldest read still waiting leads next (out of the queue),
-        else one fewer leads."""
-        while self._queue:
-            nxt = self._queue.popleft()
-            if not nxt.taken:
-                nxt.lead = True
-                nxt.wake.set()
-                return
-        self._leading -= 1
+    async def _read(self, wants: list[tuple[str, int, int]]) -> list[list[InboxItem]]:
+        pages = await self.inbox.pages(wants)
+        return [pages.get(key, []) for key, _, _ in wants]
+
+    async def _ack(self, pairs: list[tuple[str, str]]) -> list[bool]:
+        return await self.inbox.ack_link(pairs)
 
 
 class Hub:
     """In-process registry of open streams, keyed by device and by subscribed channel, and
     their batched inbox reads."""
 
-    def __init__(self, reads: InboxReads) -> None:
+    def __init__(self, calls: InboxCalls) -> None:
         self._by_device: dict[str, set[_Waiter]] = {}
         self._by_channel: dict[str, set[_Waiter]] = {}
-        self.reads = reads
+        self.calls = calls
 
     @property
     def connected(self) -> int:
@@ -217,7 +148,7 @@ class PrivateStreams:
                     waiter.stale = False
                     chans = await self.outbox.subscribed_channels(device_key)
                     self.hub._set_channels(waiter, set(chans))
-                items = await self.hub.reads.page(device_key, cursor, PAGE)
+                items = await self.hub.calls.page(device_key, cursor, PAGE)
                 if items:
                     chunk = b"".join(
                         encode_event(with_delivery_id(i.payload_json, i.delivery_id).encode(),

@@ -52,6 +52,17 @@ def _ack_many(conn: Connection, key: str, ids: list[str], now: int, via: str) ->
     return removed
 
 
+def _ack_link(conn: Connection, pairs: list[tuple[str, str]], now: int, via: str) -> list[bool]:
+    """Acknowledgements of many devices in one transaction: the statements of one, not of
+    each (a repeating operation's receipt is recorded per device as ``_ack_one`` does)."""
+    taken = outbox_store.ack_pairs(conn, pairs, now)
+    repeating = repeat_store.repeating(conn, list(taken.values())) if taken else set()
+    for (key, delivery_id), op_pk in taken.items():
+        if op_pk in repeating:
+            repeat_store.acknowledge(conn, key, [delivery_id], via, now)
+    return [pair in taken for pair in pairs]
+
+
 def _delivery_id(raw: str | None) -> str | None:
     if raw is None:
         return None
@@ -111,6 +122,14 @@ class Inbox:
         removed = await self.ctx.store.run(_ack_one, key, delivery_id, self.ctx.now(), via)
         self._changed(int(removed))
         return wire.AckOut(removed=removed)
+
+    async def ack_link(self, pairs: list[tuple[str, str]],
+                       via: str = VIA_PRIVATE_LINK) -> list[bool]:
+        """(device_key, delivery_id) acknowledgements of connected devices (their own keys,
+        checked at their handshake), in one write; whether each was still in the inbox."""
+        removed = await self.ctx.store.run(_ack_link, pairs, self.ctx.now(), via)
+        self._changed(sum(removed))
+        return removed
 
     async def page(self, device_key: str, after_seq: int, limit: int) -> list[InboxItem]:
         return await self.ctx.store.read(outbox_store.inbox_page, device_key, after_seq, self.ctx.now(),

@@ -7,6 +7,7 @@ channel of a million devices costs one statement, not a million round-trips.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,27 @@ def ack(conn: Connection, device_key: str, delivery_id: str, now: int) -> bool:
         return False
     _take(conn, device_key, [seq], now)
     return True
+
+
+def ack_pairs(conn: Connection, pairs: Sequence[tuple[str, str]],
+              now: int) -> dict[tuple[str, str], int]:
+    """Several devices' acknowledgements at once: each (device_key, delivery_id) still in
+    that device's inbox leaves it. The pairs that did, with their operation (op_pk)."""
+    by_id: dict[str, set[str]] = {}
+    for key, delivery_id in pairs:
+        by_id.setdefault(delivery_id, set()).add(key)
+    ids = list(by_id)
+    found: dict[tuple[str, str], tuple[int, int]] = {}
+    for start in range(0, len(ids), 500):
+        for seq, key, delivery_id, op_pk in conn.execute(sa.select(
+                deliveries.c.seq, deliveries.c.device_key, deliveries.c.delivery_id,
+                deliveries.c.op_pk).where(
+                deliveries.c.delivery_id.in_(ids[start:start + 500]),
+                deliveries.c.inbox.is_(True))):
+            if key in by_id[delivery_id]:  # a device acknowledges only its own
+                found[(key, delivery_id)] = (int(seq), int(op_pk))
+    _take(conn, "", [seq for seq, _ in found.values()], now)
+    return {pair: op_pk for pair, (_, op_pk) in found.items()}
 
 
 def peek(conn: Connection, device_key: str, delivery_id: str | None, now: int,

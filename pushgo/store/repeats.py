@@ -163,6 +163,17 @@ def acknowledge(conn: Connection, device_key: str, delivery_ids: Sequence[str], 
     return _acknowledge(conn, repeats.c.op_pk.in_(ops.scalar_subquery()), device_key, via, now)
 
 
+def repeating(conn: Connection, op_pks: Sequence[int]) -> set[int]:
+    """Which of these operations repeat until acknowledged and are not yet."""
+    pks = sorted(set(op_pks))
+    out: set[int] = set()
+    for start in range(0, len(pks), 500):
+        out.update(int(pk) for pk in conn.execute(sa.select(repeats.c.op_pk).where(
+            repeats.c.op_pk.in_(pks[start:start + 500]), repeats.c.acked_at.is_(None)
+        )).scalars())
+    return out
+
+
 def _acknowledge(conn: Connection, where: Any, device_key: str, via: str, now: int) -> int:
     r = repeats.c
     return int(conn.execute(repeats.update().where(where, r.acked_at.is_(None)).values(

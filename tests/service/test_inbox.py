@@ -182,3 +182,15 @@ async def test_pages_reads_several_devices_each_after_its_cursor_up_to_its_limit
     assert [i.seq for i in pages[b]] == [i.seq for i in (await svc.inbox.page(b, 0, 2))]
     assert c not in pages  # nothing waits for it
     assert [json.loads(i.payload_json)["title"] for i in pages[b]] == ["one", "two"]
+
+
+async def test_ack_link_takes_each_devices_own_deliveries_in_one_write(svc):
+    a, b = await device(svc), await device(svc)
+    cid = await channel(svc, a, b)
+    await send(svc, cid, "one")
+    [da], [db] = await svc.inbox.page(a, 0, 10), await svc.inbox.page(b, 0, 10)
+    # b cannot acknowledge a's delivery; an unknown id and a repeat are no-ops
+    assert await svc.inbox.ack_link([(a, da.delivery_id), (b, da.delivery_id),
+                                     (b, "nope")]) == [True, False, False]
+    assert await svc.inbox.ack_link([(a, da.delivery_id), (b, db.delivery_id)]) == [False, True]
+    assert await svc.inbox.page(a, 0, 10) == [] and await svc.inbox.page(b, 0, 10) == []

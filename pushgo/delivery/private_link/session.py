@@ -113,6 +113,9 @@ class _Session:
     #: Made by shutdown when it waits for the session; set once the session has finished.
     done: anyio.Event | None = None
     waiter: _LinkWaiter | None = None
+    #: Its last read was cut short by the in-flight window: an Ack (room for one more) wakes
+    #: it to read again. Otherwise everything due was sent, and an Ack needs no read.
+    held_back: bool = False
 
     @property
     def label(self) -> str:
@@ -318,10 +321,8 @@ class PrivateLinks:
             session.woken = session.woken or set()
             session.woken.add(ack.delivery_id)
         else:
-            await self.inbox.ack(wire.AckIn(device_key=session.device_key,
-                                            delivery_id=ack.delivery_id),
-                                 via=VIA_PRIVATE_LINK)
-        if session.waiter is not None:  # room for one more in flight
+            await self.hub.calls.ack(session.device_key, ack.delivery_id.strip())
+        if session.waiter is not None and session.held_back:  # room for one more in flight
             session.waiter.wake()
 
     async def _loop(self, session: _Session, waiter: _LinkWaiter) -> None:
@@ -350,6 +351,7 @@ class PrivateLinks:
             full_page = False
             if room > 0:
                 cursor, full_page = await self._send_page(session, cursor, min(room, PAGE))
+            session.held_back = room <= 0 or full_page
             if full_page and len(session.inflight) < cfg.max_inflight:
                 continue
             resend_at = now + cfg.recheck_s
@@ -399,7 +401,7 @@ class PrivateLinks:
         return True
 
     async def _send_page(self, session: _Session, cursor: int, limit: int) -> tuple[int, bool]:
-        items = await self.hub.reads.page(session.device_key, cursor, limit)
+        items = await self.hub.calls.page(session.device_key, cursor, limit)
         for item in items:
             cursor = max(cursor, item.seq)
             if item.delivery_id in session.inflight or (
