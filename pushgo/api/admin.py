@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from pushgo.api.envelope import body_as, ok
 from pushgo.api.front import TOKEN_QUERY
 from pushgo.errors import InvalidInput, codes
+from pushgo.protocol.ids import is_digits
 from pushgo.service import Services
 from pushgo.service.audit import AuditEntry
 from pushgo.service.keys import KeyOut, require_scope
@@ -63,7 +64,7 @@ def _int(params: dict[str, str], name: str) -> int | None:
     raw = params.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not is_digits(raw) or len(raw) > 18:
         raise InvalidInput(codes.INVALID_QUERY, f"{name} must be a whole number")
     return int(raw)
 

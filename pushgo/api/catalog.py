@@ -347,6 +347,7 @@ _THING = (*_SEND, C.TITLE_REQUIRED.code, C.INVALID_OBSERVED_AT.code,
           C.INVALID_LOCATION.code, C.EXTERNAL_IDS_KEY_INVALID.code,
           C.EXTERNAL_IDS_VALUE_INVALID.code)
 _DEVICE = (C.DEVICE_KEY_REQUIRED.code, C.INVALID_DEVICE_KEY.code, C.DEVICE_KEY_NOT_FOUND.code)
+_APP = (C.APP_NOT_FOUND.code, C.APP_NOT_ALLOWED.code)
 _ROUTE = (*_DEVICE, C.INVALID_CHANNEL_TYPE.code, C.INVALID_PLATFORM.code,
           C.PLATFORM_MISMATCH.code, C.CHANNEL_TYPE_MISMATCH.code,
           C.INVALID_PROVIDER_TOKEN.code, C.PROVIDER_TOKEN_REQUIRED.code,
@@ -416,7 +417,8 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
     # devices and channels
     ("POST", "/device/register"): Op(
         "register a device, get its device_key", "devices", body=wire.DeviceRegisterIn,
-        data=wire.DeviceRegisterOut, codes=(C.INVALID_PLATFORM.code, C.INVALID_DEVICE_KEY.code),
+        data=wire.DeviceRegisterOut,
+        codes=(*_APP, C.INVALID_PLATFORM.code, C.INVALID_DEVICE_KEY.code),
         links={
             "subscribe": ("POST", "/channel/subscribe", {},
                           {"device_key": _KEY, "channel_name": "fuzz",
@@ -428,7 +430,7 @@ OPS_BY_ROUTE: dict[tuple[str, str], Op] = {
         }),
     ("POST", "/channel/device"): Op(
         "set the device route (apns, fcm, wns, webpush, private)", "devices", body=wire.DeviceRouteIn,
-        data=wire.DeviceRouteOut, codes=_ROUTE),
+        data=wire.DeviceRouteOut, codes=(*_ROUTE, *_APP)),
     ("POST", "/channel/device/delete"): Op(
         "clear the route's provider token", "devices", body=wire.DeviceRouteDeleteIn,
         data=wire.DeviceRouteOut, codes=_ROUTE),

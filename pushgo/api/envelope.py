@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from pushgo.errors import GatewayError, InvalidInput, PayloadTooLarge, codes
 from pushgo.protocol import jsondepth
+from pushgo.protocol.ids import is_digits
 
 T = TypeVar("T")
 
@@ -162,7 +163,7 @@ def convert(obj: Any, kind: type[T]) -> T:
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     """Read the request body, refusing more than ``limit`` bytes without buffering them."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and is_digits(length) and int(length) > limit:
         raise PayloadTooLarge(codes.PAYLOAD_TOO_LARGE, f"request body exceeds {limit} bytes")
     chunks: list[bytes] = []
     size = 0

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pushgo.protocol import jsonrpc
+from pushgo.protocol.ids import is_digits
 from pushgo.protocol.sse import encode_comment, encode_event
 
 Scope = MutableMapping[str, Any]
@@ -124,7 +125,7 @@ def origin_allowed(origin: str, public_base_url: str | None) -> bool:
 async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes | None:
     """The whole body, or None when it is over ``limit`` bytes (not buffered past it)."""
     length = headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and is_digits(length) and int(length) > limit:
         return None
     chunks: list[bytes] = []
     size = 0

@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from pushgo.protocol.ids import is_digits
 from pushgo.protocol.jsonrpc import RequestId, RpcError
 
 log = logging.getLogger("pushgo.mcp")
@@ -284,7 +285,7 @@ class Session:
     def find_stream(self, last_event_id: str) -> tuple[EventStream, int] | None:
         """The stream a ``Last-Event-ID`` belongs to, and the seq it names."""
         number, sep, seq = last_event_id.strip().partition("-")
-        if not sep or not number.isdigit() or not seq.isdigit() or len(last_event_id) > 40:
+        if not sep or not is_digits(number) or not is_digits(seq) or len(last_event_id) > 40:
             return None
         stream = self.streams.get(int(number))
         return None if stream is None else (stream, int(seq))

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from pushgo.errors import ErrorCode, codes
 from pushgo.protocol import jsondepth
 from pushgo.protocol import oauth as oauth_wire
+from pushgo.protocol.ids import is_digits
 from pushgo.service.throttle import current_client
 from pushgo.settings import Settings
 
@@ -98,7 +99,7 @@ def client_address(_request: Request) -> str:
 
 async def read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and is_digits(length) and int(length) > limit:
         raise OAuthError(codes.OAUTH_INVALID_REQUEST, f"request body over {limit} bytes", 413)
     body = b""
     async for chunk in request.stream():

@@ -79,8 +79,13 @@ class AppError(ValueError):
         self.app, self.field, self.message = app, field, message
 
 
+def is_name(name: str) -> bool:
+    """Whether ``name`` could name an app (1-64 of a-z 0-9 . _ -)."""
+    return _NAME.fullmatch(name) is not None
+
+
 def check_name(name: str) -> str:
-    if not _NAME.fullmatch(name):
+    if not is_name(name):
         raise AppError(name, "name", "must be 1-64 of a-z 0-9 . _ - (starting with a letter "
                                      "or digit)")
     return name

@@ -77,3 +77,9 @@ def redact(value: str) -> str:
     if len(value) <= 10:
         return "…"
     return f"{value[:4]}…{value[-4:]}"
+
+
+def is_digits(text: str) -> bool:
+    """One or more ASCII digits: ``str.isdigit`` alone also takes '²' and other digits that
+    ``int`` refuses, which would turn bad input into an error of the gateway's own."""
+    return text.isascii() and text.isdigit()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from pushgo.protocol.ids import is_digits
+
 #: The longest v1 header, CRLF included.
 MAX_LINE = 107
 
@@ -33,7 +35,7 @@ def parse_v1(line: bytes) -> tuple[str, int] | None:
         raise ValueError(f"PROXY address is not IPv{version}")
     ports = []
     for raw in parts[4:]:
-        if not raw.isdigit() or (len(raw) > 1 and raw[0] == "0") or int(raw) > 65535:
+        if not is_digits(raw) or (len(raw) > 1 and raw[0] == "0") or int(raw) > 65535:
             raise ValueError("invalid PROXY port")
         ports.append(int(raw))
     return str(src), ports[0]

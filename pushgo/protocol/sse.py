@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from pushgo.protocol.ids import is_digits
+
 
 def encode_event(data: bytes, *, event_id: str | None = None, event: str | None = None,
                  retry_ms: int | None = None) -> bytes:
@@ -75,5 +77,5 @@ class SSEParser:
                 self._event = value
             elif name == "id":
                 self._id = value
-            elif name == "retry" and value.isdigit():
+            elif name == "retry" and is_digits(value):
                 self._retry = int(value)

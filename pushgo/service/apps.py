@@ -142,8 +142,9 @@ class Apps:
         if name is None or not name.strip() or name.strip() == DEFAULT_APP:
             return None
         name = name.strip()
-        if await self.lookup(name) is None:
-            raise NotFound(codes.APP_NOT_FOUND, f"no app named {name!r}")
+        if not A.is_name(name) or await self.lookup(name) is None:
+            shown = name if len(name) <= 64 else name[:64] + "…"
+            raise NotFound(codes.APP_NOT_FOUND, f"no app named {shown!r}")
         return name
 
     async def list(self) -> list[AppInfo]:

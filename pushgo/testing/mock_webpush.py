@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from pushgo.protocol.ids import is_digits
 from pushgo.testing.exchange import H2Settings, Outcome, Request, ResetStream, Response
 from pushgo.testing.records import Recorder
 from pushgo.testing.scripted import Reject, ScriptedAnswers, ScriptedMock
@@ -337,7 +338,7 @@ class MockWebPush(ScriptedMock):
         except ValueError as exc:
             raise Reject(401, str(exc)) from None
         ttl = req.header("ttl")
-        if ttl is None or not ttl.isdigit():
+        if ttl is None or not is_digits(ttl):
             raise Reject(400, "TTL is required: a number of seconds.")
         urgency = req.header("urgency")
         if urgency is not None and urgency not in URGENCIES:

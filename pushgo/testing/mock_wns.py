@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import anyio
 
+from pushgo.protocol.ids import is_digits
 from pushgo.testing.access_tokens import AccessTokens
 from pushgo.testing.exchange import H2Settings, Outcome, Request, ResetStream, Response, json_response
 from pushgo.testing.records import Recorder
@@ -253,7 +254,7 @@ class MockWNS(ScriptedMock):
         if priority is not None and priority not in ("1", "2", "3", "4"):
             raise Reject(400, "X-WNS-Priority must be 1 to 4.")
         ttl = req.header("x-wns-ttl")
-        if ttl is not None and not ttl.isdigit():
+        if ttl is not None and not is_digits(ttl):
             raise Reject(400, "X-WNS-TTL must be a number of seconds.")
         if len(req.body) >= MAX_BODY:
             raise Reject(413, "The notification payload exceeds the size limit.")

@@ -166,6 +166,10 @@ async def test_each_apps_devices_get_the_message_through_their_own_apps_credenti
 async def test_an_unknown_app_at_registration_is_app_not_found(aclient):
     resp = await aclient.post("/device/register", json={"platform": "ios", "app": "nope"})
     assert_error(resp, 404, "app_not_found")
+    # a name no app could have is not looked up, and its echo is bounded
+    resp = await aclient.post("/device/register", json={"platform": "ios", "app": "\U0006241e" * 500})
+    assert_error(resp, 404, "app_not_found")
+    assert len(resp.json()["error"]) < 1000  # 500 characters in, 64 shown
     key = (await call(aclient, "/device/register", {"platform": "ios", "app": "acme"}))[
         "device_key"]
     resp = await aclient.post("/channel/device", json={

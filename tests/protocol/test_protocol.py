@@ -21,6 +21,7 @@ from pushgo.protocol import operations as OPS
 from pushgo.protocol.ids import (
     encode_channel_id,
     hex_id,
+    is_digits,
     is_token_id,
     parse_channel_id,
     parse_device_key,
@@ -151,6 +152,15 @@ def test_hex_ids_device_keys_token_ids_and_redaction():
     assert not is_token_id("a b", 8)
     assert redact("0123456789abcdef") == "0123…cdef"
     assert redact("short") == "…"
+
+
+@pytest.mark.parametrize(("text", "digits"), [
+    ("0", True), ("12345", True), ("", False), ("-1", False), ("1.5", False), (" 1", False),
+    ("²", False), ("١٢", False), ("1²", False)])  # str.isdigit() takes the last three
+def test_digits_are_ascii_digits_only(text, digits):
+    assert is_digits(text) is digits
+    if digits:
+        int(text)
 
 
 # --- timestamps --------------------------------------------------------------------------------
