@@ -20,6 +20,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,8 +33,19 @@ import anyio
 import anyio.abc
 import httpx
 
-from benchmarks.harness import Benchmark, Check, Column, Options, Report, median, register
+from benchmarks.harness import (
+    RESULTS,
+    Benchmark,
+    Check,
+    Column,
+    Options,
+    Report,
+    executable,
+    median,
+    register,
+)
 from benchmarks.nginx_mock import free_port
+from benchmarks.sender import pyspy_summary
 from benchmarks.servers import PASSWORD, ServerProcess
 from pushgo.protocol import warplink as W
 from pushgo.testing.warplink_client import WarpLinkClient, connect
@@ -241,8 +253,30 @@ def _expect(proc: subprocess.Popen[str], word: str) -> list[str]:
     return line[1:]
 
 
+def _spy(pid: int, raw: Path | None) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the server (``--profile``) into ``raw``, or None."""
+    pyspy = executable("py-spy") if raw is not None else None
+    if pyspy is None or raw is None:
+        return None
+    spy = subprocess.Popen([pyspy, "record", "--pid", str(pid), "--nonblocking", "-f", "raw",  # noqa: S603
+                            "-r", "500", "-o", str(raw)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # let it attach
+    return spy
+
+
+def _unspy(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is None:
+        return
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+
+
 def _round(server: ServerProcess, transport: str, tcp_port: int, channel: str,
-           keys: list[str], cpu: int | None) -> dict[str, Any]:
+           keys: list[str], cpu: int | None, spy_to: Path | None = None) -> dict[str, Any]:
     before = rss_mb(server.pid)
     parts = [keys[i:i + PER_WORKER] for i in range(0, len(keys), PER_WORKER)]
     procs: list[subprocess.Popen[str]] = []
@@ -267,11 +301,16 @@ def _round(server: ServerProcess, transport: str, tcp_port: int, channel: str,
             proc.stdin.write("go\n")
             proc.stdin.close()
         time.sleep(0.5)
-        started = time.monotonic()
-        resp = httpx.post(server.url + "/message", json={
-            "channel_id": channel, "password": PASSWORD, "title": "bench"}, timeout=ROUND_TIMEOUT_S)
-        resp.raise_for_status()
-        done = [_expect(proc, "done") for proc in procs]
+        spy = _spy(server.pid, spy_to)
+        try:
+            started = time.monotonic()
+            resp = httpx.post(server.url + "/message", json={
+                "channel_id": channel, "password": PASSWORD, "title": "bench"},
+                timeout=ROUND_TIMEOUT_S)
+            resp.raise_for_status()
+            done = [_expect(proc, "done") for proc in procs]
+        finally:
+            _unspy(spy)
         last = max(float(d[0]) for d in done) - started
         client_cpu = sum(float(d[1]) for d in done)
         for proc in procs:
@@ -289,7 +328,12 @@ def _round(server: ServerProcess, transport: str, tcp_port: int, channel: str,
 
 
 def run(opts: Options) -> Report:
-    devices = QUICK_DEVICES if opts.quick else DEVICES
+    # PUSHGO_BENCH_PRIVATE_DEVICES / _TRANSPORTS: a smaller or partial run, to profile one
+    # transport (e.g. 3000 and wss, with py-spy attached to the server).
+    devices = int(os.environ.get("PUSHGO_BENCH_PRIVATE_DEVICES", "0")) or (
+        QUICK_DEVICES if opts.quick else DEVICES)
+    transports = [t for t in os.environ.get("PUSHGO_BENCH_PRIVATE_TRANSPORTS", "").split(",")
+                  if t in TRANSPORTS] or list(TRANSPORTS)
     rounds = opts.rounds if opts.quick else 1  # each full round opens 10,000 connections
     limit = raise_open_files(devices + 1024)
     cores = len(os.sched_getaffinity(0))
@@ -311,7 +355,7 @@ def run(opts: Options) -> Report:
                    "PUSHGO_CHANNEL_SUBSCRIBER_LIMIT": str(max(devices, 10_000)),
                    "PUSHGO_TOKEN_SERVICE_URL": "off"}
             channel, keys = "", []
-            for transport in TRANSPORTS:
+            for transport in transports:
                 # A fresh server per transport (the devices stay in the database): memory
                 # the previous transport's sessions freed would otherwise take the new ones.
                 with ServerProcess.pushgo(f"pushgo {backend} {transport}", env,
@@ -321,8 +365,17 @@ def run(opts: Options) -> Report:
                         opts.log(f"private ({backend}): setting up {devices:,} devices")
                         channel, keys = anyio.run(_devices, server.url, devices,
                                                   backend="trio")
-                    results = [_round(server, transport, tcp_port, channel, keys, client_cpu)
-                               for _ in range(rounds)]
+                    spy_to = (RESULTS / f"private-{opts.stamp}-{transport}-{backend}.pyspy.txt"
+                              if opts.profile else None)
+                    if spy_to is not None:
+                        RESULTS.mkdir(parents=True, exist_ok=True)
+                    results = [_round(server, transport, tcp_port, channel, keys, client_cpu,
+                                      spy_to if i == 0 else None)
+                               for i in range(rounds)]
+                    if spy_to is not None and spy_to.exists():
+                        report.extra.setdefault("pyspy", {})[f"{transport}-{backend}"] = (
+                            pyspy_summary(spy_to))
+                        opts.log(f"py-spy of the server's fan-out: {spy_to}")
                 row = {"label": f"{transport} ({backend})", "devices": devices,
                        **{k: median([r[k] for r in results]) for k in results[0]}}
                 opts.log(f"{row['label']}: {row['rate']:,.0f}/s, last at "

@@ -246,7 +246,7 @@ def _short(file: str) -> str:
 _FRAME_LINE = re.compile(r":\d+\)$")
 
 
-def _pyspy_summary(path: Path, top: int = 30) -> dict[str, Any]:
+def pyspy_summary(path: Path, top: int = 30) -> dict[str, Any]:
     """Self and inclusive sample shares per function from py-spy's raw (collapsed) output."""
     self_counts: dict[str, int] = {}
     incl_counts: dict[str, int] = {}
@@ -319,7 +319,7 @@ def _profile(mock: NginxMock, key: Path, opts: Options, cpu: int | None,
                 _quit(proc)
             if raw.exists():
                 entry["pyspy_rate"] = sampled["rate"]
-                entry["pyspy"] = _pyspy_summary(raw)
+                entry["pyspy"] = pyspy_summary(raw)
         out[f"pushgo-{backend}-1conn"] = entry
         # Keep the raw profiles beside the results (snakeviz/pstats, flamegraph.pl).
         RESULTS.mkdir(parents=True, exist_ok=True)

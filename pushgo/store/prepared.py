@@ -91,6 +91,13 @@ class Prepared:
         finally:
             cursor.close()
 
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cursor = self._execute(conn, params)
+        try:
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
     def first(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         cursor = self._execute(conn, params)
         try:
