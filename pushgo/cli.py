@@ -169,12 +169,33 @@ def serve(settings: Settings, *, listen_fd: int | None = None, worker_dir: str |
                   file=sys.stderr)
             store.dispose()
             return 2
+    tune_gc()
     try:
         anyio.run(_serve, gateway, config, listen_fd is not None, backend=backend,
                   backend_options=options)
     except KeyboardInterrupt:
         pass
     return 0
+
+
+#: The cyclic garbage collector's thresholds while serving (Python's own: 700, 10, 10).
+#: Thousands of connected devices keep millions of live objects; with Python's defaults a
+#: message to 10,000 warp-link devices set off full collections of 0.6-1.1 s each, seven in
+#: a row, and the last device had its delivery after 8.5 s instead of 3.9 s (TCP) and 16.4 s
+#: instead of 5.1 s (WSS). Young collections every 50,000 net allocations promote far less
+#: of a burst's short-lived state, and the full ones come ~100× rarer; garbage in cycles is
+#: still collected (the store's calls and the sessions make little of it).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Before serving: what start-up built is kept out of every collection (gc.freeze), and
+    the collector runs at GC_THRESHOLDS."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def database_location(db_url: str) -> str:

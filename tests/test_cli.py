@@ -3,13 +3,16 @@ heavy, and yes/no settings as switches."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
+import anyio
 import pytest
 
 from pushgo import __version__, cli
 from pushgo.settings import Settings, SettingsError
+from tests.conftest import make_settings
 
 #: Modules `pushgo --help` and `pushgo version` must not import: each costs tens to hundreds of
 #: milliseconds, and none is needed to print help.
@@ -77,3 +80,22 @@ def test_the_listening_line_names_the_database_without_its_password(tmp_path, mo
     assert cli.database_location("sqlite:////var/lib/pushgo/x.db") == "/var/lib/pushgo/x.db"
     where = cli.database_location("postgresql://pushgo:hunter2@db:5432/pushgo?password=hunter3")
     assert where == "postgresql://pushgo:***@db:5432/pushgo"
+
+
+def test_serve_runs_with_the_collector_tuned(tmp_path, monkeypatch) -> None:
+    """``pushgo serve`` starts its loop with start-up's objects frozen and GC_THRESHOLDS."""
+    seen: dict[str, object] = {}
+
+    def fake_run(*args: object, **kwargs: object) -> None:
+        seen["thresholds"], seen["frozen"] = gc.get_threshold(), gc.get_freeze_count()
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(anyio, "run", fake_run)
+    settings = make_settings(f"sqlite:///{tmp_path}/gc.db", http_port=0)
+    try:
+        assert cli.serve(settings) == 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    assert seen["thresholds"] == cli.GC_THRESHOLDS
+    assert isinstance(seen["frozen"], int) and seen["frozen"] > 10_000
