@@ -11,8 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from pushgo.api.envelope import body_as, ok
-from pushgo.api.front import TOKEN_QUERY
+from pushgo.api.envelope import body_as, ok, query_params
 from pushgo.errors import InvalidInput, codes
 from pushgo.protocol.ids import is_digits
 from pushgo.service import Services
@@ -49,17 +48,6 @@ def created(row: KeyOut, key: str) -> KeyCreatedOut:
     return KeyCreatedOut(key=key, **msgspec.structs.asdict(row))
 
 
-def _params(request: Request, allowed: set[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name == TOKEN_QUERY:
-            continue
-        if name not in allowed:
-            raise InvalidInput(codes.INVALID_QUERY, f"unknown query parameter {name!r}")
-        out[name] = value
-    return out
-
-
 def _int(params: dict[str, str], name: str) -> int | None:
     raw = params.get(name, "").strip()
     if not raw:
@@ -81,7 +69,7 @@ def key_routes(svc: Services) -> list[BaseRoute]:
 
     async def listing(request: Request) -> Response:
         require_scope(Scope.ADMIN)
-        params = _params(request, {"all"})
+        params = query_params(request, {"all"})
         if params.get("all", "false") not in ("true", "false"):
             raise InvalidInput(codes.INVALID_QUERY, "all must be true or false")
         everything = params.get("all") == "true"
@@ -96,7 +84,7 @@ def key_routes(svc: Services) -> list[BaseRoute]:
 
     async def audit(request: Request) -> Response:
         require_scope(Scope.ADMIN)
-        params = _params(request, {"limit", "before"})
+        params = query_params(request, {"limit", "before"})
         limit = _int(params, "limit")
         entries = await svc.audit.recent(100 if limit is None else limit,
                                          _int(params, "before"))

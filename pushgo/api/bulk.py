@@ -21,8 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from pushgo.api.envelope import is_json_type, ok
-from pushgo.api.front import TOKEN_QUERY
+from pushgo.api.envelope import TOKEN_QUERY, is_json_type, ok
 from pushgo.api.spool import Spool
 from pushgo.errors import GatewayError, InvalidInput, codes
 from pushgo.protocol import bulk as bulk_wire

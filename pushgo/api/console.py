@@ -23,8 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from pushgo.api.envelope import ok
-from pushgo.api.front import TOKEN_QUERY
+from pushgo.api.envelope import ok, query_params
 from pushgo.errors import InvalidInput, codes
 from pushgo.service.console import DEFAULT_OPERATIONS, MAX_OPERATIONS, Console
 
@@ -35,17 +34,6 @@ PUBLIC_PATHS = frozenset({PAGE_PATH})
 _CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
         "connect-src 'self'; img-src 'self' data:; form-action 'none'; "
         "frame-ancestors 'none'; base-uri 'none'")
-
-
-def _no_query(request: Request, allowed: frozenset[str] = frozenset()) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in request.query_params.multi_items():
-        if key == TOKEN_QUERY:  # the gateway token's fallback, checked by the front door
-            continue
-        if key not in allowed:
-            raise InvalidInput(codes.INVALID_QUERY, f"unknown query parameter {key!r}")
-        out[key] = value
-    return out
 
 
 def _limit(raw: str | None) -> int:
@@ -66,19 +54,19 @@ def console_routes(console: Console) -> list[BaseRoute]:
                                            "referrer-policy": "no-referrer"})
 
     async def operations(request: Request) -> Response:
-        query = _no_query(request, frozenset({"limit"}))
+        query = query_params(request, {"limit"})
         return ok(await console.operations(_limit(query.get("limit"))))
 
     async def stats(request: Request) -> Response:
-        _no_query(request)
+        query_params(request)
         return ok(await console.stats())
 
     async def providers(request: Request) -> Response:
-        _no_query(request)
+        query_params(request)
         return ok(await console.providers())
 
     async def failures(request: Request) -> Response:
-        _no_query(request)
+        query_params(request)
         return ok(await console.failures())
 
     return [

@@ -6,6 +6,7 @@ Owns: the one place where a GatewayError becomes an HTTP response.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any, TypeVar
 
 import msgspec
@@ -19,6 +20,9 @@ from pushgo.protocol.ids import is_digits
 T = TypeVar("T")
 
 MAX_BODY = 32 * 1024
+#: The gateway token's query-string fallback: checked by the front door, no parameter of a
+#: route.
+TOKEN_QUERY = "token"  # noqa: S105 - a parameter name, not a secret
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
@@ -185,3 +189,18 @@ async def body_as(request: Request, kind: type[T]) -> T:
         raise InvalidInput(codes.MISSING_JSON_CONTENT_TYPE,
                            "missing Content-Type: application/json")
     return decode(await read_body(request), kind)
+
+
+def query_params(request: Request, allowed: AbstractSet[str] = frozenset()) -> dict[str, str]:
+    """The request's query parameters (the first of a repeated one), each in ``allowed``;
+    anything else is 400 invalid_query. The gateway token's fallback is not a parameter."""
+    out: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key == TOKEN_QUERY:  # the gateway token's fallback, checked by the front door
+            continue
+        if key not in allowed:
+            raise InvalidInput(codes.INVALID_QUERY, f"unknown query parameter {key!r}")
+        if "\x00" in value:  # as JSON bodies (envelope.decode): PostgreSQL cannot store it
+            raise InvalidInput(codes.INVALID_QUERY, f"query parameter {key!r} contains U+0000")
+        out.setdefault(key, value)
+    return out

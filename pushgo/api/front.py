@@ -32,7 +32,7 @@ from starlette.routing import Match, Router, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from pushgo.api.envelope import error_body, locale_of
+from pushgo.api.envelope import TOKEN_QUERY, error_body, locale_of
 from pushgo.api.reading import BodyReader, RequestTimeout
 from pushgo.api.scopes import scope_of
 from pushgo.errors import (
@@ -51,8 +51,6 @@ from pushgo.service.throttle import CLIENT, client_address, networks
 log = logging.getLogger("pushgo.http")
 
 MAX_TOKEN = 4096
-#: The query parameter that may carry the gateway token when no Authorization header is sent.
-TOKEN_QUERY = "token"  # noqa: S105 - a parameter name, not a secret
 #: The status counted and logged for a request whose client went away before its body ended.
 CLIENT_CLOSED = 499
 

@@ -11,8 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from pushgo.api.envelope import body_as, ok
-from pushgo.api.front import TOKEN_QUERY
+from pushgo.api.envelope import TOKEN_QUERY, body_as, ok
 from pushgo.errors import InvalidInput, codes
 from pushgo.service import Services
 

@@ -10,8 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from pushgo.api.envelope import body_as, convert, ok, read_body
-from pushgo.api.front import TOKEN_QUERY
+from pushgo.api.envelope import body_as, convert, ok, query_params, read_body
 from pushgo.api.page import render_index
 from pushgo.api.private_ws import private_enabled, transport_hints
 from pushgo.delivery.private import PrivateStreams
@@ -24,19 +23,6 @@ from pushgo.service import Services
 from pushgo.service.sendstatus import send_status
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _query(request: Request, allowed: set[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key, value in request.query_params.multi_items():
-        if key == TOKEN_QUERY:  # the gateway token's fallback, checked by the front door
-            continue
-        if key not in allowed:
-            raise InvalidInput(codes.INVALID_QUERY, f"unknown query parameter {key!r}")
-        if "\x00" in value:  # as JSON bodies (envelope.decode): PostgreSQL cannot store it
-            raise InvalidInput(codes.INVALID_QUERY, f"query parameter {key!r} contains U+0000")
-        out.setdefault(key, value)
-    return out
 
 
 def build_routes(svc: Services, streams: PrivateStreams,
@@ -63,7 +49,7 @@ def _send_routes(svc: Services) -> list[BaseRoute]:
 
     async def get_message(request: Request) -> Response:
         fields = set(OPS.MessageQuery.__struct_fields__)
-        query = convert(_query(request, fields), OPS.MessageQuery)
+        query = convert(query_params(request, fields), OPS.MessageQuery)
         req = OPS.message_from_query(query)
         password = OPS.require_password(req.password)
         return ok((await svc.publisher.send(OPS.message_spec(req), password)).wire())
@@ -87,7 +73,7 @@ def _send_routes(svc: Services) -> list[BaseRoute]:
         return ok((await svc.publisher.send(spec, password)).wire())
 
     async def get_send_status(request: Request) -> Response:
-        _query(request, set())
+        query_params(request)
         return ok(send_status(await svc.status.get(request.path_params["op_id"])))
 
     async def cancel_operation(request: Request) -> Response:
@@ -119,13 +105,13 @@ def _device_routes(svc: Services, streams: PrivateStreams) -> list[BaseRoute]:
     """Devices, their routes and subscriptions, their inbox and private stream."""
 
     async def channel_exists(request: Request) -> Response:
-        query = _query(request, {"channel_id"})
+        query = query_params(request, {"channel_id"})
         if "channel_id" not in query:
             raise InvalidInput(codes.CHANNEL_ID_REQUIRED, "channel id must not be empty")
         return ok(await svc.channels.exists(query["channel_id"]))
 
     async def private_stream(request: Request) -> Response:
-        query = _query(request, {"device_key"})
+        query = query_params(request, {"device_key"})
         key = field_rules.device_key(query.get("device_key", ""))
         await svc.devices.require(key)
         last = request.headers.get("last-event-id")
