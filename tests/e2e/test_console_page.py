@@ -191,6 +191,7 @@ async def test_the_console_shows_an_operation_progress_live(cgateway, apns, held
             seen["failures"] = page.inner_text("#failures")
             seen["admin"] = {name: page.get_attribute(f"#{name}", "data-state")
                              for name in ("apps", "keys", "audit")}
+            seen["apps_text"] = page.inner_text("#apps")
             seen["stored"] = page.evaluate(
                 "sessionStorage.getItem('pushgo.console.credential')")
             seen["shot_after"] = page.screenshot(full_page=True)
@@ -220,4 +221,7 @@ async def test_the_console_shows_an_operation_progress_live(cgateway, apns, held
     for name, status in zip(("apps", "keys", "audit"), statuses.values(), strict=True):
         expected[name] = "ok" if status == 200 else "absent"
     assert seen["admin"] == expected
+    if expected["apps"] == "ok":  # settings as words, not JSON
+        assert "default" in seen["apps_text"] and '{"' not in seen["apps_text"]
+        assert '["' not in seen["apps_text"]
     assert seen["stored"] == TOKEN
