@@ -173,7 +173,7 @@ def seq_of(conn: Connection, device_key: str, delivery_id: str) -> int | None:
     )).scalar()
 
 
-def _take(conn: Connection, device_key: str, seqs: list[int], now: int) -> None:
+def _take(conn: Connection, seqs: list[int], now: int) -> None:
     """The device has the payload: it leaves the inbox; a private delivery is now sent."""
     for start in range(0, len(seqs), 500):
         chunk = seqs[start:start + 500]
@@ -192,7 +192,7 @@ def pull(conn: Connection, device_key: str, delivery_id: str | None, now: int,
         q = q.where(deliveries.c.delivery_id == delivery_id)
     rows = conn.execute(q.order_by(deliveries.c.seq).limit(limit)).all()
     items = [InboxItem(r.seq, r.delivery_id, r.payload) for r in rows]
-    _take(conn, device_key, [i.seq for i in items], now)
+    _take(conn, [i.seq for i in items], now)
     return items
 
 
@@ -203,7 +203,7 @@ def ack(conn: Connection, device_key: str, delivery_id: str, now: int) -> bool:
     )).scalar()
     if seq is None:
         return False
-    _take(conn, device_key, [seq], now)
+    _take(conn, [seq], now)
     return True
 
 
@@ -224,7 +224,7 @@ def ack_pairs(conn: Connection, pairs: Sequence[tuple[str, str]],
                 deliveries.c.inbox.is_(True))):
             if key in by_id[delivery_id]:  # a device acknowledges only its own
                 found[(key, delivery_id)] = (int(seq), int(op_pk))
-    _take(conn, "", [seq for seq, _ in found.values()], now)
+    _take(conn, [seq for seq, _ in found.values()], now)
     return {pair: op_pk for pair, (_, op_pk) in found.items()}
 
 
@@ -245,7 +245,7 @@ def ack_many(conn: Connection, device_key: str, delivery_ids: list[str], now: in
         deliveries.c.device_key == device_key, deliveries.c.delivery_id.in_(delivery_ids),
         deliveries.c.inbox.is_(True),
     )).scalars())
-    _take(conn, device_key, seqs, now)
+    _take(conn, seqs, now)
     return len(seqs)
 
 
