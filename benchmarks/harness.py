@@ -17,8 +17,10 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +89,27 @@ def executable(name: str) -> str | None:
         if (d / name).exists():
             return str(d / name)
     return None
+
+
+def start_pyspy(pyspy: str, pid: int, raw: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling process ``pid`` (500 Hz, without pausing it) into ``raw`` (collapsed
+    stacks), attached by the time this returns."""
+    spy = subprocess.Popen([pyspy, "record", "--pid", str(pid), "--nonblocking",  # noqa: S603
+                            "-f", "raw", "-r", "500", "-o", str(raw)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # let it attach
+    return spy
+
+
+def stop_pyspy(spy: subprocess.Popen[bytes] | None) -> None:
+    """Stop a ``start_pyspy`` (SIGINT: it writes its file), killed if it will not."""
+    if spy is None:
+        return
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
 
 
 def ensure(needs: Sequence[Need], *, install: bool, log: Callable[[str], None]) -> list[Need]:

@@ -20,7 +20,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,8 @@ from benchmarks.harness import (
     executable,
     median,
     register,
+    start_pyspy,
+    stop_pyspy,
 )
 from benchmarks.nginx_mock import free_port
 from benchmarks.sender import pyspy_summary
@@ -253,28 +254,6 @@ def _expect(proc: subprocess.Popen[str], word: str) -> list[str]:
     return line[1:]
 
 
-def _spy(pid: int, raw: Path | None) -> subprocess.Popen[bytes] | None:
-    """py-spy sampling the server (``--profile``) into ``raw``, or None."""
-    pyspy = executable("py-spy") if raw is not None else None
-    if pyspy is None or raw is None:
-        return None
-    spy = subprocess.Popen([pyspy, "record", "--pid", str(pid), "--nonblocking", "-f", "raw",  # noqa: S603
-                            "-r", "500", "-o", str(raw)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # let it attach
-    return spy
-
-
-def _unspy(spy: subprocess.Popen[bytes] | None) -> None:
-    if spy is None:
-        return
-    spy.send_signal(signal.SIGINT)
-    try:
-        spy.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        spy.kill()
-
-
 def _round(server: ServerProcess, transport: str, tcp_port: int, channel: str,
            keys: list[str], cpu: int | None, spy_to: Path | None = None) -> dict[str, Any]:
     before = rss_mb(server.pid)
@@ -301,7 +280,8 @@ def _round(server: ServerProcess, transport: str, tcp_port: int, channel: str,
             proc.stdin.write("go\n")
             proc.stdin.close()
         time.sleep(0.5)
-        spy = _spy(server.pid, spy_to)
+        pyspy = executable("py-spy") if spy_to is not None else None
+        spy = start_pyspy(pyspy, server.pid, spy_to) if pyspy and spy_to else None
         try:
             started = time.monotonic()
             resp = httpx.post(server.url + "/message", json={
@@ -310,7 +290,7 @@ def _round(server: ServerProcess, transport: str, tcp_port: int, channel: str,
             resp.raise_for_status()
             done = [_expect(proc, "done") for proc in procs]
         finally:
-            _unspy(spy)
+            stop_pyspy(spy)
         last = max(float(d[0]) for d in done) - started
         client_cpu = sum(float(d[1]) for d in done)
         for proc in procs:

@@ -17,11 +17,9 @@ import os
 import pstats
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,8 @@ from benchmarks.harness import (
     median,
     percentile,
     register,
+    start_pyspy,
+    stop_pyspy,
 )
 from benchmarks.nginx_mock import NginxMock
 
@@ -303,19 +303,10 @@ def _profile(mock: NginxMock, key: Path, opts: Options, cpu: int | None,
             try:
                 ready = _ask(proc, None)
                 _ask(proc, "warmup")
-                spy_cmd = [pyspy, "record", "--pid", str(ready["pid"]), "--nonblocking", "-f", "raw",
-                           "-r", "500", "-o", str(raw)]
-                spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL,  # noqa: S603
-                                       stderr=subprocess.DEVNULL)
-                time.sleep(1.0)  # let it attach
+                spy = start_pyspy(pyspy, ready["pid"], raw)
                 sampled = _ask(proc, "round")
             finally:
-                if spy is not None:
-                    spy.send_signal(signal.SIGINT)
-                    try:
-                        spy.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        spy.kill()
+                stop_pyspy(spy)
                 _quit(proc)
             if raw.exists():
                 entry["pyspy_rate"] = sampled["rate"]
